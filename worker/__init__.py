@@ -1,0 +1,1 @@
+"""Streaming scoring worker: Kafka events in, ALOCC scores to Redis, exclusion events out."""

@@ -1,0 +1,39 @@
+"""The `alocc` command line: one root parser, subcommands registered by the packages that own them.
+
+Subcommand modules are imported lazily inside `main` so that `alocc --help` stays fast and importing
+this module never pulls in torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the root parser with every subcommand attached."""
+    parser = argparse.ArgumentParser(
+        prog="alocc",
+        description="Detect announcement-card images (ALOCC one-class model) and keep them out of search.",
+    )
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from model import cli as model_cli
+    from worker import commands as worker_commands
+
+    model_cli.register(subcommands)
+    worker_commands.register(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `alocc` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    return int(handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
