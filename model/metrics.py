@@ -63,19 +63,24 @@ def _ratio(num: int, den: int) -> float:
     return float(num) / den if den else float("nan")
 
 
-def confusion_counts(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> ConfusionCounts:
-    """Count the outcomes of `score >= threshold` against the labels.
+def confusion_counts(labels: npt.ArrayLike, predicted: npt.ArrayLike) -> ConfusionCounts:
+    """Count the outcomes of a binary decision against the labels.
 
     Args:
         labels: 1 for the positive (trained) class, 0 for the others.
-        scores: higher means more like the positive class.
-        threshold: decision threshold; a score equal to it counts as positive.
+        predicted: the decision per sample (True = flagged as the positive class).
 
     Returns:
         The confusion counts.
     """
-    y, s = _as_arrays(labels, scores)
-    pred = s >= threshold
+    y = np.asarray(labels)
+    pred = np.asarray(predicted)
+    if y.shape != pred.shape or y.ndim != 1:
+        raise ValueError(f"labels and predictions must be 1-D of one length, got {y.shape}, {pred.shape}")
+    if not (np.isin(y, (0, 1)).all() and np.isin(pred, (0, 1)).all()):
+        raise ValueError("labels and predictions must be 0/1 or boolean")
+    y = y.astype(bool)
+    pred = pred.astype(bool)
     return ConfusionCounts(
         tp=int(np.sum(pred & y)),
         fp=int(np.sum(pred & ~y)),
@@ -142,7 +147,7 @@ def roc_curve(labels: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[FloatArray,
 
 
 def binary_metrics(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: float) -> BinaryMetrics:
-    """All the metrics of one mode at a fixed threshold.
+    """All the metrics of one mode, deciding `score >= threshold`.
 
     Args:
         labels: 1 for the positive (trained) class, 0 for the others.
@@ -152,19 +157,37 @@ def binary_metrics(labels: npt.ArrayLike, scores: npt.ArrayLike, threshold: floa
     Returns:
         Accuracy, FPR, FNR, precision, recall, F1 (positive class), AUROC and the threshold.
     """
-    c = confusion_counts(labels, scores, threshold)
+    _, s = _as_arrays(labels, scores)
+    return metrics_from_decisions(labels, scores, s >= threshold, threshold)
+
+
+def metrics_from_decisions(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, predicted: npt.ArrayLike, threshold: float
+) -> BinaryMetrics:
+    """All the metrics of one mode, from decisions already taken (e.g. `BatchScores.excluded`).
+
+    Taking the decision from the scorer rather than re-deriving it from the threshold keeps the
+    evaluation faithful to whatever comparison (`>` or `>=`) the scorer applies.
+
+    Args:
+        labels: 1 for the positive (trained) class, 0 for the others.
+        scores: higher means more like the positive class (used for the AUROC only).
+        predicted: the decision per sample (True = flagged as the positive class).
+        threshold: the threshold the decisions were taken at, recorded with the metrics.
+
+    Returns:
+        Accuracy, FPR, FNR, precision, recall, F1 (positive class), AUROC and the threshold.
+    """
+    c = confusion_counts(labels, predicted)
     total = c.tp + c.fp + c.tn + c.fn
-    precision = _ratio(c.tp, c.tp + c.fp)
-    recall = _ratio(c.tp, c.tp + c.fn)
     # F1 = 2TP / (2TP + FP + FN); written this way it is 0, not NaN, when nothing is predicted positive.
-    f1 = _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn)
     return BinaryMetrics(
         accuracy=_ratio(c.tp + c.tn, total),
         fpr=_ratio(c.fp, c.fp + c.tn),
         fnr=_ratio(c.fn, c.fn + c.tp),
-        precision=precision,
-        recall=recall,
-        f1=f1,
+        precision=_ratio(c.tp, c.tp + c.fp),
+        recall=_ratio(c.tp, c.tp + c.fn),
+        f1=_ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn),
         auroc=auroc(labels, scores),
         threshold=float(threshold),
     )

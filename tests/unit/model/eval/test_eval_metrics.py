@@ -9,7 +9,14 @@ import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from model.metrics import auroc, binary_metrics, confusion_counts, quantile_threshold, roc_curve
+from model.metrics import (
+    auroc,
+    binary_metrics,
+    confusion_counts,
+    metrics_from_decisions,
+    quantile_threshold,
+    roc_curve,
+)
 
 
 def test_auroc_perfect_and_reversed() -> None:
@@ -47,9 +54,19 @@ def test_roc_curve_matches_sklearn() -> None:
     assert np.trapezoid(tpr, fpr) == pytest.approx(auroc(y, s))
 
 
-def test_confusion_counts_threshold_is_inclusive() -> None:
-    c = confusion_counts([1, 1, 0, 0, 1], [0.5, 0.4, 0.5, 0.1, 0.9], threshold=0.5)
+def test_binary_metrics_threshold_is_inclusive() -> None:
+    m = binary_metrics([1, 1, 0, 0, 1], [0.5, 0.4, 0.5, 0.1, 0.9], threshold=0.5)
+    # tp=2 (0.5, 0.9), fp=1 (0.5), tn=1, fn=1 (0.4)
+    assert m.fpr == pytest.approx(1 / 2)
+    assert m.fnr == pytest.approx(1 / 3)
+
+
+def test_confusion_counts_and_decisions() -> None:
+    c = confusion_counts([1, 1, 0, 0, 1], [True, False, True, False, True])
     assert (c.tp, c.fp, c.tn, c.fn) == (2, 1, 1, 1)
+    # A scorer that decides `score > threshold` is evaluated by its own decisions, not re-derived ones.
+    m = metrics_from_decisions([1, 0], [0.5, 0.5], [False, False], threshold=0.5)
+    assert (m.fnr, m.fpr, m.auroc) == (1.0, 0.0, 0.5)
 
 
 def test_binary_metrics_known_numbers() -> None:
