@@ -1,0 +1,170 @@
+"""The ALOCC networks: the reconstructor R and the discriminator D.
+
+R maps a (noisy) image to an image of the same shape; D maps an image to one **logit** per image
+(higher = more like the trained class). The seed's D ends in a Sigmoid; here the sigmoid is applied
+at scoring time instead, so training can use `BCEWithLogitsLoss` (stable, and safe under bf16).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from model.presets import NetworkSpec
+
+_SEED_CHANNELS = (64, 128, 256, 512)
+
+
+def _seed_reconstructor(spec: NetworkSpec) -> tuple[nn.Sequential, nn.Sequential]:
+    """The blog post's R: four 3x3 stride-1 convs (no padding) and four mirrored transposed convs.
+
+    Each unpadded conv shrinks the side by 2 and each transposed conv grows it back by 2, so a
+    64x64 input comes out 64x64: (B, 3, 64, 64) -> (B, 512, 56, 56) -> (B, 3, 64, 64).
+    """
+    encoder: list[nn.Module] = []
+    in_channels = 3
+    for channels in _SEED_CHANNELS:
+        # Conv -> ReLU -> BatchNorm, in the seed's order.
+        encoder += [
+            nn.Conv2d(in_channels, channels, 3, stride=1),
+            nn.ReLU(),
+            nn.BatchNorm2d(channels, spec.bn_eps),
+        ]
+        in_channels = channels
+    decoder: list[nn.Module] = []
+    for channels in reversed(_SEED_CHANNELS[:-1]):
+        decoder += [
+            nn.ConvTranspose2d(in_channels, channels, 3, stride=1),
+            nn.ReLU(),
+            nn.BatchNorm2d(channels, spec.bn_eps),
+        ]
+        in_channels = channels
+    decoder += [nn.ConvTranspose2d(in_channels, 3, 3, stride=1), nn.Tanh()]
+    return nn.Sequential(*encoder), nn.Sequential(*decoder)
+
+
+def _strided_reconstructor(spec: NetworkSpec) -> tuple[nn.Sequential, nn.Sequential]:
+    """The official code's R: 5x5 stride-2 convs down, 5x5 stride-2 transposed convs back up.
+
+    (B, 3, S, S) -> (B, width * 2**(r_depth-1), S / 2**r_depth, ...) -> (B, 3, S, S).
+    """
+    channels = [min(spec.width * 2**i, spec.width * 8) for i in range(spec.r_depth)]
+    encoder: list[nn.Module] = []
+    in_channels = 3
+    for out_channels in channels:
+        encoder += [
+            nn.Conv2d(in_channels, out_channels, 5, stride=2, padding=2, bias=False),
+            nn.BatchNorm2d(out_channels, spec.bn_eps),
+            nn.LeakyReLU(0.2),
+        ]
+        in_channels = out_channels
+    decoder: list[nn.Module] = []
+    for out_channels in reversed(channels[:-1]):
+        decoder += [
+            nn.ConvTranspose2d(
+                in_channels, out_channels, 5, stride=2, padding=2, output_padding=1, bias=False
+            ),
+            nn.BatchNorm2d(out_channels, spec.bn_eps),
+            nn.ReLU(),
+        ]
+        in_channels = out_channels
+    decoder += [nn.ConvTranspose2d(in_channels, 3, 5, stride=2, padding=2, output_padding=1), nn.Tanh()]
+    return nn.Sequential(*encoder), nn.Sequential(*decoder)
+
+
+class Reconstructor(nn.Module):
+    """R: an encoder/decoder that should reconstruct the trained class well and other images badly."""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        builder = _seed_reconstructor if spec.architecture == "seed" else _strided_reconstructor
+        self.encoder, self.decoder = builder(spec)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [-1, 1] -> (B, 3, S, S) in [-1, 1]."""
+        return self.decoder(self.encoder(images))
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class Discriminator(nn.Module):
+    """D: conv stack, flatten, one linear unit; returns logits of shape (B,)."""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels, side = 3, spec.input_size
+        if spec.architecture == "seed":
+            # Four 3x3 stride-2 unpadded convs: 64 -> 31 -> 15 -> 7 -> 3, hence Linear(512 * 9, 1).
+            plan = [(channels, 3, 0) for channels in _SEED_CHANNELS]
+        else:
+            # 5x5 stride-2 "same" convs until the map is 4x4 (4 stages at 64 px, 5 at 128 px).
+            plan = []
+            while side > 4:
+                plan.append((min(spec.width * 2 ** len(plan), spec.width * 8), 5, 2))
+                side //= 2
+            side = spec.input_size
+        for channels, kernel, padding in plan:
+            layers += [
+                nn.Conv2d(in_channels, channels, kernel, stride=2, padding=padding),
+                nn.BatchNorm2d(channels, spec.bn_eps),
+                nn.LeakyReLU(0.2),
+                nn.Dropout2d(spec.dropout),
+            ]
+            in_channels, side = channels, _conv_out(side, kernel, 2, padding)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(in_channels * side * side, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B,) logits; sigmoid(logit) is the probability of the trained class."""
+        features = self.features(images).flatten(1)  # (B, C * s * s)
+        return self.classifier(features).squeeze(1)
+
+
+class AloccNetworks(NamedTuple):
+    """The pair of networks that make up one ALOCC model."""
+
+    reconstructor: Reconstructor
+    discriminator: Discriminator
+
+
+def build_networks(spec: NetworkSpec) -> AloccNetworks:
+    """Build freshly initialised R and D for `spec`."""
+    return AloccNetworks(Reconstructor(spec), Discriminator(spec))
+
+
+class NetworkCost(NamedTuple):
+    """Parameter count and forward FLOPs for one image (1 multiply-add = 2 FLOPs)."""
+
+    params: int
+    flops: int
+
+
+def network_cost(module: nn.Module, input_size: int) -> NetworkCost:
+    """Count parameters and per-image forward FLOPs of `module` (conv, transposed conv, linear).
+
+    FLOPs come from `torch.utils.flop_counter` run on a meta-device copy, so nothing is computed.
+    """
+    params = sum(p.numel() for p in module.parameters())
+    was_training = module.training
+    module.eval()
+    try:
+        meta = _meta_copy(module)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            meta(torch.empty(1, 3, input_size, input_size, device="meta"))
+        flops = int(counter.get_total_flops())
+    finally:
+        module.train(was_training)
+    return NetworkCost(params=params, flops=flops)
+
+
+def _meta_copy(module: nn.Module) -> nn.Module:
+    clone = copy.deepcopy(module)
+    return clone.to_empty(device="meta")

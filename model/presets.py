@@ -1,0 +1,91 @@
+"""Named network configurations and the arithmetic of their shapes.
+
+A preset is a `NetworkSpec`: the checkpoint card stores the spec's fields, so a model is rebuilt from
+its card without guessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from model.errors import ConfigError, UnknownPreset
+
+Architecture = Literal["seed", "strided"]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything needed to build the reconstructor R and the discriminator D.
+
+    Attributes:
+        architecture: "seed" (the blog post's stride-1 R and 3x3 stride-2 D) or "strided" (the
+            paper's official code: 5x5 stride-2 encoder/decoder and discriminator).
+        input_size: Side of the square RGB input.
+        width: Channels of the first conv layer; each further layer doubles it (capped at 8*width).
+            The seed architecture is fixed at 64.
+        r_depth: Down-sampling stages of the strided R (ignored by the seed R, which has four
+            stride-1 stages).
+        bn_eps: BatchNorm epsilon. The seed passes 0.8 as BatchNorm2d's second positional argument,
+            which is eps, not momentum; `seed-fixed` uses PyTorch's default 1e-5.
+        dropout: Dropout2d probability in D.
+    """
+
+    architecture: Architecture
+    input_size: int = 64
+    width: int = 64
+    r_depth: int = 4
+    bn_eps: float = 1e-5
+    dropout: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("seed", "strided"):
+            raise ConfigError(f"unknown architecture {self.architecture!r}")
+        if self.input_size < 16:
+            raise ConfigError(f"input_size must be at least 16, got {self.input_size}")
+        if self.width < 1:
+            raise ConfigError(f"width must be positive, got {self.width}")
+        if self.architecture == "seed" and self.width != 64:
+            raise ConfigError(
+                "the seed architecture has fixed widths 64..512; use a strided preset to vary width"
+            )
+        if self.architecture == "strided" and self.input_size % (2**self.r_depth) != 0:
+            raise ConfigError(
+                f"strided R needs input_size divisible by 2**r_depth={2**self.r_depth}, got {self.input_size}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form stored in the checkpoint card."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkSpec:
+        """Rebuild from `to_dict` output; unknown keys are an error, not silently dropped."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown network fields {sorted(unknown)}")
+        return cls(**data)
+
+
+PRESETS: dict[str, NetworkSpec] = {
+    # The blog post's networks exactly, including BatchNorm2d(C, 0.8) == eps 0.8.
+    "seed": NetworkSpec(architecture="seed", input_size=64, width=64, r_depth=4, bn_eps=0.8),
+    # Same shapes with PyTorch's default eps, to measure what the eps=0.8 quirk does.
+    "seed-fixed": NetworkSpec(architecture="seed", input_size=64, width=64, r_depth=4, bn_eps=1e-5),
+    # The official code's strided style: cheap enough to train on a CPU.
+    "strided": NetworkSpec(architecture="strided", input_size=64, width=32, r_depth=3),
+    # Same at 128x128, where a line of text is still legible after resizing.
+    "strided-128": NetworkSpec(architecture="strided", input_size=128, width=32, r_depth=4),
+}
+
+
+def get_preset(name: str, **overrides: Any) -> NetworkSpec:
+    """Return the named preset, with any non-None `overrides` applied (e.g. width, input_size)."""
+    try:
+        spec = PRESETS[name]
+    except KeyError as exc:
+        raise UnknownPreset(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from exc
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    return dataclasses.replace(spec, **changes) if changes else spec
