@@ -1,0 +1,655 @@
+"""The streaming worker: the only place that knows every stage.
+
+    Kafka consume -> validate -> fetch (async, pooled) -> decode (thread pool) -> micro-batch
+    -> score (device thread) -> Redis (pipelined compare-and-set) -> exclusion/dead-letter events
+    + offsets (one transaction) -> commit
+
+The main thread runs `Worker.run`: it polls Kafka with a short timeout, moves finished downloads into
+the batcher, hands full batches to the scoring thread, writes scored batches to Redis, and commits. It
+never blocks on a download or a model call, so the consumer keeps its group membership however slow a
+batch is, and the next batch's downloads and decodes overlap the current batch's scoring.
+
+Commit order of one step (`_commit_step`), written down because correctness depends on it:
+
+1. Redis: each message's score record is written (at batch completion, before any commit).
+2. Produce the exclusion events and dead-letter records of the committed messages.
+3. Send the offsets (first unfinished offset per partition) in the same Kafka transaction.
+4. Commit the transaction.
+
+Offsets advance only over a partition's finished prefix (`OffsetLedger`), and a message's output
+events are produced in the transaction that moves the offset past it. Any failure before 4 leaves the
+offsets where they were: an aborted transaction rewinds the consumer to the first uncommitted message,
+and a fatal error stops the worker without committing. Redis writes are idempotent, so redoing a step
+after a crash gives the same records and the same decisions.
+
+Rebalancing (cooperative-sticky): on revoke, the batch being scored is finished and the finished
+prefix committed; the rest of the revoked partitions' work is dropped (their next owner redoes it). On
+lost, nothing is committed and the partitions' work is dropped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import functools
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from pydantic import ValidationError
+
+from schemas.events import ImageUploaded
+from worker.batcher import MicroBatcher
+from worker.errors import BadInput, InvalidEvent, KafkaFatalError, WorkerError
+from worker.fetch import redact_url
+from worker.guard import FailureRateGuard
+from worker.health import HealthState
+from worker.ledger import OffsetLedger, TopicPartitionKey, commit_offsets
+from worker.metrics import WorkerMetrics
+from worker.prepare import ImagePreparer, PreparedImage
+from worker.publish import OutputRecord, dead_letter_record, exclusion_record, should_publish
+from worker.scoring import ScoredBatch, ScoringStage
+from worker.sink import CommitAborted, OutputSink
+from worker.store import ScoreRecord, ScoreStore, WriteStatus
+
+log = structlog.get_logger("alocc.worker")
+
+# How long a revoke may wait for the batch on the device before dropping it (bounded rebalance callback).
+_REVOKE_WAIT_S = 10.0
+_LAG_INTERVAL_S = 10.0
+
+
+@dataclass(eq=False)
+class InFlight:
+    """One consumed message on its way through the stages."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    epoch: int
+    consumed_at: float
+    event: ImageUploaded | None = None
+    pixels: Any = None  # (3, S, S) uint8 tensor between decode and scoring
+    outputs: list[OutputRecord] = field(default_factory=list)
+    outcome: str = ""  # scored | excluded | stale | dead_lettered
+    reason: str = ""  # dead-letter reason
+    finished: bool = False
+
+    @property
+    def tp(self) -> TopicPartitionKey:
+        """(topic, partition)."""
+        return (self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics the worker reads and writes."""
+
+    input: str
+    exclusions: str
+    dead_letter: str
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Plain knobs of the run loop."""
+
+    max_batch: int
+    max_wait_s: float
+    max_in_flight: int
+    commit_interval_s: float
+    poll_timeout_s: float
+    drain_timeout_s: float
+    worker_id: str
+
+
+@dataclass
+class RunStats:
+    """What one `run` did (committed messages only)."""
+
+    consumed: int = 0
+    scored: int = 0
+    excluded: int = 0
+    stale: int = 0
+    dead_lettered: int = 0
+    published: int = 0
+    batches: int = 0
+    commits: int = 0
+    aborted_commits: int = 0
+    seconds: float = 0.0
+
+    @property
+    def committed(self) -> int:
+        """Messages whose offsets were committed."""
+        return self.scored + self.excluded + self.stale + self.dead_lettered
+
+
+class Worker:
+    """Consumes image events, scores them, stores and publishes results, commits. Single use."""
+
+    def __init__(
+        self,
+        *,
+        consumer: Consumer,
+        sink: OutputSink,
+        store: ScoreStore,
+        preparer: ImagePreparer,
+        scoring: ScoringStage,
+        topics: Topics,
+        settings: LoopSettings,
+        guard: FailureRateGuard,
+        metrics: WorkerMetrics | None = None,
+        health: HealthState | None = None,
+        on_close: list[Any] | None = None,
+    ) -> None:
+        """Wire the stages; `Worker.from_settings` (in `worker.factory`) builds them from settings.
+
+        Args:
+            consumer: A subscribed-to-nothing-yet Kafka consumer (manual commits).
+            sink: Produces outputs and commits offsets (transactional or at-least-once).
+            store: Redis score store.
+            preparer: Fetch + decode stage.
+            scoring: Model stage.
+            topics: Topic names.
+            settings: Loop knobs.
+            guard: Failure-rate guard.
+            metrics: Prometheus metrics (a private registry by default).
+            health: Health state updated by the loop.
+            on_close: Extra objects with `close()` to call when the run ends (fetcher, HTTP server).
+        """
+        self._consumer = consumer
+        self._sink = sink
+        self._store = store
+        self._preparer = preparer
+        self._scoring = scoring
+        self._topics = topics
+        self._settings = settings
+        self._guard = guard
+        self.metrics = metrics or WorkerMetrics()
+        self.health = health
+        self._on_close = on_close or []
+
+        self._ledger: OffsetLedger[InFlight] = OffsetLedger()
+        self._batcher: MicroBatcher[InFlight] = MicroBatcher(settings.max_batch, settings.max_wait_s)
+        self._prepared: queue.SimpleQueue[tuple[InFlight, concurrent.futures.Future[PreparedImage]]] = (
+            queue.SimpleQueue()
+        )
+        self._epochs: dict[TopicPartitionKey, int] = {}
+        self._next_epoch = 1
+        self._scoring_future: concurrent.futures.Future[ScoredBatch] | None = None
+        self._scoring_items: list[InFlight] = []
+        self._stop = threading.Event()
+        self._fatal = False
+        self._paused = False
+        self._assignment_changed = False
+        self._last_commit = 0.0
+        self._last_lag = 0.0
+        self.stats = RunStats()
+        self._used = False
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Ask the loop to stop: intake stops, in-flight work finishes (bounded), then close. Signal-safe."""
+        self._stop.set()
+
+    def run(
+        self,
+        *,
+        max_events: int | None = None,
+        idle_timeout: float | None = None,
+        install_signal_handlers: bool = False,
+    ) -> RunStats:
+        """Run until stopped, `max_events` consumed and finished, or `idle_timeout` seconds without input.
+
+        Args:
+            max_events: Stop taking input after this many messages; return once they are committed.
+            idle_timeout: Return once nothing arrived for this long and nothing is in flight.
+            install_signal_handlers: Stop on SIGTERM/SIGINT (main thread only).
+
+        Raises:
+            FatalWorkerError: the worker cannot continue; nothing in flight was committed.
+        """
+        if self._used:
+            raise RuntimeError("a Worker runs once; build a new one")
+        self._used = True
+        previous = self._install_signals() if install_signal_handlers else {}
+        started = time.monotonic()
+        last_input = started
+        drain_deadline: float | None = None
+        try:
+            self._consumer.subscribe(
+                [self._topics.input],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            if self.health is not None:
+                self.health.consumer_ready = True
+            log.info("worker started", input=self._topics.input, worker_id=self._settings.worker_id)
+            while True:
+                now = time.monotonic()
+                if self.health is not None:
+                    self.health.tick()
+                if self._stop.is_set() and drain_deadline is None:
+                    drain_deadline = now + self._settings.drain_timeout_s
+                    log.info("stopping: finishing in-flight work", in_flight=len(self._ledger))
+                limit_reached = max_events is not None and self.stats.consumed >= max_events
+                intake_open = drain_deadline is None and not limit_reached and self._has_room()
+                if self._poll(intake_open):
+                    last_input = time.monotonic()
+                self._collect_prepared()
+                self._collect_scored()
+                self._start_scoring(force=drain_deadline is not None or limit_reached)
+                self._commit_step(force=drain_deadline is not None or limit_reached)
+                self._report_lag()
+                idle = len(self._ledger) == 0
+                if drain_deadline is not None and (idle or time.monotonic() >= drain_deadline):
+                    if not idle:
+                        log.warning(
+                            "drain timeout: uncommitted work will be redelivered", in_flight=len(self._ledger)
+                        )
+                    break
+                if limit_reached and idle:
+                    break
+                if idle_timeout is not None and idle and time.monotonic() - last_input >= idle_timeout:
+                    log.info("idle: exiting", idle_seconds=idle_timeout)
+                    break
+        except BaseException:
+            # Fatal errors, interrupts, bugs: commit nothing more, close, and let the caller see the error.
+            self._fatal = True
+            raise
+        finally:
+            self._close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.stats.seconds = time.monotonic() - started
+            log.info("worker stopped", **self._stats_fields())
+        return self.stats
+
+    # ------------------------------------------------------------------ stages
+    def _has_room(self) -> bool:
+        in_flight = len(self._ledger)
+        limit = self._settings.max_in_flight
+        # Hysteresis: once full, reopen only at 3/4 so pause/resume does not flap per message.
+        return in_flight < (limit * 3 // 4 if self._paused else limit)
+
+    def _poll(self, intake_open: bool) -> bool:
+        """Consume what intake allows; returns True if messages arrived."""
+        consumer = self._consumer
+        if intake_open == self._paused or self._assignment_changed:
+            assignment = consumer.assignment()
+            if assignment:
+                (consumer.resume if intake_open else consumer.pause)(assignment)
+            self._paused = not intake_open
+            self._assignment_changed = False
+        room = max(1, self._settings.max_in_flight - len(self._ledger)) if intake_open else 1
+        messages = consumer.consume(num_messages=min(room, 500), timeout=self._poll_timeout())
+        arrived = False
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._handle_consumer_error(error)
+                continue
+            self._accept(message)
+            arrived = True
+        self.metrics.in_flight.set(len(self._ledger))
+        return arrived
+
+    def _poll_timeout(self) -> float:
+        timeout = self._settings.poll_timeout_s
+        if self._scoring_future is not None or not self._prepared.empty():
+            return 0.002  # results are waiting to be picked up; keep the loop turning
+        wait = self._batcher.time_until_ready()
+        if wait is not None:
+            timeout = min(timeout, max(wait, 0.001))
+        if len(self._ledger):
+            timeout = min(timeout, 0.01)  # downloads in flight complete on other threads
+        return timeout
+
+    def _handle_consumer_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaFatalError(f"consumer error: {error}")
+        log.warning("consumer error", error=str(error))
+
+    def _accept(self, message: Message) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        key = (topic, partition)
+        epoch = self._epochs.setdefault(key, self._new_epoch())
+        item = InFlight(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=_as_bytes(message.key()),
+            value=_as_bytes(message.value()),
+            epoch=epoch,
+            consumed_at=time.monotonic(),
+        )
+        try:
+            self._ledger.track(key, item)
+        except ValueError:
+            # The consumer went back (offset reset): drop the partition's uncommitted work, restart there.
+            log.warning(
+                "offset went backwards; restarting partition", topic=topic, partition=partition, offset=offset
+            )
+            self._forget({key})
+            item.epoch = self._epochs.setdefault(key, self._new_epoch())
+            self._ledger.track(key, item)
+        self.stats.consumed += 1
+        try:
+            event = ImageUploaded.model_validate_json(item.value or b"")
+        except ValidationError as exc:
+            detail = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            self._fail(item, InvalidEvent(detail))
+            return
+        item.event = event
+        future = self._preparer.submit(event.image_url)
+        future.add_done_callback(functools.partial(self._on_prepared, item))
+
+    def _on_prepared(self, item: InFlight, future: concurrent.futures.Future[PreparedImage]) -> None:
+        # Runs on a fetch or decode thread: only hand over; the main loop does the rest.
+        self._prepared.put((item, future))
+
+    def _collect_prepared(self) -> None:
+        while True:
+            try:
+                item, future = self._prepared.get_nowait()
+            except queue.Empty:
+                return
+            if not self._current(item) or future.cancelled():
+                continue
+            try:
+                prepared = future.result()
+            except BadInput as exc:
+                self._fail(item, exc)
+                continue
+            item.pixels = prepared.pixels
+            self.metrics.stage_seconds.labels("fetch").observe(prepared.fetch_s)
+            self.metrics.stage_seconds.labels("decode").observe(prepared.decode_s)
+            self._batcher.add(item)
+
+    def _start_scoring(self, *, force: bool) -> None:
+        if self._scoring_future is not None or not len(self._batcher):
+            return
+        if not (self._batcher.ready() or force):
+            return
+        items = [item for item in self._batcher.take() if self._current(item)]
+        if not items:
+            return
+        self._scoring_items = items
+        self._scoring_future = self._scoring.submit([item.pixels for item in items])
+
+    def _collect_scored(self, wait_s: float = 0.0) -> None:
+        future = self._scoring_future
+        if future is None:
+            return
+        try:
+            result = future.result(timeout=wait_s)
+        except concurrent.futures.TimeoutError:
+            return
+        items = self._scoring_items
+        self._scoring_future, self._scoring_items = None, []
+        self.metrics.batch_size.observe(len(items))
+        self.metrics.stage_seconds.labels("score").observe(result.seconds)
+        self.stats.batches += 1
+        decided_at = dt.datetime.now(dt.UTC)
+        live = [(index, item) for index, item in enumerate(items) if self._current(item)]
+        records = []
+        for index, item in live:
+            assert item.event is not None
+            records.append(
+                ScoreRecord(
+                    image_id=item.event.image_id,
+                    item_id=item.event.item_id,
+                    shop_id=item.event.shop_id,
+                    event_id=item.event.event_id,
+                    uploaded_at=item.event.uploaded_at,
+                    score=float(result.scores[index]),
+                    excluded=bool(result.excluded[index]),
+                    threshold=result.threshold,
+                    mode=result.mode,
+                    model_version=result.model_version,
+                    scored_at=decided_at,
+                )
+            )
+        started = time.perf_counter()
+        outcomes = self._store.write_batch(records)  # StoreUnavailable is fatal: nothing gets committed
+        self.metrics.stage_seconds.labels("store").observe(time.perf_counter() - started)
+        for (_index, item), record, outcome in zip(live, records, outcomes, strict=True):
+            assert item.event is not None
+            item.pixels = None  # free the tensor now; the record waits for its commit
+            if outcome.status is WriteStatus.STALE:
+                item.outcome = "stale"
+            else:
+                item.outcome = "excluded" if record.excluded else "scored"
+            if should_publish(record.excluded, outcome):
+                item.outputs.append(
+                    exclusion_record(
+                        self._topics.exclusions,
+                        item.event,
+                        excluded=record.excluded,
+                        score=record.score,
+                        threshold=record.threshold,
+                        mode=record.mode,
+                        model_version=record.model_version,
+                        decided_at=decided_at,
+                    )
+                )
+            item.finished = True
+
+    def _fail(self, item: InFlight, error: BadInput) -> None:
+        """Finish a message as bad input: its dead-letter record is produced with its offset."""
+        item.pixels = None
+        item.reason = error.reason
+        item.outcome = "dead_lettered"
+        item.outputs.append(
+            dead_letter_record(
+                self._topics.dead_letter,
+                key=item.key,
+                value=item.value,
+                reason=error.reason,
+                message=str(error),
+                original_topic=item.topic,
+                original_partition=item.partition,
+                original_offset=item.offset,
+                worker_id=self._settings.worker_id,
+                failed_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        item.finished = True
+        log.warning(
+            "bad input: dead-lettering",
+            topic=item.topic,
+            partition=item.partition,
+            offset=item.offset,
+            image_id=item.event.image_id if item.event else None,
+            url=redact_url(item.event.image_url) if item.event else None,
+            reason=error.reason,
+            detail=str(error)[:300],
+        )
+
+    def _commit_step(self, *, force: bool = False) -> None:
+        """One commit step: outputs + offsets of every partition's finished prefix (see module docstring)."""
+        now = time.monotonic()
+        if not force and now - self._last_commit < self._settings.commit_interval_s:
+            return
+        prefixes = self._ledger.finished_prefix()
+        if not prefixes:
+            return
+        items = [item for run in prefixes.values() for item in run]
+        for item in items:
+            self._guard.record(item.outcome == "dead_lettered", item.reason)
+        records = [record for item in items for record in item.outputs]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in commit_offsets(prefixes).items()]
+        started = time.perf_counter()
+        try:
+            self._sink.commit(records, offsets, self._consumer)
+        except CommitAborted as exc:
+            self.metrics.commits.labels("aborted").inc()
+            self.stats.aborted_commits += 1
+            log.warning("commit aborted; rewinding to the last committed offsets", error=str(exc))
+            self._rewind()
+            return
+        self._last_commit = time.monotonic()
+        self.metrics.commits.labels("ok").inc()
+        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - started)
+        self._ledger.release(prefixes)
+        self.stats.commits += 1
+        wall_now = dt.datetime.now(dt.UTC)
+        for item in items:
+            self._count(item, wall_now)
+
+    def _count(self, item: InFlight, wall_now: dt.datetime) -> None:
+        self.metrics.events.labels(item.outcome).inc()
+        if item.outcome == "dead_lettered":
+            self.metrics.dead_letters.labels(item.reason).inc()
+            self.stats.dead_lettered += 1
+        elif item.outcome == "stale":
+            self.stats.stale += 1
+        elif item.outcome == "excluded":
+            self.stats.excluded += 1
+        else:
+            self.stats.scored += 1
+        for record in item.outputs:
+            if record.topic == self._topics.exclusions:
+                self.stats.published += 1
+                self.metrics.published.labels(str(item.outcome == "excluded").lower()).inc()
+        if item.event is not None and item.outcome != "dead_lettered":
+            latency = (wall_now - item.event.uploaded_at).total_seconds()
+            if latency >= 0:
+                self.metrics.upload_to_decision.observe(latency)
+
+    def _rewind(self) -> None:
+        """After an aborted commit: drop all uncommitted work and seek back to its first offset."""
+        firsts = self._ledger.first_offsets()
+        self._forget(set(firsts))
+        for (topic, partition), offset in firsts.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                # Not fetching yet / no longer assigned: its next owner starts at the committed offset anyway.
+                log.warning("seek failed", topic=topic, partition=partition, offset=offset, error=str(exc))
+
+    def _forget(self, keys: set[TopicPartitionKey]) -> None:
+        """Drop uncommitted work of these partitions; results still in flight for them are ignored."""
+        self._ledger.drop(keys)
+        for key in keys:
+            self._epochs.pop(key, None)
+        self._batcher.discard(lambda item: item.tp in keys)
+
+    def _current(self, item: InFlight) -> bool:
+        return self._epochs.get(item.tp) == item.epoch
+
+    def _new_epoch(self) -> int:
+        self._next_epoch += 1
+        return self._next_epoch
+
+    # ---------------------------------------------------------- rebalance (main thread, inside consume)
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._epochs[(tp.topic, tp.partition)] = self._new_epoch()
+        self._assignment_changed = True
+        self.metrics.rebalances.labels("assigned").inc(len(partitions))
+        log.info("partitions assigned", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])
+        del consumer
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.metrics.rebalances.labels("revoked").inc(len(partitions))
+        if not self._fatal and keys & self._ledger.partitions():
+            # Finish what is nearly done: the batch on the device (bounded wait), then commit the finished
+            # prefixes while the partitions are still ours. The rest is dropped for the next owner.
+            if self._scoring_future is not None:
+                self._collect_scored(wait_s=_REVOKE_WAIT_S)
+            self._commit_step(force=True)
+        self._forget(keys)
+        log.info("partitions revoked", partitions=sorted(f"{t}[{p}]" for t, p in keys))
+        del consumer
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self.metrics.rebalances.labels("lost").inc(len(partitions))
+        # Another member may own them already: commit nothing, drop their work.
+        self._forget(keys)
+        log.warning("partitions lost", partitions=sorted(f"{t}[{p}]" for t, p in keys))
+        del consumer
+
+    # ------------------------------------------------------------------ housekeeping
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < _LAG_INTERVAL_S:
+            return
+        self._last_lag = now
+        try:
+            assignment = self._consumer.assignment()
+            positions = self._consumer.position(assignment) if assignment else []
+            for tp in positions:
+                _low, high = self._consumer.get_watermark_offsets(tp, timeout=0.5, cached=False)
+                if tp.offset >= 0:
+                    self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+        except KafkaException as exc:
+            log.debug("lag unavailable", error=str(exc))
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            del signum
+            self.stop()
+
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, handler)
+        return previous
+
+    def _close(self) -> None:
+        """Final commit (unless fatal), then close every stage; bounded."""
+        if not self._fatal:
+            try:
+                if self._scoring_future is not None:
+                    self._collect_scored(wait_s=self._settings.drain_timeout_s)
+                self._commit_step(force=True)
+            except (WorkerError, KafkaException) as exc:
+                self._fatal = True
+                log.error("final commit failed; uncommitted work will be redelivered", error=str(exc))
+        try:
+            self._consumer.close()  # leaves the group; the revoke callback commits nothing new
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("consumer close failed", error=str(exc))
+        self._sink.close(5.0)
+        self._preparer.close()
+        self._scoring.close()
+        for closeable in self._on_close:
+            closeable.close()
+
+    def _stats_fields(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "consumed": stats.consumed,
+            "scored": stats.scored,
+            "excluded": stats.excluded,
+            "stale": stats.stale,
+            "dead_lettered": stats.dead_lettered,
+            "published": stats.published,
+            "batches": stats.batches,
+            "commits": stats.commits,
+            "seconds": round(stats.seconds, 3),
+        }
+
+
+def _as_bytes(data: str | bytes | None) -> bytes | None:
+    return data.encode("utf-8") if isinstance(data, str) else data

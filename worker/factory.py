@@ -1,0 +1,132 @@
+"""Build a `Worker` from `Settings`: the one place where settings become clients and stages."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import redis
+import torch
+from confluent_kafka import Consumer
+
+from worker.app import LoopSettings, Topics, Worker
+from worker.fetch import BackgroundFetcher
+from worker.guard import FailureRateGuard
+from worker.health import HealthServer, HealthState
+from worker.metrics import WorkerMetrics
+from worker.prepare import ImagePreparer
+from worker.scoring import BatchScorer, ScoringStage
+from worker.settings import Settings
+from worker.sink import AtLeastOnceSink, OutputSink, TransactionalSink
+from worker.store import ScoreStore
+
+
+def load_scorer(settings: Settings) -> Any:
+    """Load the model named by the settings (`model.scoring.Scorer`)."""
+    from model.scoring import Scorer
+
+    if settings.model.torch_threads:
+        torch.set_num_threads(settings.model.torch_threads)
+    return Scorer.load(settings.model.path, device=settings.model.device, mode=settings.model.mode)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A Redis client for the configured URL (strings decoded)."""
+    return redis.Redis.from_url(
+        settings.redis.url.get_secret_value(),
+        decode_responses=True,
+        socket_timeout=settings.redis.socket_timeout_s,
+        socket_connect_timeout=settings.redis.socket_timeout_s,
+        health_check_interval=30,
+    )
+
+
+def build_sink(settings: Settings) -> OutputSink:
+    """Transactional (exactly-once) or at-least-once output, per `ALOCC_KAFKA__TRANSACTIONAL`."""
+    config = settings.kafka.producer_config()
+    if settings.kafka.transactional:
+        return TransactionalSink(config)
+    return AtLeastOnceSink(config)
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    scorer: BatchScorer | None = None,
+    store: ScoreStore | None = None,
+    serve_health: bool = True,
+) -> Worker:
+    """Create every stage and client from `settings`.
+
+    Args:
+        settings: The settings root.
+        scorer: An already loaded model (tests, benchmarks); default loads `settings.model`.
+        store: A score store to use instead of one built from `settings.redis`.
+        serve_health: Start the metrics/health HTTP server when its port is not 0.
+    """
+    from model.preprocess import ImageLimits, preprocess_uint8
+
+    loaded = scorer if scorer is not None else load_scorer(settings)
+    if store is None:
+        store = ScoreStore(
+            redis_client(settings),
+            prefix=settings.redis.key_prefix,
+            ttl_seconds=settings.redis.ttl_seconds,
+            attempts=settings.redis.write_attempts,
+        )
+    store.claim_active_version(loaded.model_version, settings.redis.active_version_policy)
+
+    metrics = WorkerMetrics()
+    health = HealthState(settings.observability.healthy_tick_s, store.ping)
+    health.model_loaded = True
+    closers: list[Any] = []
+    if serve_health and settings.observability.port:
+        server = HealthServer(
+            settings.observability.host, settings.observability.port, health, metrics.registry
+        )
+        server.start()
+        closers.append(_Stopper(server))
+
+    fetcher = BackgroundFetcher(settings.fetch)
+    closers.append(fetcher)
+    limits = ImageLimits(
+        max_bytes=settings.fetch.max_bytes,
+        max_pixels=settings.decode.max_pixels,
+        allowed_formats=frozenset(settings.decode.allowed_formats),
+    )
+    decode = functools.partial(preprocess_uint8, size=loaded.input_size, limits=limits)
+    preparer = ImagePreparer(fetcher, decode, settings.decode.workers)
+
+    return Worker(
+        consumer=Consumer(settings.kafka.consumer_config()),
+        sink=build_sink(settings),
+        store=store,
+        preparer=preparer,
+        scoring=ScoringStage(loaded),
+        topics=Topics(settings.topics.input, settings.topics.exclusions, settings.topics.dead_letter),
+        settings=LoopSettings(
+            max_batch=settings.batch.max_size,
+            max_wait_s=settings.batch.max_wait_ms / 1000,
+            max_in_flight=settings.batch.max_in_flight,
+            commit_interval_s=settings.batch.commit_interval_ms / 1000,
+            poll_timeout_s=settings.kafka.poll_timeout_s,
+            drain_timeout_s=settings.drain_timeout_s,
+            worker_id=settings.worker_id,
+        ),
+        guard=FailureRateGuard(
+            settings.guard.window, settings.guard.min_events, settings.guard.max_failure_ratio
+        ),
+        metrics=metrics,
+        health=health,
+        on_close=closers,
+    )
+
+
+class _Stopper:
+    """Adapts `HealthServer.stop` to the `close()` the worker calls on shutdown."""
+
+    def __init__(self, server: HealthServer) -> None:
+        self._server = server
+
+    def close(self) -> None:
+        self._server.stop()

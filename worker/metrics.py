@@ -1,0 +1,61 @@
+"""Prometheus metrics of one worker, on a registry of its own (no global state, several workers per test)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+class WorkerMetrics:
+    """Every metric the worker exports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Create the metrics on `registry` (a fresh one by default)."""
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "alocc_events_total",
+            "Events finished, by outcome (scored, excluded, dead_lettered, stale).",
+            ["outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "alocc_dead_letters_total", "Dead-lettered events by reason.", ["reason"], registry=r
+        )
+        self.published = Counter(
+            "alocc_exclusion_events_total", "Exclusion events published.", ["excluded"], registry=r
+        )
+        self.batch_size = Histogram(
+            "alocc_batch_size",
+            "Images per model call.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "alocc_stage_seconds",
+            "Latency per stage (fetch, decode, score, store, commit).",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upload_to_decision = Histogram(
+            "alocc_upload_to_decision_seconds",
+            "From the event's uploaded_at to the committed decision.",
+            buckets=_E2E_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("alocc_in_flight_events", "Events consumed but not yet committed.", registry=r)
+        self.consumer_lag = Gauge(
+            "alocc_consumer_lag",
+            "High watermark minus position, per assigned partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.commits = Counter(
+            "alocc_commits_total", "Commit steps, by result (ok, aborted).", ["result"], registry=r
+        )
+        self.rebalances = Counter(
+            "alocc_rebalances_total", "Partitions assigned, revoked or lost.", ["kind"], registry=r
+        )

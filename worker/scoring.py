@@ -1,0 +1,84 @@
+"""The scorer adapter: a list of decoded uint8 images in, one `Scorer.score` call, plain results out.
+
+Scoring runs on its own single thread so the main loop keeps polling Kafka (the consumer's
+`max.poll.interval.ms` never expires during a slow batch) and the next batch's downloads and decodes
+overlap with this batch's model call. One thread, because there is one device per worker.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from model.preprocess import normalise
+
+
+class BatchScorer(Protocol):
+    """The part of `model.scoring.Scorer` the worker uses."""
+
+    input_size: int
+    model_version: str
+
+    def score(self, images: torch.Tensor, mode: Any = None) -> Any:
+        """Score `(N, 3, S, S)` float images in [-1, 1]; returns a `BatchScores`."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """Scores of one batch, aligned with the input list."""
+
+    scores: np.ndarray  # (N,) float32
+    excluded: np.ndarray  # (N,) bool
+    threshold: float
+    mode: str
+    model_version: str
+    seconds: float
+
+
+class ScoringStage:
+    """Runs `BatchScorer.score` on a dedicated thread."""
+
+    def __init__(self, scorer: BatchScorer) -> None:
+        """Create the stage around a loaded model.
+
+        Device placement, pinned memory, non-blocking copies, bf16 autocast and splitting a batch on
+        CUDA out-of-memory are `Scorer.score`'s job; this stage only batches and runs it off the main loop.
+        """
+        self._scorer = scorer
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-score")
+
+    @property
+    def model_version(self) -> str:
+        """Version of the loaded model."""
+        return self._scorer.model_version
+
+    def submit(self, pixels: list[torch.Tensor]) -> concurrent.futures.Future[ScoredBatch]:
+        """Score a batch of `(3, S, S)` uint8 images in the background."""
+        return self._thread.submit(self.score, pixels)
+
+    def score(self, pixels: list[torch.Tensor]) -> ScoredBatch:
+        """Score a batch of `(3, S, S)` uint8 images now, on the calling thread."""
+        started = time.perf_counter()
+        batch = torch.stack(pixels)  # (N, 3, S, S) uint8
+        # Same arithmetic as model.preprocess.preprocess: uint8 / 127.5 - 1 (normalised after stacking).
+        images = normalise(batch)
+        result = self._scorer.score(images)
+        mode = getattr(result.mode, "value", result.mode)
+        return ScoredBatch(
+            scores=np.asarray(result.scores, dtype=np.float32),
+            excluded=np.asarray(result.excluded, dtype=bool),
+            threshold=float(result.threshold),
+            mode=str(mode),
+            model_version=str(result.model_version),
+            seconds=time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        """Stop the scoring thread after the current batch."""
+        self._thread.shutdown(wait=True, cancel_futures=True)

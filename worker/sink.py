@@ -1,0 +1,160 @@
+"""Produce output records and commit input offsets, as one unit.
+
+Commit order of one step (the worker calls `commit` only after the step's Redis writes succeeded):
+
+1. Redis: every finished message's score record is already written (pipelined, idempotent) — done by
+   the worker before calling `commit`.
+2. Produce the step's exclusion events and dead-letter records.
+3. Send the input offsets (last finished offset + 1 per partition) with the consumer group metadata.
+4. Commit.
+
+`TransactionalSink` (exactly-once for Kafka outputs): steps 2-4 are one Kafka transaction; a
+`read_committed` reader sees the events if and only if the offsets moved. Any failure aborts the
+transaction: nothing of the step is visible and the offsets stay where they were.
+
+`AtLeastOnceSink` (switchable, idempotent producer): produce, flush and check every delivery, then
+commit offsets synchronously. A crash between the two re-delivers the step, so an event can appear
+twice (same content and key, harmless on a compacted topic); it is never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from worker.errors import KafkaFatalError, WorkerError
+from worker.publish import OutputRecord
+
+
+class CommitAborted(WorkerError):
+    """A commit step failed in a way that can be retried: nothing was committed; rewind and redo."""
+
+
+class OutputSink(Protocol):
+    """Produces a step's records and commits its offsets atomically (or at least once)."""
+
+    def commit(
+        self, records: Sequence[OutputRecord], offsets: Sequence[TopicPartition], consumer: Any
+    ) -> None:
+        """Produce `records` and commit `offsets` for `consumer`'s group.
+
+        Raises:
+            CommitAborted: nothing was committed; the caller rewinds to the last committed offsets.
+            KafkaFatalError: the producer cannot continue (fenced, fatal error).
+        """
+        ...
+
+    def close(self, timeout: float) -> None:
+        """Flush and release the producer."""
+        ...
+
+
+def _is_fatal(error: KafkaError) -> bool:
+    return bool(error.fatal()) or error.code() in {
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    }
+
+
+class TransactionalSink:
+    """Exactly-once output: records and offsets in one Kafka transaction per step."""
+
+    def __init__(self, producer_config: dict[str, Any], *, timeout_s: float = 30.0) -> None:
+        """Create the producer and initialise transactions (fences an older producer with the same id)."""
+        if "transactional.id" not in producer_config:
+            raise ValueError("TransactionalSink needs transactional.id")
+        self._producer = Producer(producer_config)
+        self._timeout = timeout_s
+        try:
+            self._producer.init_transactions(timeout_s)
+        except KafkaException as exc:
+            raise KafkaFatalError(f"cannot initialise transactions: {exc.args[0]}") from exc
+
+    def commit(
+        self, records: Sequence[OutputRecord], offsets: Sequence[TopicPartition], consumer: Any
+    ) -> None:
+        """Run one transaction: produce, send offsets, commit (see the module docstring)."""
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            for record in records:
+                producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers)
+                producer.poll(0)
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    list(offsets), consumer.consumer_group_metadata(), self._timeout
+                )
+            producer.commit_transaction(self._timeout)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if _is_fatal(error):
+                raise KafkaFatalError(f"producer cannot continue: {error}") from exc
+            self._abort()
+            raise CommitAborted(f"transaction aborted: {error}") from exc
+        except BufferError as exc:
+            self._abort()
+            raise CommitAborted(f"producer queue full: {exc}") from exc
+
+    def _abort(self) -> None:
+        try:
+            self._producer.abort_transaction(self._timeout)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if _is_fatal(error) or not error.retriable():
+                raise KafkaFatalError(f"cannot abort transaction: {error}") from exc
+
+    def close(self, timeout: float) -> None:
+        """Flush anything outstanding (there is no open transaction between steps)."""
+        self._producer.flush(timeout)
+
+
+class AtLeastOnceSink:
+    """At-least-once output: idempotent producer, flush and verify, then a synchronous offset commit."""
+
+    def __init__(self, producer_config: dict[str, Any], *, timeout_s: float = 30.0) -> None:
+        """Create the idempotent producer."""
+        config = {k: v for k, v in producer_config.items() if not k.startswith("transaction")}
+        self._producer = Producer(config)
+        self._timeout = timeout_s
+
+    def commit(
+        self, records: Sequence[OutputRecord], offsets: Sequence[TopicPartition], consumer: Any
+    ) -> None:
+        """Produce and flush every record, check each delivery, then commit offsets."""
+        failures: list[KafkaError] = []
+
+        def delivered(error: KafkaError | None, _message: Any) -> None:
+            if error is not None:
+                failures.append(error)
+
+        try:
+            for record in records:
+                self._producer.produce(
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    on_delivery=delivered,
+                )
+                self._producer.poll(0)
+        except (BufferError, KafkaException) as exc:
+            self._producer.flush(self._timeout)
+            raise CommitAborted(f"produce failed: {exc}") from exc
+        remaining = self._producer.flush(self._timeout)
+        if remaining or failures:
+            if any(_is_fatal(f) for f in failures):
+                raise KafkaFatalError(f"producer cannot continue: {failures[0]}")
+            raise CommitAborted(f"{remaining} records undelivered, {len(failures)} failed")
+        if offsets:
+            try:
+                consumer.commit(offsets=list(offsets), asynchronous=False)
+            except KafkaException as exc:
+                raise CommitAborted(f"offset commit failed: {exc.args[0]}") from exc
+
+    def close(self, timeout: float) -> None:
+        """Flush anything outstanding."""
+        self._producer.flush(timeout)

@@ -1,0 +1,261 @@
+"""Scores in Redis: one hash per (model version, image), written atomically, read in batches by search.
+
+Layout (prefix `alocc` by default), ready for several model versions side by side (replay, shadow
+scoring, promotion):
+
+- `alocc:score:{model_version}:{image_id}` — hash: score, excluded (0/1), threshold, mode, model_version,
+  scored_at, uploaded_at (RFC 3339, from the event), event_id, item_id, shop_id, plus the ordering key
+  `uploaded_at_us` and `prev_excluded` (the state before this event; see below). Expires after the TTL.
+- `alocc:active_version` — string: the model version whose scores search should read. Promotion or
+  rollback is one SET of this key.
+
+Writes go through one Lua script, so "an older event never overwrites a newer one" is decided inside
+Redis, atomically: the record is replaced only when the event's (uploaded_at, event_id) is newer than
+the stored one. The script also returns the previous `excluded` state, which the worker needs to
+decide whether an "un-excluded" event must be published. Redelivery after a crash is harmless: the
+same event finds itself already stored and gets the same answer it got the first time (`prev_excluded`
+is kept in the record for that reason).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from worker.errors import StoreUnavailable
+
+ACTIVE_VERSION_KEY = "active_version"
+
+# KEYS[1] = record key
+# ARGV = uploaded_at_us, event_id, ttl_s, then field/value pairs to store
+# Returns {status, previous_excluded}: status 1 = applied, 0 = stale (a newer event is stored),
+# 2 = replay of the stored event. previous_excluded is "1", "0" or "" (no earlier record).
+_WRITE_SCRIPT = """
+local cur = redis.call('HMGET', KEYS[1], 'uploaded_at_us', 'event_id', 'excluded', 'prev_excluded')
+local new_us = tonumber(ARGV[1])
+local prev = ''
+if cur[1] then
+  local cur_us = tonumber(cur[1])
+  if new_us < cur_us or (new_us == cur_us and ARGV[2] < cur[2]) then
+    return {0, cur[3] or ''}
+  end
+  if new_us == cur_us and ARGV[2] == cur[2] then
+    return {2, cur[4] or ''}
+  end
+  prev = cur[3] or ''
+end
+local fields = {'uploaded_at_us', ARGV[1], 'event_id', ARGV[2], 'prev_excluded', prev}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return {1, prev}
+"""
+
+
+class WriteStatus(StrEnum):
+    """What the compare-and-set did with one record."""
+
+    APPLIED = "applied"
+    STALE = "stale"  # a newer event's result is stored; nothing written
+    REPLAY = "replay"  # this very event was stored before (redelivery)
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """One image's result, as written to Redis."""
+
+    image_id: str
+    item_id: str
+    shop_id: str
+    event_id: str
+    uploaded_at: dt.datetime
+    score: float
+    excluded: bool
+    threshold: float
+    mode: str
+    model_version: str
+    scored_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """Result of writing one record."""
+
+    status: WriteStatus
+    previous_excluded: bool | None  # None: no earlier record for this image and version
+
+
+def _us(when: dt.datetime) -> int:
+    # Integer microseconds since the epoch: exact in Lua's doubles (< 2**53) and totally ordered.
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class KeyLayout:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        """Create the layout for keys starting with `prefix:`."""
+        self.prefix = prefix
+
+    def record(self, model_version: str, image_id: str) -> str:
+        """Key of one image's hash under one model version."""
+        return f"{self.prefix}:score:{model_version}:{image_id}"
+
+    @property
+    def active_version(self) -> str:
+        """Key of the active model version pointer."""
+        return f"{self.prefix}:{ACTIVE_VERSION_KEY}"
+
+
+class ScoreStore:
+    """Writes score records in pipelined batches through the compare-and-set script."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, ttl_seconds: int, attempts: int = 3) -> None:
+        """Create the store.
+
+        Args:
+            client: A Redis client (decode_responses=True).
+            prefix: Key prefix.
+            ttl_seconds: Lifetime of each record.
+            attempts: Tries per batch on connection errors before raising `StoreUnavailable`.
+        """
+        self._client = client
+        self._keys = KeyLayout(prefix)
+        self._ttl = ttl_seconds
+        self._attempts = attempts
+        # register_script runs EVALSHA and loads the script when Redis answers NOSCRIPT (also in pipelines).
+        self._script = client.register_script(_WRITE_SCRIPT)
+
+    @property
+    def keys(self) -> KeyLayout:
+        """The key layout in use."""
+        return self._keys
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
+
+    def claim_active_version(self, model_version: str, policy: str) -> str | None:
+        """Point the active-version key at `model_version` per `policy`; returns the active version."""
+        key = self._keys.active_version
+        if policy == "always":
+            self._client.set(key, model_version)
+        elif policy == "if_missing":
+            self._client.set(key, model_version, nx=True)
+        value = self._client.get(key)
+        return None if value is None else str(value)
+
+    def write_batch(self, records: Sequence[ScoreRecord]) -> list[WriteOutcome]:
+        """Write records in one pipeline; returns one outcome per record, in order.
+
+        Raises:
+            StoreUnavailable: Redis could not be reached after the configured attempts.
+        """
+        if not records:
+            return []
+        last_error: Exception | None = None
+        for attempt in range(self._attempts):
+            try:
+                return self._write_once(records)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                last_error = exc
+                time.sleep(min(2.0, 0.1 * 2**attempt))
+        raise StoreUnavailable(f"Redis write failed after {self._attempts} attempts: {last_error}")
+
+    def _write_once(self, records: Sequence[ScoreRecord]) -> list[WriteOutcome]:
+        pipe = self._client.pipeline(transaction=False)
+        for record in records:
+            fields = {
+                "score": repr(float(record.score)),
+                "excluded": "1" if record.excluded else "0",
+                "threshold": repr(float(record.threshold)),
+                "mode": record.mode,
+                "model_version": record.model_version,
+                "scored_at": _iso(record.scored_at),
+                "uploaded_at": _iso(record.uploaded_at),
+                "item_id": record.item_id,
+                "shop_id": record.shop_id,
+                "image_id": record.image_id,
+            }
+            args: list[Any] = [_us(record.uploaded_at), record.event_id, self._ttl]
+            for name, value in fields.items():
+                args.extend((name, value))
+            self._script(
+                keys=[self._keys.record(record.model_version, record.image_id)], args=args, client=pipe
+            )
+        replies = pipe.execute()
+        outcomes = []
+        for status, previous in replies:
+            code = int(status)
+            kind = (
+                WriteStatus.APPLIED if code == 1 else WriteStatus.STALE if code == 0 else WriteStatus.REPLAY
+            )
+            outcomes.append(WriteOutcome(kind, None if previous in ("", None) else previous == "1"))
+        return outcomes
+
+
+class ScoreReader:
+    """Batch reads for search: resolves the active model version, then one pipelined round trip."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        """Create the reader over a client (decode_responses=True)."""
+        self._client = client
+        self._keys = KeyLayout(prefix)
+
+    def active_version(self) -> str | None:
+        """The model version search reads, or None if no worker has claimed one yet."""
+        value = self._client.get(self._keys.active_version)
+        return None if value is None else str(value)
+
+    def get_many(self, image_ids: Iterable[str], model_version: str | None = None) -> list[dict[str, Any]]:
+        """One result per id, in order: `{"image_id", "found": False}` or the stored record.
+
+        Args:
+            image_ids: Images to look up.
+            model_version: Read this version instead of the active one (shadow comparisons).
+        """
+        ids = list(image_ids)
+        version = model_version or self.active_version()
+        if version is None:
+            return [{"image_id": image_id, "found": False} for image_id in ids]
+        pipe = self._client.pipeline(transaction=False)
+        for image_id in ids:
+            pipe.hgetall(self._keys.record(version, image_id))
+        results = []
+        for image_id, raw in zip(ids, pipe.execute(), strict=True):
+            results.append(_decode_record(image_id, raw))
+        return results
+
+
+def _decode_record(image_id: str, raw: dict[str, str]) -> dict[str, Any]:
+    if not raw:
+        return {"image_id": image_id, "found": False}
+    return {
+        "image_id": image_id,
+        "found": True,
+        "score": float(raw["score"]),
+        "excluded": raw["excluded"] == "1",
+        "threshold": float(raw["threshold"]),
+        "mode": raw["mode"],
+        "model_version": raw["model_version"],
+        "scored_at": raw["scored_at"],
+        "uploaded_at": raw["uploaded_at"],
+        "item_id": raw.get("item_id"),
+        "shop_id": raw.get("shop_id"),
+        "event_id": raw.get("event_id"),
+    }
