@@ -1,0 +1,411 @@
+"""Card layouts, split into a TRAIN and a HELD-OUT family with no layout in common.
+
+A layout places the card's text (title, body lines, list, table, prices, sale words) on a prepared
+background. TRAIN: centred notice, left-aligned list, grid-lined size chart, sale banner, ruled
+price list. HELD-OUT: header band, zebra-striped size chart, vertical Japanese columns, photo beside
+text, dotted-leader price list, sticky note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from model.data import drawing
+from model.data.drawing import RGB, PhotoProvider
+from model.data.fonts import Family
+
+
+@dataclass
+class CardContent:
+    """The words of one card, already filled in."""
+
+    lang: str
+    topic: str
+    title: str
+    body: list[str]
+    items: list[str]
+    table_header: list[str]
+    table_rows: list[list[str]]
+    prices: list[tuple[str, str]]
+    sale_word: str
+    signature: str
+    chart_title: str
+    price_title: str
+
+
+@dataclass
+class Canvas:
+    """Everything a layout draws with."""
+
+    image: Image.Image
+    rng: np.random.Generator
+    title_font: Path
+    body_font: Path
+    ink: RGB
+    accent: RGB
+    surface: RGB
+    photos: PhotoProvider | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the render canvas."""
+        return self.image.size
+
+    def draw(self) -> ImageDraw.ImageDraw:
+        """A fresh drawing context on the canvas."""
+        return ImageDraw.Draw(self.image)
+
+
+Box = tuple[float, float, float, float]
+
+
+def draw_block(
+    cv: Canvas,
+    lines: Sequence[str],
+    box: Box,
+    font_path: Path,
+    *,
+    align: str = "center",
+    max_size: int = 80,
+    color: RGB | None = None,
+    spacing: float = 0.35,
+) -> float:
+    """Draw `lines` wrapped into `box` at the largest size that fits; returns the bottom y used."""
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
+    if not lines or bw <= 8 or bh <= 8:
+        return y0
+    size = max_size
+    while True:
+        f = drawing.font(font_path, size)
+        wrapped = [seg for line in lines for seg in drawing.wrap(line, f, bw)]
+        line_h = size * (1 + spacing)
+        widest = max(drawing.text_width(f, seg) for seg in wrapped)
+        if (len(wrapped) * line_h <= bh and widest <= bw) or size <= 8:
+            break
+        size = int(size * 0.9)
+    draw = cv.draw()
+    ink = color if color is not None else cv.ink
+    y = y0
+    for seg in wrapped:
+        w = drawing.text_width(f, seg)
+        x = x0 + (bw - w) / 2 if align == "center" else (x1 - w if align == "right" else x0)
+        draw.text((x, y), seg, font=f, fill=ink)
+        y += line_h
+    return y
+
+
+def _title_color(cv: Canvas) -> RGB:
+    # Accent titles only where they stay readable against the surface.
+    if abs(drawing.luminance(cv.accent) - drawing.luminance(cv.surface)) > 0.3 and cv.rng.random() < 0.5:
+        return cv.accent
+    return cv.ink
+
+
+def _margins(cv: Canvas) -> tuple[float, float, float, float]:
+    w, h = cv.size
+    m = min(w, h) * cv.rng.uniform(0.08, 0.14)
+    return m, m, w - m, h - m
+
+
+def _maybe_icon(cv: Canvas, center: tuple[float, float], r: float) -> None:
+    if cv.rng.random() < 0.45:
+        drawing.icon(cv.draw(), center, r, cv.accent, int(cv.rng.integers(0, 7)))
+
+
+def _maybe_photo_insert(cv: Canvas, box: Box) -> bool:
+    if cv.photos is None or cv.rng.random() > 0.2:
+        return False
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 - x0 < 40 or y1 - y0 < 40:
+        return False
+    insert = cv.photos(cv.rng, (x1 - x0, y1 - y0))
+    cv.image.paste(insert.convert("RGB"), (x0, y0))
+    return True
+
+
+# ----------------------------------------------------------------------------- TRAIN layouts
+def centered(cv: Canvas, c: CardContent) -> None:
+    """Title across the top third, body lines centred below, signature at the bottom."""
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    r = h * 0.05
+    inset = 0.0
+    if cv.rng.random() < 0.45:  # a pictogram left of the title, with room kept free for it
+        drawing.icon(cv.draw(), (x0 + r, y0 + h * 0.14), r, cv.accent, int(cv.rng.integers(0, 7)))
+        inset = 2.6 * r
+    title_bottom = draw_block(cv, [c.title], (x0 + inset, y0, x1 - inset, y0 + h * 0.28), cv.title_font,
+                              max_size=120, color=_title_color(cv))
+    draw = cv.draw()
+    if cv.rng.random() < 0.6:
+        draw.line([(x0 + (x1 - x0) * 0.2, title_bottom + 4), (x1 - (x1 - x0) * 0.2, title_bottom + 4)],
+                  fill=cv.accent, width=int(cv.rng.integers(2, 6)))
+    body_top = title_bottom + h * 0.06
+    draw_block(cv, c.body, (x0, body_top, x1, y1 - h * 0.14), cv.body_font, max_size=48)
+    draw_block(cv, [c.signature], (x0, y1 - h * 0.1, x1, y1), cv.body_font, max_size=30,
+               align="right" if cv.rng.random() < 0.5 else "center")
+
+
+def left_list(cv: Canvas, c: CardContent) -> None:
+    """Left-aligned title with an accent bar, then a bulleted list of rules."""
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    draw = cv.draw()
+    bar_w = int(cv.rng.integers(6, 16))
+    draw.rectangle([x0, y0, x0 + bar_w, y0 + h * 0.16], fill=cv.accent)
+    draw_block(cv, [c.title], (x0 + bar_w * 2.5, y0, x1, y0 + h * 0.16), cv.title_font,
+               align="left", max_size=100, color=_title_color(cv))
+    n = int(cv.rng.integers(3, 7))
+    draw_block(cv, c.items[:n], (x0, y0 + h * 0.24, x1, y1), cv.body_font, align="left", max_size=44,
+               spacing=0.6)
+
+
+def _table(cv: Canvas, header: list[str], rows: list[list[str]], box: Box, *, striped: bool) -> None:
+    x0, y0, x1, y1 = box
+    n_rows = len(rows) + 1
+    n_cols = len(header)
+    cw, rh = (x1 - x0) / n_cols, (y1 - y0) / n_rows
+    draw = cv.draw()
+    f = drawing.fit_font(cv.body_font, max(header, key=len) + "m", cw * 0.85, rh * 0.6, int(rh * 0.6))
+    header_fill = cv.accent if striped or cv.rng.random() < 0.5 else None
+    if header_fill is not None:
+        draw.rectangle([x0, y0, x1, y0 + rh], fill=header_fill)
+    header_ink = (255, 255, 255) if header_fill and drawing.luminance(header_fill) < 0.6 else cv.ink
+    for r, row in enumerate([header, *rows]):
+        top = y0 + r * rh
+        if striped and r > 0 and r % 2 == 0:
+            shade = tuple(int(np.clip(v + (-18 if drawing.luminance(cv.surface) > 0.5 else 18), 0, 255))
+                          for v in cv.surface)
+            draw.rectangle([x0, top, x1, top + rh], fill=shade)
+        for col, cell in enumerate(row):
+            cx = x0 + col * cw + cw / 2
+            ink = header_ink if r == 0 else cv.ink
+            draw.text((cx, top + rh / 2), cell, font=f, fill=ink, anchor="mm")
+    if not striped:  # full grid lines
+        for r in range(n_rows + 1):
+            draw.line([(x0, y0 + r * rh), (x1, y0 + r * rh)], fill=cv.ink, width=2)
+        for col in range(n_cols + 1):
+            draw.line([(x0 + col * cw, y0), (x0 + col * cw, y1)], fill=cv.ink, width=2)
+    else:
+        draw.line([(x0, y1), (x1, y1)], fill=cv.accent, width=3)
+
+
+def _size_rows(cv: Canvas, c: CardContent) -> list[list[str]]:
+    return [[label, *(f"{cv.rng.uniform(30, 110):.0f}" if cv.rng.random() < 0.7
+                      else f"{cv.rng.uniform(20, 80):.1f}" for _ in c.table_header[1:])]
+            for label in c.table_rows[0]]
+
+
+def grid_table(cv: Canvas, c: CardContent) -> None:
+    """A size chart: title, a table with full grid lines, a unit note."""
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    draw_block(cv, [c.chart_title], (x0, y0, x1, y0 + h * 0.15), cv.title_font, max_size=90,
+               color=_title_color(cv))
+    _table(cv, c.table_header, _size_rows(cv, c), (x0, y0 + h * 0.22, x1, y1 - h * 0.14), striped=False)
+    draw_block(cv, c.body[:1], (x0, y1 - h * 0.1, x1, y1), cv.body_font, max_size=28, align="left")
+
+
+def banner(cv: Canvas, c: CardContent) -> None:
+    """Sale banner: a big word on a coloured band, smaller lines around it."""
+    w, h = cv.size
+    draw = cv.draw()
+    band_y = h * cv.rng.uniform(0.3, 0.45)
+    band_h = h * cv.rng.uniform(0.22, 0.32)
+    tilt = h * cv.rng.uniform(-0.08, 0.08)
+    draw.polygon([(0, band_y + tilt), (w, band_y - tilt), (w, band_y + band_h - tilt), (0, band_y + band_h + tilt)],
+                 fill=cv.accent)
+    word_ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (20, 20, 20)
+    draw_block(cv, [c.sale_word], (w * 0.06, band_y + band_h * 0.12, w * 0.94, band_y + band_h * 0.9),
+               cv.title_font, max_size=200, color=word_ink)
+    draw_block(cv, [c.title], (w * 0.08, h * 0.06, w * 0.92, band_y - h * 0.06), cv.title_font, max_size=70)
+    draw_block(cv, c.body[:2], (w * 0.08, band_y + band_h + h * 0.08, w * 0.92, h * 0.94), cv.body_font,
+               max_size=40)
+    for _ in range(int(cv.rng.integers(0, 4))):
+        drawing.icon(draw, (cv.rng.uniform(0.05, 0.95) * w, cv.rng.uniform(0.05, 0.95) * h),
+                     h * cv.rng.uniform(0.03, 0.06), cv.accent, 3)
+
+
+def ruled_prices(cv: Canvas, c: CardContent) -> None:
+    """Price list: item names left, prices right, thin rules between rows."""
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    draw_block(cv, [c.price_title], (x0, y0, x1, y0 + h * 0.16), cv.title_font, max_size=90,
+               color=_title_color(cv))
+    rows = c.prices
+    top = y0 + h * 0.24
+    rh = (y1 - top) / max(len(rows), 1)
+    f = drawing.fit_font(cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.6, rh * 0.55,
+                         int(rh * 0.55))
+    draw = cv.draw()
+    for i, (item, price) in enumerate(rows):
+        y = top + i * rh + rh / 2
+        draw.text((x0, y), item, font=f, fill=cv.ink, anchor="lm")
+        draw.text((x1, y), price, font=f, fill=cv.ink, anchor="rm")
+        draw.line([(x0, top + (i + 1) * rh), (x1, top + (i + 1) * rh)], fill=cv.accent, width=1)
+
+
+# -------------------------------------------------------------------------- HELD-OUT layouts
+def header_band(cv: Canvas, c: CardContent) -> None:
+    """A solid band across the top carrying the title in reverse colour; body below."""
+    w, h = cv.size
+    band_h = h * cv.rng.uniform(0.18, 0.28)
+    draw = cv.draw()
+    draw.rectangle([0, 0, w, band_h], fill=cv.accent)
+    ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (15, 15, 15)
+    draw_block(cv, [c.title], (w * 0.07, band_h * 0.15, w * 0.93, band_h * 0.88), cv.title_font,
+               max_size=110, color=ink)
+    align = "left" if cv.rng.random() < 0.5 else "center"
+    draw_block(cv, c.body, (w * 0.08, band_h + h * 0.07, w * 0.92, h * 0.82), cv.body_font,
+               align=align, max_size=44, spacing=0.55)
+    draw_block(cv, [c.signature], (w * 0.08, h * 0.86, w * 0.92, h * 0.95), cv.body_font, max_size=28,
+               align="right")
+
+
+def striped_table(cv: Canvas, c: CardContent) -> None:
+    """A size chart with zebra rows and no vertical lines, title in a pill."""
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    draw = cv.draw()
+    draw.rounded_rectangle([x0, y0, x1, y0 + h * 0.15], radius=int(h * 0.07), outline=cv.accent, width=3)
+    draw_block(cv, [c.chart_title], (x0 + h * 0.05, y0 + h * 0.02, x1 - h * 0.05, y0 + h * 0.13), cv.title_font,
+               max_size=80)
+    _table(cv, c.table_header, _size_rows(cv, c), (x0, y0 + h * 0.22, x1, y1 - h * 0.12), striped=True)
+    draw_block(cv, c.body[-1:], (x0, y1 - h * 0.09, x1, y1), cv.body_font, max_size=26, align="center")
+
+
+def vertical_ja(cv: Canvas, c: CardContent) -> None:
+    """Japanese written top-to-bottom in columns running right to left (tategaki)."""
+    x0, y0, x1, y1 = _margins(cv)
+    col_h = y1 - y0
+    texts = [c.title, *c.body]
+    # Largest glyph size at which every line, broken into columns of the card's height, fits.
+    size = int(min(col_h / 5, (x1 - x0) / 3))
+    while size > 8:
+        per_col = max(1, int(col_h / (size * 1.05)))
+        n_cols = sum(-(-len(t) // per_col) for t in texts)
+        if n_cols * size * 1.55 + size * 0.4 <= x1 - x0:
+            break
+        size = int(size * 0.92)
+    per_col = max(1, int(col_h / (size * 1.05)))
+    draw = cv.draw()
+    x = x1 - size
+    title_ink = _title_color(cv)
+    for i, text in enumerate(texts):
+        f = drawing.font(cv.title_font if i == 0 else cv.body_font, size)
+        ink = title_ink if i == 0 else cv.ink
+        chunks = [text[k:k + per_col] for k in range(0, len(text), per_col)]
+        for chunk in chunks:
+            for j, ch in enumerate(chunk):
+                cy = y0 + j * size * 1.05 + size / 2
+                if ch in "ー〜-…()（）":  # these glyphs turn 90 degrees in vertical writing
+                    glyph = Image.new("L", (size * 2, size * 2), 0)
+                    ImageDraw.Draw(glyph).text((size, size), ch, font=f, fill=255, anchor="mm")
+                    glyph = glyph.rotate(-90)
+                    cv.image.paste(Image.new("RGB", glyph.size, ink), (int(x + size / 2 - size), int(cy - size)),
+                                   glyph)
+                else:
+                    draw.text((x + size / 2, cy), ch, font=f, fill=ink, anchor="mm")
+            x -= size * 1.55
+        if i == 0:
+            x -= size * 0.4  # a little more air after the title column
+        if x < x0 - size:
+            break
+
+
+def split_photo(cv: Canvas, c: CardContent) -> None:
+    """A photograph filling one side of the card, the notice on the other."""
+    w, h = cv.size
+    horizontal = w >= h
+    frac = cv.rng.uniform(0.35, 0.5)
+    if horizontal:
+        pbox = (0, 0, int(w * frac), h)
+        tbox = (w * frac + w * 0.05, h * 0.1, w * 0.95, h * 0.9)
+    else:
+        pbox = (0, 0, w, int(h * frac))
+        tbox = (w * 0.07, h * frac + h * 0.05, w * 0.93, h * 0.95)
+    if cv.photos is not None:
+        cv.image.paste(cv.photos(cv.rng, (pbox[2] - pbox[0], pbox[3] - pbox[1])).convert("RGB"), pbox[:2])
+    else:
+        cv.draw().rectangle(pbox, fill=cv.accent)
+    x0, y0, x1, y1 = tbox
+    th = y1 - y0
+    bottom = draw_block(cv, [c.title], (x0, y0, x1, y0 + th * 0.3), cv.title_font, max_size=90,
+                        color=_title_color(cv), align="left")
+    draw_block(cv, c.body, (x0, bottom + th * 0.05, x1, y1), cv.body_font, max_size=40, align="left")
+
+
+def leader_prices(cv: Canvas, c: CardContent) -> None:
+    """Price list with dotted leaders joining item and price, title boxed."""
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    draw = cv.draw()
+    draw.rectangle([x0, y0, x1, y0 + h * 0.16], outline=cv.ink, width=2)
+    draw_block(cv, [c.price_title], (x0 + 10, y0 + 6, x1 - 10, y0 + h * 0.16 - 6), cv.title_font, max_size=80)
+    top = y0 + h * 0.24
+    rows = c.prices
+    rh = (y1 - top) / max(len(rows), 1)
+    f = drawing.fit_font(cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.5, rh * 0.5,
+                         int(rh * 0.5))
+    for i, (item, price) in enumerate(rows):
+        y = top + i * rh + rh / 2
+        draw.text((x0, y), item, font=f, fill=cv.ink, anchor="lm")
+        draw.text((x1, y), price, font=f, fill=cv.ink, anchor="rm")
+        a = x0 + drawing.text_width(f, item) + 8
+        b = x1 - drawing.text_width(f, price) - 8
+        for dx in np.arange(a, b, max(6.0, f.size * 0.4)):
+            draw.ellipse([dx - 1.5, y - 1.5, dx + 1.5, y + 1.5], fill=cv.ink)
+
+
+def sticky_note(cv: Canvas, c: CardContent) -> None:
+    """A slightly rotated note card with a pin, carrying the notice, pasted on the background."""
+    w, h = cv.size
+    nw, nh = int(w * cv.rng.uniform(0.65, 0.85)), int(h * cv.rng.uniform(0.6, 0.82))
+    note_color = drawing.light_color(cv.rng) if cv.rng.random() < 0.6 else drawing.hsv(
+        cv.rng.uniform(0.1, 0.18), 0.35, 1.0)
+    note = Image.new("RGB", (nw, nh), note_color)
+    sub = Canvas(note, cv.rng, cv.title_font, cv.body_font, drawing.text_color_for(note_color, cv.rng),
+                 cv.accent, note_color, None)
+    bottom = draw_block(sub, [c.title], (nw * 0.08, nh * 0.1, nw * 0.92, nh * 0.35), sub.title_font,
+                        max_size=80, color=_title_color(sub))
+    draw_block(sub, c.body, (nw * 0.08, bottom + nh * 0.05, nw * 0.92, nh * 0.92), sub.body_font, max_size=40)
+    angle = cv.rng.uniform(-8, 8)
+    mask = Image.new("L", note.size, 255)
+    note_r = note.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
+    mask_r = mask.rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
+    ox, oy = (w - note_r.width) // 2, (h - note_r.height) // 2
+    shadow = Image.new("RGB", note_r.size, (40, 40, 40))
+    cv.image.paste(shadow, (ox + 8, oy + 10), mask_r.point(lambda v: v // 3))
+    cv.image.paste(note_r, (ox, oy), mask_r)
+    pin = cv.draw()
+    r = min(w, h) * 0.025
+    pin.ellipse([w / 2 - r, oy + r, w / 2 + r, oy + 3 * r], fill=cv.accent)
+
+
+Layout = Callable[[Canvas, CardContent], None]
+
+LAYOUTS: dict[Family, dict[str, Layout]] = {
+    Family.TRAIN: {
+        "centered": centered,
+        "left_list": left_list,
+        "grid_table": grid_table,
+        "banner": banner,
+        "ruled_prices": ruled_prices,
+    },
+    Family.HELDOUT: {
+        "header_band": header_band,
+        "striped_table": striped_table,
+        "vertical_ja": vertical_ja,
+        "split_photo": split_photo,
+        "leader_prices": leader_prices,
+        "sticky_note": sticky_note,
+    },
+}
+
+# Layouts that need Japanese text (vertical writing is meaningless for Latin script).
+JAPANESE_ONLY: frozenset[str] = frozenset({"vertical_ja"})
