@@ -39,11 +39,15 @@ kafka_fetch_locked() {
     rm -rf "$staging"
     mkdir -p "$staging"
     log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIB"
-    # stdout of mvn goes to stderr: callers eval our stdout.
-    mvn -B -q -Dstyle.color=never -f "$LOCAL_DIR/kafka-deps.pom.xml" \
+    # Maven's output goes to a log (callers eval our stdout); its tail is shown when the fetch fails.
+    local fetch_log="$CACHE_DIR/kafka-$KAFKA_VERSION-fetch.log"
+    if ! mvn -B -Dstyle.color=never -f "$LOCAL_DIR/kafka-deps.pom.xml" \
         org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
-        -DoutputDirectory="$staging" -DincludeScope=runtime -Dkafka.version="$KAFKA_VERSION" >&2 \
-        || die "Maven could not fetch the Kafka $KAFKA_VERSION jars"
+        -DoutputDirectory="$staging" -DincludeScope=runtime -Dkafka.version="$KAFKA_VERSION" \
+        </dev/null >"$fetch_log" 2>&1; then
+        tail -n 30 "$fetch_log" >&2
+        die "Maven could not fetch the Kafka $KAFKA_VERSION jars (log: $fetch_log)"
+    fi
     [[ -f "$staging/kafka_2.13-$KAFKA_VERSION.jar" ]] \
         || die "kafka_2.13-$KAFKA_VERSION.jar missing after the fetch"
     touch "$staging/.complete"
