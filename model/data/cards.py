@@ -83,7 +83,17 @@ def make_content(family: Family, lang: str, rng: np.random.Generator) -> CardCon
 
 
 def _all_text(c: CardContent) -> str:
-    parts = [c.title, c.chart_title, c.price_title, *c.body, *c.items, *c.table_header, *c.table_rows[0], c.sale_word, c.signature]
+    parts = [
+        c.title,
+        c.chart_title,
+        c.price_title,
+        *c.body,
+        *c.items,
+        *c.table_header,
+        *c.table_rows[0],
+        c.sale_word,
+        c.signature,
+    ]
     parts += [p for pair in c.prices for p in pair]
     return "".join(parts)
 
@@ -144,8 +154,13 @@ class CardGenerator:
             # Text on busy backgrounds sits on a translucent panel, as shop cards usually do.
             surface = drawing.light_color(rng) if rng.random() < 0.75 else drawing.dark_color(rng)
             m = min(w, h) * rng.uniform(0.04, 0.08)
-            drawing.panel(image, (int(m), int(m), int(w - m), int(h - m)), surface,
-                          int(rng.integers(200, 245)), int(min(w, h) * 0.04))
+            drawing.panel(
+                image,
+                (int(m), int(m), int(w - m), int(h - m)),
+                surface,
+                int(rng.integers(200, 245)),
+                int(min(w, h) * 0.04),
+            )
         ink = drawing.text_color_for(surface, rng)
         accent = drawing.accent_color(rng)
         frame_style = drawing.frame(ImageDraw.Draw(image), (w, h), accent if rng.random() < 0.6 else ink, rng)
@@ -181,6 +196,8 @@ class CardGenerator:
             out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
         elif roll < 0.25:  # an upload that was once small: down- then up-sampled
             f = rng.uniform(0.4, 0.7)
-            small = out.resize((max(1, int(out.width * f)), max(1, int(out.height * f))), Image.Resampling.BILINEAR)
+            small = out.resize(
+                (max(1, int(out.width * f)), max(1, int(out.height * f))), Image.Resampling.BILINEAR
+            )
             out = small.resize(out.size, Image.Resampling.BILINEAR)
         return out.convert("RGB")

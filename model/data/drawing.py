@@ -166,9 +166,7 @@ def background(
     return _pattern(size, base, rng), base, "pattern"
 
 
-def panel(
-    canvas: Image.Image, box: tuple[int, int, int, int], color: RGB, alpha: int, radius: int
-) -> None:
+def panel(canvas: Image.Image, box: tuple[int, int, int, int], color: RGB, alpha: int, radius: int) -> None:
     """Composite a translucent rounded panel onto `canvas` in place (text sits on it)."""
     layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     ImageDraw.Draw(layer).rounded_rectangle(box, radius=radius, fill=(*color, alpha))
@@ -215,8 +213,16 @@ def icon(draw: ImageDraw.ImageDraw, center: tuple[float, float], r: float, color
         draw.ellipse([cx - lw, cy + r * 0.5 - lw, cx + lw, cy + r * 0.5 + lw], fill=color)
     elif k == 1:  # delivery truck
         draw.rectangle([cx - r, cy - r * 0.5, cx + r * 0.2, cy + r * 0.4], fill=color)
-        draw.polygon([(cx + r * 0.25, cy - r * 0.2), (cx + r * 0.7, cy - r * 0.2), (cx + r, cy + r * 0.1),
-                      (cx + r, cy + r * 0.4), (cx + r * 0.25, cy + r * 0.4)], fill=color)
+        draw.polygon(
+            [
+                (cx + r * 0.25, cy - r * 0.2),
+                (cx + r * 0.7, cy - r * 0.2),
+                (cx + r, cy + r * 0.1),
+                (cx + r, cy + r * 0.4),
+                (cx + r * 0.25, cy + r * 0.4),
+            ],
+            fill=color,
+        )
         for wx in (cx - r * 0.6, cx + r * 0.6):
             draw.ellipse([wx - r * 0.22, cy + r * 0.3, wx + r * 0.22, cy + r * 0.74], fill=color)
     elif k == 2:  # calendar

@@ -99,7 +99,9 @@ HELDOUT_FONTS: tuple[FontSpec, ...] = (
     _la("urw-gothic", "opentype/urw-base35/URWGothic-Demi.otf", "fonts-urw-base35"),
     _la("c059", "opentype/urw-base35/C059-Roman.otf", "fonts-urw-base35"),
     _la("roboto", "truetype/roboto/unhinted/RobotoTTF/Roboto-Regular.ttf", "fonts-roboto-unhinted"),
-    _la("roboto-condensed-bold", "truetype/roboto/unhinted/RobotoCondensed-Bold.ttf", "fonts-roboto-unhinted"),
+    _la(
+        "roboto-condensed-bold", "truetype/roboto/unhinted/RobotoCondensed-Bold.ttf", "fonts-roboto-unhinted"
+    ),
     _la("comic-neue", "opentype/comic-neue/ComicNeue-Bold.otf", "fonts-comic-neue"),
     _la("caladea", "truetype/crosextra/Caladea-Regular.ttf", "fonts-crosextra-caladea"),
     _la("cantarell", "opentype/cantarell/Cantarell-Regular.otf", "fonts-cantarell"),
@@ -139,7 +141,7 @@ class ResolvedFont:
         return all(ord(ch) in self.charset for ch in text if not ch.isspace())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _charset(path: Path) -> frozenset[int]:
     # fontTools ships with matplotlib; reading the cmap lets us avoid tofu boxes in cards.
     from fontTools.ttLib import TTFont
@@ -149,7 +151,7 @@ def _charset(path: Path) -> frozenset[int]:
         return frozenset(cmap)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resolve_family(family: Family) -> tuple[ResolvedFont, ...]:
     """All fonts of `family`, located and with their character coverage.
 

@@ -139,16 +139,31 @@ def centered(cv: Canvas, c: CardContent) -> None:
     if cv.rng.random() < 0.45:  # a pictogram left of the title, with room kept free for it
         drawing.icon(cv.draw(), (x0 + r, y0 + h * 0.14), r, cv.accent, int(cv.rng.integers(0, 7)))
         inset = 2.6 * r
-    title_bottom = draw_block(cv, [c.title], (x0 + inset, y0, x1 - inset, y0 + h * 0.28), cv.title_font,
-                              max_size=120, color=_title_color(cv))
+    title_bottom = draw_block(
+        cv,
+        [c.title],
+        (x0 + inset, y0, x1 - inset, y0 + h * 0.28),
+        cv.title_font,
+        max_size=120,
+        color=_title_color(cv),
+    )
     draw = cv.draw()
     if cv.rng.random() < 0.6:
-        draw.line([(x0 + (x1 - x0) * 0.2, title_bottom + 4), (x1 - (x1 - x0) * 0.2, title_bottom + 4)],
-                  fill=cv.accent, width=int(cv.rng.integers(2, 6)))
+        draw.line(
+            [(x0 + (x1 - x0) * 0.2, title_bottom + 4), (x1 - (x1 - x0) * 0.2, title_bottom + 4)],
+            fill=cv.accent,
+            width=int(cv.rng.integers(2, 6)),
+        )
     body_top = title_bottom + h * 0.06
     draw_block(cv, c.body, (x0, body_top, x1, y1 - h * 0.14), cv.body_font, max_size=48)
-    draw_block(cv, [c.signature], (x0, y1 - h * 0.1, x1, y1), cv.body_font, max_size=30,
-               align="right" if cv.rng.random() < 0.5 else "center")
+    draw_block(
+        cv,
+        [c.signature],
+        (x0, y1 - h * 0.1, x1, y1),
+        cv.body_font,
+        max_size=30,
+        align="right" if cv.rng.random() < 0.5 else "center",
+    )
 
 
 def left_list(cv: Canvas, c: CardContent) -> None:
@@ -158,11 +173,19 @@ def left_list(cv: Canvas, c: CardContent) -> None:
     draw = cv.draw()
     bar_w = int(cv.rng.integers(6, 16))
     draw.rectangle([x0, y0, x0 + bar_w, y0 + h * 0.16], fill=cv.accent)
-    draw_block(cv, [c.title], (x0 + bar_w * 2.5, y0, x1, y0 + h * 0.16), cv.title_font,
-               align="left", max_size=100, color=_title_color(cv))
+    draw_block(
+        cv,
+        [c.title],
+        (x0 + bar_w * 2.5, y0, x1, y0 + h * 0.16),
+        cv.title_font,
+        align="left",
+        max_size=100,
+        color=_title_color(cv),
+    )
     n = int(cv.rng.integers(3, 7))
-    draw_block(cv, c.items[:n], (x0, y0 + h * 0.24, x1, y1), cv.body_font, align="left", max_size=44,
-               spacing=0.6)
+    draw_block(
+        cv, c.items[:n], (x0, y0 + h * 0.24, x1, y1), cv.body_font, align="left", max_size=44, spacing=0.6
+    )
 
 
 def _table(cv: Canvas, header: list[str], rows: list[list[str]], box: Box, *, striped: bool) -> None:
@@ -179,8 +202,10 @@ def _table(cv: Canvas, header: list[str], rows: list[list[str]], box: Box, *, st
     for r, row in enumerate([header, *rows]):
         top = y0 + r * rh
         if striped and r > 0 and r % 2 == 0:
-            shade = tuple(int(np.clip(v + (-18 if drawing.luminance(cv.surface) > 0.5 else 18), 0, 255))
-                          for v in cv.surface)
+            shade = tuple(
+                int(np.clip(v + (-18 if drawing.luminance(cv.surface) > 0.5 else 18), 0, 255))
+                for v in cv.surface
+            )
             draw.rectangle([x0, top, x1, top + rh], fill=shade)
         for col, cell in enumerate(row):
             cx = x0 + col * cw + cw / 2
@@ -196,17 +221,25 @@ def _table(cv: Canvas, header: list[str], rows: list[list[str]], box: Box, *, st
 
 
 def _size_rows(cv: Canvas, c: CardContent) -> list[list[str]]:
-    return [[label, *(f"{cv.rng.uniform(30, 110):.0f}" if cv.rng.random() < 0.7
-                      else f"{cv.rng.uniform(20, 80):.1f}" for _ in c.table_header[1:])]
-            for label in c.table_rows[0]]
+    return [
+        [
+            label,
+            *(
+                f"{cv.rng.uniform(30, 110):.0f}" if cv.rng.random() < 0.7 else f"{cv.rng.uniform(20, 80):.1f}"
+                for _ in c.table_header[1:]
+            ),
+        ]
+        for label in c.table_rows[0]
+    ]
 
 
 def grid_table(cv: Canvas, c: CardContent) -> None:
     """A size chart: title, a table with full grid lines, a unit note."""
     x0, y0, x1, y1 = _margins(cv)
     h = y1 - y0
-    draw_block(cv, [c.chart_title], (x0, y0, x1, y0 + h * 0.15), cv.title_font, max_size=90,
-               color=_title_color(cv))
+    draw_block(
+        cv, [c.chart_title], (x0, y0, x1, y0 + h * 0.15), cv.title_font, max_size=90, color=_title_color(cv)
+    )
     _table(cv, c.table_header, _size_rows(cv, c), (x0, y0 + h * 0.22, x1, y1 - h * 0.14), striped=False)
     draw_block(cv, c.body[:1], (x0, y1 - h * 0.1, x1, y1), cv.body_font, max_size=28, align="left")
 
@@ -218,30 +251,46 @@ def banner(cv: Canvas, c: CardContent) -> None:
     band_y = h * cv.rng.uniform(0.3, 0.45)
     band_h = h * cv.rng.uniform(0.22, 0.32)
     tilt = h * cv.rng.uniform(-0.08, 0.08)
-    draw.polygon([(0, band_y + tilt), (w, band_y - tilt), (w, band_y + band_h - tilt), (0, band_y + band_h + tilt)],
-                 fill=cv.accent)
+    draw.polygon(
+        [(0, band_y + tilt), (w, band_y - tilt), (w, band_y + band_h - tilt), (0, band_y + band_h + tilt)],
+        fill=cv.accent,
+    )
     word_ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (20, 20, 20)
-    draw_block(cv, [c.sale_word], (w * 0.06, band_y + band_h * 0.12, w * 0.94, band_y + band_h * 0.9),
-               cv.title_font, max_size=200, color=word_ink)
+    draw_block(
+        cv,
+        [c.sale_word],
+        (w * 0.06, band_y + band_h * 0.12, w * 0.94, band_y + band_h * 0.9),
+        cv.title_font,
+        max_size=200,
+        color=word_ink,
+    )
     draw_block(cv, [c.title], (w * 0.08, h * 0.06, w * 0.92, band_y - h * 0.06), cv.title_font, max_size=70)
-    draw_block(cv, c.body[:2], (w * 0.08, band_y + band_h + h * 0.08, w * 0.92, h * 0.94), cv.body_font,
-               max_size=40)
+    draw_block(
+        cv, c.body[:2], (w * 0.08, band_y + band_h + h * 0.08, w * 0.92, h * 0.94), cv.body_font, max_size=40
+    )
     for _ in range(int(cv.rng.integers(0, 4))):
-        drawing.icon(draw, (cv.rng.uniform(0.05, 0.95) * w, cv.rng.uniform(0.05, 0.95) * h),
-                     h * cv.rng.uniform(0.03, 0.06), cv.accent, 3)
+        drawing.icon(
+            draw,
+            (cv.rng.uniform(0.05, 0.95) * w, cv.rng.uniform(0.05, 0.95) * h),
+            h * cv.rng.uniform(0.03, 0.06),
+            cv.accent,
+            3,
+        )
 
 
 def ruled_prices(cv: Canvas, c: CardContent) -> None:
     """Price list: item names left, prices right, thin rules between rows."""
     x0, y0, x1, y1 = _margins(cv)
     h = y1 - y0
-    draw_block(cv, [c.price_title], (x0, y0, x1, y0 + h * 0.16), cv.title_font, max_size=90,
-               color=_title_color(cv))
+    draw_block(
+        cv, [c.price_title], (x0, y0, x1, y0 + h * 0.16), cv.title_font, max_size=90, color=_title_color(cv)
+    )
     rows = c.prices
     top = y0 + h * 0.24
     rh = (y1 - top) / max(len(rows), 1)
-    f = drawing.fit_font(cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.6, rh * 0.55,
-                         int(rh * 0.55))
+    f = drawing.fit_font(
+        cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.6, rh * 0.55, int(rh * 0.55)
+    )
     draw = cv.draw()
     for i, (item, price) in enumerate(rows):
         y = top + i * rh + rh / 2
@@ -258,13 +307,27 @@ def header_band(cv: Canvas, c: CardContent) -> None:
     draw = cv.draw()
     draw.rectangle([0, 0, w, band_h], fill=cv.accent)
     ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (15, 15, 15)
-    draw_block(cv, [c.title], (w * 0.07, band_h * 0.15, w * 0.93, band_h * 0.88), cv.title_font,
-               max_size=110, color=ink)
+    draw_block(
+        cv,
+        [c.title],
+        (w * 0.07, band_h * 0.15, w * 0.93, band_h * 0.88),
+        cv.title_font,
+        max_size=110,
+        color=ink,
+    )
     align = "left" if cv.rng.random() < 0.5 else "center"
-    draw_block(cv, c.body, (w * 0.08, band_h + h * 0.07, w * 0.92, h * 0.82), cv.body_font,
-               align=align, max_size=44, spacing=0.55)
-    draw_block(cv, [c.signature], (w * 0.08, h * 0.86, w * 0.92, h * 0.95), cv.body_font, max_size=28,
-               align="right")
+    draw_block(
+        cv,
+        c.body,
+        (w * 0.08, band_h + h * 0.07, w * 0.92, h * 0.82),
+        cv.body_font,
+        align=align,
+        max_size=44,
+        spacing=0.55,
+    )
+    draw_block(
+        cv, [c.signature], (w * 0.08, h * 0.86, w * 0.92, h * 0.95), cv.body_font, max_size=28, align="right"
+    )
 
 
 def striped_table(cv: Canvas, c: CardContent) -> None:
@@ -273,8 +336,13 @@ def striped_table(cv: Canvas, c: CardContent) -> None:
     h = y1 - y0
     draw = cv.draw()
     draw.rounded_rectangle([x0, y0, x1, y0 + h * 0.15], radius=int(h * 0.07), outline=cv.accent, width=3)
-    draw_block(cv, [c.chart_title], (x0 + h * 0.05, y0 + h * 0.02, x1 - h * 0.05, y0 + h * 0.13), cv.title_font,
-               max_size=80)
+    draw_block(
+        cv,
+        [c.chart_title],
+        (x0 + h * 0.05, y0 + h * 0.02, x1 - h * 0.05, y0 + h * 0.13),
+        cv.title_font,
+        max_size=80,
+    )
     _table(cv, c.table_header, _size_rows(cv, c), (x0, y0 + h * 0.22, x1, y1 - h * 0.12), striped=True)
     draw_block(cv, c.body[-1:], (x0, y1 - h * 0.09, x1, y1), cv.body_font, max_size=26, align="center")
 
@@ -299,7 +367,7 @@ def vertical_ja(cv: Canvas, c: CardContent) -> None:
     for i, text in enumerate(texts):
         f = drawing.font(cv.title_font if i == 0 else cv.body_font, size)
         ink = title_ink if i == 0 else cv.ink
-        chunks = [text[k:k + per_col] for k in range(0, len(text), per_col)]
+        chunks = [text[k : k + per_col] for k in range(0, len(text), per_col)]
         for chunk in chunks:
             for j, ch in enumerate(chunk):
                 cy = y0 + j * size * 1.05 + size / 2
@@ -307,8 +375,9 @@ def vertical_ja(cv: Canvas, c: CardContent) -> None:
                     glyph = Image.new("L", (size * 2, size * 2), 0)
                     ImageDraw.Draw(glyph).text((size, size), ch, font=f, fill=255, anchor="mm")
                     glyph = glyph.rotate(-90)
-                    cv.image.paste(Image.new("RGB", glyph.size, ink), (int(x + size / 2 - size), int(cy - size)),
-                                   glyph)
+                    cv.image.paste(
+                        Image.new("RGB", glyph.size, ink), (int(x + size / 2 - size), int(cy - size)), glyph
+                    )
                 else:
                     draw.text((x + size / 2, cy), ch, font=f, fill=ink, anchor="mm")
             x -= size * 1.55
@@ -335,8 +404,15 @@ def split_photo(cv: Canvas, c: CardContent) -> None:
         cv.draw().rectangle(pbox, fill=cv.accent)
     x0, y0, x1, y1 = tbox
     th = y1 - y0
-    bottom = draw_block(cv, [c.title], (x0, y0, x1, y0 + th * 0.3), cv.title_font, max_size=90,
-                        color=_title_color(cv), align="left")
+    bottom = draw_block(
+        cv,
+        [c.title],
+        (x0, y0, x1, y0 + th * 0.3),
+        cv.title_font,
+        max_size=90,
+        color=_title_color(cv),
+        align="left",
+    )
     draw_block(cv, c.body, (x0, bottom + th * 0.05, x1, y1), cv.body_font, max_size=40, align="left")
 
 
@@ -350,8 +426,9 @@ def leader_prices(cv: Canvas, c: CardContent) -> None:
     top = y0 + h * 0.24
     rows = c.prices
     rh = (y1 - top) / max(len(rows), 1)
-    f = drawing.fit_font(cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.5, rh * 0.5,
-                         int(rh * 0.5))
+    f = drawing.fit_font(
+        cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.5, rh * 0.5, int(rh * 0.5)
+    )
     for i, (item, price) in enumerate(rows):
         y = top + i * rh + rh / 2
         draw.text((x0, y), item, font=f, fill=cv.ink, anchor="lm")
@@ -366,13 +443,30 @@ def sticky_note(cv: Canvas, c: CardContent) -> None:
     """A slightly rotated note card with a pin, carrying the notice, pasted on the background."""
     w, h = cv.size
     nw, nh = int(w * cv.rng.uniform(0.65, 0.85)), int(h * cv.rng.uniform(0.6, 0.82))
-    note_color = drawing.light_color(cv.rng) if cv.rng.random() < 0.6 else drawing.hsv(
-        cv.rng.uniform(0.1, 0.18), 0.35, 1.0)
+    note_color = (
+        drawing.light_color(cv.rng)
+        if cv.rng.random() < 0.6
+        else drawing.hsv(cv.rng.uniform(0.1, 0.18), 0.35, 1.0)
+    )
     note = Image.new("RGB", (nw, nh), note_color)
-    sub = Canvas(note, cv.rng, cv.title_font, cv.body_font, drawing.text_color_for(note_color, cv.rng),
-                 cv.accent, note_color, None)
-    bottom = draw_block(sub, [c.title], (nw * 0.08, nh * 0.1, nw * 0.92, nh * 0.35), sub.title_font,
-                        max_size=80, color=_title_color(sub))
+    sub = Canvas(
+        note,
+        cv.rng,
+        cv.title_font,
+        cv.body_font,
+        drawing.text_color_for(note_color, cv.rng),
+        cv.accent,
+        note_color,
+        None,
+    )
+    bottom = draw_block(
+        sub,
+        [c.title],
+        (nw * 0.08, nh * 0.1, nw * 0.92, nh * 0.35),
+        sub.title_font,
+        max_size=80,
+        color=_title_color(sub),
+    )
     draw_block(sub, c.body, (nw * 0.08, bottom + nh * 0.05, nw * 0.92, nh * 0.92), sub.body_font, max_size=40)
     angle = cv.rng.uniform(-8, 8)
     mask = Image.new("L", note.size, 255)

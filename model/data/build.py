@@ -1,0 +1,255 @@
+"""Build a reproducible dataset of image files on disk.
+
+Layout (all JPEG; `manifest.json` records every file with its kind and source):
+
+    train/target/      TRAIN-family cards                       (the one class the model learns)
+    train/negatives/   photos, product shots, printed words of TRAIN-role photo files
+                       (optional outlier exposure for the discriminator)
+    val/target/        more TRAIN-family cards                  (checkpoint selection)
+    val/other/         non-cards from VAL-role files (training sources, files training never saw)
+    calib/other/       non-cards from CALIB-role files + calibration-only sources (thresholds)
+    eval/target/       HELD-OUT-family cards: unseen fonts, layouts and phrases
+    eval/other/        non-cards from EVAL-only sources, words in HELD-OUT fonts
+
+Every image is a pure function of (seed, split, index), so the same seed gives the same files
+whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.data import cards, layouts, photos, phrases, samples, splits
+from model.data.errors import DatasetLayoutError
+from model.data.fonts import FAMILY_FONTS, Family
+from model.data.splits import Role
+
+DATASET_VERSION = "alocc-data-1"
+
+
+class Scale(StrEnum):
+    """Dataset size presets."""
+
+    SMALL = "small"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How to fill one output folder."""
+
+    folder: str  # e.g. "train/target"
+    target: bool  # cards (True) or non-card pictures (False)
+    family: Family  # card family, or the font family of printed words
+    role: Role  # photo files the folder draws from (card photos included)
+    mix: tuple[float, float, float] = (0.55, 0.28, 0.17)  # photo / product / printed
+
+
+PLANS: tuple[SplitPlan, ...] = (
+    SplitPlan("train/target", True, Family.TRAIN, Role.TRAIN),
+    SplitPlan("train/negatives", False, Family.TRAIN, Role.TRAIN),
+    SplitPlan("val/target", True, Family.TRAIN, Role.TRAIN),
+    SplitPlan("val/other", False, Family.TRAIN, Role.VAL),
+    SplitPlan("calib/other", False, Family.TRAIN, Role.CALIB),
+    SplitPlan("eval/target", True, Family.HELDOUT, Role.EVAL),
+    SplitPlan("eval/other", False, Family.HELDOUT, Role.EVAL, mix=(0.45, 0.35, 0.2)),
+)
+
+COUNTS: dict[Scale, dict[str, int]] = {
+    Scale.DEFAULT: {
+        "train/target": 4000,
+        "train/negatives": 3000,
+        "val/target": 500,
+        "val/other": 500,
+        "calib/other": 2000,
+        "eval/target": 1000,
+        "eval/other": 1000,
+    },
+    Scale.SMALL: {
+        "train/target": 24,
+        "train/negatives": 16,
+        "val/target": 8,
+        "val/other": 8,
+        "calib/other": 16,
+        "eval/target": 16,
+        "eval/other": 16,
+    },
+}
+
+LONG_SIDE = 256
+
+
+def item_rng(seed: int, folder: str, index: int) -> np.random.Generator:
+    """The generator of one output image: fixed by the build seed, its folder and its index."""
+    folder_id = PLANS.index(next(p for p in PLANS if p.folder == folder))
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(folder_id, index)))
+
+
+@functools.cache
+def _card_generator(family: Family, role: Role) -> cards.CardGenerator:
+    # Card photos come from the same role's scene files, so eval photos never appear in training.
+    scene_files = [f for _, f in splits.role_files(role).files(photos.PhotoKind.SCENE)]
+    return cards.CardGenerator(family, photos.crop_provider(scene_files), size=LONG_SIDE)
+
+
+@functools.cache
+def _role_files(role: Role) -> splits.RoleFiles:
+    return splits.role_files(role)
+
+
+def _jpeg_quality(rng: np.random.Generator) -> int:
+    # The same quality spread for cards and photos so compression gives nothing away.
+    return int(rng.integers(70, 96))
+
+
+def render_item(seed: int, folder: str, index: int) -> tuple[Image.Image, dict[str, object]]:
+    """Render image `index` of `folder`; returns the image and its manifest record."""
+    plan = next(p for p in PLANS if p.folder == folder)
+    rng = item_rng(seed, folder, index)
+    if plan.target:
+        image, info = _card_generator(plan.family, plan.role).render(rng)
+        record: dict[str, object] = {"kind": "card", "source": f"cards-{plan.family.value}", **info.as_dict()}
+        stem = f"card-{info.layout}-{index:05d}"
+    else:
+        sample = samples.other(rng, _role_files(plan.role), plan.family, LONG_SIDE, plan.mix)
+        image = sample.image
+        record = {"kind": sample.kind.value, "source": sample.source, "photo": sample.file}
+        if sample.word:
+            record.update(word=sample.word, text_area=round(sample.text_area, 4))
+        stem = f"{sample.kind.value}-{sample.source}-{index:05d}"
+    record.update(file=f"{folder}/{stem}.jpg", quality=_jpeg_quality(rng))
+    return image, record
+
+
+def _write_chunk(args: tuple[Path, int, str, list[int]]) -> list[dict[str, object]]:
+    out, seed, folder, indices = args
+    records = []
+    for index in indices:
+        image, record = render_item(seed, folder, index)
+        image.save(out / str(record["file"]), "JPEG", quality=int(record["quality"]))  # type: ignore[call-overload]
+        records.append(record)
+    return records
+
+
+def _chunks(
+    counts: dict[str, int], out: Path, seed: int, size: int
+) -> Iterator[tuple[Path, int, str, list[int]]]:
+    for plan in PLANS:
+        n = counts[plan.folder]
+        for start in range(0, n, size):
+            yield out, seed, plan.folder, list(range(start, min(start + size, n)))
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DatasetLayoutError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
+        if not (out / "manifest.json").is_file():
+            raise DatasetLayoutError(
+                f"{out} is not empty and holds no dataset manifest; refusing to delete it"
+            )
+        for plan in PLANS:
+            shutil.rmtree(out / plan.folder.split("/")[0], ignore_errors=True)
+        (out / "manifest.json").unlink()
+    for plan in PLANS:
+        (out / plan.folder).mkdir(parents=True, exist_ok=True)
+
+
+def _summary(records: list[dict[str, object]]) -> dict[str, dict[str, object]]:
+    per_folder: dict[str, dict[str, object]] = {}
+    for plan in PLANS:
+        rows = [r for r in records if str(r["file"]).startswith(plan.folder + "/")]
+        per_folder[plan.folder] = {
+            "count": len(rows),
+            "by_kind": dict(sorted(Counter(str(r["kind"]) for r in rows).items())),
+            "by_source": dict(sorted(Counter(str(r["source"]) for r in rows).items())),
+        }
+    return per_folder
+
+
+def build(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    scale: Scale | str = Scale.DEFAULT,
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> dict[str, object]:
+    """Write the dataset and its manifest into `out`.
+
+    Args:
+        out: output folder (created; must be empty unless `overwrite`).
+        seed: build seed; the same seed gives the same images.
+        scale: "default" (about 12,000 images) or "small" (about 100, for tests and demos).
+        workers: processes to render with (default: up to 2, the cores this project plans for).
+        overwrite: replace an earlier build in `out`.
+
+    Returns:
+        The manifest (also written to `out/manifest.json`).
+
+    Raises:
+        DatasetLayoutError: when `out` holds something other than an earlier build.
+        FontsMissing, PhotoSourceMissing: when packages are missing (the message says which).
+    """
+    out = Path(out)
+    scale = Scale(scale)
+    counts = COUNTS[scale]
+    # Fail early, in this process, if fonts or photo packages are missing.
+    for plan in PLANS:
+        _role_files(plan.role)
+        if plan.target:
+            _card_generator(plan.family, plan.role)
+    _prepare(out, overwrite)
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    started = time.monotonic()
+    chunk_list = list(_chunks(counts, out, seed, 25))
+    records: list[dict[str, object]] = []
+    if n_workers <= 1:
+        for chunk in chunk_list:
+            records.extend(_write_chunk(chunk))
+    else:
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            for chunk_records in pool.map(_write_chunk, chunk_list):
+                records.extend(chunk_records)
+    manifest = {
+        "version": DATASET_VERSION,
+        "generator": cards.GENERATOR_VERSION,
+        "seed": seed,
+        "scale": scale.value,
+        "long_side": LONG_SIDE,
+        "seconds": round(time.monotonic() - started, 1),
+        "splits": _summary(records),
+        "families": {
+            fam.value: {
+                "fonts": [s.name for s in FAMILY_FONTS[fam]],
+                "font_packages": sorted({s.package for s in FAMILY_FONTS[fam]}),
+                "layouts": sorted(layouts.LAYOUTS[fam]),
+                "printed_words": list(phrases.PRINTED_WORDS[fam]),
+            }
+            for fam in Family
+        },
+        "photo_roles": {
+            role.value: {name: [p.name for p in files] for name, files in _role_files(role).by_source.items()}
+            for role in Role
+        },
+        "photo_sources": {
+            name: {"install": photos.source(name).install, "licence": photos.source(name).licence}
+            for name in photos.ALL_SOURCES
+        },
+        "files": sorted(records, key=lambda r: str(r["file"])),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    return manifest
