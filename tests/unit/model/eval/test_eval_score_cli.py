@@ -1,0 +1,92 @@
+"""`alocc score`: one JSON line per image, errors as lines with the reason, and the exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from eval_helpers import make_tiny_checkpoint, write_photo_images, write_text_images
+
+from model.offline_score import EXIT_MODEL_ERROR, EXIT_OK, EXIT_SOME_FAILED
+from model.preprocess import preprocess
+from model.scoring import Scorer
+from worker.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"))
+
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_scores_folder_and_file_with_a_corrupt_one(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "imgs"
+    photos = write_photo_images(folder / "sub", 3)
+    cards = write_text_images(folder, 2)
+    corrupt = folder / "truncated.jpg"
+    corrupt.write_bytes(photos[0].read_bytes()[:60])
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("hello")
+
+    code = main(["score", str(folder), str(not_image), "--model", str(tiny_model), "--batch-size", "2"])
+    assert code == EXIT_SOME_FAILED
+    lines = _lines(capsys)
+    assert len(lines) == 7
+    by_path = {line["path"]: line for line in lines}
+    # Folders expand recursively in sorted order, named files follow in argument order.
+    in_folder = sorted(str(p) for p in [*photos, *cards, corrupt])
+    assert [line["path"] for line in lines] == [*in_folder, str(not_image)]
+    assert by_path[str(corrupt)]["error"] == "CorruptImage"
+    assert by_path[str(not_image)]["error"] == "UnsupportedImageFormat"
+    assert isinstance(by_path[str(corrupt)]["message"], str)
+
+    scorer = Scorer.load(tiny_model, device="cpu")
+    for path in [*photos, *cards]:
+        line = by_path[str(path)]
+        assert set(line) == {"path", "score", "excluded", "mode", "threshold", "model_version"}
+        assert line["mode"] == "d_x"
+        assert line["threshold"] == pytest.approx(0.5)
+        assert line["model_version"] == scorer.model_version
+        # The same bytes through the same preprocessing and scorer give the same score.
+        expected = scorer.score(preprocess(path.read_bytes(), scorer.input_size).unsqueeze(0))
+        assert line["score"] == pytest.approx(float(expected.scores[0]), abs=1e-6)
+        assert line["excluded"] == (line["score"] >= 0.5)
+
+
+def test_all_good_exits_zero_and_mode_is_honoured(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_photo_images(tmp_path, 2)
+    code = main(["score", *map(str, paths), "--model", str(tiny_model), "--mode", "cascade"])
+    assert code == EXIT_OK
+    lines = _lines(capsys)
+    assert [line["mode"] for line in lines] == ["cascade", "cascade"]
+
+
+def test_missing_path_and_empty_folder_are_reported(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["score", str(tmp_path / "absent.png"), str(empty), "--model", str(tiny_model)])
+    assert code == EXIT_SOME_FAILED
+    errors = [line["error"] for line in _lines(capsys)]
+    assert errors == ["FileNotFoundError", "DataError"]
+
+
+def test_bad_model_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["score", str(tmp_path), "--model", str(tmp_path / "no-model")])
+    assert code == EXIT_MODEL_ERROR
+    assert "CheckpointError" in capsys.readouterr().err
