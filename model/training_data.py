@@ -8,6 +8,7 @@ epochs and later runs cost no decoding. Augmentation works on those uint8 tensor
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -16,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torchvision.transforms import v2
 
@@ -139,6 +142,24 @@ def load_folder(
     return FolderImages(images, names, [(a, b) for a, b in skipped], fp)
 
 
+class _JpegReencode(torch.nn.Module):
+    """Re-encode a (3, H, W) uint8 image as JPEG at a random quality, through Pillow.
+
+    Uploads are re-compressed JPEGs; training on blocking artefacts keeps them from being a cue.
+    """
+
+    def __init__(self, quality: tuple[int, int]) -> None:
+        super().__init__()
+        self.quality = quality
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        quality = int(torch.randint(self.quality[0], self.quality[1] + 1, ()).item())
+        buffer = io.BytesIO()
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=quality)
+        decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        return torch.from_numpy(decoded.copy()).permute(2, 0, 1)
+
+
 class Augmenter:
     """Random per-image augmentation of uint8 batches.
 
@@ -159,7 +180,7 @@ class Augmenter:
             v2.RandomApply([v2.ColorJitter(0.4 * s, 0.4 * s, 0.5 * s, min(0.5, 0.15 * s))], p=0.8),
             v2.RandomGrayscale(p=0.2),
             v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.2))], p=0.25),
-            v2.RandomApply([v2.JPEG((30, 95))], p=0.4),
+            v2.RandomApply([_JpegReencode((30, 95))], p=0.4),
         ]
         self._transform = v2.Compose(steps)
 

@@ -78,3 +78,18 @@ TinyModelFactory = Callable[..., tuple[AloccNetworks, ModelCard]]
 def tiny_model() -> TinyModelFactory:
     """Factory: `tiny_model(width=4, seed=0)` -> (networks, card) of a 32 px strided model."""
     return _tiny_model
+
+
+FolderFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_cards() -> FolderFactory:
+    """Factory: `make_cards(folder, count, seed=0)` writes small text-card PNGs."""
+    return write_cards
+
+
+@pytest.fixture
+def make_photos() -> FolderFactory:
+    """Factory: `make_photos(folder, count, seed=1)` writes small photo-like JPEGs."""
+    return write_photos

@@ -40,7 +40,9 @@ def test_decisions_follow_the_threshold(scorer: Scorer) -> None:
     assert np.allclose(scorer.score(batch(16), ScoreMode.D_RX).scores, raw.d_rx)
 
 
-def test_cascade_runs_r_only_on_images_that_pass_the_gate(scorer: Scorer) -> None:
+def test_cascade_runs_r_only_on_images_that_pass_the_gate(
+    scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     images = batch(20, seed=3)
     raw = scorer.raw_scores(images)
     gate = float(np.sort(raw.d_x)[14])  # the top 6 of 20 pass (d_x >= gate)
@@ -54,7 +56,7 @@ def test_cascade_runs_r_only_on_images_that_pass_the_gate(scorer: Scorer) -> Non
         seen.append(x.shape[0])
         return original(x)
 
-    reconstructor.forward = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(reconstructor, "forward", counting)
     result = scorer.score(images, ScoreMode.CASCADE)
     passed = raw.d_x >= np.float32(gate)
     assert seen == [int(passed.sum())] == [6]

@@ -1,0 +1,103 @@
+"""Training: the step moves the losses; the loop selects, checkpoints, resumes and calibrates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.calibrate import calibrate_checkpoint
+from model.checkpoint import read_card
+from model.networks import build_networks
+from model.presets import get_preset
+from model.scoring import ScoreMode, Scorer
+from model.train import AloccTrainer, TrainConfig, train
+
+FolderFactory = Callable[..., Path]
+
+
+def test_training_steps_move_the_losses() -> None:
+    torch.manual_seed(0)
+    spec = get_preset("strided", width=4, input_size=32)
+    networks = build_networks(spec)
+    # A large reconstruction weight makes the movement of loss_r_rec reliable in a few steps.
+    config = TrainConfig(data="unused", out="unused", lr_r=2e-3, lr_d=2e-3, lambda_rec=10.0)
+    trainer = AloccTrainer(networks, config, torch.device("cpu"))
+    # A structured target class: horizontal stripes of random phase.
+    rows = torch.arange(32).float().view(1, 1, 32, 1)
+    targets = torch.sin(rows / 2 + torch.rand(16, 1, 1, 1) * 6).expand(16, 3, 32, 32).contiguous()
+    negatives = torch.rand(16, 3, 32, 32) * 2 - 1
+    before = [p.detach().clone() for p in networks.discriminator.parameters()]
+    history = [trainer.step(targets, negatives) for _ in range(40)]
+    rec = [h["loss_r_rec"] for h in history]
+    assert np.mean(rec[-5:]) < 0.5 * np.mean(rec[:5])
+    assert all(np.isfinite(h["loss_d"]) and np.isfinite(h["loss_r"]) for h in history)
+    assert history[-1]["loss_d_neg"] != history[0]["loss_d_neg"]
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, networks.discriminator.parameters(), strict=True)
+    )
+
+
+def test_train_selects_checkpoints_resumes_and_calibrates(
+    tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory
+) -> None:
+    cards = make_cards(tmp_path / "cards", 24)
+    val_cards = make_cards(tmp_path / "val_cards", 10, seed=5)
+    photos = make_photos(tmp_path / "photos", 24)
+    val_photos = make_photos(tmp_path / "val_photos", 30, seed=7)
+    out = tmp_path / "run"
+    config = TrainConfig(
+        data=str(cards),
+        out=str(out),
+        preset="strided",
+        width=4,
+        input_size=32,
+        negatives=str(photos),
+        val_target=str(val_cards),
+        val_other=str(val_photos),
+        epochs=2,
+        batch_size=8,
+        steps_per_epoch=2,
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
+    best = train(config)
+    assert {p.name for p in out.iterdir()} >= {"epoch-001", "epoch-002", "last", "best"}
+    card = read_card(best)
+    assert card.training["best"]["epoch"] in (1, 2)
+    assert "FNR" in card.training["best"]["reason"]
+    assert card.default_mode in {m.value for m in ScoreMode}
+    assert set(card.metrics["validation"]) >= {"d_x", "d_rx", "cascade"}
+    assert card.thresholds["d_x"].method == "validation-empirical"
+    assert len(card.data["data"]) == 64  # sha256 fingerprint of the training folder
+    assert (out / "last" / "training_state.safetensors").is_file()
+    assert not (best / "training_state.safetensors").exists()
+
+    resumed = TrainConfig(**{**config.__dict__, "epochs": 3, "resume": True})
+    train(resumed)
+    last = read_card(out / "last")
+    assert last.training["epoch"] == 3
+    assert [h["epoch"] for h in last.metrics["history"]] == [1, 2, 3]
+
+    report = calibrate_checkpoint(
+        best,
+        val_photos,
+        target_fpr=0.05,  # n = 30 >= 19 needed
+        gate_fpr=0.2,
+        target_dir=val_cards,
+        cache_dir=tmp_path / "cache",
+        device="cpu",
+    )
+    calibrated = read_card(best)
+    assert calibrated.thresholds["d_rx"].method == "conformal"
+    assert (
+        calibrated.thresholds["d_rx"].n == 30 and calibrated.thresholds["d_rx"].rank == 30
+    )  # ceil(31 * 0.95)
+    assert all(r["calibration_fpr"] <= 0.05 for r in report.values())
+    assert "target_fnr" in report["cascade"]
+    scorer = Scorer.load(best, device="cpu", mode="cascade")
+    assert scorer.threshold() == calibrated.thresholds["cascade"].threshold
+    json.dumps(report)  # the CLI prints it
