@@ -596,7 +596,8 @@ class Worker:
             assignment = self._consumer.assignment()
             positions = self._consumer.position(assignment) if assignment else []
             for tp in positions:
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=0.5, cached=False)
+                # Cached: the high watermark arrives with every fetch response, so this never blocks the loop.
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0:
                     self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
         except KafkaException as exc:

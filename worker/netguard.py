@@ -31,6 +31,25 @@ _EXTRA_FORBIDDEN: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
     ipaddress.ip_network("fd00:ec2::254/128"),  # AWS IPv6 metadata endpoint
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Never an image host, even when private networks are allowed: link-local ranges hold the cloud
+# metadata services (169.254.169.254, 169.254.170.2, fd00:ec2::254), which hand out credentials.
+_ALWAYS_FORBIDDEN: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("fe80::/10"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+)
+
+
+def metadata_reason(address: IPAddress) -> str | None:
+    """Why `address` is forbidden even when private networks are allowed (link-local / metadata), or None."""
+    candidates = [address]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        candidates.append(address.ipv4_mapped)
+    for candidate in candidates:
+        for network in _ALWAYS_FORBIDDEN:
+            if candidate.version == network.version and candidate in network:
+                return f"link-local / cloud metadata range {network}"
+    return None
 
 
 def forbidden_reason(address: IPAddress) -> str | None:
@@ -82,12 +101,11 @@ class AddressPolicy:
         """Raise `ForbiddenAddress` if ANY of the host's addresses is not allowed.
 
         Checking all of them (not just the one we will use) refuses hosts that mix public and internal
-        answers, a common rebinding trick.
+        answers, a common rebinding trick. With `allow_private_networks`, loopback and private ranges
+        pass but link-local / cloud metadata addresses are still refused.
         """
-        if self.allow_private_networks:
-            return
         for address in addresses:
-            reason = forbidden_reason(address)
+            reason = metadata_reason(address) if self.allow_private_networks else forbidden_reason(address)
             if reason is not None:
                 raise ForbiddenAddress(f"host {host!r} resolves to a forbidden address ({reason})")
 

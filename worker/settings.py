@@ -169,7 +169,7 @@ class FetchSettings(BaseModel):
 
     allow_private_networks: bool = Field(
         default=False,
-        description="Allow loopback/private/link-local targets (tests and the local demo only).",
+        description="Allow loopback/private targets (tests, local demo); link-local/metadata stay refused.",
     )
     allowed_hosts: tuple[str, ...] = Field(
         default=(), description="If set, only these hosts; an entry starting with '.' matches subdomains."
@@ -281,6 +281,14 @@ class Settings(BaseSettings):
     )
 
 
+_COMPUTED_DEFAULTS = {
+    "ALOCC_KAFKA__EXTRA": "{}",
+    "ALOCC_KAFKA__TRANSACTIONAL_ID": "alocc-worker-<hostname>",
+    "ALOCC_DECODE__WORKERS": "<CPU count>",
+    "ALOCC_WORKER_ID": "<hostname>-<pid>",
+}
+
+
 def describe_settings() -> list[tuple[str, str, str]]:
     """Every setting as (environment variable, default, description), for `--help` and the README."""
     rows: list[tuple[str, str, str]] = []
@@ -293,7 +301,7 @@ def describe_settings() -> list[tuple[str, str, str]]:
                 walk(annotation, f"{env}__")
                 continue
             if field.default_factory is not None:
-                default = "(computed)"
+                default = _COMPUTED_DEFAULTS.get(env, "(computed)")
             elif isinstance(field.default, SecretStr):
                 default = "(secret)"
             else:

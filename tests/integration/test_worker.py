@@ -1,0 +1,449 @@
+"""The worker end to end against the real Kafka broker, real Redis, a real HTTP server and a real model.
+
+The model is a tiny randomly initialised checkpoint (written once per module): the tests check the
+pipeline's bookkeeping, not the model's quality, so every assertion compares the worker's outputs with
+each other (Redis records vs. exclusion events vs. dead letters vs. committed offsets).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import torch
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from model.checkpoint import ModelCard, ThresholdRecord, save_checkpoint
+from model.networks import build_networks
+from model.presets import NetworkSpec
+from model.scoring import Scorer
+from schemas.events import DeadLetterHeaders, ExclusionEvent
+from worker.errors import StoreUnavailable
+from worker.factory import build_worker
+from worker.samples import ImageServer, SampleSet, write_samples
+from worker.settings import (
+    BatchSettings,
+    FetchSettings,
+    GuardSettings,
+    KafkaSettings,
+    ModelSettings,
+    ObservabilitySettings,
+    RedisSettings,
+    Settings,
+    TopicsSettings,
+)
+from worker.store import ScoreStore
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random checkpoint whose d_x threshold is 0.5 (random D scores straddle it)."""
+    torch.manual_seed(0)
+    spec = NetworkSpec(architecture="strided", input_size=32, width=8, r_depth=2)
+    card = ModelCard(
+        preset="test-tiny",
+        network=spec.to_dict(),
+        input_size=32,
+        default_mode="d_x",
+        thresholds={"d_x": ThresholdRecord(threshold=0.5, method="uncalibrated")},
+    )
+    directory = tmp_path_factory.mktemp("tiny-model")
+    save_checkpoint(directory, build_networks(spec), card)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SampleSet, ImageServer]]:
+    """Sample cards, photos and bad payloads served over HTTP on 127.0.0.1."""
+    directory = tmp_path_factory.mktemp("images")
+    sample_set = write_samples(directory, cards=6, photos=6)
+    with ImageServer(directory) as server:
+        yield sample_set, server
+
+
+def make_settings(
+    *,
+    bootstrap: str,
+    redis_url: str,
+    prefix: str,
+    input_topic: str,
+    exclusions: str,
+    dead_letter: str,
+    group_id: str,
+    model_dir: Path,
+    transactional_id: str | None = None,
+    **batch: Any,
+) -> Settings:
+    """Settings for one test worker (explicit values; the environment is not consulted for these)."""
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            transactional_id=transactional_id or f"test-tx-{uuid.uuid4().hex[:12]}",
+            session_timeout_ms=10_000,
+        ),
+        redis=RedisSettings(url=redis_url, key_prefix=prefix.rstrip(":")),
+        topics=TopicsSettings(input=input_topic, exclusions=exclusions, dead_letter=dead_letter),
+        batch=BatchSettings(**{"max_size": 8, "max_wait_ms": 20, **batch}),
+        fetch=FetchSettings(
+            allow_private_networks=True,
+            connect_timeout_s=1,
+            read_timeout_s=2,
+            total_timeout_s=4,
+            max_attempts=2,
+        ),
+        model=ModelSettings(path=model_dir, device="cpu"),
+        observability=ObservabilitySettings(port=0),
+        guard=GuardSettings(max_failure_ratio=1.0),
+        drain_timeout_s=10,
+    )
+
+
+def event(
+    image_id: str, url: str, *, uploaded_at: dt.datetime | None = None, event_id: str | None = None
+) -> bytes:
+    """An input event as JSON bytes."""
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "event_id": event_id or f"ev-{uuid.uuid4().hex[:12]}",
+            "image_id": image_id,
+            "item_id": f"item-{image_id}",
+            "shop_id": "shop-1",
+            "image_url": url,
+            "uploaded_at": (uploaded_at or dt.datetime.now(dt.UTC)).isoformat(),
+            "an_unknown_field": "tolerated",
+        }
+    ).encode()
+
+
+def produce(producer: Producer, topic: str, items: list[tuple[str, bytes]]) -> None:
+    """Produce (key, value) pairs and wait for delivery."""
+    for key, value in items:
+        producer.produce(topic, key=key.encode(), value=value)
+    assert producer.flush(30) == 0
+
+
+def committed_total(bootstrap: str, group_id: str, topic: str, partitions: int) -> int:
+    """Sum of the group's committed offsets over the topic's partitions (unset counts as 0)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(0, tp.offset) for tp in committed)
+    finally:
+        consumer.close()
+
+
+def records_for(
+    client: redis.Redis, prefix: str, version: str, image_ids: list[str]
+) -> dict[str, dict[str, str]]:
+    """The stored hashes of these images (decoded), skipping missing ones."""
+    out = {}
+    for image_id in image_ids:
+        raw = client.hgetall(f"{prefix.rstrip(':')}:score:{version}:{image_id}")
+        if raw:
+            out[image_id] = {k.decode(): v.decode() for k, v in raw.items()}
+    return out
+
+
+@dataclass
+class Env:
+    """Everything a worker test needs from the real services, in one fixture."""
+
+    bootstrap: str
+    redis_url: str
+    prefix: str
+    redis: redis.Redis
+    new_topic: Callable[..., str]
+    new_group_id: Callable[[], str]
+    producer: Producer
+    consume_all: Callable[..., list[Any]]
+    model_dir: Path
+    scorer: Scorer
+    sample_set: SampleSet
+    server: ImageServer
+
+    def settings(
+        self, input_topic: str, exclusions: str, dead_letter: str, group_id: str, **batch: Any
+    ) -> Settings:
+        """Settings for one worker on these topics."""
+        return make_settings(
+            bootstrap=self.bootstrap,
+            redis_url=self.redis_url,
+            prefix=self.prefix,
+            input_topic=input_topic,
+            exclusions=exclusions,
+            dead_letter=dead_letter,
+            group_id=group_id,
+            model_dir=self.model_dir,
+            **batch,
+        )
+
+    def records(self, image_ids: list[str]) -> dict[str, dict[str, str]]:
+        """Stored records of the active (tiny) model for these ids."""
+        return records_for(self.redis, self.prefix, self.scorer.model_version, image_ids)
+
+
+@pytest.fixture
+def env(request: pytest.FixtureRequest, samples: tuple[SampleSet, ImageServer], tiny_model_dir: Path) -> Env:
+    """The services, topic factory, model and sample server for one test."""
+    torch.set_num_threads(1)
+    fixture = request.getfixturevalue
+    return Env(
+        bootstrap=fixture("kafka_bootstrap"),
+        redis_url=fixture("redis_url"),
+        prefix=fixture("redis_prefix"),
+        redis=fixture("redis_client"),
+        new_topic=fixture("new_topic"),
+        new_group_id=fixture("new_group_id"),
+        producer=fixture("make_producer")(),
+        consume_all=fixture("consume_all"),
+        model_dir=tiny_model_dir,
+        scorer=Scorer.load(tiny_model_dir, device="cpu"),
+        sample_set=samples[0],
+        server=samples[1],
+    )
+
+
+# ----------------------------------------------------------------------------- tests
+def good_events(env: Env, count: int, *, prefix: str = "img") -> list[tuple[str, bytes]]:
+    """`count` valid events cycling over the served cards and photos."""
+    names = env.sample_set.cards + env.sample_set.photos
+    return [
+        (f"{prefix}-{i}", event(f"{prefix}-{i}", env.server.url(names[i % len(names)]))) for i in range(count)
+    ]
+
+
+def test_every_event_ends_in_redis_or_dead_letter(env: Env) -> None:
+    """Valid events -> one Redis record each; bad events -> one dead letter each with its reason."""
+    sample_set, server = env.sample_set, env.server
+    input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
+    good = good_events(env, 12)
+    bad_reasons = {
+        "bad-json": ("{not json", "InvalidEvent"),
+        "bad-schema": (json.dumps({"schema_version": 1, "image_id": "x"}), "InvalidEvent"),
+        "missing": (event("missing", server.url("does-not-exist.jpg")).decode(), "HttpError"),
+        "not-image": (
+            event("not-image", server.url(sample_set.not_image)).decode(),
+            "UnsupportedImageFormat",
+        ),
+        "truncated": (event("truncated", server.url(sample_set.truncated)).decode(), "CorruptImage"),
+        "bomb": (event("bomb", server.url(sample_set.bomb)).decode(), "ImageTooLarge"),
+        "metadata": (
+            event("metadata", "http://169.254.169.254/latest/meta-data/").decode(),
+            "ForbiddenAddress",
+        ),
+        "ftp": (event("ftp", "ftp://example.com/a.jpg").decode(), "UrlNotAllowed"),
+    }
+    bad = [(key, value.encode()) for key, (value, _reason) in bad_reasons.items()]
+    produce(env.producer, input_topic, good[:6] + bad + good[6:])
+
+    group = env.new_group_id()
+    worker = build_worker(env.settings(input_topic, exclusions, dead_letter, group), scorer=env.scorer)
+    stats = worker.run(max_events=len(good) + len(bad), idle_timeout=30)
+
+    assert stats.committed == len(good) + len(bad)
+    version = env.scorer.model_version
+    stored = env.records([key for key, _ in good])
+    assert set(stored) == {key for key, _ in good}
+    for record in stored.values():
+        assert (float(record["score"]) >= float(record["threshold"])) == (record["excluded"] == "1")
+        assert record["model_version"] == version and record["mode"] == "d_x"
+    assert env.records([key for key, _ in bad]) == {}
+
+    dead = env.consume_all(dead_letter, min_messages=len(bad))
+    assert len(dead) == len(bad)
+    by_key = {r.key.decode(): r for r in dead}
+    for key, (value, reason) in bad_reasons.items():
+        headers = DeadLetterHeaders.from_kafka_headers(list(by_key[key].headers))
+        assert headers.error_type == reason, (key, headers.error_message)
+        assert headers.original_topic == input_topic
+        assert by_key[key].value == value.encode()  # the original bytes, unchanged
+
+    excluded_ids = {key for key, record in stored.items() if record["excluded"] == "1"}
+    published = [ExclusionEvent.model_validate_json(r.value) for r in env.consume_all(exclusions)]
+    assert sorted(e.image_id for e in published) == sorted(excluded_ids)
+    assert all(e.excluded for e in published)
+    assert 0 < len(excluded_ids) < len(good), "the random model should straddle its threshold"
+
+    assert committed_total(env.bootstrap, group, input_topic, 3) == len(good) + len(bad)
+    assert env.redis.get(f"{env.prefix.rstrip(':')}:active_version") == version.encode()
+
+
+class FailingStore(ScoreStore):
+    """A real store whose writes fail after `ok_batches` batches (Redis going away mid-run)."""
+
+    def __init__(self, *args: Any, ok_batches: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ok_batches = ok_batches
+
+    def write_batch(self, records: Any) -> Any:
+        if self.ok_batches <= 0:
+            raise StoreUnavailable("simulated: Redis unreachable")
+        self.ok_batches -= 1
+        return super().write_batch(records)
+
+
+def test_a_failed_redis_write_commits_nothing(env: Env) -> None:
+    """Redis fails on the first batch: the worker stops; no offset, event or dead letter is committed."""
+    input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
+    items = [*good_events(env, 6), ("bad", b"{not json")]  # the dead letter must not leak out either
+    produce(env.producer, input_topic, items)
+    group = env.new_group_id()
+    # A long commit interval: the dead letter's commit step would otherwise run before the first batch.
+    settings = env.settings(input_topic, exclusions, dead_letter, group, commit_interval_ms=60_000)
+    client = redis.Redis.from_url(env.redis_url, decode_responses=True)
+    store = FailingStore(client, prefix=env.prefix.rstrip(":"), ttl_seconds=600, ok_batches=0)
+    worker = build_worker(settings, scorer=env.scorer, store=store)
+    with pytest.raises(StoreUnavailable):
+        worker.run(max_events=len(items), idle_timeout=30)
+
+    assert committed_total(env.bootstrap, group, input_topic, 3) == 0
+    assert env.consume_all(exclusions, timeout=3) == []
+    assert env.consume_all(dead_letter, timeout=3) == []
+
+
+def test_an_older_event_does_not_overwrite_a_newer_score(env: Env) -> None:
+    """The newer upload arrives first; the older one, arriving later, leaves the stored record alone."""
+    input_topic = env.new_topic(1)
+    now = dt.datetime.now(dt.UTC)
+    photo, card = env.server.url(env.sample_set.photos[0]), env.server.url(env.sample_set.cards[0])
+    newer = event("same", photo, uploaded_at=now, event_id="ev-newer")
+    older = event("same", card, uploaded_at=now - dt.timedelta(hours=1), event_id="ev-older")
+    produce(env.producer, input_topic, [("same", newer), ("same", older)])
+    # One event per batch: the older one is written after the newer one.
+    settings = env.settings(input_topic, env.new_topic(1), env.new_topic(1), env.new_group_id(), max_size=1)
+    stats = build_worker(settings, scorer=env.scorer).run(max_events=2, idle_timeout=30)
+    assert stats.stale == 1
+    assert env.records(["same"])["same"]["event_id"] == "ev-newer"
+
+
+def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
+    """SIGKILL mid-stream, restart: every event gets a record, each exclusion is seen once."""
+    input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
+    items = [*good_events(env, 150), ("bad-1", b"{not json"), ("bad-2", b"[]")]
+    produce(env.producer, input_topic, items)
+    group = env.new_group_id()
+    process_env = {
+        **os.environ,
+        "ALOCC_KAFKA__BOOTSTRAP_SERVERS": env.bootstrap,
+        "ALOCC_KAFKA__GROUP_ID": group,
+        "ALOCC_KAFKA__TRANSACTIONAL_ID": f"test-tx-{uuid.uuid4().hex[:12]}",  # same id across the restart
+        "ALOCC_KAFKA__SESSION_TIMEOUT_MS": "6000",
+        "ALOCC_REDIS__URL": env.redis_url,
+        "ALOCC_REDIS__KEY_PREFIX": env.prefix.rstrip(":"),
+        "ALOCC_TOPICS__INPUT": input_topic,
+        "ALOCC_TOPICS__EXCLUSIONS": exclusions,
+        "ALOCC_TOPICS__DEAD_LETTER": dead_letter,
+        "ALOCC_FETCH__ALLOW_PRIVATE_NETWORKS": "true",
+        "ALOCC_MODEL__PATH": str(env.model_dir),
+        "ALOCC_MODEL__DEVICE": "cpu",
+        "ALOCC_MODEL__TORCH_THREADS": "1",
+        "ALOCC_BATCH__MAX_SIZE": "4",  # many small transactions, so the kill lands between some of them
+        "ALOCC_OBSERVABILITY__PORT": "0",
+    }
+    command = [sys.executable, "-m", "worker.cli", "worker", "--exit-when-idle", "4"]
+    first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while committed_total(env.bootstrap, group, input_topic, 3) < 30:
+            assert time.monotonic() < deadline, "the first worker made no progress"
+            assert first.poll() is None, "the first worker exited early"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert committed_total(env.bootstrap, group, input_topic, 3) < len(items), (
+        "killed too late to test anything"
+    )
+
+    second = subprocess.run(
+        command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.PIPE, timeout=180, check=False
+    )
+    assert second.returncode == 0, second.stderr.decode()[-2000:]
+
+    assert committed_total(env.bootstrap, group, input_topic, 3) == len(items)
+    stored = env.records([key for key, _ in items[:150]])
+    assert len(stored) == 150
+    excluded_ids = sorted(key for key, record in stored.items() if record["excluded"] == "1")
+    published = [ExclusionEvent.model_validate_json(r.value).image_id for r in env.consume_all(exclusions)]
+    assert sorted(published) == excluded_ids  # each decision exactly once for a read_committed reader
+    dead = env.consume_all(dead_letter)
+    assert sorted(r.key.decode() for r in dead) == ["bad-1", "bad-2"]
+
+
+class SlowScorer:
+    """A real scorer that takes at least `seconds` per batch (a slow device)."""
+
+    def __init__(self, scorer: Scorer, seconds: float) -> None:
+        self._scorer = scorer
+        self._seconds = seconds
+        self.input_size = scorer.input_size
+        self.model_version = scorer.model_version
+
+    def score(self, images: torch.Tensor, mode: Any = None) -> Any:
+        time.sleep(self._seconds)
+        return self._scorer.score(images, mode)
+
+
+def test_two_workers_split_the_work_through_a_rebalance(env: Env) -> None:
+    """A second worker joins mid-stream: both work, nothing is lost, each decision is seen once."""
+    input_topic, exclusions, dead_letter = env.new_topic(4), env.new_topic(1), env.new_topic(1)
+    items = good_events(env, 400)
+    produce(env.producer, input_topic, items)
+    group = env.new_group_id()
+
+    def start(name: str) -> tuple[threading.Thread, dict[str, Any]]:
+        result: dict[str, Any] = {}
+        settings = env.settings(input_topic, exclusions, dead_letter, group, max_size=4, max_in_flight=16)
+        # Each worker has its own model, slowed to 40 ms a batch so the stream outlasts the rebalance.
+        scorer = SlowScorer(Scorer.load(env.model_dir, device="cpu"), seconds=0.04)
+        worker = build_worker(settings, scorer=scorer)
+
+        def target() -> None:
+            try:
+                result["stats"] = worker.run(idle_timeout=6)
+            except Exception as exc:  # noqa: BLE001 - handed to the test thread's assertions
+                result["error"] = exc
+
+        thread = threading.Thread(target=target, name=name)
+        thread.start()
+        return thread, result
+
+    first, first_result = start("worker-a")
+    deadline = time.monotonic() + 60
+    while committed_total(env.bootstrap, group, input_topic, 4) < 20:
+        assert time.monotonic() < deadline, "the first worker made no progress"
+        time.sleep(0.1)
+    second, second_result = start("worker-b")
+    first.join(120)
+    second.join(120)
+    assert "error" not in first_result and "error" not in second_result, (first_result, second_result)
+    a, b = first_result["stats"], second_result["stats"]
+    assert a.committed > 0 and b.committed > 0, "both workers should have done part of the work"
+    assert a.committed + b.committed >= len(items)  # revoked, uncommitted work is redone by the new owner
+
+    assert committed_total(env.bootstrap, group, input_topic, 4) == len(items)
+    stored = env.records([key for key, _ in items])
+    assert len(stored) == len(items)
+    excluded_ids = sorted(key for key, record in stored.items() if record["excluded"] == "1")
+    published = [ExclusionEvent.model_validate_json(r.value).image_id for r in env.consume_all(exclusions)]
+    assert sorted(published) == excluded_ids

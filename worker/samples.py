@@ -1,0 +1,164 @@
+"""Sample images and a local HTTP server for the demo, the benchmark and the integration tests.
+
+The samples are drawn here with Pillow (announcement-like cards with lines of text, and photo-like
+pictures made of smooth gradients, shapes and sensor noise), plus the bad payloads the worker must
+dead-letter: non-image bytes, a truncated JPEG, and a decompression bomb (a tiny PNG that declares a
+huge canvas).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+_PHRASES = (
+    "TEMPORARILY CLOSED",
+    "Shipping notice",
+    "Year-end holidays",
+    "Please read before ordering",
+    "Size chart",
+    "Restock next week",
+    "Thank you for visiting",
+    "Orders ship in 3-5 days",
+)
+
+
+def card_image(rng: np.random.Generator, size: tuple[int, int] = (480, 480)) -> Image.Image:
+    """An announcement card: a flat or two-tone background with several lines of text."""
+    light = rng.random() < 0.7
+    base = tuple(int(v) for v in (rng.integers(200, 256, 3) if light else rng.integers(0, 60, 3)))
+    ink = (20, 20, 20) if light else (240, 240, 240)
+    image = Image.new("RGB", size, base)
+    draw = ImageDraw.Draw(image)
+    lines = rng.choice(len(_PHRASES), size=int(rng.integers(2, 5)), replace=False)
+    y = size[1] * 0.15
+    for index in lines:
+        font = ImageFont.load_default(size=int(rng.integers(24, 44)))
+        draw.text((size[0] * 0.08, y), _PHRASES[int(index)], fill=ink, font=font)
+        y += size[1] * 0.18
+    return image
+
+
+def photo_image(rng: np.random.Generator, size: tuple[int, int] = (480, 480)) -> Image.Image:
+    """A photo-like picture: a smooth colour gradient, a few soft shapes, and sensor noise."""
+    height, width = size[1], size[0]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    t = (xx / width * rng.uniform(0.2, 1.0) + yy / height * rng.uniform(0.2, 1.0))[..., None] / 2
+    array = c0 * (1 - t) + c1 * t
+    image = Image.fromarray(array.clip(0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(2, 6))):
+        x0, y0 = rng.uniform(0, width * 0.7), rng.uniform(0, height * 0.7)
+        x1, y1 = x0 + rng.uniform(40, width * 0.5), y0 + rng.uniform(40, height * 0.5)
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
+    image = image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(1.5, 4.0))))
+    noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 6, (height, width, 3))
+    return Image.fromarray(noisy.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def encode_jpeg(image: Image.Image, quality: int = 88) -> bytes:
+    """JPEG bytes of an image."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def decompression_bomb_png(side: int = 30_000) -> bytes:
+    """A small PNG whose header declares `side` x `side` pixels (about 1 KB on the wire)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    # Only the first rows exist; the worker must refuse the image from its header alone.
+    rows = zlib.compress(b"\x00" * (side + 1) * 4, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """Files written by `write_samples`, as names relative to the folder."""
+
+    cards: list[str]
+    photos: list[str]
+    not_image: str
+    truncated: str
+    bomb: str
+
+
+def write_samples(directory: Path, *, cards: int, photos: int, seed: int = 0) -> SampleSet:
+    """Write card and photo JPEGs plus the bad payloads into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    card_names, photo_names = [], []
+    for index in range(cards):
+        name = f"card-{index:04d}.jpg"
+        (directory / name).write_bytes(encode_jpeg(card_image(rng)))
+        card_names.append(name)
+    for index in range(photos):
+        name = f"photo-{index:04d}.jpg"
+        (directory / name).write_bytes(encode_jpeg(photo_image(rng)))
+        photo_names.append(name)
+    (directory / "not-an-image.jpg").write_bytes(b"<html><body>this is not an image</body></html>\n" * 4)
+    whole = encode_jpeg(photo_image(rng))
+    (directory / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    (directory / "bomb.png").write_bytes(decompression_bomb_png())
+    return SampleSet(card_names, photo_names, "not-an-image.jpg", "truncated.jpg", "bomb.png")
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+class ImageServer:
+    """Serves a folder over HTTP on 127.0.0.1 from a daemon thread; a context manager."""
+
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Bind to `host:port` (0 = a free port)."""
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="alocc-images", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT`."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def url(self, name: str) -> str:
+        """URL of one served file."""
+        return f"{self.base_url}/{name}"
+
+    def start(self) -> ImageServer:
+        """Start serving; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ImageServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
