@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from model.data import drawing, layouts, phrases
 from model.data.drawing import PhotoProvider
+from model.data.errors import UnknownLayout
 from model.data.fonts import Family, ResolvedFont, Script, resolve_family
 from model.data.layouts import Canvas, CardContent
 
@@ -125,11 +126,14 @@ class CardGenerator:
             covering = sorted(pool, key=lambda f: -sum(ord(ch) in f.charset for ch in text))[:1]
         return covering[int(rng.integers(0, len(covering)))]
 
-    def render(self, seed: int | np.random.Generator) -> tuple[Image.Image, CardInfo]:
+    def render(
+        self, seed: int | np.random.Generator, layout: str | None = None
+    ) -> tuple[Image.Image, CardInfo]:
         """Draw one card.
 
         Args:
             seed: an integer seed or a generator; equal seeds give identical cards.
+            layout: force one of the family's layouts (default: drawn at random).
 
         Returns:
             The RGB card (long side `size`) and a description of what went into it.
@@ -141,6 +145,12 @@ class CardGenerator:
         else:
             w, h = round(RENDER_LONG_SIDE * aw / ah), RENDER_LONG_SIDE
         layout_name = str(rng.choice(sorted(self.layouts)))
+        if layout is not None:
+            if layout not in self.layouts:
+                raise UnknownLayout(
+                    f"layout {layout!r} is not in the {self.family.value} family: {sorted(self.layouts)}"
+                )
+            layout_name = layout
         lang = "ja" if layout_name in layouts.JAPANESE_ONLY or rng.random() < 0.65 else "en"
         content = make_content(self.family, lang, rng)
         text = _all_text(content)

@@ -17,3 +17,7 @@ class PhotoSourceMissing(DataError):
 
 class DatasetLayoutError(DataError):
     """An output folder is not usable for a dataset build (e.g. not empty)."""
+
+
+class UnknownLayout(DataError, ValueError):
+    """A layout name that is not part of the requested card family."""

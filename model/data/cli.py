@@ -1,0 +1,74 @@
+"""`alocc data ...`: build datasets, preview them, write demo images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+# Kept literal (not imported from model.data.build) so building the parser imports nothing heavy.
+SCALES = ("small", "default")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from model.data.build import build
+
+    manifest = build(
+        args.out, seed=args.seed, scale=args.scale, workers=args.workers, overwrite=args.overwrite
+    )
+    splits = manifest["splits"]
+    assert isinstance(splits, dict)
+    for folder, info in splits.items():
+        print(f"{folder:18s} {info['count']:6d}  {json.dumps(info['by_kind'])}")
+    print(f"wrote {args.out}/manifest.json in {manifest['seconds']} s")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from model.data.preview import contact_sheet
+
+    path = contact_sheet(args.root, args.out, per_folder=args.per_folder, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from model.data.demo import write_demo_images
+
+    paths = write_demo_images(args.out, args.cards, args.photos, args.seed)
+    print(f"wrote {len(paths)} images to {args.out}")
+    return 0
+
+
+def register(subcommands: Any) -> None:
+    """Attach `alocc data {build,preview,demo}` to the root parser's subparsers."""
+    data = subcommands.add_parser("data", help="build, preview and sample the training/evaluation data")
+    sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    b = sub.add_parser("build", help="write the train/val/calib/eval image folders and manifest.json")
+    b.add_argument("--out", required=True, help="output folder (e.g. data/v1)")
+    b.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
+    b.add_argument("--scale", choices=SCALES, default="default", help="default ~12k images; small ~100")
+    b.add_argument("--workers", type=int, default=None, help="render processes (default: up to 2)")
+    b.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
+    b.set_defaults(handler=_build)
+
+    p = sub.add_parser("preview", help="write a contact-sheet PNG of a built dataset")
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--out", default=None, help="PNG path (default ROOT/preview.png)")
+    p.add_argument("--per-folder", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=lambda a: _preview(_default_preview_out(a)))
+
+    d = sub.add_parser("demo", help="write a few held-out cards and unseen photos for a demo")
+    d.add_argument("--out", required=True)
+    d.add_argument("--cards", type=int, default=4)
+    d.add_argument("--photos", type=int, default=4)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(handler=_demo)
+
+
+def _default_preview_out(args: argparse.Namespace) -> argparse.Namespace:
+    if args.out is None:
+        args.out = f"{args.root.rstrip('/')}/preview.png"
+    return args

@@ -1,0 +1,77 @@
+"""A small dataset build: layout, counts, sizes, manifest, source separation, reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from model.data import build, splits
+from model.data.errors import DatasetLayoutError
+from model.data.folder import iter_image_files
+
+SYNTHETIC = {"synthetic-tshirt", "cards-train", "cards-heldout"}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("ds")
+    manifest = build.build(out, seed=5, scale="small", workers=1)
+    return out, manifest
+
+
+def test_layout_and_counts(small: tuple[Path, dict]) -> None:
+    out, manifest = small
+    for folder, n in build.COUNTS[build.Scale.SMALL].items():
+        files = list(iter_image_files(out / folder))
+        assert len(files) == n, folder
+        assert manifest["splits"][folder]["count"] == n
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["seed"] == 5
+    assert len(on_disk["files"]) == sum(build.COUNTS[build.Scale.SMALL].values())
+    assert set(on_disk["families"]) == {"train", "heldout"}
+
+
+def test_images_are_rgb_jpegs_with_long_side_256(small: tuple[Path, dict]) -> None:
+    out, _ = small
+    for path in list(iter_image_files(out))[::7]:
+        with Image.open(path) as im:
+            assert im.format == "JPEG"
+            assert im.mode == "RGB"
+            assert max(im.size) == build.LONG_SIDE
+
+
+def test_sources_per_split(small: tuple[Path, dict]) -> None:
+    _, manifest = small
+    by_folder = {f: set(info["by_source"]) for f, info in manifest["splits"].items()}
+    eval_sources = set(splits.EVAL_SOURCES)
+    assert by_folder["eval/other"] - SYNTHETIC <= eval_sources
+    for folder in ("train/negatives", "val/other", "calib/other"):
+        assert not (by_folder[folder] & eval_sources), folder
+    assert by_folder["train/target"] == {"cards-train"}
+    assert by_folder["eval/target"] == {"cards-heldout"}
+    # No photo file feeds two different splits among train/val/calib/eval.
+    used: dict[str, set[str]] = {}
+    for rec in manifest["files"]:
+        if rec["kind"] != "card" and rec.get("photo"):
+            split = rec["file"].split("/")[0]
+            used.setdefault(f"{rec['source']}/{rec['photo']}", set()).add(split)
+    assert all(len(s) == 1 for s in used.values()), {k: v for k, v in used.items() if len(v) > 1}
+
+
+def test_items_are_reproducible(small: tuple[Path, dict]) -> None:
+    _, manifest = small
+    for rec in manifest["files"][::9]:
+        folder, name = rec["file"].rsplit("/", 1)
+        index = int(name.rsplit("-", 1)[1].split(".")[0])
+        _, again = build.render_item(5, folder, index)
+        assert again == rec
+
+
+def test_refuses_a_non_dataset_folder(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("precious")
+    with pytest.raises(DatasetLayoutError):
+        build.build(tmp_path, scale="small", overwrite=True)
+    assert (tmp_path / "keep.txt").exists()

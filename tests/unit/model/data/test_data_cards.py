@@ -1,0 +1,69 @@
+"""Card rendering: deterministic, right size and mode, every layout drawable, ink on the card."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.data.cards import ASPECTS, CardGenerator
+from model.data.errors import UnknownLayout
+from model.data.fonts import Family
+from model.data.layouts import LAYOUTS
+
+
+def _fake_photos(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_same_seed_same_card_different_seed_different_card(family: Family) -> None:
+    gen = CardGenerator(family, _fake_photos)
+    a, info_a = gen.render(123)
+    b, info_b = gen.render(123)
+    c, _ = gen.render(124)
+    assert info_a == info_b
+    assert a.tobytes() == b.tobytes()
+    assert a.size != c.size or a.tobytes() != c.tobytes()
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_size_mode_and_aspect(family: Family) -> None:
+    gen = CardGenerator(family, size=200)
+    ratios = {round(w / h, 2) for w, h in ASPECTS}
+    for seed in range(6):
+        img, info = gen.render(seed)
+        assert img.mode == "RGB"
+        assert max(img.size) == 200
+        assert (info.width, info.height) == img.size
+        assert round(img.width / img.height, 2) in ratios or abs(img.width / img.height - 16 / 9) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("family", "layout"), [(fam, name) for fam in Family for name in sorted(LAYOUTS[fam])]
+)
+def test_every_layout_draws_text(family: Family, layout: str) -> None:
+    # Flat "photos" so that every strong edge in the card comes from drawn text and lines.
+    gen = CardGenerator(family, lambda rng, size: Image.new("RGB", size, (120, 130, 140)))
+    img, info = gen.render(7, layout=layout)
+    assert info.layout == layout
+    assert info.family == family.value
+    # Text leaves many strong edges; a blank background would not.
+    gray = np.asarray(img.convert("L"), np.float32)
+    edges = np.abs(np.diff(gray, axis=1)) > 30
+    assert edges.mean() > 0.01
+
+
+def test_unknown_layout_is_refused() -> None:
+    with pytest.raises(UnknownLayout):
+        CardGenerator(Family.TRAIN).render(0, layout="vertical_ja")  # a held-out layout
+
+
+def test_cards_use_only_their_family_fonts() -> None:
+    train_names = {f.spec.name for f in CardGenerator(Family.TRAIN).fonts}
+    gen = CardGenerator(Family.HELDOUT)
+    for seed in range(20):
+        _, info = gen.render(seed)
+        assert info.title_font not in train_names
+        assert info.body_font not in train_names

@@ -1,0 +1,61 @@
+"""The TRAIN and HELD-OUT card families share no font, layout or phrase."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.data import fonts, layouts, phrases
+from model.data.fonts import Family, Script
+
+
+def test_font_files_and_packages_are_disjoint() -> None:
+    train, held = fonts.FAMILY_FONTS[Family.TRAIN], fonts.FAMILY_FONTS[Family.HELDOUT]
+    assert not {f.name for f in train} & {f.name for f in held}
+    assert not {f.relpath for f in train} & {f.relpath for f in held}
+    # Not even the same package (so no sibling weights of one typeface on both sides).
+    assert not {f.package for f in train} & {f.package for f in held}
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_each_family_has_japanese_and_latin_fonts(family: Family) -> None:
+    scripts = [f.spec.script for f in fonts.resolve_family(family)]
+    assert scripts.count(Script.JAPANESE) >= 5
+    assert scripts.count(Script.LATIN) >= 5
+
+
+def test_layouts_are_disjoint() -> None:
+    train, held = layouts.LAYOUTS[Family.TRAIN], layouts.LAYOUTS[Family.HELDOUT]
+    assert not set(train) & set(held)
+    assert not set(train.values()) & set(held.values())
+    assert len(train) >= 4
+    assert len(held) >= 4
+
+
+def test_phrases_are_disjoint_across_families_and_languages() -> None:
+    train = set().union(*(bank.all_strings() for bank in phrases.BANKS[Family.TRAIN].values()))
+    held = set().union(*(bank.all_strings() for bank in phrases.BANKS[Family.HELDOUT].values()))
+    assert train & held == set()
+    assert len(train) > 100
+    assert len(held) > 100
+    assert not set(phrases.PRINTED_WORDS[Family.TRAIN]) & set(phrases.PRINTED_WORDS[Family.HELDOUT])
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_every_japanese_phrase_is_covered_by_some_font_of_its_family(family: Family) -> None:
+    # A phrase no font covers would be drawn as tofu boxes.
+    ja_fonts = [f for f in fonts.resolve_family(family) if f.spec.script is Script.JAPANESE]
+    bank = phrases.BANKS[family]["ja"]
+    for text in bank.all_strings():
+        assert any(f.covers(text) for f in ja_fonts), text
+
+
+def test_missing_fonts_name_the_packages(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(fonts, "FONT_ROOTS", (tmp_path,))
+    fonts.resolve_family.cache_clear()
+    try:
+        with pytest.raises(fonts.FontsMissing) as info:
+            fonts.resolve_family(Family.HELDOUT)
+        assert "fonts-morisawa-bizud-gothic" in str(info.value)
+        assert "apt-get install" in str(info.value)
+    finally:
+        fonts.resolve_family.cache_clear()
