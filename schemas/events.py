@@ -11,6 +11,7 @@ from them (`python -m schemas.generate`) and a unit test keeps the two in sync.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -89,10 +90,13 @@ class DeadLetterHeaders(BaseModel):
         return out
 
     @classmethod
-    def from_kafka_headers(cls, headers: list[tuple[str, bytes | None]] | None) -> DeadLetterHeaders:
+    def from_kafka_headers(
+        cls, headers: Sequence[tuple[str, str | bytes | None]] | None
+    ) -> DeadLetterHeaders:
         """Decode the headers of a dead-letter record (other headers are ignored)."""
         fields: dict[str, str] = {}
         for name, value in headers or []:
             if name.startswith(DEAD_LETTER_HEADER_PREFIX) and value is not None:
-                fields[name.removeprefix(DEAD_LETTER_HEADER_PREFIX)] = value.decode("utf-8")
+                text = value.decode("utf-8") if isinstance(value, bytes) else value
+                fields[name.removeprefix(DEAD_LETTER_HEADER_PREFIX)] = text
         return cls.model_validate(fields)

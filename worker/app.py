@@ -222,7 +222,7 @@ class Worker:
         self._used = True
         previous = self._install_signals() if install_signal_handlers else {}
         started = time.monotonic()
-        last_input = started
+        last_input = self._last_commit = started
         drain_deadline: float | None = None
         try:
             self._consumer.subscribe(

@@ -1,0 +1,337 @@
+"""Fakes for the worker's unit tests: an in-memory consumer, sink, store, fetcher and scorer.
+
+They implement just the surface the worker uses, with the same semantics where it matters (offsets,
+rebalance callbacks, commit failures), so the run loop can be tested without Kafka, Redis or a model.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from confluent_kafka import TopicPartition
+
+from model.errors import CorruptImage
+from worker.app import LoopSettings, Topics, Worker
+from worker.errors import BadInput, HttpError
+from worker.guard import FailureRateGuard
+from worker.prepare import ImagePreparer
+from worker.publish import OutputRecord
+from worker.scoring import ScoringStage
+from worker.sink import CommitAborted
+from worker.store import ScoreRecord, WriteOutcome, WriteStatus
+
+INPUT = "in"
+SIZE = 8
+
+
+@dataclass
+class FakeMessage:
+    """The parts of `confluent_kafka.Message` the worker reads."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _key: bytes | None
+    _value: bytes | None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class FakeConsumer:
+    """An in-memory consumer of one topic: partitions are lists of (key, value)."""
+
+    partitions: Mapping[int, Sequence[tuple[bytes | None, bytes]]]
+    positions: dict[int, int] = field(default_factory=dict)
+    committed: dict[int, int] = field(default_factory=dict)
+    assigned: list[int] = field(default_factory=list)
+    paused: set[int] = field(default_factory=set)
+    seeks: list[tuple[int, int]] = field(default_factory=list)
+    callbacks: dict[str, Callable[..., None]] = field(default_factory=dict)
+    closed: bool = False
+    #: called with the consumer before each consume; tests use it to trigger rebalances
+    before_consume: Callable[[FakeConsumer], None] | None = None
+
+    def subscribe(self, topics: list[str], **callbacks: Callable[..., None]) -> None:
+        assert topics == [INPUT]
+        self.callbacks = callbacks
+
+    def assign_all(self) -> None:
+        parts = [TopicPartition(INPUT, p) for p in self.partitions if p not in self.assigned]
+        self.assigned.extend(tp.partition for tp in parts)
+        for tp in parts:
+            self.positions.setdefault(tp.partition, self.committed.get(tp.partition, 0))
+        self.callbacks["on_assign"](self, parts)
+
+    def revoke(self, partitions: list[int]) -> None:
+        self.callbacks["on_revoke"](self, [TopicPartition(INPUT, p) for p in partitions])
+        for p in partitions:
+            self.assigned.remove(p)
+            self.positions.pop(p, None)
+
+    def lose(self, partitions: list[int]) -> None:
+        self.callbacks["on_lost"](self, [TopicPartition(INPUT, p) for p in partitions])
+        for p in partitions:
+            self.assigned.remove(p)
+            self.positions.pop(p, None)
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        del timeout
+        if not self.assigned and not self.closed and "on_assign" in self.callbacks and not self.positions:
+            self.assign_all()
+        if self.before_consume is not None:
+            self.before_consume(self)
+        out: list[FakeMessage] = []
+        for p in list(self.assigned):
+            if p in self.paused:
+                continue
+            while len(out) < num_messages and self.positions[p] < len(self.partitions[p]):
+                offset = self.positions[p]
+                key, value = self.partitions[p][offset]
+                out.append(FakeMessage(INPUT, p, offset, key, value))
+                self.positions[p] = offset + 1
+        return out
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(INPUT, p) for p in self.assigned]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused.update(tp.partition for tp in partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused.difference_update(tp.partition for tp in partitions)
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+        self.positions[tp.partition] = tp.offset
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [
+            TopicPartition(INPUT, tp.partition, self.positions.get(tp.partition, -1)) for tp in partitions
+        ]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        del cached
+        return 0, len(self.partitions[tp.partition])
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def close(self) -> None:
+        if self.assigned:
+            self.revoke(list(self.assigned))
+        self.closed = True
+
+
+@dataclass
+class FakeSink:
+    """Records commit steps; `fail_next` makes the next N commits abort (nothing committed)."""
+
+    consumer: FakeConsumer
+    steps: list[tuple[list[OutputRecord], dict[int, int]]] = field(default_factory=list)
+    fail_next: int = 0
+    closed: bool = False
+
+    def commit(
+        self, records: Sequence[OutputRecord], offsets: Sequence[TopicPartition], consumer: Any
+    ) -> None:
+        assert consumer is self.consumer
+        if self.fail_next:
+            self.fail_next -= 1
+            raise CommitAborted("simulated abort")
+        for tp in offsets:
+            assert tp.partition in self.consumer.assigned, "committed a partition it does not own"
+            previous = self.consumer.committed.get(tp.partition, 0)
+            assert tp.offset >= previous, "offsets went backwards"
+            self.consumer.committed[tp.partition] = tp.offset
+        self.steps.append((list(records), {tp.partition: tp.offset for tp in offsets}))
+
+    def close(self, timeout: float) -> None:
+        del timeout
+        self.closed = True
+
+    @property
+    def records(self) -> list[OutputRecord]:
+        return [record for records, _ in self.steps for record in records]
+
+
+@dataclass
+class FakeStore:
+    """In-memory score store with the real compare-and-set semantics on (uploaded_at, event_id)."""
+
+    rows: dict[str, ScoreRecord] = field(default_factory=dict)
+    prev: dict[str, bool | None] = field(default_factory=dict)
+    fail: Exception | None = None
+    batches: int = 0
+
+    def write_batch(self, records: Sequence[ScoreRecord]) -> list[WriteOutcome]:
+        if self.fail is not None:
+            raise self.fail
+        self.batches += 1
+        outcomes = []
+        for record in records:
+            current = self.rows.get(record.image_id)
+            if current is None:
+                self.rows[record.image_id] = record
+                self.prev[record.image_id] = None
+                outcomes.append(WriteOutcome(WriteStatus.APPLIED, None))
+                continue
+            new, old = (record.uploaded_at, record.event_id), (current.uploaded_at, current.event_id)
+            if new < old:
+                outcomes.append(WriteOutcome(WriteStatus.STALE, current.excluded))
+            elif new == old:
+                outcomes.append(WriteOutcome(WriteStatus.REPLAY, self.prev[record.image_id]))
+            else:
+                self.prev[record.image_id] = current.excluded
+                self.rows[record.image_id] = record
+                outcomes.append(WriteOutcome(WriteStatus.APPLIED, current.excluded))
+        return outcomes
+
+    def claim_active_version(self, model_version: str, policy: str) -> str:
+        del policy
+        return model_version
+
+    def ping(self) -> bool:
+        return True
+
+
+class FakeFetcher:
+    """Resolves `fake://<name>` from a dict of payloads; unknown names fail with HttpError 404."""
+
+    def __init__(self, payloads: dict[str, bytes]) -> None:
+        self.payloads = payloads
+        self.requests: list[str] = []
+
+    def submit(self, url: str) -> concurrent.futures.Future[bytes]:
+        self.requests.append(url)
+        future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        name = url.removeprefix("fake://")
+        if name in self.payloads:
+            future.set_result(self.payloads[name])
+        else:
+            future.set_exception(HttpError("server answered 404"))
+        return future
+
+
+def fake_decode(data: bytes) -> torch.Tensor:
+    """Payload -> uniform image: b"card" -> white (excluded by FakeScorer), b"photo" -> black."""
+    if data == b"corrupt":
+        raise CorruptImage("simulated corrupt image")
+    value = 255 if data.startswith(b"card") else 0
+    return torch.full((3, SIZE, SIZE), value, dtype=torch.uint8)
+
+
+@dataclass(frozen=True)
+class FakeScores:
+    scores: np.ndarray
+    excluded: np.ndarray
+    mode: str
+    threshold: float
+    model_version: str
+
+
+class FakeScorer:
+    """Score = mean pixel mapped to [0, 1]; excluded when >= 0.5 (white cards)."""
+
+    input_size = SIZE
+    model_version = "fake-v1"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def score(self, images: torch.Tensor, mode: Any = None) -> FakeScores:
+        del mode
+        self.batches.append(images.shape[0])
+        scores = ((images.mean(dim=(1, 2, 3)) + 1) / 2).numpy().astype(np.float32)
+        return FakeScores(scores, scores >= 0.5, "d_x", 0.5, self.model_version)
+
+
+def event_bytes(image_id: str, name: str, *, event_id: str | None = None, minutes: int = 0) -> bytes:
+    """A valid input event whose image is `fake://<name>`."""
+    uploaded = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=minutes)
+    body = {
+        "schema_version": 1,
+        "event_id": event_id or f"ev-{image_id}-{minutes}",
+        "image_id": image_id,
+        "item_id": "i",
+        "shop_id": "s",
+        "image_url": f"fake://{name}",
+        "uploaded_at": uploaded.isoformat(),
+    }
+    return json.dumps(body).encode()
+
+
+@dataclass
+class Rig:
+    """A worker wired to fakes."""
+
+    worker: Worker
+    consumer: FakeConsumer
+    sink: FakeSink
+    store: FakeStore
+    scorer: FakeScorer
+
+
+def make_rig(
+    partitions: Mapping[int, Sequence[tuple[bytes | None, bytes]]],
+    *,
+    payloads: dict[str, bytes] | None = None,
+    max_batch: int = 4,
+    max_in_flight: int = 64,
+    commit_interval_s: float = 0.0,
+    guard: FailureRateGuard | None = None,
+    fetcher: Any = None,
+    drain_timeout_s: float = 2.0,
+) -> Rig:
+    """Build a worker over fakes."""
+    consumer = FakeConsumer(partitions)
+    sink = FakeSink(consumer)
+    store = FakeStore()
+    scorer = FakeScorer()
+    default_payloads = {"card": b"card", "photo": b"photo", "corrupt": b"corrupt"}
+    preparer = ImagePreparer(fetcher or FakeFetcher(payloads or default_payloads), fake_decode, workers=1)
+    worker = Worker(
+        consumer=consumer,  # type: ignore[arg-type]
+        sink=sink,
+        store=store,  # type: ignore[arg-type]
+        preparer=preparer,
+        scoring=ScoringStage(scorer),
+        topics=Topics(INPUT, "exclusions", "dlq"),
+        settings=LoopSettings(
+            max_batch=max_batch,
+            max_wait_s=0.005,
+            max_in_flight=max_in_flight,
+            commit_interval_s=commit_interval_s,
+            poll_timeout_s=0.01,
+            drain_timeout_s=drain_timeout_s,
+            worker_id="test-worker",
+        ),
+        guard=guard or FailureRateGuard(window=100, min_events=100, max_failure_ratio=1.0),
+    )
+    return Rig(worker, consumer, sink, store, scorer)
+
+
+__all__ = ["BadInput"]

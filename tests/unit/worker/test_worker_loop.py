@@ -1,0 +1,198 @@
+"""The run loop over fakes: commit bookkeeping, failures, rebalances, backpressure."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+
+import pytest
+from fakes import event_bytes, make_rig
+
+from schemas.events import DeadLetterHeaders, ExclusionEvent
+from worker.errors import FailureRateExceeded, StoreUnavailable
+from worker.guard import FailureRateGuard
+
+
+def test_every_message_is_committed_with_its_outputs() -> None:
+    rig = make_rig(
+        {
+            0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "photo")), (b"x", b"{broken")],
+            1: [(b"c", event_bytes("c", "missing")), (b"d", event_bytes("d", "corrupt"))],
+        }
+    )
+    stats = rig.worker.run(max_events=5, idle_timeout=5)
+
+    assert stats.committed == 5
+    assert rig.consumer.committed == {0: 3, 1: 2}
+    assert set(rig.store.rows) == {"a", "b"}
+    exclusions = [r for r in rig.sink.records if r.topic == "exclusions"]
+    assert [ExclusionEvent.model_validate_json(r.value or b"").image_id for r in exclusions] == ["a"]
+    assert exclusions[0].key == b"a"
+    dead = {
+        r.key: DeadLetterHeaders.from_kafka_headers(r.headers) for r in rig.sink.records if r.topic == "dlq"
+    }
+    assert {k: h.error_type for k, h in dead.items()} == {
+        b"x": "InvalidEvent",
+        b"c": "HttpError",
+        b"d": "CorruptImage",
+    }
+    assert dead[b"x"].original_offset == 2 and dead[b"c"].original_partition == 1
+    assert rig.sink.closed and rig.consumer.closed
+
+
+def test_a_failed_store_write_commits_nothing() -> None:
+    rig = make_rig({0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "photo"))]})
+    rig.store.fail = StoreUnavailable("simulated")
+    with pytest.raises(StoreUnavailable):
+        rig.worker.run(max_events=2, idle_timeout=5)
+    assert rig.sink.steps == []
+    assert rig.consumer.committed == {}
+    assert rig.consumer.closed
+
+
+def test_a_failed_store_write_never_commits_past_the_failed_message() -> None:
+    # The dead letter at offset 0 may be committed on its own; the unstored message at offset 1 may not.
+    rig = make_rig({0: [(b"x", b"{broken"), (b"a", event_bytes("a", "card"))]})
+    rig.store.fail = StoreUnavailable("simulated")
+    with pytest.raises(StoreUnavailable):
+        rig.worker.run(max_events=2, idle_timeout=5)
+    assert rig.consumer.committed.get(0, 0) <= 1
+    assert [r.topic for r in rig.sink.records] in ([], ["dlq"])
+
+
+def test_an_aborted_commit_rewinds_and_redoes_the_work() -> None:
+    rig = make_rig({0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "card"))]}, max_batch=2)
+    rig.sink.fail_next = 1
+    stats = rig.worker.run(max_events=4, idle_timeout=1)
+    assert stats.aborted_commits == 1
+    assert rig.consumer.seeks == [(0, 0)]
+    assert rig.consumer.committed == {0: 2}
+    # The redo found its own records in the store (replay) and published the same decisions once.
+    exclusions = [r for r in rig.sink.records if r.topic == "exclusions"]
+    assert sorted(r.key or b"" for r in exclusions) == [b"a", b"b"]
+
+
+class StuckFetcher:
+    """Downloads of URLs ending in "slow" never finish; others return a photo."""
+
+    def __init__(self) -> None:
+        self.stuck: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+
+    def submit(self, url: str) -> concurrent.futures.Future[bytes]:
+        if url.endswith("slow"):
+            return self.stuck
+        done: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        done.set_result(b"photo")
+        return done
+
+
+def test_offsets_advance_only_over_the_finished_prefix() -> None:
+    # Offset 0 never finishes downloading; offsets 1 and 2 do. Nothing may be committed.
+    messages = [
+        (b"s", event_bytes("s", "slow")),
+        (b"a", event_bytes("a", "photo")),
+        (b"b", event_bytes("b", "photo")),
+    ]
+    rig = make_rig({0: messages}, fetcher=StuckFetcher(), drain_timeout_s=0.3)
+
+    def stop_once_stored(consumer: object) -> None:
+        if len(rig.store.rows) == 2:
+            rig.worker.stop()
+
+    rig.consumer.before_consume = stop_once_stored
+    rig.worker.run()
+    assert set(rig.store.rows) == {"a", "b"}  # the finished ones were scored and stored
+    assert rig.consumer.committed == {}  # but the offset cannot move past the unfinished one
+    assert rig.sink.steps == []
+
+
+def test_a_revoke_commits_the_finished_prefix_and_drops_the_rest() -> None:
+    partitions = {
+        0: [(b"a", event_bytes("a", "photo"))],
+        1: [(b"b", event_bytes("b", "photo")), (b"s", event_bytes("s", "slow"))],
+    }
+    rig = make_rig(partitions, fetcher=StuckFetcher(), commit_interval_s=60.0)
+
+    def revoke_partition_1_once_stored(consumer: object) -> None:
+        if 1 in rig.consumer.assigned and len(rig.store.rows) == 2:
+            rig.consumer.revoke([1])
+
+    rig.consumer.before_consume = revoke_partition_1_once_stored
+    rig.worker.run(idle_timeout=0.5)
+    # Inside the revoke: finished prefixes committed while owned; the stuck message is left to the next owner.
+    assert rig.consumer.committed == {0: 1, 1: 1}
+    assert len(rig.sink.steps) == 1
+
+
+def test_lost_partitions_commit_nothing() -> None:
+    partitions = {0: [(b"a", event_bytes("a", "card"))], 1: [(b"b", event_bytes("b", "card"))]}
+    rig = make_rig(partitions, commit_interval_s=60.0)
+
+    def lose_partition_1_once_stored(consumer: object) -> None:
+        if 1 in rig.consumer.assigned and len(rig.store.rows) == 2:
+            rig.consumer.lose([1])
+            rig.worker.stop()
+
+    rig.consumer.before_consume = lose_partition_1_once_stored
+    rig.worker.run()
+    assert rig.consumer.committed == {0: 1}
+    assert all(1 not in offsets for _records, offsets in rig.sink.steps)
+    assert [r.key for r in rig.sink.records] == [b"a"]
+
+
+def test_older_events_are_stored_as_stale_and_not_published() -> None:
+    newer = event_bytes("img", "photo", minutes=10)
+    older = event_bytes("img", "card", minutes=0)
+    rig = make_rig({0: [(b"img", newer), (b"img", older)]}, max_batch=1)
+    stats = rig.worker.run(max_events=2, idle_timeout=1)
+    assert stats.stale == 1
+    assert rig.store.rows["img"].event_id == "ev-img-10"
+    assert [r for r in rig.sink.records if r.topic == "exclusions"] == []
+
+
+def test_an_image_that_stops_being_excluded_is_published_once() -> None:
+    first = event_bytes("img", "card", minutes=0)
+    second = event_bytes("img", "photo", minutes=5)
+    third = event_bytes("img", "photo", minutes=9)
+    rig = make_rig({0: [(b"img", first), (b"img", second), (b"img", third)]}, max_batch=1)
+    rig.worker.run(max_events=3, idle_timeout=1)
+    published = [json.loads(r.value or b"") for r in rig.sink.records if r.topic == "exclusions"]
+    assert [p["excluded"] for p in published] == [True, False]
+
+
+def test_most_events_failing_stops_the_worker_without_committing() -> None:
+    messages = [(b"k", b"{broken") for _ in range(20)]
+    rig = make_rig({0: messages}, guard=FailureRateGuard(window=10, min_events=10, max_failure_ratio=0.5))
+    with pytest.raises(FailureRateExceeded, match="InvalidEvent"):
+        rig.worker.run(max_events=20, idle_timeout=1)
+    assert rig.consumer.committed == {}
+    assert rig.sink.steps == []
+
+
+def test_intake_pauses_at_the_in_flight_limit() -> None:
+    messages = [(f"k{i}".encode(), event_bytes(f"i{i}", "photo")) for i in range(30)]
+    rig = make_rig({0: messages}, max_in_flight=4, max_batch=2)
+    peak = []
+    original = rig.consumer.consume
+
+    def watch(num_messages: int, timeout: float) -> list:
+        peak.append(len(rig.worker._ledger))
+        return original(num_messages, timeout)
+
+    rig.consumer.consume = watch  # type: ignore[method-assign]
+    stats = rig.worker.run(max_events=30, idle_timeout=1)
+    assert stats.committed == 30
+    assert max(peak) <= 4
+
+
+def test_stop_finishes_in_flight_work_and_commits() -> None:
+    rig = make_rig({0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "photo"))]})
+
+    def stop_after_first_poll(consumer: object) -> None:
+        if rig.worker.stats.consumed:
+            rig.worker.stop()
+
+    rig.consumer.before_consume = stop_after_first_poll
+    stats = rig.worker.run()
+    assert stats.committed == 2
+    assert rig.consumer.committed == {0: 2}
