@@ -1,0 +1,121 @@
+"""The Redis score store against a real Redis: compare-and-set, replays, TTL, versions, batch reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+
+from worker.store import ScoreReader, ScoreRecord, ScoreStore, WriteStatus
+
+T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def record(image_id: str, *, event_id: str, minutes: int, excluded: bool, version: str = "v1") -> ScoreRecord:
+    return ScoreRecord(
+        image_id=image_id,
+        item_id="item",
+        shop_id="shop",
+        event_id=event_id,
+        uploaded_at=T0 + dt.timedelta(minutes=minutes),
+        score=0.9 if excluded else 0.1,
+        excluded=excluded,
+        threshold=0.5,
+        mode="d_x",
+        model_version=version,
+        scored_at=T0 + dt.timedelta(hours=1),
+    )
+
+
+@pytest.fixture
+def store_and_reader(
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis
+) -> tuple[ScoreStore, ScoreReader, redis.Redis]:
+    """A store and a reader under this test's prefix (`redis_client` deletes its keys afterwards)."""
+    del redis_client
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    prefix = redis_prefix.rstrip(":")
+    return ScoreStore(client, prefix=prefix, ttl_seconds=3600), ScoreReader(client, prefix=prefix), client
+
+
+def test_newer_wins_older_is_stale_and_replays_repeat_their_answer(
+    store_and_reader: tuple[ScoreStore, ScoreReader, redis.Redis],
+) -> None:
+    store, reader, _ = store_and_reader
+    first = record("img", event_id="e1", minutes=0, excluded=True)
+    second = record("img", event_id="e2", minutes=5, excluded=False)
+    older = record("img", event_id="e0", minutes=-5, excluded=True)
+
+    outcomes = store.write_batch([first, second, older])  # one pipeline, applied in order
+    assert [o.status for o in outcomes] == [WriteStatus.APPLIED, WriteStatus.APPLIED, WriteStatus.STALE]
+    assert [o.previous_excluded for o in outcomes] == [None, True, False]
+
+    store.claim_active_version("v1", "if_missing")
+    (stored,) = reader.get_many(["img"])
+    assert stored["found"] and stored["event_id"] == "e2" and stored["excluded"] is False
+
+    # Redelivery of e2 (after a crash): same answer as the first time, nothing changes.
+    (replay,) = store.write_batch([second])
+    assert replay.status is WriteStatus.REPLAY and replay.previous_excluded is True
+    # Same upload time: the event id breaks the tie, deterministically.
+    (tie,) = store.write_batch([replace(second, event_id="e1b")])
+    assert tie.status is WriteStatus.STALE
+
+
+def test_records_expire_and_versions_are_kept_apart(
+    store_and_reader: tuple[ScoreStore, ScoreReader, redis.Redis],
+) -> None:
+    store, reader, client = store_and_reader
+    store.write_batch([record("a", event_id="e", minutes=0, excluded=True, version="v1")])
+    store.write_batch([record("a", event_id="e", minutes=0, excluded=False, version="v2")])
+    assert 0 < client.ttl(store.keys.record("v1", "a")) <= 3600
+
+    assert store.claim_active_version("v1", "if_missing") == "v1"
+    assert store.claim_active_version("v2", "if_missing") == "v1"  # an existing pointer is kept
+    assert reader.get_many(["a"])[0]["excluded"] is True
+    assert reader.get_many(["a"], model_version="v2")[0]["excluded"] is False
+    assert store.claim_active_version("v2", "always") == "v2"  # promotion is one SET
+    assert reader.get_many(["a", "unknown"]) == [
+        {**reader.get_many(["a"])[0]},
+        {"image_id": "unknown", "found": False},
+    ]
+    assert reader.get_many(["a"])[0]["model_version"] == "v2"
+
+
+def test_the_script_is_reloaded_after_a_script_flush(
+    store_and_reader: tuple[ScoreStore, ScoreReader, redis.Redis],
+) -> None:
+    store, _, client = store_and_reader
+    store.write_batch([record("b", event_id="e1", minutes=0, excluded=False)])
+    client.script_flush()  # e.g. a Redis restart or failover: EVALSHA now answers NOSCRIPT
+    (outcome,) = store.write_batch([record("b", event_id="e2", minutes=1, excluded=True)])
+    assert outcome.status is WriteStatus.APPLIED
+
+
+def test_scores_get_prints_one_json_object_per_id(
+    store_and_reader: tuple[ScoreStore, ScoreReader, redis.Redis], redis_url: str, redis_prefix: str
+) -> None:
+    store, _, _ = store_and_reader
+    store.write_batch([record("known", event_id="e", minutes=0, excluded=True)])
+    store.claim_active_version("v1", "always")
+    env = {**os.environ, "ALOCC_REDIS__URL": redis_url, "ALOCC_REDIS__KEY_PREFIX": redis_prefix.rstrip(":")}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "scores", "get", "known", "missing"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["image_id"] for line in lines] == ["known", "missing"]
+    assert lines[0]["found"] is True and lines[0]["excluded"] is True and lines[0]["score"] == 0.9
+    assert lines[1] == {"image_id": "missing", "found": False}
