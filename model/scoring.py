@@ -213,11 +213,13 @@ class Scorer:
         except torch.cuda.OutOfMemoryError:
             if images.shape[0] == 1:
                 raise
-            torch.cuda.empty_cache()
-            half = images.shape[0] // 2
-            first = self._run(images[:half], need_reconstruction=need_reconstruction)
-            second = self._run(images[half:], need_reconstruction=need_reconstruction)
-            return tuple(np.concatenate([a, b]) for a, b in zip(first, second, strict=True))
+        # Retry outside the except block: while the exception is alive its traceback keeps the
+        # failed attempt's activations referenced, and the halves would run out of memory too.
+        torch.cuda.empty_cache()
+        half = images.shape[0] // 2
+        first = self._run(images[:half], need_reconstruction=need_reconstruction)
+        second = self._run(images[half:], need_reconstruction=need_reconstruction)
+        return tuple(np.concatenate([a, b]) for a, b in zip(first, second, strict=True))
 
     def _forward(self, images: torch.Tensor, need_reconstruction: bool) -> tuple[np.ndarray, ...]:
         on_cuda = self.device.type == "cuda"
