@@ -2,9 +2,10 @@
 
 Untrained weights are enough: speed does not depend on what the weights are, except for the
 cascade, where it depends on how many images pass the D(X) gate. The gate is therefore set from the
-benchmark's own images: at the (1 - text_share) quantile of their D(X) scores, so at most
-`text_share` of them pass and run R, like a stream where that share are text images. The measured
-pass share is reported next to the speed.
+benchmark's own images: at the (1 - text_share) quantile of the D(X) scores of a pool of images, and
+every timed batch is then composed of exactly floor(batch_size * text_share) images that pass the
+gate and the rest that do not, like a stream where that share are text images. The measured pass
+share is reported next to the speed.
 
 Timing: one warm-up call per mode, then whole batches until both `min_batches` and `min_seconds`
 are reached. On CUDA the device is synchronised before the clock starts and before it stops (the
@@ -66,6 +67,30 @@ def gate_for_share(d_x: np.ndarray, share: float) -> float:
     return float(values[len(values) - n_pass])
 
 
+def compose_batches(
+    pool: torch.Tensor, d_x: np.ndarray, gate: float, *, batch_size: int, n_batches: int, share: float
+) -> list[torch.Tensor]:
+    """Batches with exactly floor(batch_size * share) images at or above the gate in each.
+
+    Raises:
+        ValueError: the pool has too few passing or failing images for that many batches.
+    """
+    passing = np.flatnonzero(d_x >= np.float32(gate))
+    failing = np.flatnonzero(d_x < np.float32(gate))
+    k = int(np.floor(batch_size * share + 1e-9))
+    if len(passing) < n_batches * k or len(failing) < n_batches * (batch_size - k):
+        raise ValueError(
+            f"pool of {len(pool)} has {len(passing)} passing / {len(failing)} failing images; "
+            f"{n_batches} batches of {batch_size} at share {share} need {n_batches * k} / "
+            f"{n_batches * (batch_size - k)}"
+        )
+    batches = []
+    for b in range(n_batches):
+        idx = np.r_[passing[b * k : (b + 1) * k], failing[b * (batch_size - k) : (b + 1) * (batch_size - k)]]
+        batches.append(pool[torch.from_numpy(idx)])
+    return batches
+
+
 def _card(preset: str, spec: Any, gate: float) -> ModelCard:
     note = "throughput benchmark: untrained weights"
     return ModelCard(
@@ -118,13 +143,19 @@ def bench_preset(preset: str, config: ThroughputConfig) -> dict[str, Any]:
     networks = build_networks(spec)
     cost_r = network_cost(networks.reconstructor, spec.input_size)
     cost_d = network_cost(networks.discriminator, spec.input_size)
-    n = config.batch_size * config.n_batches_in_set
-    images = synthetic_images(n, spec.input_size, config.seed)
-    batches = list(images.split(config.batch_size))
-
+    # A pool twice the timed set, so both sides of the gate have enough images to fill the batches.
+    pool = synthetic_images(2 * config.batch_size * config.n_batches_in_set, spec.input_size, config.seed)
     probe = Scorer(networks, _card(preset, spec, 0.0), device)
-    d_x = np.concatenate([probe.score(b, ScoreMode.D_X).scores for b in batches])
+    d_x = np.concatenate([probe.score(b, ScoreMode.D_X).scores for b in pool.split(config.batch_size)])
     gate = gate_for_share(d_x, config.text_share)
+    batches = compose_batches(
+        pool,
+        d_x,
+        gate,
+        batch_size=config.batch_size,
+        n_batches=config.n_batches_in_set,
+        share=config.text_share,
+    )
     scorer = Scorer(networks, _card(preset, spec, gate), device)
 
     modes = {mode.value: time_mode(scorer, batches, mode, config) for mode in MODES}
