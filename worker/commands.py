@@ -71,6 +71,9 @@ def register(subcommands: Any) -> None:
         metavar="N",
         help="also run the worker on each N events in a fresh process and report its peak RSS",
     )
+    bench.add_argument(
+        "--rss-child", type=int, help=argparse.SUPPRESS
+    )  # internal: one fresh-process worker run
     bench.set_defaults(handler=run_bench)
 
     demo = subcommands.add_parser(

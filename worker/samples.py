@@ -102,10 +102,33 @@ class SampleSet:
     bomb: str
 
 
-def write_samples(directory: Path, *, cards: int, photos: int, seed: int = 0) -> SampleSet:
-    """Write card and photo JPEGs plus the bad payloads into `directory`."""
+def write_samples(
+    directory: Path, *, cards: int, photos: int, seed: int = 0, simple: bool = False
+) -> SampleSet:
+    """Write card and photo JPEGs plus the bad payloads into `directory`.
+
+    The pictures come from the data package's demo generator (held-out card layouts and evaluation-only
+    photo sources, so the model has not seen them); `simple=True`, or a machine without the generator's
+    fonts, draws simpler ones here.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    if not simple:
+        try:
+            from model.data.demo import write_demo_images
+            from model.data.errors import DataError
+
+            try:
+                written = write_demo_images(directory, cards, photos, seed)
+            except DataError:
+                written = []
+        except ImportError:
+            written = []
+        if written:
+            names = [path.name for path in written]
+            card_names = [name for name in names if name.startswith("card-")]
+            photo_names = [name for name in names if not name.startswith("card-")]
+            return _write_bad_payloads(directory, rng, card_names, photo_names)
     card_names, photo_names = [], []
     for index in range(cards):
         name = f"card-{index:04d}.jpg"
@@ -115,6 +138,12 @@ def write_samples(directory: Path, *, cards: int, photos: int, seed: int = 0) ->
         name = f"photo-{index:04d}.jpg"
         (directory / name).write_bytes(encode_jpeg(photo_image(rng)))
         photo_names.append(name)
+    return _write_bad_payloads(directory, rng, card_names, photo_names)
+
+
+def _write_bad_payloads(
+    directory: Path, rng: np.random.Generator, card_names: list[str], photo_names: list[str]
+) -> SampleSet:
     (directory / "not-an-image.jpg").write_bytes(b"<html><body>this is not an image</body></html>\n" * 4)
     whole = encode_jpeg(photo_image(rng))
     (directory / "truncated.jpg").write_bytes(whole[: len(whole) // 3])

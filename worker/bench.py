@@ -1,0 +1,445 @@
+"""`alocc bench`: how fast the pipeline is, on this machine, against the real broker and Redis.
+
+One run measures and prints:
+
+- `decode_ceiling_ips`: decode + preprocess only (bytes already in memory), all cores.
+- `model_ceiling_ips`: `Scorer.score` only, full batches, the configured mode.
+- `naive_ips`: one event at a time, each step waiting for the last: consume, fetch, decode, score,
+  write Redis, publish, commit (`naive_loop`).
+- `worker_ips`: the real worker end to end (first consumed message to last commit).
+- `p99_latency_ms`: upload-to-commit latency while events arrive at half of `worker_ips`, with the
+  target it should meet (`max_wait + 2 x one batch's scoring time`).
+- `peak_rss_mb`: this process's peak resident memory; `--rss-events N ...` also runs the worker alone on
+  N events in a fresh process each, to show memory does not grow with the stream.
+
+Images are served by a local HTTP server, so "fetch" is real HTTP over loopback without a network's
+latency. Topics and Redis keys are uuid-named and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import redis
+import torch
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.events import ImageUploaded
+from worker.factory import build_worker, load_scorer, redis_client
+from worker.logs import configure_logging
+from worker.publish import exclusion_record
+from worker.samples import ImageServer, write_samples
+from worker.settings import Settings
+from worker.store import ScoreRecord, ScoreStore
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class BenchContext:
+    """The settings, model, served images and scratch names shared by the measurements."""
+
+    settings: Settings
+    scorer: Any
+    server: ImageServer
+    images: list[str]  # served file names
+    payloads: list[bytes]
+    run_id: str
+
+    def url(self, index: int) -> str:
+        """URL of the index-th sample (cycling)."""
+        return self.server.url(self.images[index % len(self.images)])
+
+    @property
+    def prefix(self) -> str:
+        """Redis key prefix of this run."""
+        return f"alocc-bench-{self.run_id}"
+
+    def worker_settings(self, topic: str, exclusions: str, dead_letter: str) -> Settings:
+        """The configured settings, pointed at this run's topics, keys and the local image server."""
+        s = self.settings
+        return s.model_copy(
+            update={
+                "kafka": s.kafka.model_copy(
+                    update={
+                        "group_id": f"bench-{uuid.uuid4().hex[:12]}",
+                        "transactional_id": f"bench-{uuid.uuid4().hex}",
+                    }
+                ),
+                "redis": s.redis.model_copy(
+                    update={"key_prefix": self.prefix, "active_version_policy": "never"}
+                ),
+                "topics": s.topics.model_copy(
+                    update={"input": topic, "exclusions": exclusions, "dead_letter": dead_letter}
+                ),
+                "fetch": s.fetch.model_copy(update={"allow_private_networks": True}),
+                "observability": s.observability.model_copy(update={"port": 0}),
+            }
+        )
+
+
+class Topics:
+    """Creates uuid-named topics and deletes them on close."""
+
+    def __init__(self, bootstrap: str) -> None:
+        """Connect the admin client."""
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._created: list[str] = []
+
+    def create(self, partitions: int) -> str:
+        """A fresh topic with `partitions` partitions, ready for use."""
+        name = f"bench-{uuid.uuid4().hex[:16]}"
+        self._admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[
+            name
+        ].result(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            topic = self._admin.list_topics(name, timeout=5).topics.get(name)
+            if topic and topic.error is None and all(p.leader >= 0 for p in topic.partitions.values()):
+                break
+            time.sleep(0.1)
+        self._created.append(name)
+        return name
+
+    def close(self) -> None:
+        """Delete the created topics (best effort)."""
+        if self._created:
+            for future in self._admin.delete_topics(self._created).values():
+                # Cleanup must not hide the measurements.
+                with contextlib.suppress(KafkaException):
+                    future.result(30)
+
+
+def make_event(image_id: str, url: str, uploaded_at: dt.datetime | None = None) -> bytes:
+    """One input event."""
+    return (
+        ImageUploaded(
+            schema_version=1,
+            event_id=f"ev-{uuid.uuid4().hex}",
+            image_id=image_id,
+            item_id=f"item-{image_id}",
+            shop_id="bench-shop",
+            image_url=url,
+            uploaded_at=uploaded_at or dt.datetime.now(dt.UTC),
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def produce_events(bootstrap: str, topic: str, ctx: BenchContext, count: int, tag: str) -> None:
+    """Produce `count` events cycling over the samples, as fast as the producer goes."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    for index in range(count):
+        image_id = f"{tag}-{index}"
+        while True:
+            try:
+                producer.produce(topic, key=image_id.encode(), value=make_event(image_id, ctx.url(index)))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(60)
+
+
+# ----------------------------------------------------------------------------- ceilings
+def decode_ceiling(ctx: BenchContext, count: int) -> float:
+    """Images per second of decode + preprocess over all cores (bytes already in memory)."""
+    from model.preprocess import ImageLimits, preprocess
+
+    limits = ImageLimits(max_pixels=ctx.settings.decode.max_pixels)
+    size = ctx.scorer.input_size
+    workers = ctx.settings.decode.workers
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda data: preprocess(data, size, limits=limits), ctx.payloads[:workers]))  # warm-up
+        started = time.perf_counter()
+        list(
+            pool.map(
+                lambda i: preprocess(ctx.payloads[i % len(ctx.payloads)], size, limits=limits), range(count)
+            )
+        )
+        return count / (time.perf_counter() - started)
+
+
+def model_ceiling(ctx: BenchContext, batches: int) -> tuple[float, float]:
+    """(images per second, seconds per full batch) of `Scorer.score` alone."""
+    from model.preprocess import ImageLimits, preprocess
+
+    size = ctx.scorer.input_size
+    batch_size = ctx.settings.batch.max_size
+    limits = ImageLimits(max_pixels=ctx.settings.decode.max_pixels)
+    images = torch.stack(
+        [preprocess(ctx.payloads[i % len(ctx.payloads)], size, limits=limits) for i in range(batch_size)]
+    )
+    ctx.scorer.score(images)  # warm-up (allocations, kernels)
+    started = time.perf_counter()
+    for _ in range(batches):
+        ctx.scorer.score(images)
+    seconds = time.perf_counter() - started
+    return batches * batch_size / seconds, seconds / batches
+
+
+# ----------------------------------------------------------------------------- naive loop
+def naive_loop(ctx: BenchContext, bootstrap: str, topic: str, exclusions: str, count: int) -> float:
+    """One event at a time, every step synchronous; returns events per second."""
+    from model.preprocess import ImageLimits, preprocess
+
+    settings = ctx.settings
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-naive-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    store = ScoreStore(redis_client(settings), prefix=ctx.prefix, ttl_seconds=3600)
+    limits = ImageLimits(max_pixels=settings.decode.max_pixels)
+    consumer.subscribe([topic])
+    done = 0
+    started: float | None = None
+    try:
+        with httpx.Client(timeout=10.0) as client:
+            while done < count:
+                message = consumer.poll(1.0)
+                if message is None or message.error() is not None:
+                    continue
+                started = started or time.perf_counter()
+                event = ImageUploaded.model_validate_json(message.value() or b"")
+                data = client.get(event.image_url).content
+                result = ctx.scorer.score(preprocess(data, ctx.scorer.input_size, limits=limits)[None])
+                excluded = bool(result.excluded[0])
+                now = dt.datetime.now(dt.UTC)
+                store.write_batch(
+                    [
+                        ScoreRecord(
+                            event.image_id,
+                            event.item_id,
+                            event.shop_id,
+                            event.event_id,
+                            event.uploaded_at,
+                            float(result.scores[0]),
+                            excluded,
+                            float(result.threshold),
+                            str(result.mode),
+                            result.model_version,
+                            now,
+                        )
+                    ]
+                )
+                if excluded:
+                    record = exclusion_record(
+                        exclusions,
+                        event,
+                        excluded=True,
+                        score=float(result.scores[0]),
+                        threshold=float(result.threshold),
+                        mode=str(result.mode),
+                        model_version=result.model_version,
+                        decided_at=now,
+                    )
+                    producer.produce(record.topic, key=record.key, value=record.value)
+                    producer.flush(10)
+                consumer.commit(message=message, asynchronous=False)
+                done += 1
+    finally:
+        consumer.close()
+    assert started is not None
+    return done / (time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------- the worker
+def worker_run(ctx: BenchContext, bootstrap: str, count: int, topics: Topics) -> dict[str, float]:
+    """Produce `count` events, then let the real worker drain them; returns its throughput."""
+    topic, exclusions, dead_letter = topics.create(3), topics.create(1), topics.create(1)
+    produce_events(bootstrap, topic, ctx, count, tag="w")
+    worker = build_worker(
+        ctx.worker_settings(topic, exclusions, dead_letter), scorer=ctx.scorer, serve_health=False
+    )
+    stats = worker.run(max_events=count, idle_timeout=60)
+    if stats.committed != count:
+        raise RuntimeError(f"worker committed {stats.committed} of {count} events")
+    return {"worker_ips": count / stats.active_seconds, "batches": stats.batches, "events": count}
+
+
+def latency_run(ctx: BenchContext, bootstrap: str, rate: float, count: int, topics: Topics) -> list[float]:
+    """Produce `count` events at `rate` per second while the worker runs; upload-to-commit seconds each."""
+    topic, exclusions, dead_letter = topics.create(3), topics.create(1), topics.create(1)
+    worker = build_worker(
+        ctx.worker_settings(topic, exclusions, dead_letter), scorer=ctx.scorer, serve_health=False
+    )
+    worker.latencies = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(max_events=count + 1, idle_timeout=30)
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="bench-worker")
+    thread.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
+    # One warm-up event, and wait until it is committed: the group has formed and the model is warm.
+    producer.produce(topic, key=b"warm", value=make_event("warm", ctx.url(0)))
+    producer.flush(10)
+    deadline = time.monotonic() + 60
+    while worker.stats.committed < 1 and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    for index in range(count):
+        next_at += interval
+        image_id = f"lat-{index}"
+        producer.produce(topic, key=image_id.encode(), value=make_event(image_id, ctx.url(index)))
+        producer.poll(0)
+        pause = next_at - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    producer.flush(10)
+    thread.join(300)
+    if errors:
+        raise errors[0]
+    return [seconds for image_id, seconds in worker.latencies if image_id.startswith("lat-")]
+
+
+def rss_child(args: argparse.Namespace) -> int:
+    """`--rss-child N`: run only the worker on N events in this fresh process; print its peak RSS."""
+    with BenchSession(args) as (ctx, topics):
+        base = peak_rss_mb()
+        result = worker_run(ctx, ctx.settings.kafka.bootstrap_servers, args.rss_child, topics)
+    print(
+        json.dumps({**result, "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_worker_mb": round(base, 1)})
+    )
+    return 0
+
+
+class BenchSession:
+    """Loads the model, writes and serves the samples, and cleans up topics and keys."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self._tmp = tempfile.TemporaryDirectory(prefix="alocc-bench-")
+
+    def __enter__(self) -> tuple[BenchContext, Topics]:
+        settings = Settings()
+        scorer = load_scorer(settings)
+        directory = Path(self._tmp.name)
+        half = max(1, self._args.images // 2)
+        samples = write_samples(directory, cards=half, photos=half)
+        names = samples.cards + samples.photos
+        self._server = ImageServer(directory).start()
+        self._topics = Topics(settings.kafka.bootstrap_servers)
+        self._ctx = BenchContext(
+            settings,
+            scorer,
+            self._server,
+            names,
+            [(directory / n).read_bytes() for n in names],
+            uuid.uuid4().hex[:12],
+        )
+        return self._ctx, self._topics
+
+    def __exit__(self, *exc: object) -> None:
+        self._topics.close()
+        client: redis.Redis = redis_client(self._ctx.settings)
+        keys = list(client.scan_iter(match=f"{self._ctx.prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        self._server.stop()
+        self._tmp.cleanup()
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run every measurement and print the results."""
+    configure_logging("WARNING", "json")
+    if getattr(args, "rss_child", None):
+        return rss_child(args)
+    report: dict[str, Any] = {}
+    with BenchSession(args) as (ctx, topics):
+        bootstrap = ctx.settings.kafka.bootstrap_servers
+        report["device"] = str(getattr(ctx.scorer, "device", "cpu"))
+        report["model_version"] = ctx.scorer.model_version
+        report["mode"] = str(getattr(ctx.scorer.mode, "value", ctx.scorer.mode))
+        report["input_size"] = ctx.scorer.input_size
+        report["batch_size"] = ctx.settings.batch.max_size
+        report["max_wait_ms"] = ctx.settings.batch.max_wait_ms
+        report["cpu_count"] = os.cpu_count()
+        report["torch_threads"] = torch.get_num_threads()
+        report["decode_ceiling_ips"] = round(decode_ceiling(ctx, max(256, args.naive_events)), 1)
+        model_ips, batch_seconds = model_ceiling(ctx, batches=max(4, 256 // ctx.settings.batch.max_size))
+        report["model_ceiling_ips"] = round(model_ips, 1)
+        report["batch_score_ms"] = round(batch_seconds * 1000, 2)
+
+        naive_topic = topics.create(1)
+        produce_events(bootstrap, naive_topic, ctx, args.naive_events, tag="n")
+        report["naive_ips"] = round(
+            naive_loop(ctx, bootstrap, naive_topic, topics.create(1), args.naive_events), 1
+        )
+
+        measured = worker_run(ctx, bootstrap, args.events, topics)
+        report["worker_ips"] = round(measured["worker_ips"], 1)
+        report["worker_events"] = args.events
+        report["worker_mean_batch"] = round(args.events / measured["batches"], 1)
+        ceiling = min(report["decode_ceiling_ips"], report["model_ceiling_ips"])
+        report["worker_vs_naive"] = round(report["worker_ips"] / report["naive_ips"], 1)
+        report["worker_vs_ceiling"] = round(report["worker_ips"] / ceiling, 2)
+
+        rate = report["worker_ips"] / 2
+        latencies = latency_run(ctx, bootstrap, rate, args.latency_events, topics)
+        report["latency_rate_ips"] = round(rate, 1)
+        report["p50_latency_ms"] = round(float(np.percentile(latencies, 50)) * 1000, 1)
+        report["p99_latency_ms"] = round(float(np.percentile(latencies, 99)) * 1000, 1)
+        report["p99_target_ms"] = round(ctx.settings.batch.max_wait_ms + 2 * batch_seconds * 1000, 1)
+        report["peak_rss_mb"] = round(peak_rss_mb(), 1)
+
+    if args.rss_events:
+        report["rss_by_events"] = {}
+        for count in args.rss_events:
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "worker.cli",
+                    "bench",
+                    "--rss-child",
+                    str(count),
+                    "--images",
+                    str(args.images),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if child.returncode != 0:
+                raise RuntimeError(f"rss run for {count} events failed:\n{child.stderr[-2000:]}")
+            report["rss_by_events"][str(count)] = json.loads(child.stdout.strip().splitlines()[-1])
+
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        for key, value in report.items():
+            print(f"{key:>22}: {value}")
+    return 0
