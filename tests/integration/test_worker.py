@@ -72,7 +72,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SampleSet, ImageServer]]:
     """Sample cards, photos and bad payloads served over HTTP on 127.0.0.1."""
     directory = tmp_path_factory.mktemp("images")
-    sample_set = write_samples(directory, cards=6, photos=6)
+    sample_set = write_samples(directory, cards=6, photos=6, simple=True)
     with ImageServer(directory) as server:
         yield sample_set, server
 
