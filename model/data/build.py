@@ -242,7 +242,10 @@ def build(
             for fam in Family
         },
         "photo_roles": {
-            role.value: {name: [p.name for p in files] for name, files in _role_files(role).by_source.items()}
+            role.value: {
+                name: [photos.photo_id(photos.source(name), p) for p in files]
+                for name, files in _role_files(role).by_source.items()
+            }
             for role in Role
         },
         "photo_sources": {

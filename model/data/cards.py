@@ -176,12 +176,6 @@ class CardGenerator:
         frame_style = drawing.frame(ImageDraw.Draw(image), (w, h), accent if rng.random() < 0.6 else ink, rng)
         canvas = Canvas(image, rng, title_font.path, body_font.path, ink, accent, surface, self.photos)
         self.layouts[layout_name](canvas, content)
-        if self.photos is not None and layout_name != "split_photo" and rng.random() < 0.12:
-            # A small product photo in a corner, as some notices show the item concerned.
-            s = int(min(w, h) * rng.uniform(0.18, 0.28))
-            corner = (int(w - s - min(w, h) * 0.05), int(h - s - min(w, h) * 0.05))
-            image.paste(self.photos(rng, (s, s)).convert("RGB"), corner)
-
         out = self._finish(image, rng)
         info = CardInfo(
             family=self.family.value,

@@ -113,11 +113,6 @@ def _margins(cv: Canvas) -> tuple[float, float, float, float]:
     return m, m, w - m, h - m
 
 
-def _maybe_icon(cv: Canvas, center: tuple[float, float], r: float) -> None:
-    if cv.rng.random() < 0.45:
-        drawing.icon(cv.draw(), center, r, cv.accent, int(cv.rng.integers(0, 7)))
-
-
 def _maybe_photo_insert(cv: Canvas, box: Box) -> bool:
     if cv.photos is None or cv.rng.random() > 0.2:
         return False
@@ -183,8 +178,18 @@ def left_list(cv: Canvas, c: CardContent) -> None:
         color=_title_color(cv),
     )
     n = int(cv.rng.integers(3, 7))
+    list_right = x1
+    side = (x1 - x0) * 0.3
+    if _maybe_photo_insert(cv, (x1 - side, y0 + h * 0.24, x1, y0 + h * 0.24 + side)):
+        list_right = x1 - side - (x1 - x0) * 0.04  # the list runs beside the photo of the item
     draw_block(
-        cv, c.items[:n], (x0, y0 + h * 0.24, x1, y1), cv.body_font, align="left", max_size=44, spacing=0.6
+        cv,
+        c.items[:n],
+        (x0, y0 + h * 0.24, list_right, y1),
+        cv.body_font,
+        align="left",
+        max_size=44,
+        spacing=0.6,
     )
 
 
@@ -268,14 +273,11 @@ def banner(cv: Canvas, c: CardContent) -> None:
     draw_block(
         cv, c.body[:2], (w * 0.08, band_y + band_h + h * 0.08, w * 0.92, h * 0.94), cv.body_font, max_size=40
     )
-    for _ in range(int(cv.rng.integers(0, 4))):
-        drawing.icon(
-            draw,
-            (cv.rng.uniform(0.05, 0.95) * w, cv.rng.uniform(0.05, 0.95) * h),
-            h * cv.rng.uniform(0.03, 0.06),
-            cv.accent,
-            3,
-        )
+    # Sparkles in the corners only, where they cannot cover words.
+    corners = [(0.06, 0.06), (0.94, 0.06), (0.06, 0.94), (0.94, 0.94)]
+    for k in cv.rng.permutation(4)[: int(cv.rng.integers(0, 3))]:
+        cx, cy = corners[int(k)]
+        drawing.icon(draw, (cx * w, cy * h), min(w, h) * 0.035, cv.accent, 3)
 
 
 def ruled_prices(cv: Canvas, c: CardContent) -> None:

@@ -8,6 +8,7 @@ Sources (nothing is downloaded at run time; each comes with a package installed 
 | `sklearn` | `china.jpg`, `flower.jpg` | pip scikit-learn |
 | `matplotlib` | `grace_hopper.jpg` | pip matplotlib |
 | `mate-nature` | MATE's nature photographs | apt mate-backgrounds |
+| `opencv-samples` | OpenCV sample photographs (objects, fruit, buildings, animals) | apt opencv-doc |
 | `lomiri-16.04` | Ubuntu Touch 16.04 wallpaper photographs | apt lomiri-wallpapers-16.04 |
 | `lomiri-20.04` | Ubuntu Touch 20.04 wallpaper photographs | apt lomiri-wallpapers-20.04 |
 | `kde-plasma` | Plasma 5 wallpapers that are photographs | apt plasma-workspace-wallpapers |
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -82,6 +84,12 @@ _LOMIRI_1604 = (
     "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg", "life_by_Aitzol_Berasategi.jpg",
     "picosdeeuropa_by_Aitzol_Berasategi.jpg", "seeding_by_Clements_Engelhardt.jpg",
     "sunset_by_Aitzol_Berasategi.jpg",
+)  # fmt: skip
+_OPENCV_PHOTOS = (
+    "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "board.jpg",
+    "box_in_scene.png", "building.jpg", "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg",
+    "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png",
+    "squirrel_cls.jpg", "stuff.jpg",
 )  # fmt: skip
 _LOMIRI_2004 = ("Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg")
 # Plasma wallpapers that are photographs (the others are vector renderings).
@@ -151,7 +159,11 @@ def _specs() -> dict[str, tuple[PhotoKind, str, str, Callable[[], list[Path]]]]:
         ),
         "mate-nature": (
             PhotoKind.SCENE, "apt-get install mate-backgrounds", "GPL-2+ (Debian copyright)",
-            lambda: [*sorted((bg / "mate/nature").glob("*.jpg")), bg / "mate/desktop/GreenTraditional.jpg"],
+            lambda: sorted((bg / "mate/nature").glob("*.jpg")),
+        ),
+        "opencv-samples": (
+            PhotoKind.SCENE, "apt-get install opencv-doc", "BSD-3-Clause (Debian copyright, data/*)",
+            lambda: [Path("/usr/share/doc/opencv-doc/examples/data") / n for n in _OPENCV_PHOTOS],
         ),
         "lomiri-16.04": (
             PhotoKind.SCENE, "apt-get install lomiri-wallpapers-16.04", "CC-BY-SA-3.0 (Debian copyright)",
@@ -176,8 +188,8 @@ def _specs() -> dict[str, tuple[PhotoKind, str, str, Callable[[], list[Path]]]]:
 
 
 ALL_SOURCES: tuple[str, ...] = (
-    "skimage", "sklearn", "matplotlib", "mate-nature", "lomiri-16.04", "lomiri-20.04", "kde-plasma",
-    "tuxpaint-nature", "tuxpaint-food", "tuxpaint-goods",
+    "skimage", "sklearn", "matplotlib", "mate-nature", "opencv-samples", "lomiri-16.04", "lomiri-20.04",
+    "kde-plasma", "tuxpaint-nature", "tuxpaint-food", "tuxpaint-goods",
 )  # fmt: skip
 
 
@@ -194,6 +206,12 @@ def _is_photographic(path: Path) -> bool:
         return False
     colours = np.unique(rgba[opaque][:, :3] // 8, axis=0)
     return len(colours) >= 150
+
+
+def photo_id(src: PhotoSource, path: Path) -> str:
+    """A short stable name of one photo: its path below the folder that holds all of its source."""
+    root = Path(os.path.commonpath([str(p.parent) for p in src.files]))
+    return path.relative_to(root).as_posix()
 
 
 @functools.cache

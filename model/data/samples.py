@@ -54,27 +54,29 @@ def output_size(rng: np.random.Generator, long_side: int) -> tuple[int, int]:
 
 
 def _pick(rng: np.random.Generator, pairs: Sequence[tuple[str, Path]]) -> tuple[str, Path]:
-    # Balance sources first, then files: a source with 100 files should not drown one with 2.
-    sources = sorted({s for s, _ in pairs})
-    chosen = sources[int(rng.integers(0, len(sources)))]
-    files = [f for s, f in pairs if s == chosen]
-    return chosen, files[int(rng.integers(0, len(files)))]
+    # Uniform over files, not over sources: a source of one photograph must not supply a fifth
+    # of a split's crops.
+    return pairs[int(rng.integers(0, len(pairs)))]
 
 
 def scene_crop(rng: np.random.Generator, files: RoleFiles, long_side: int) -> OtherSample:
     """A random crop of a scene photograph of the role."""
     name, path = _pick(rng, files.files(photos.PhotoKind.SCENE))
     img = photos.random_crop(photos.load(path), rng, output_size(rng, long_side)).convert("RGB")
-    return OtherSample(img, OtherKind.PHOTO, name, path.name)
+    return OtherSample(img, OtherKind.PHOTO, name, photos.photo_id(photos.source(name), path))
 
 
 def _object(rng: np.random.Generator, files: RoleFiles) -> tuple[Image.Image, str, str]:
     cutouts = files.files(photos.PhotoKind.CUTOUT)
     if cutouts and rng.random() < 0.7:
         name, path = _pick(rng, cutouts)
-        return photos.load(path), name, path.name
+        return photos.load(path), name, photos.photo_id(photos.source(name), path)
     name, path = _pick(rng, files.files(photos.PhotoKind.SCENE))
-    return products.object_from_scene(photos.load(path), rng), name, path.name
+    return (
+        products.object_from_scene(photos.load(path), rng),
+        name,
+        photos.photo_id(photos.source(name), path),
+    )
 
 
 def product(rng: np.random.Generator, files: RoleFiles, long_side: int) -> OtherSample:

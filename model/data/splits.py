@@ -27,7 +27,7 @@ class Role(StrEnum):
     EVAL = "eval"
 
 
-TRAIN_SOURCES: tuple[str, ...] = ("skimage", "mate-nature", "tuxpaint-nature")
+TRAIN_SOURCES: tuple[str, ...] = ("skimage", "mate-nature", "opencv-samples", "tuxpaint-nature")
 CALIB_ONLY_SOURCES: tuple[str, ...] = ("lomiri-16.04", "tuxpaint-food")
 EVAL_SOURCES: tuple[str, ...] = ("kde-plasma", "lomiri-20.04", "sklearn", "matplotlib", "tuxpaint-goods")
 
