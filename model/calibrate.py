@@ -156,12 +156,16 @@ def calibrate_checkpoint(
     target_fpr: float,
     gate_fpr: float = 0.1,
     target_dir: str | Path | None = None,
-    default_mode: ScoreMode | None = None,
+    default_mode: ScoreMode | str | None = None,
     allow_max: bool = False,
     device: str = "auto",
     cache_dir: str | Path | None = None,
 ) -> dict[str, dict[str, float]]:
     """Calibrate every mode's threshold on `other_dir` and write them into the checkpoint's card.
+
+    Args:
+        default_mode: Mode to make the card's default; "auto" picks the one with the lowest FN rate
+            on `target_dir`; None keeps the card's.
 
     Returns a per-mode report: threshold, calibration FPR, and (with `target_dir`) the FN rate.
     """
@@ -203,11 +207,18 @@ def calibrate_checkpoint(
         record.measured = measured
         report[mode] = {"threshold": record.threshold, "rank_score": record.rank_score or 0.0, **measured}
 
+    if default_mode == "auto":
+        if target_raw is None:
+            raise ConfigError("default mode 'auto' picks the lowest FN rate and needs target images")
+        # The mode that misses the fewest target images at its calibrated threshold.
+        chosen = min(ScoreMode, key=lambda m: (report[m.value]["target_fnr"], m is not ScoreMode.D_X))
+    else:
+        chosen = ScoreMode(default_mode) if default_mode is not None else ScoreMode(card.default_mode)
     new_card = dataclasses.replace(
         card,
         thresholds=records,
         cascade_gate=gate,
-        default_mode=(default_mode or ScoreMode(card.default_mode)).value,
+        default_mode=chosen.value,
         data={**card.data, "calibration_fingerprint": fp, "calibration_n": len(others.names)},
     )
     write_card(model_dir, new_card)

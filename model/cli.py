@@ -113,7 +113,11 @@ def _register_calibrate(subcommands: Any) -> None:
     p.add_argument("--target-fpr", type=float, default=0.003)
     p.add_argument("--gate-fpr", type=float, default=0.1, help="FPR of the cascade's D(X) gate")
     p.add_argument("--target", help="folder of text images: report the FN rate at each threshold")
-    p.add_argument("--default-mode", choices=("d_x", "d_rx", "cascade"), help="set the card's default mode")
+    p.add_argument(
+        "--default-mode",
+        choices=("d_x", "d_rx", "cascade", "auto"),
+        help="set the card's default mode (auto: lowest FN rate on --target)",
+    )
     p.add_argument(
         "--allow-max",
         action="store_true",
@@ -127,7 +131,6 @@ def _register_calibrate(subcommands: Any) -> None:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from model.calibrate import calibrate_checkpoint
     from model.errors import CalibrationSampleTooSmall
-    from model.scoring import ScoreMode
 
     _setup_logging()
     try:
@@ -137,7 +140,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
             target_fpr=args.target_fpr,
             gate_fpr=args.gate_fpr,
             target_dir=args.target,
-            default_mode=ScoreMode(args.default_mode) if args.default_mode else None,
+            default_mode=args.default_mode,
             allow_max=args.allow_max,
             device=args.device,
             cache_dir=args.cache_dir,

@@ -90,8 +90,11 @@ def test_train_selects_checkpoints_resumes_and_calibrates(
         target_dir=val_cards,
         cache_dir=tmp_path / "cache",
         device="cpu",
+        default_mode="auto",
     )
     calibrated = read_card(best)
+    fnr = {mode: values["target_fnr"] for mode, values in report.items()}
+    assert fnr[calibrated.default_mode] == min(fnr.values())
     assert calibrated.thresholds["d_rx"].method == "conformal"
     assert (
         calibrated.thresholds["d_rx"].n == 30 and calibrated.thresholds["d_rx"].rank == 30
