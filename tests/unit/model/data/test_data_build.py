@@ -14,6 +14,8 @@ from model.data.folder import iter_image_files
 
 SYNTHETIC = {"synthetic-tshirt", "cards-train", "cards-heldout"}
 
+pytestmark = pytest.mark.slow  # one small build (about 100 images) shared by the module
+
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
