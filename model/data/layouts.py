@@ -124,6 +124,22 @@ def _maybe_photo_insert(cv: Canvas, box: Box) -> bool:
     return True
 
 
+def logo_badge(cv: Canvas, center: tuple[float, float], r: float, name: str) -> None:
+    """A round shop logo: a ring or disc with the shop name's first letters."""
+    draw = cv.draw()
+    cx, cy = center
+    letters = "".join(ch for ch in name if not ch.isspace() and ch not in "-・")[:2] or "S"
+    filled = cv.rng.random() < 0.5
+    if filled:
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=cv.accent)
+        ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (20, 20, 20)
+    else:
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=cv.accent, width=max(2, int(r / 8)))
+        ink = cv.accent
+    f = drawing.fit_font(cv.title_font, letters, r * 1.3, r * 1.1, int(r))
+    draw.text((cx, cy), letters, font=f, fill=ink, anchor="mm")
+
+
 # ----------------------------------------------------------------------------- TRAIN layouts
 def centered(cv: Canvas, c: CardContent) -> None:
     """Title across the top third, body lines centred below, signature at the bottom."""
@@ -151,14 +167,17 @@ def centered(cv: Canvas, c: CardContent) -> None:
         )
     body_top = title_bottom + h * 0.06
     draw_block(cv, c.body, (x0, body_top, x1, y1 - h * 0.14), cv.body_font, max_size=48)
+    right = cv.rng.random() < 0.5
     draw_block(
         cv,
         [c.signature],
         (x0, y1 - h * 0.1, x1, y1),
         cv.body_font,
         max_size=30,
-        align="right" if cv.rng.random() < 0.5 else "center",
+        align="right" if right else "center",
     )
+    if right and cv.rng.random() < 0.5:  # the shop's logo badge in the free bottom-left corner
+        logo_badge(cv, (x0 + h * 0.07, y1 - h * 0.07), h * 0.07, c.signature)
 
 
 def left_list(cv: Canvas, c: CardContent) -> None:
@@ -280,6 +299,14 @@ def banner(cv: Canvas, c: CardContent) -> None:
         drawing.icon(draw, (cx * w, cy * h), min(w, h) * 0.035, cv.accent, 3)
 
 
+def _widest_row(cv: Canvas, rows: list[tuple[str, str]]) -> str:
+    # Size the font on item + gap + price so the two never collide.
+    probe = drawing.font(cv.body_font, 50)
+    return max(
+        (f"{item}\u3000\u3000{price}" for item, price in rows), key=lambda t: drawing.text_width(probe, t)
+    )
+
+
 def ruled_prices(cv: Canvas, c: CardContent) -> None:
     """Price list: item names left, prices right, thin rules between rows."""
     x0, y0, x1, y1 = _margins(cv)
@@ -290,9 +317,7 @@ def ruled_prices(cv: Canvas, c: CardContent) -> None:
     rows = c.prices
     top = y0 + h * 0.24
     rh = (y1 - top) / max(len(rows), 1)
-    f = drawing.fit_font(
-        cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.6, rh * 0.55, int(rh * 0.55)
-    )
+    f = drawing.fit_font(cv.body_font, _widest_row(cv, rows), (x1 - x0) * 0.95, rh * 0.55, int(rh * 0.55))
     draw = cv.draw()
     for i, (item, price) in enumerate(rows):
         y = top + i * rh + rh / 2
@@ -330,6 +355,8 @@ def header_band(cv: Canvas, c: CardContent) -> None:
     draw_block(
         cv, [c.signature], (w * 0.08, h * 0.86, w * 0.92, h * 0.95), cv.body_font, max_size=28, align="right"
     )
+    if cv.rng.random() < 0.4:  # the shop's logo badge bottom left, opposite the signature
+        logo_badge(cv, (w * 0.08 + h * 0.05, h * 0.905), h * 0.05, c.signature)
 
 
 def striped_table(cv: Canvas, c: CardContent) -> None:
@@ -428,9 +455,7 @@ def leader_prices(cv: Canvas, c: CardContent) -> None:
     top = y0 + h * 0.24
     rows = c.prices
     rh = (y1 - top) / max(len(rows), 1)
-    f = drawing.fit_font(
-        cv.body_font, max((p[0] for p in rows), key=len), (x1 - x0) * 0.5, rh * 0.5, int(rh * 0.5)
-    )
+    f = drawing.fit_font(cv.body_font, _widest_row(cv, rows), (x1 - x0) * 0.8, rh * 0.5, int(rh * 0.5))
     for i, (item, price) in enumerate(rows):
         y = top + i * rh + rh / 2
         draw.text((x0, y), item, font=f, fill=cv.ink, anchor="lm")
