@@ -192,12 +192,15 @@ class ImageFetcher:
         addresses = [literal] if literal is not None else await self._resolver(host, port)
         self._addresses.check_all(host, addresses)
         pinned = url.copy_with(host=str(addresses[0]))
-        host_header = host if url.port is None else f"{host}:{url.port}"
-        extensions = {} if literal is not None else {"sni_hostname": host}
+        headers: dict[str, str] = {}
+        extensions: dict[str, str] = {}
+        if literal is None:
+            # Connect to the checked address, but speak to the server by its name (Host and TLS SNI;
+            # the certificate is verified against the name).
+            headers["Host"] = host if url.port is None else f"{host}:{url.port}"
+            extensions["sni_hostname"] = host
         try:
-            async with self._client.stream(
-                "GET", pinned, headers={"Host": host_header}, extensions=extensions
-            ) as response:
+            async with self._client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
                 status = response.status_code
                 if status in _REDIRECT_STATUSES:
                     location = response.headers.get("location")
