@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -284,10 +285,11 @@ def format_table(evaluation: Evaluation) -> str:
 
 
 def subkind_of(path: Path, root: Path, manifest: dict[str, str] | None) -> str:
-    """The sub-kind of an evaluation file (e.g. `printed-word`, `product-shot`, `photo`).
+    """The sub-kind of an evaluation file (e.g. `printed`, `product`, `photo`, `card:table`).
 
-    Taken from the dataset manifest when it names the file, else from the first folder below the
-    class root, else from the file-name prefix before the first `_` (e.g. `product-shot_00012.jpg`).
+    Taken from the dataset manifest when it lists the file, else from the first folder below the
+    class root, else from the file-name prefix before the first `-` or `_` (the dataset's files are
+    named `<kind>-<source>-<index>.jpg`).
     """
     relative = path.relative_to(root).as_posix()
     if manifest and relative in manifest:
@@ -295,21 +297,36 @@ def subkind_of(path: Path, root: Path, manifest: dict[str, str] | None) -> str:
     parts = Path(relative).parts
     if len(parts) > 1:
         return parts[0]
-    stem = path.stem
-    return stem.split("_", 1)[0] if "_" in stem else "all"
+    prefix = re.split(r"[-_]", path.stem, maxsplit=1)
+    return prefix[0] if len(prefix) > 1 else "all"
 
 
 def load_subkind_manifest(root: Path) -> dict[str, str] | None:
-    """A `{relative path: sub-kind}` map from a `subkinds.json` beside or above the class folder."""
-    for folder in (root, root.parent, root.parent.parent):
-        candidate = folder / "subkinds.json"
-        if candidate.is_file():
-            data = json.loads(candidate.read_text(encoding="utf-8"))
-            prefix = root.relative_to(folder).as_posix() if folder != root else ""
-            return {
-                (name[len(prefix) + 1 :] if prefix and name.startswith(prefix + "/") else name): kind
-                for name, kind in data.items()
-            }
+    """`{path relative to root: sub-kind}` from the dataset's `manifest.json`, if one is found.
+
+    The manifest (written by `alocc data build`) sits at the dataset root, two levels above a class
+    folder such as `eval/other`, and lists every file with its `kind` (cards also with their layout).
+    """
+    for folder in (root, *list(root.resolve().parents)[:2]):
+        candidate = folder / "manifest.json"
+        if not candidate.is_file():
+            continue
+        try:
+            records = json.loads(candidate.read_text(encoding="utf-8")).get("files", [])
+        except (ValueError, AttributeError):
+            log.warning("ignoring unreadable dataset manifest %s", candidate)
+            return None
+        prefix = root.resolve().relative_to(folder.resolve()).as_posix()
+        kinds: dict[str, str] = {}
+        for record in records:
+            name = str(record.get("file", ""))
+            if prefix != "." and not name.startswith(prefix + "/"):
+                continue
+            kind = str(record.get("kind", "unknown"))
+            if kind == "card" and record.get("layout"):
+                kind = f"card:{record['layout']}"
+            kinds[name if prefix == "." else name[len(prefix) + 1 :]] = kind
+        return kinds
     return None
 
 
@@ -416,7 +433,7 @@ def register(subcommands: Any) -> None:
     p.add_argument(
         "--by-subkind",
         action="store_true",
-        help="also break the error rates down by sub-kind (sub-folder, file-name prefix or subkinds.json)",
+        help="also break the error rates down by sub-kind (dataset manifest, sub-folder or file-name prefix)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     p.set_defaults(handler=run)

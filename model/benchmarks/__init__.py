@@ -45,7 +45,8 @@ def _digits(text: str) -> tuple[int, ...]:
     return digits
 
 
-def _register_mnist(benchmarks: Any) -> None:
+def register_mnist_benchmark(benchmarks: Any) -> None:
+    """Add the `mnist` protocol benchmark to a sub-parser set."""
     p = benchmarks.add_parser(
         "mnist",
         help="the paper's one-class MNIST protocol (F1/AUROC per digit) against baselines",
@@ -75,7 +76,7 @@ def _run_mnist(args: argparse.Namespace) -> int:
 
     import torch
 
-    from model.benchmarks.mnist import MnistConfig, format_table, run_benchmark
+    from model.benchmarks.mnist import MnistConfig, format_table, json_safe, run_benchmark
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,7 +95,7 @@ def _run_mnist(args: argparse.Namespace) -> int:
         **{key: value for key, value in overrides.items() if value is not None},
     )
     result = run_benchmark(config, progress=args.progress)
-    print(json.dumps(result) if args.json else format_table(result))
+    print(json.dumps(json_safe(result), allow_nan=False) if args.json else format_table(result))
     return 0
 
 
@@ -105,7 +106,8 @@ def _presets(text: str) -> tuple[str, ...]:
     return presets
 
 
-def _register_model(benchmarks: Any) -> None:
+def register_model_benchmark(benchmarks: Any) -> None:
+    """Add the `model` throughput benchmark to a sub-parser set (e.g. under another `bench` command)."""
     p = benchmarks.add_parser(
         "model",
         help="scoring throughput (images/s) per mode and preset, and the cascade's speed-up over d_rx",
@@ -164,5 +166,5 @@ def register(subcommands: Any) -> None:
     Torch is imported only by the handlers, so building the `alocc` parser stays fast.
     """
     benchmarks = benchmark_subcommands(subcommands)
-    _register_mnist(benchmarks)
-    _register_model(benchmarks)
+    register_mnist_benchmark(benchmarks)
+    register_model_benchmark(benchmarks)

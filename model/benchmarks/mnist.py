@@ -327,6 +327,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf floats (anywhere in nested dicts/lists) with None: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def _mean(values: Any) -> float:
     array = np.asarray(list(values), dtype=np.float64)
     return float(np.nanmean(array)) if array.size and not np.all(np.isnan(array)) else math.nan

@@ -11,7 +11,7 @@ import pytest
 import torch
 from eval_helpers import make_tiny_checkpoint, write_photo_images, write_text_images
 
-from model.evaluate import MODES, evaluate, list_image_files
+from model.evaluate import MODES, evaluate, list_image_files, load_subkind_manifest, subkind_of
 from model.scoring import ScoreMode, Scorer
 from worker.cli import main
 
@@ -33,7 +33,7 @@ def image_folders(tmp_path: Path) -> tuple[Path, Path]:
     target, other = tmp_path / "target", tmp_path / "other"
     write_text_images(target, 5)
     write_photo_images(other, 4, prefix="photo")
-    write_text_images(other, 2, prefix="printed-word", seed=3)
+    write_text_images(other, 2, prefix="printed", seed=3)
     return target, other
 
 
@@ -116,7 +116,7 @@ def test_table_report_and_subkinds(
     )
     assert code == 0
     text = capsys.readouterr().out
-    for needle in ("d_x (default)", "d_rx", "cascade", "seed blog D(X)", "0.920", "printed-word", "photo"):
+    for needle in ("d_x (default)", "d_rx", "cascade", "seed blog D(X)", "0.920", "printed ", "photo "):
         assert needle in text
     for name in ("roc.png", "histograms.png", "reconstructions.png"):
         data = (report / name).read_bytes()
@@ -142,3 +142,23 @@ def test_json_nan_becomes_null(tiny_model: Path, image_folders: tuple[Path, Path
     assert not any(
         isinstance(v, float) and math.isnan(v) for m in payload["modes"].values() for v in m.values()
     )
+
+
+def test_subkinds_come_from_the_dataset_manifest(tmp_path: Path) -> None:
+    other = tmp_path / "ds" / "eval" / "other"
+    other.mkdir(parents=True)
+    files = {
+        "eval/other/printed-synthetic-tshirt-00001.jpg": {"kind": "printed"},
+        "eval/other/product-kodak-00002.jpg": {"kind": "product"},
+        "eval/target/card-table-00003.jpg": {"kind": "card", "layout": "table"},
+    }
+    manifest = {"files": [{"file": name, **record} for name, record in files.items()]}
+    (tmp_path / "ds" / "manifest.json").write_text(json.dumps(manifest))
+    kinds = load_subkind_manifest(other)
+    assert kinds == {"printed-synthetic-tshirt-00001.jpg": "printed", "product-kodak-00002.jpg": "product"}
+    assert subkind_of(other / "product-kodak-00002.jpg", other, kinds) == "product"
+    # Without a manifest entry: the file-name prefix.
+    assert subkind_of(other / "photo-x-00009.jpg", other, kinds) == "photo"
+    target = tmp_path / "ds" / "eval" / "target"
+    target.mkdir()
+    assert load_subkind_manifest(target) == {"card-table-00003.jpg": "card:table"}
