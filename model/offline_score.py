@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -164,7 +165,13 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_MODEL_ERROR
-    failed = write_lines(
-        score_paths(scorer, expand_paths(args.paths), batch_size=args.batch_size), sys.stdout
-    )
+    try:
+        failed = write_lines(
+            score_paths(scorer, expand_paths(args.paths), batch_size=args.batch_size), sys.stdout
+        )
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, like other line-oriented tools, and
+        # point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return EXIT_SOME_FAILED if failed else EXIT_OK
