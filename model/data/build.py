@@ -153,17 +153,21 @@ def _chunks(
             yield out, seed, plan.folder, list(range(start, min(start + size, n)))
 
 
+INCOMPLETE_MARKER = ".build-incomplete"
+
+
 def _prepare(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise DatasetLayoutError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace it")
-        if not (out / "manifest.json").is_file():
-            raise DatasetLayoutError(
-                f"{out} is not empty and holds no dataset manifest; refusing to delete it"
-            )
-        for plan in PLANS:
-            shutil.rmtree(out / plan.folder.split("/")[0], ignore_errors=True)
-        (out / "manifest.json").unlink()
+        # Only ever delete what a build wrote: a finished build (manifest) or an interrupted one (marker).
+        if not ((out / "manifest.json").is_file() or (out / INCOMPLETE_MARKER).is_file()):
+            raise DatasetLayoutError(f"{out} is not empty and holds no dataset build; refusing to delete it")
+        for top in sorted({plan.folder.split("/")[0] for plan in PLANS}):
+            shutil.rmtree(out / top, ignore_errors=True)
+        (out / "manifest.json").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE_MARKER).write_text("a dataset build started here and has not finished\n")
     for plan in PLANS:
         (out / plan.folder).mkdir(parents=True, exist_ok=True)
 
@@ -255,4 +259,5 @@ def build(
         "files": sorted(records, key=lambda r: str(r["file"])),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    (out / INCOMPLETE_MARKER).unlink()
     return manifest

@@ -77,3 +77,15 @@ def test_refuses_a_non_dataset_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetLayoutError):
         build.build(tmp_path, scale="small", overwrite=True)
     assert (tmp_path / "keep.txt").exists()
+
+
+def test_an_interrupted_build_can_be_overwritten(tmp_path: Path) -> None:
+    (tmp_path / build.INCOMPLETE_MARKER).write_text("")
+    (tmp_path / "train" / "target").mkdir(parents=True)
+    (tmp_path / "train" / "target" / "card-x-00000.jpg").write_bytes(b"partial")
+    with pytest.raises(DatasetLayoutError):
+        build.build(tmp_path, scale="small")  # not without overwrite
+    manifest = build.build(tmp_path, scale="small", overwrite=True, workers=1)
+    assert not (tmp_path / build.INCOMPLETE_MARKER).exists()
+    assert not (tmp_path / "train" / "target" / "card-x-00000.jpg").exists()
+    assert manifest["splits"]["train/target"]["count"] == build.COUNTS[build.Scale.SMALL]["train/target"]
