@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data import cards, samples, splits
+from model.data import cards, photos, samples, splits
 from model.data.fonts import Family
 
 
@@ -31,13 +31,14 @@ def write_demo_images(out_dir: str | Path, n_cards: int, n_photos: int, seed: in
     root = np.random.SeedSequence(seed)
     card_seeds, photo_seeds = root.spawn(2)
     written: list[Path] = []
-    generator = cards.CardGenerator(Family.HELDOUT)
+    files = splits.role_files(splits.Role.EVAL)
+    scenes = [path for _, path in files.files(photos.PhotoKind.SCENE)]
+    generator = cards.CardGenerator(Family.HELDOUT, photos.crop_provider(scenes))
     for i, child in enumerate(card_seeds.spawn(n_cards)):
         image, info = generator.render(np.random.default_rng(child))
         path = out / f"card-{info.layout}-{i:03d}.jpg"
         image.save(path, "JPEG", quality=90)
         written.append(path)
-    files = splits.role_files(splits.Role.EVAL)
     for i, child in enumerate(photo_seeds.spawn(n_photos)):
         sample = samples.other(np.random.default_rng(child), files, Family.HELDOUT, 256, (0.4, 0.4, 0.2))
         path = out / f"{sample.kind.value}-{sample.source}-{i:03d}.jpg"
