@@ -265,15 +265,17 @@ def train(config: TrainConfig) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    load = dict(cache_dir=config.cache_dir, max_images=config.max_images)
-    target = load_folder(config.data, size, **load)  # type: ignore[arg-type]
+    def load(folder: str) -> FolderImages:
+        return load_folder(folder, size, cache_dir=config.cache_dir, max_images=config.max_images)
+
+    target = load(config.data)
     if config.val_target:
         train_images = target.images
-        val_target = load_folder(config.val_target, size, **load).images  # type: ignore[arg-type]
+        val_target = load(config.val_target).images
     else:
         train_images, val_target = _split_holdout(target, config.holdout_fraction, config.seed)
-    negatives = load_folder(config.negatives, size, **load) if config.negatives else None  # type: ignore[arg-type]
-    val_other = load_folder(config.val_other, size, **load) if config.val_other else None  # type: ignore[arg-type]
+    negatives = load(config.negatives) if config.negatives else None
+    val_other = load(config.val_other) if config.val_other else None
     log.info(
         "data: %d train targets, %d val targets, %s negatives, %s val others",
         len(train_images),
@@ -283,6 +285,11 @@ def train(config: TrainConfig) -> Path:
     )
 
     networks = build_networks(spec)
+    cost_r, cost_d = (network_cost(module, size) for module in networks)
+    costs: dict[str, dict[str, float]] = {
+        "params": {"R": cost_r.params, "D": cost_d.params},
+        "gflops_per_image": {"R": cost_r.flops / 1e9, "D": cost_d.flops / 1e9},
+    }
     trainer = AloccTrainer(networks, config, device)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
@@ -303,13 +310,15 @@ def train(config: TrainConfig) -> Path:
 
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.monotonic()
-        order = torch.randperm(len(train_images))
+        # Enough shuffled passes for `steps` full batches (steps_per_epoch may exceed one pass).
+        passes = math.ceil(steps * batch / len(train_images))
+        order = torch.cat([torch.randperm(len(train_images)) for _ in range(passes)])
         sums: dict[str, float] = {}
         bar = tqdm(
             range(steps), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False
         )
         for step in bar:
-            idx = order[(step * batch) % len(order) :][:batch]
+            idx = order[step * batch : (step + 1) * batch]
             x = train_images[idx]
             x = augment_text(x) if augment_text else x
             neg = None
@@ -361,6 +370,7 @@ def train(config: TrainConfig) -> Path:
             history=history,
             best=best,
             epoch=epoch,
+            costs=costs,
         )
         epoch_dir = out / f"epoch-{epoch:03d}"
         save_checkpoint(epoch_dir, AloccNetworks(trainer.reconstructor, trainer.discriminator), card)
@@ -431,12 +441,11 @@ def _card(
     history: list[dict[str, Any]],
     best: dict[str, Any] | None,
     epoch: int,
+    costs: dict[str, dict[str, float]],
 ) -> ModelCard:
     thresholds, gate_record = _threshold_records(
         report.metrics or None, gate, config, fingerprints["val_other"]
     )
-    r, d = build_networks(spec)
-    cost_r, cost_d = network_cost(r, spec.input_size), network_cost(d, spec.input_size)
     return ModelCard(
         preset=config.preset,
         network=spec.to_dict(),
@@ -452,8 +461,7 @@ def _card(
             "losses": report.losses,
             "diagnostics": report.diagnostics,
             "history": [{k: h[k] for k in ("epoch", "best_mode", "seconds")} for h in history],
-            "params": {"R": cost_r.params, "D": cost_d.params},
-            "gflops_per_image": {"R": cost_r.flops / 1e9, "D": cost_d.flops / 1e9},
+            **costs,
         },
     )
 
