@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.checkpoint import ThresholdRecord, read_card, write_card
+from model.checkpoint import ThresholdRecord, write_card
 from model.errors import CalibrationSampleTooSmall, ConfigError
 from model.preprocess import normalise
 from model.scoring import RawScores, ScoreMode, Scorer, cascade_scores
@@ -169,8 +169,8 @@ def calibrate_checkpoint(
 
     Returns a per-mode report: threshold, calibration FPR, and (with `target_dir`) the FN rate.
     """
-    card = read_card(model_dir)
     scorer = Scorer.load(model_dir, device=device, mode=ScoreMode.D_X)
+    card = scorer.card
     others = load_folder(other_dir, card.input_size, cache_dir=cache_dir)
     other_raw = raw_scores_uint8(scorer, others.images)
     target_raw = None
