@@ -200,6 +200,7 @@ class Worker:
         self._paused = False
         self._assignment_changed = False
         self._last_commit = 0.0
+        self._batch_done = False  # a scored batch waits for its commit: commit without waiting the interval
         self._last_lag = 0.0
         self.stats = RunStats()
         #: set to a list to record (image_id, upload-to-commit seconds) per committed event (benchmarks)
@@ -465,6 +466,7 @@ class Worker:
                     )
                 )
             item.finished = True
+        self._batch_done = True
 
     def _fail(self, item: InFlight, error: BadInput) -> None:
         """Finish a message as bad input: its dead-letter record is produced with its offset."""
@@ -500,8 +502,9 @@ class Worker:
     def _commit_step(self, *, force: bool = False) -> None:
         """One commit step: outputs + offsets of every partition's finished prefix (see module docstring)."""
         now = time.monotonic()
-        if not force and now - self._last_commit < self._settings.commit_interval_s:
+        if not (force or self._batch_done) and now - self._last_commit < self._settings.commit_interval_s:
             return
+        self._batch_done = False
         prefixes = self._ledger.finished_prefix()
         if not prefixes:
             return

@@ -62,13 +62,14 @@ class BenchContext:
 
     settings: Settings
     scorer: Any
-    server: ImageServer
+    server: ImageServer | None  # None in an --rss-child process (the parent serves the images)
     images: list[str]  # served file names
     payloads: list[bytes]
     run_id: str
 
     def url(self, index: int) -> str:
         """URL of the index-th sample (cycling)."""
+        assert self.server is not None
         return self.server.url(self.images[index % len(self.images)])
 
     @property
@@ -326,14 +327,50 @@ def latency_run(ctx: BenchContext, bootstrap: str, rate: float, count: int, topi
 
 
 def rss_child(args: argparse.Namespace) -> int:
-    """`--rss-child N`: run only the worker on N events in this fresh process; print its peak RSS."""
-    with BenchSession(args) as (ctx, topics):
-        base = peak_rss_mb()
-        result = worker_run(ctx, ctx.settings.kafka.bootstrap_servers, args.rss_child, topics)
-    print(
-        json.dumps({**result, "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_worker_mb": round(base, 1)})
+    """`--rss-child N --rss-topics IN,EXCL,DLQ --rss-prefix P`: run only the worker, in this fresh process.
+
+    The parent produced the N events and serves the images, so this process's peak RSS
+    (`getrusage`) is the model plus the worker, and nothing else.
+    """
+    settings = Settings()
+    scorer = load_scorer(settings)
+    after_load = peak_rss_mb()
+    topic, exclusions, dead_letter = args.rss_topics.split(",")
+    ctx = BenchContext(settings, scorer, None, [], [], args.rss_prefix.removeprefix("alocc-bench-"))
+    worker = build_worker(
+        ctx.worker_settings(topic, exclusions, dead_letter), scorer=scorer, serve_health=False
     )
+    stats = worker.run(max_events=args.rss_child, idle_timeout=60)
+    result = {
+        "events": args.rss_child,
+        "committed": stats.committed,
+        "worker_ips": round(stats.committed / stats.active_seconds, 1) if stats.active_seconds else 0.0,
+        "rss_after_model_load_mb": round(after_load, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    print(json.dumps(result))
     return 0
+
+
+def rss_runs(ctx: BenchContext, bootstrap: str, counts: list[int], topics: Topics) -> dict[str, Any]:
+    """For each count: produce that many events here, then run the worker alone in a fresh process."""
+    results: dict[str, Any] = {}
+    for count in counts:
+        names = [topics.create(3), topics.create(1), topics.create(1)]
+        produce_events(bootstrap, names[0], ctx, count, tag=f"rss{count}")
+        child = subprocess.run(
+            [
+                sys.executable, "-m", "worker.cli", "bench",
+                "--rss-child", str(count), "--rss-topics", ",".join(names), "--rss-prefix", ctx.prefix,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+        if child.returncode != 0:
+            raise RuntimeError(f"rss run for {count} events failed:\n{child.stderr[-2000:]}")
+        results[str(count)] = json.loads(child.stdout.strip().splitlines()[-1])
+    return results
 
 
 class BenchSession:

@@ -71,9 +71,10 @@ def register(subcommands: Any) -> None:
         metavar="N",
         help="also run the worker on each N events in a fresh process and report its peak RSS",
     )
-    bench.add_argument(
-        "--rss-child", type=int, help=argparse.SUPPRESS
-    )  # internal: one fresh-process worker run
+    # Internal: one fresh-process worker run on topics the parent filled.
+    bench.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    bench.add_argument("--rss-topics", help=argparse.SUPPRESS)
+    bench.add_argument("--rss-prefix", help=argparse.SUPPRESS)
     bench.set_defaults(handler=run_bench)
 
     demo = subcommands.add_parser(

@@ -159,7 +159,11 @@ class BatchSettings(BaseModel):
         ge=1,
         description="Most events between poll and commit; intake pauses above it (bounds memory).",
     )
-    commit_interval_ms: int = Field(default=100, ge=0, description="Least time between two offset commits.")
+    commit_interval_ms: int = Field(
+        default=100,
+        ge=0,
+        description="Least time between commits of dead letters alone (a scored batch commits at once).",
+    )
 
 
 class FetchSettings(BaseModel):

@@ -230,7 +230,8 @@ def good_events(env: Env, count: int, *, prefix: str = "img") -> list[tuple[str,
     ]
 
 
-def test_every_event_ends_in_redis_or_dead_letter(env: Env) -> None:
+@pytest.mark.parametrize("transactional", [True, False], ids=["exactly-once", "at-least-once"])
+def test_every_event_ends_in_redis_or_dead_letter(env: Env, transactional: bool) -> None:
     """Valid events -> one Redis record each; bad events -> one dead letter each with its reason."""
     sample_set, server = env.sample_set, env.server
     input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
@@ -255,7 +256,11 @@ def test_every_event_ends_in_redis_or_dead_letter(env: Env) -> None:
     produce(env.producer, input_topic, good[:6] + bad + good[6:])
 
     group = env.new_group_id()
-    worker = build_worker(env.settings(input_topic, exclusions, dead_letter, group), scorer=env.scorer)
+    settings = env.settings(input_topic, exclusions, dead_letter, group)
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"transactional": transactional})}
+    )
+    worker = build_worker(settings, scorer=env.scorer)
     stats = worker.run(max_events=len(good) + len(bad), idle_timeout=30)
 
     assert stats.committed == len(good) + len(bad)
@@ -334,13 +339,11 @@ def test_an_older_event_does_not_overwrite_a_newer_score(env: Env) -> None:
     assert env.records(["same"])["same"]["event_id"] == "ev-newer"
 
 
-def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
-    """SIGKILL mid-stream, restart: every event gets a record, each exclusion is seen once."""
-    input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
-    items = [*good_events(env, 150), ("bad-1", b"{not json"), ("bad-2", b"[]")]
-    produce(env.producer, input_topic, items)
-    group = env.new_group_id()
-    process_env = {
+def worker_process_env(
+    env: Env, group: str, input_topic: str, exclusions: str, dead_letter: str
+) -> dict[str, str]:
+    """Environment for `alocc worker` subprocesses on these topics (one transactional id for restarts)."""
+    return {
         **os.environ,
         "ALOCC_KAFKA__BOOTSTRAP_SERVERS": env.bootstrap,
         "ALOCC_KAFKA__GROUP_ID": group,
@@ -358,6 +361,15 @@ def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
         "ALOCC_BATCH__MAX_SIZE": "4",  # many small transactions, so the kill lands between some of them
         "ALOCC_OBSERVABILITY__PORT": "0",
     }
+
+
+def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
+    """SIGKILL mid-stream, restart: every event gets a record, each exclusion is seen once."""
+    input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
+    items = [*good_events(env, 150), ("bad-1", b"{not json"), ("bad-2", b"[]")]
+    produce(env.producer, input_topic, items)
+    group = env.new_group_id()
+    process_env = worker_process_env(env, group, input_topic, exclusions, dead_letter)
     command = [sys.executable, "-m", "worker.cli", "worker", "--exit-when-idle", "4"]
     first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
     try:
@@ -447,3 +459,36 @@ def test_two_workers_split_the_work_through_a_rebalance(env: Env) -> None:
     excluded_ids = sorted(key for key, record in stored.items() if record["excluded"] == "1")
     published = [ExclusionEvent.model_validate_json(r.value).image_id for r in env.consume_all(exclusions)]
     assert sorted(published) == excluded_ids
+
+
+def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(env: Env) -> None:
+    """SIGTERM mid-stream: intake stops, the in-flight batch is finished and committed, exit 0, in bounds."""
+    input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
+    items = good_events(env, 200)
+    produce(env.producer, input_topic, items)
+    group = env.new_group_id()
+    process_env = worker_process_env(env, group, input_topic, exclusions, dead_letter)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "worker"], env=process_env, cwd=REPO_ROOT, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while committed_total(env.bootstrap, group, input_topic, 3) < 20:
+            assert time.monotonic() < deadline and process.poll() is None, "the worker made no progress"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        took = time.monotonic() - stopped_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert took < 20, f"took {took:.1f}s to stop"
+    log = stderr.decode()
+    assert "stopping: finishing in-flight work" in log and "worker stopped" in log
+    assert "drain timeout" not in log
+    committed = committed_total(env.bootstrap, group, input_topic, 3)
+    assert 20 <= committed <= len(items)
+    # A clean drain commits everything it stored: records and committed offsets match one to one.
+    assert len(env.records([key for key, _ in items])) == committed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,9 +262,13 @@ class FakeScorer:
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        #: when set to an Event, each batch waits for it (a slow device the test controls)
+        self.gate: threading.Event | None = None
 
     def score(self, images: torch.Tensor, mode: Any = None) -> FakeScores:
         del mode
+        if self.gate is not None:
+            assert self.gate.wait(10), "the test never released the batch"
         self.batches.append(images.shape[0])
         scores = ((images.mean(dim=(1, 2, 3)) + 1) / 2).numpy().astype(np.float32)
         return FakeScores(scores, scores >= 0.5, "d_x", 0.5, self.model_version)
