@@ -30,14 +30,18 @@ class KafkaSettings(BaseModel):
     client_id: str = Field(
         default="alocc-worker", description="Client id sent to the broker (shows in broker logs)."
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="librdkafka security.protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = Field(
+        default=None, description="librdkafka sasl.mechanism."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret).")
     ssl_ca_location: str | None = Field(default=None, description="CA bundle file for SSL/SASL_SSL.")
-    ssl_certificate_location: str | None = None
-    ssl_key_location: str | None = None
-    ssl_key_password: SecretStr | None = None
+    ssl_certificate_location: str | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_key_location: str | None = Field(default=None, description="Client private key (mTLS).")
+    ssl_key_password: SecretStr | None = Field(default=None, description="Private key password (secret).")
     extra: dict[str, str] = Field(
         default_factory=dict,
         description="Raw librdkafka properties added to both clients (JSON object in the environment).",
@@ -51,10 +55,16 @@ class KafkaSettings(BaseModel):
         default_factory=lambda: f"alocc-worker-{socket.gethostname()}",
         description="Stable per worker (pod); two workers on one host need different ids.",
     )
-    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
-    session_timeout_ms: int = Field(default=45_000, ge=6000)
-    max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    transaction_timeout_ms: int = Field(
+        default=60_000, ge=1000, description="Broker aborts a transaction older than this."
+    )
+    session_timeout_ms: int = Field(default=45_000, ge=6000, description="Group membership timeout.")
+    max_poll_interval_ms: int = Field(
+        default=300_000, ge=10_000, description="The loop polls every poll timeout, so this never expires."
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a new consumer group starts."
+    )
     poll_timeout_s: float = Field(
         default=0.2, gt=0, le=1.0, description="Longest single poll; keeps signals responsive."
     )
@@ -129,7 +139,7 @@ class RedisSettings(BaseModel):
         description="Whether the worker points the active-version key at its model on start: only when "
         "unset, always (promote on deploy), or never (promotion is done elsewhere).",
     )
-    socket_timeout_s: float = Field(default=2.0, gt=0)
+    socket_timeout_s: float = Field(default=2.0, gt=0, description="Redis connect and command timeout.")
     write_attempts: int = Field(
         default=3, ge=1, description="Tries for one batch write before the worker stops."
     )
@@ -140,9 +150,9 @@ class TopicsSettings(BaseModel):
 
     model_config = _FROZEN
 
-    input: str = "images.uploaded"
-    exclusions: str = "images.exclusions"
-    dead_letter: str = "images.uploaded.dlq"
+    input: str = Field(default="images.uploaded", description="Image-uploaded events (input).")
+    exclusions: str = Field(default="images.exclusions", description="Exclusion events (compacted).")
+    dead_letter: str = Field(default="images.uploaded.dlq", description="Dead-letter records.")
 
 
 class BatchSettings(BaseModel):
@@ -181,16 +191,16 @@ class FetchSettings(BaseModel):
     allow_file_urls: bool = Field(
         default=False, description="Allow file:// URLs below `file_root` (replays, tests)."
     )
-    file_root: Path | None = None
+    file_root: Path | None = Field(default=None, description="Folder that file:// URLs must stay inside.")
     max_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1024, description="Byte cap per image, counted while streaming."
     )
-    connect_timeout_s: float = Field(default=3.0, gt=0)
-    read_timeout_s: float = Field(default=5.0, gt=0)
+    connect_timeout_s: float = Field(default=3.0, gt=0, description="TCP/TLS connect timeout per request.")
+    read_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait for the next bytes.")
     total_timeout_s: float = Field(
         default=15.0, gt=0, description="Whole download including redirects and retries."
     )
-    max_redirects: int = Field(default=3, ge=0)
+    max_redirects: int = Field(default=3, ge=0, description="Redirects followed (each one re-checked).")
     max_attempts: int = Field(default=3, ge=1, description="Tries for timeouts, connection errors and 5xx.")
     backoff_base_s: float = Field(
         default=0.2, ge=0, description="First retry delay; doubles each try, with jitter."
@@ -198,7 +208,7 @@ class FetchSettings(BaseModel):
     concurrency: int = Field(
         default=32, ge=1, description="Most downloads at once (also caps bytes in flight)."
     )
-    user_agent: str = "alocc-worker/0.1"
+    user_agent: str = Field(default="alocc-worker/0.1", description="User-Agent of image downloads.")
 
 
 class DecodeSettings(BaseModel):
@@ -227,7 +237,7 @@ class ModelSettings(BaseModel):
     mode: Literal["d_x", "d_rx", "cascade"] | None = Field(
         default=None, description="Unset = the model card's mode."
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when present.")
     torch_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = torch's default.")
 
 
@@ -238,8 +248,8 @@ class ObservabilitySettings(BaseModel):
 
     host: str = Field(default="0.0.0.0", description="Bind address of the metrics/health HTTP server.")
     port: int = Field(default=9108, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 = disabled.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_format: Literal["json", "console"] = Field(default="json", description="json lines or console.")
     healthy_tick_s: float = Field(
         default=30.0, gt=0, description="/healthz fails when the loop has not ticked for this long."
     )
@@ -315,3 +325,15 @@ def describe_settings() -> list[tuple[str, str, str]]:
 
     walk(Settings, "ALOCC_")
     return rows
+
+
+def settings_markdown() -> str:
+    """Every setting as a Markdown table (`python -m worker.settings`), for the README."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for env, default, description in describe_settings():
+        lines.append(f"| `{env}` | `{default}` | {description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_markdown())
