@@ -109,11 +109,24 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.observability.log_level, settings.observability.log_format)
+    import redis
     import structlog
+
+    from model.errors import ModelError
 
     log = structlog.get_logger("alocc.worker")
     try:
         worker = build_worker(settings)
+    except ModelError as exc:
+        log.error("cannot load the model", error_type=type(exc).__name__, error=str(exc))
+        return 2
+    except redis.RedisError as exc:
+        log.error("cannot reach Redis", error_type=type(exc).__name__, error=str(exc))
+        return 1
+    except FatalWorkerError as exc:
+        log.error("cannot start the worker", error_type=type(exc).__name__, error=str(exc))
+        return 1
+    try:
         worker.run(max_events=args.max_events, idle_timeout=args.exit_when_idle, install_signal_handlers=True)
     except FatalWorkerError as exc:
         log.error("worker stopped on a fatal error", error_type=type(exc).__name__, error=str(exc))
