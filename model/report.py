@@ -54,7 +54,9 @@ def plot_roc(modes: Mapping[str, ModeScores], out: Path) -> Path:
         fpr, tpr, _ = roc_curve(labels, scores)
         # The log axis cannot show FPR = 0; start the curve at half of the smallest step.
         floor = 0.5 / max(len(m.other), 1)
-        (line,) = ax.step(np.maximum(fpr, floor), tpr, where="post", label=f"{name} (AUROC {m.auroc:.3f})")
+        # Straight segments between the points: a run of tied scores is a diagonal, which is how the
+        # AUROC (ties count one half) integrates it.
+        (line,) = ax.plot(np.maximum(fpr, floor), tpr, label=f"{name} (AUROC {m.auroc:.3f})")
         ax.plot([max(m.fpr, floor)], [1.0 - m.fnr], "o", color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlim(0.5 / max(*(len(m.other) for m in modes.values()), 1), 1.0)
