@@ -64,6 +64,7 @@ def _register_train(subcommands: Any) -> None:
         "--negatives", help="folder of generic photos used as extra negatives for D (outlier exposure)"
     )
     p.add_argument("--negative-weight", type=float, default=1.0, help="weight of the negatives' D loss")
+    p.add_argument("--fake-weight", type=float, default=1.0, help="weight of the D loss on R's outputs")
     p.add_argument("--val-target", help="held-out target images (default: a split of --data)")
     p.add_argument("--val-other", help="held-out non-target images; enables model selection")
     p.add_argument("--epochs", type=int, default=10)

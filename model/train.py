@@ -1,8 +1,8 @@
 """One-class ALOCC training: R and D on a folder of target (announcement card) images.
 
 Per step, with X a batch of target images in [-1, 1] and eta ~ N(0, sigma^2):
-1. D step: BCE(D(X), 1) + BCE(D(R(X + eta)).detach(), 0) [+ w * BCE(D(N), 0) for a batch N of
-   generic photos when outlier exposure is on].
+1. D step: BCE(D(X), 1) + w_fake * BCE(D(R(X + eta)).detach(), 0) [+ w_neg * BCE(D(N), 0) for a
+   batch N of generic photos when outlier exposure is on]; the seed's loop is w_fake = 1, no N.
 2. R step: BCE(D(R(X + eta)), 1) + lambda * mean((X - R(X + eta))^2).
 
 After every epoch the model is scored on held-out target images and held-out other images. The
@@ -70,6 +70,7 @@ class TrainConfig:
     noise_sigma: float = 0.155
     lambda_rec: float = 0.4
     negative_weight: float = 1.0
+    fake_weight: float = 1.0
     augment: bool = True
     select_fpr: float = 0.01
     gate_fpr: float = 0.1
@@ -136,7 +137,7 @@ class AloccTrainer:
             fake = self.reconstructor(noisy)  # (B, 3, S, S)
             loss_d_real = self.bce(self.discriminator(targets).float(), ones)
             loss_d_fake = self.bce(self.discriminator(fake.detach()).float(), zeros)
-            loss_d = loss_d_real + loss_d_fake
+            loss_d = loss_d_real + self.config.fake_weight * loss_d_fake
             loss_d_neg = torch.zeros((), device=self.device)
             if negatives is not None:
                 neg_labels = torch.zeros(negatives.shape[0], device=self.device)
