@@ -451,28 +451,8 @@ def main(args: argparse.Namespace) -> int:
         report["p99_latency_ms"] = round(float(np.percentile(latencies, 99)) * 1000, 1)
         report["p99_target_ms"] = round(ctx.settings.batch.max_wait_ms + 2 * batch_seconds * 1000, 1)
         report["peak_rss_mb"] = round(peak_rss_mb(), 1)
-
-    if args.rss_events:
-        report["rss_by_events"] = {}
-        for count in args.rss_events:
-            child = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "worker.cli",
-                    "bench",
-                    "--rss-child",
-                    str(count),
-                    "--images",
-                    str(args.images),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if child.returncode != 0:
-                raise RuntimeError(f"rss run for {count} events failed:\n{child.stderr[-2000:]}")
-            report["rss_by_events"][str(count)] = json.loads(child.stdout.strip().splitlines()[-1])
+        if args.rss_events:
+            report["worker_rss_by_events"] = rss_runs(ctx, bootstrap, args.rss_events, topics)
 
     if args.json:
         print(json.dumps(report, sort_keys=True))
