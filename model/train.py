@@ -72,6 +72,8 @@ class TrainConfig:
     negative_weight: float = 1.0
     fake_weight: float = 1.0
     augment: bool = True
+    augment_strength: float = 1.0
+    weight_decay: float = 0.0
     select_fpr: float = 0.01
     gate_fpr: float = 0.1
     holdout_fraction: float = 0.1
@@ -104,9 +106,9 @@ class EpochReport:
 
 def _make_optimizer(config: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(config.beta1, 0.999))
+        return torch.optim.Adam(params, lr=lr, betas=(config.beta1, 0.999), weight_decay=config.weight_decay)
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=config.weight_decay)
     raise ConfigError(f"optimizer must be 'adam' or 'rmsprop', got {config.optimizer!r}")
 
 
@@ -299,8 +301,9 @@ def train(config: TrainConfig) -> Path:
         start_epoch, history, best = _resume(out / "last", trainer)
         log.info("resumed after epoch %d", start_epoch - 1)
 
-    augment_text = Augmenter(size, kind="text") if config.augment else None
-    augment_photo = Augmenter(size, kind="photo") if config.augment else None
+    strength = config.augment_strength
+    augment_text = Augmenter(size, kind="text", strength=strength) if config.augment else None
+    augment_photo = Augmenter(size, kind="photo", strength=strength) if config.augment else None
     batch = config.batch_size
     steps = config.steps_per_epoch or max(1, len(train_images) // batch)
     fingerprints = {

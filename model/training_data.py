@@ -171,7 +171,9 @@ class Augmenter:
         self.flip = kind == "photo"
         self.min_area = 0.55 if kind == "text" else 0.3
         self.strength = strength
-        self.p_colour, self.p_grey, self.p_blur, self.p_jpeg = 0.8, 0.2, 0.25, 0.3
+        # Stronger augmentation also turns more images grey: colour is the cheapest shortcut a
+        # discriminator finds between a few photo sources and generated cards.
+        self.p_colour, self.p_grey, self.p_blur, self.p_jpeg = 0.8, min(0.6, 0.2 * strength), 0.25, 0.3
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> augmented (B, 3, S, S) uint8."""
