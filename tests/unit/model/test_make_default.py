@@ -1,0 +1,67 @@
+"""The default-model recipe runs end to end on a tiny dataset and installs a loadable model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from model import make_default as recipe_module
+from model.errors import DataError
+from model.scoring import Scorer
+
+FolderFactory = Callable[..., Path]
+
+
+def test_recipe_trains_calibrates_and_installs(
+    tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    make_cards(root / "train" / "target", 16)
+    make_photos(root / "train" / "negatives", 16)
+    make_cards(root / "val" / "target", 8, seed=3)
+    make_photos(root / "val" / "other", 12, seed=4)
+    make_photos(root / "calib" / "other", 20, seed=5)
+    (root / "manifest.json").write_text("{}")
+    recipe = {
+        "train": {
+            "data": "train/target",
+            "negatives": "train/negatives",
+            "val_target": "val/target",
+            "val_other": "val/other",
+            "preset": "strided",
+            "width": 4,
+            "input_size": 32,
+            "epochs": 1,
+            "batch_size": 8,
+            "steps_per_epoch": 2,
+            "cache_dir": str(tmp_path / "cache"),
+            "progress": False,
+        },
+        "calibrate": {"other": "calib/other", "target": "val/target", "target_fpr": 0.1, "gate_fpr": 0.5},
+    }
+    recipe_path = tmp_path / "recipe.json"
+    recipe_path.write_text(json.dumps(recipe))
+    installed = tmp_path / "installed"
+    monkeypatch.setattr(recipe_module, "default_model_dir", lambda: installed)
+
+    report = recipe_module.make_default(root, tmp_path / "run", recipe_path, install=True, device="cpu")
+    assert set(report) == {"d_x", "d_rx", "cascade"}
+    scorer = Scorer.load(installed, device="cpu")
+    assert scorer.card.thresholds["d_x"].method == "conformal"
+    assert scorer.card.thresholds["d_x"].n == 20
+
+
+def test_recipe_needs_a_built_dataset(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="alocc data build"):
+        recipe_module.make_default(tmp_path, tmp_path / "run")
+
+
+def test_shipped_recipe_names_only_known_options() -> None:
+    recipe = recipe_module.load_recipe(recipe_module.DEFAULT_RECIPE)
+    from model.train import TrainConfig
+
+    assert set(recipe["train"]) <= set(TrainConfig.__dataclass_fields__)
+    assert {"other", "target", "target_fpr"} <= set(recipe["calibrate"])
