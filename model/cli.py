@@ -65,6 +65,12 @@ def _register_train(subcommands: Any) -> None:
     )
     p.add_argument("--negative-weight", type=float, default=1.0, help="weight of the negatives' D loss")
     p.add_argument("--fake-weight", type=float, default=1.0, help="weight of the D loss on R's outputs")
+    p.add_argument(
+        "--d-batch",
+        choices=("separate", "joint"),
+        default="separate",
+        help="D sees targets, fakes and negatives in separate batches (seed) or one joint batch",
+    )
     p.add_argument("--val-target", help="held-out target images (default: a split of --data)")
     p.add_argument("--val-other", help="held-out non-target images; enables model selection")
     p.add_argument("--epochs", type=int, default=10)

@@ -71,6 +71,7 @@ class TrainConfig:
     lambda_rec: float = 0.4
     negative_weight: float = 1.0
     fake_weight: float = 1.0
+    d_batch: str = "separate"  # "separate" (the seed's loop) | "joint"
     augment: bool = True
     augment_strength: float = 1.0
     weight_decay: float = 0.0
@@ -105,6 +106,8 @@ class EpochReport:
 
 
 def _make_optimizer(config: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
+    if config.d_batch not in ("separate", "joint"):
+        raise ConfigError(f"d_batch must be 'separate' or 'joint', got {config.d_batch!r}")
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(config.beta1, 0.999), weight_decay=config.weight_decay)
     if config.optimizer == "rmsprop":
@@ -137,20 +140,24 @@ class AloccTrainer:
 
         with self._autocast():
             fake = self.reconstructor(noisy)  # (B, 3, S, S)
-            loss_d_real = self.bce(self.discriminator(targets).float(), ones)
-            loss_d_fake = self.bce(self.discriminator(fake.detach()).float(), zeros)
+            real_logits, fake_logits, neg_logits = self._discriminate(targets, fake.detach(), negatives)
+            loss_d_real = self.bce(real_logits, ones)
+            loss_d_fake = self.bce(fake_logits, zeros)
             loss_d = loss_d_real + self.config.fake_weight * loss_d_fake
             loss_d_neg = torch.zeros((), device=self.device)
-            if negatives is not None:
-                neg_labels = torch.zeros(negatives.shape[0], device=self.device)
-                loss_d_neg = self.bce(self.discriminator(negatives).float(), neg_labels)
+            if neg_logits is not None:
+                loss_d_neg = self.bce(neg_logits, torch.zeros_like(neg_logits))
                 loss_d = loss_d + self.config.negative_weight * loss_d_neg
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
 
         with self._autocast():
+            if self.config.d_batch == "joint":
+                # R learns from the D that scores at serving time (running BatchNorm statistics).
+                self.discriminator.eval()
             loss_r_adv = self.bce(self.discriminator(fake).float(), ones)
+            self.discriminator.train()
             loss_r_rec = (targets - fake.float()).pow(2).mean()
             loss_r = loss_r_adv + self.config.lambda_rec * loss_r_rec
         self.opt_r.zero_grad(set_to_none=True)
@@ -162,6 +169,22 @@ class AloccTrainer:
             "loss_r": float(loss_r.detach()),
             "loss_r_rec": float(loss_r_rec.detach()),
         }
+
+    def _discriminate(
+        self, targets: torch.Tensor, fakes: torch.Tensor, negatives: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """D's logits for the three groups, in one batch ("joint") or one batch each ("separate").
+
+        With separate batches (the seed's loop) BatchNorm normalises each group by its own
+        statistics, so in training D can tell the groups apart by batch identity, a cue that is
+        gone in eval mode; one joint batch makes training-mode D see what eval-mode D sees.
+        """
+        groups = [targets, fakes] + ([negatives] if negatives is not None else [])
+        if self.config.d_batch == "joint":
+            logits = self.discriminator(torch.cat(groups)).float().split([len(g) for g in groups])
+        else:
+            logits = tuple(self.discriminator(g).float() for g in groups)
+        return logits[0], logits[1], logits[2] if negatives is not None else None
 
 
 def _auroc(target: np.ndarray, other: np.ndarray) -> float:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from model.calibrate import calibrate_checkpoint
@@ -19,12 +20,13 @@ from model.train import AloccTrainer, TrainConfig, train
 FolderFactory = Callable[..., Path]
 
 
-def test_training_steps_move_the_losses() -> None:
+@pytest.mark.parametrize("d_batch", ["separate", "joint"])
+def test_training_steps_move_the_losses(d_batch: str) -> None:
     torch.manual_seed(0)
     spec = get_preset("strided", width=4, input_size=32)
     networks = build_networks(spec)
     # A large reconstruction weight makes the movement of loss_r_rec reliable in a few steps.
-    config = TrainConfig(data="unused", out="unused", lr_r=2e-3, lr_d=2e-3, lambda_rec=10.0)
+    config = TrainConfig(data="unused", out="unused", lr_r=2e-3, lr_d=2e-3, lambda_rec=10.0, d_batch=d_batch)
     trainer = AloccTrainer(networks, config, torch.device("cpu"))
     # A structured target class: horizontal stripes of random phase.
     rows = torch.arange(32).float().view(1, 1, 32, 1)
