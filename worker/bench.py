@@ -56,6 +56,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MiB (from /proc; 0.0 where there is none)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
 @dataclass
 class BenchContext:
     """The settings, model, served images and scratch names shared by the measurements."""
@@ -335,6 +345,7 @@ def rss_child(args: argparse.Namespace) -> int:
     settings = Settings()
     scorer = load_scorer(settings)
     after_load = peak_rss_mb()
+    before_worker = current_rss_mb()
     topic, exclusions, dead_letter = args.rss_topics.split(",")
     ctx = BenchContext(settings, scorer, None, [], [], args.rss_prefix.removeprefix("alocc-bench-"))
     worker = build_worker(
@@ -347,6 +358,8 @@ def rss_child(args: argparse.Namespace) -> int:
         "worker_ips": round(stats.committed / stats.active_seconds, 1) if stats.active_seconds else 0.0,
         "rss_after_model_load_mb": round(after_load, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "current_rss_before_worker_mb": round(before_worker, 1),
+        "current_rss_after_worker_mb": round(current_rss_mb(), 1),
     }
     print(json.dumps(result))
     return 0
@@ -411,9 +424,19 @@ class BenchSession:
 
 def main(args: argparse.Namespace) -> int:
     """Run every measurement and print the results."""
+    from model.errors import ModelError
+
     configure_logging("WARNING", "json")
-    if getattr(args, "rss_child", None):
-        return rss_child(args)
+    try:
+        if getattr(args, "rss_child", None):
+            return rss_child(args)
+        return _run_all(args)
+    except ModelError as exc:
+        print(f"bench: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_all(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {}
     with BenchSession(args) as (ctx, topics):
         bootstrap = ctx.settings.kafka.bootstrap_servers
