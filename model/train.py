@@ -140,33 +140,22 @@ class AloccTrainer:
 
         with self._autocast():
             fake = self.reconstructor(noisy)  # (B, 3, S, S)
-            # One D forward over [targets, fakes, negatives]: with a forward per class, BatchNorm's
-            # batch statistics alone tell the classes apart in training, and D then behaves
-            # differently under the running statistics it is scored with (measured: +0.07 eval
-            # AUROC for D(X) with the joint batch).
-            parts = [targets, fake.detach()] + ([negatives] if negatives is not None else [])
-            logits = self.discriminator(torch.cat(parts)).float()  # (2B [+N],)
-            batch = targets.shape[0]
-            loss_d_real = self.bce(logits[:batch], ones)
-            loss_d_fake = self.bce(logits[batch : 2 * batch], zeros)
+            logits_real, logits_fake, logits_neg = self._discriminate(targets, fake.detach(), negatives)
+            loss_d_real = self.bce(logits_real, ones)
+            loss_d_fake = self.bce(logits_fake, zeros)
             loss_d = loss_d_real + self.config.fake_weight * loss_d_fake
             loss_d_neg = torch.zeros((), device=self.device)
-            if negatives is not None:
-                neg_logits = logits[2 * batch :]
-                loss_d_neg = self.bce(neg_logits, torch.zeros_like(neg_logits))
+            if logits_neg is not None:
+                loss_d_neg = self.bce(logits_neg, torch.zeros_like(logits_neg))
                 loss_d = loss_d + self.config.negative_weight * loss_d_neg
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
 
-        # R learns from D as it scores at serving time (eval mode: running BatchNorm statistics,
-        # no dropout), not from statistics of an all-fake batch. D's weights still get no update here.
-        self.discriminator.eval()
         with self._autocast():
             loss_r_adv = self.bce(self.discriminator(fake).float(), ones)
             loss_r_rec = (targets - fake.float()).pow(2).mean()
             loss_r = loss_r_adv + self.config.lambda_rec * loss_r_rec
-        self.discriminator.train()
         self.opt_r.zero_grad(set_to_none=True)
         loss_r.backward()
         self.opt_r.step()
