@@ -34,6 +34,8 @@ WEIGHTS_FILE = "weights.safetensors"
 TRAINING_STATE_FILE = "training_state.safetensors"
 TRAINING_STATE_CARD = "training_state.json"
 CARD_FORMAT = 1
+# mkstemp creates owner-only files; checkpoints are meant to be read by the serving user too.
+_FILE_MODE = 0o644
 
 
 @dataclass
@@ -129,6 +131,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    os.chmod(tmp, _FILE_MODE)
     os.replace(tmp, path)
 
 
@@ -136,6 +139,7 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     save_file(tensors, tmp, metadata=metadata)
+    os.chmod(tmp, _FILE_MODE)
     os.replace(tmp, path)
 
 
