@@ -152,10 +152,15 @@ class AloccTrainer:
         loss_d.backward()
         self.opt_d.step()
 
+        if self.config.d_batch == "joint":
+            # R learns from D as it scores at serving time (eval mode: running BatchNorm statistics,
+            # no dropout), not from the statistics of an all-fake batch. D gets no update here.
+            self.discriminator.eval()
         with self._autocast():
             loss_r_adv = self.bce(self.discriminator(fake).float(), ones)
             loss_r_rec = (targets - fake.float()).pow(2).mean()
             loss_r = loss_r_adv + self.config.lambda_rec * loss_r_rec
+        self.discriminator.train()
         self.opt_r.zero_grad(set_to_none=True)
         loss_r.backward()
         self.opt_r.step()
