@@ -125,6 +125,8 @@ class RunStats:
     commits: int = 0
     aborted_commits: int = 0
     seconds: float = 0.0
+    slowest_commit_s: float = 0.0
+    slowest_batch_s: float = 0.0
     first_input_at: float | None = None  # monotonic time of the first consumed message
     last_commit_at: float | None = None  # monotonic time of the last successful commit
 
@@ -421,6 +423,7 @@ class Worker:
         self._scoring_future, self._scoring_items = None, []
         self.metrics.batch_size.observe(len(items))
         self.metrics.stage_seconds.labels("score").observe(result.seconds)
+        self.stats.slowest_batch_s = max(self.stats.slowest_batch_s, result.seconds)
         self.stats.batches += 1
         decided_at = dt.datetime.now(dt.UTC)
         live = [(index, item) for index, item in enumerate(items) if self._current(item)]
@@ -524,7 +527,9 @@ class Worker:
             return
         self._last_commit = self.stats.last_commit_at = time.monotonic()
         self.metrics.commits.labels("ok").inc()
-        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - started)
+        commit_seconds = time.perf_counter() - started
+        self.metrics.stage_seconds.labels("commit").observe(commit_seconds)
+        self.stats.slowest_commit_s = max(self.stats.slowest_commit_s, commit_seconds)
         self._ledger.release(prefixes)
         self.stats.commits += 1
         wall_now = dt.datetime.now(dt.UTC)

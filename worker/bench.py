@@ -295,8 +295,13 @@ def worker_run(ctx: BenchContext, bootstrap: str, count: int, topics: Topics) ->
     return {"worker_ips": count / stats.active_seconds, "batches": stats.batches, "events": count}
 
 
-def latency_run(ctx: BenchContext, bootstrap: str, rate: float, count: int, topics: Topics) -> list[float]:
-    """Produce `count` events at `rate` per second while the worker runs; upload-to-commit seconds each."""
+def latency_run(
+    ctx: BenchContext, bootstrap: str, rate: float, count: int, topics: Topics
+) -> tuple[list[float], dict[str, float]]:
+    """Produce `count` events at `rate` per second while the worker runs.
+
+    Returns the upload-to-commit seconds of each event, and the slowest commit and batch of the run.
+    """
     topic, exclusions, dead_letter = topics.create(3), topics.create(1), topics.create(1)
     worker = build_worker(
         ctx.worker_settings(topic, exclusions, dead_letter), scorer=ctx.scorer, serve_health=False
@@ -333,7 +338,11 @@ def latency_run(ctx: BenchContext, bootstrap: str, rate: float, count: int, topi
     thread.join(300)
     if errors:
         raise errors[0]
-    return [seconds for image_id, seconds in worker.latencies if image_id.startswith("lat-")]
+    slowest = {
+        "slowest_commit_ms": round(worker.stats.slowest_commit_s * 1000, 1),
+        "slowest_batch_ms": round(worker.stats.slowest_batch_s * 1000, 1),
+    }
+    return [seconds for image_id, seconds in worker.latencies if image_id.startswith("lat-")], slowest
 
 
 def rss_child(args: argparse.Namespace) -> int:
@@ -400,7 +409,7 @@ class BenchSession:
         half = max(1, self._args.images // 2)
         samples = write_samples(directory, cards=half, photos=half)
         names = samples.cards + samples.photos
-        self._server = ImageServer(directory).start()
+        self._server = ImageServer(directory, delay_s=self._args.fetch_latency_ms / 1000).start()
         self._topics = Topics(settings.kafka.bootstrap_servers)
         self._ctx = BenchContext(
             settings,
@@ -447,6 +456,7 @@ def _run_all(args: argparse.Namespace) -> int:
         report["batch_size"] = ctx.settings.batch.max_size
         report["max_wait_ms"] = ctx.settings.batch.max_wait_ms
         report["cpu_count"] = os.cpu_count()
+        report["fetch_latency_ms"] = args.fetch_latency_ms
         report["torch_threads"] = torch.get_num_threads()
         report["decode_ceiling_ips"] = round(decode_ceiling(ctx, max(256, args.naive_events)), 1)
         model_ips, batch_seconds = model_ceiling(ctx, batches=max(4, 256 // ctx.settings.batch.max_size))
@@ -468,7 +478,8 @@ def _run_all(args: argparse.Namespace) -> int:
         report["worker_vs_ceiling"] = round(report["worker_ips"] / ceiling, 2)
 
         rate = report["worker_ips"] / 2
-        latencies = latency_run(ctx, bootstrap, rate, args.latency_events, topics)
+        latencies, slowest = latency_run(ctx, bootstrap, rate, args.latency_events, topics)
+        report.update({f"latency_run_{key}": value for key, value in slowest.items()})
         report["latency_rate_ips"] = round(rate, 1)
         report["p50_latency_ms"] = round(float(np.percentile(latencies, 50)) * 1000, 1)
         report["p99_latency_ms"] = round(float(np.percentile(latencies, 99)) * 1000, 1)

@@ -64,6 +64,12 @@ def register(subcommands: Any) -> None:
     bench.add_argument("--latency-events", type=int, default=500, help="events for the half-load latency run")
     bench.add_argument("--images", type=int, default=64, help="distinct sample images served")
     bench.add_argument(
+        "--fetch-latency-ms",
+        type=float,
+        default=0.0,
+        help="delay every image response by this much (a CDN's latency; loopback has none)",
+    )
+    bench.add_argument(
         "--rss-events",
         type=int,
         nargs="*",

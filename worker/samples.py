@@ -12,6 +12,7 @@ import functools
 import io
 import struct
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -152,6 +153,13 @@ def _write_bad_payloads(
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    delay_s = 0.0  # set per server: simulated network latency before each answer
+
+    def do_GET(self) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        super().do_GET()
+
     def log_message(self, format: str, *args: object) -> None:
         del format, args
 
@@ -159,9 +167,10 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 class ImageServer:
     """Serves a folder over HTTP on 127.0.0.1 from a daemon thread; a context manager."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Bind to `host:port` (0 = a free port)."""
-        handler = functools.partial(_QuietHandler, directory=str(directory))
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0, delay_s: float = 0.0) -> None:
+        """Bind to `host:port` (0 = a free port); `delay_s` delays every answer (simulated latency)."""
+        handler_class = type("Handler", (_QuietHandler,), {"delay_s": delay_s})
+        handler = functools.partial(handler_class, directory=str(directory))
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="alocc-images", daemon=True)

@@ -310,6 +310,7 @@ def make_rig(
     guard: FailureRateGuard | None = None,
     fetcher: Any = None,
     drain_timeout_s: float = 2.0,
+    max_wait_s: float = 0.005,
 ) -> Rig:
     """Build a worker over fakes."""
     consumer = FakeConsumer(partitions)
@@ -327,7 +328,7 @@ def make_rig(
         topics=Topics(INPUT, "exclusions", "dlq"),
         settings=LoopSettings(
             max_batch=max_batch,
-            max_wait_s=0.005,
+            max_wait_s=max_wait_s,
             max_in_flight=max_in_flight,
             commit_interval_s=commit_interval_s,
             poll_timeout_s=0.01,

@@ -112,7 +112,8 @@ def test_a_revoke_finishes_the_batch_on_the_device_and_commits_while_still_owner
         0: [(b"a", event_bytes("a", "photo"))],
         1: [(b"b", event_bytes("b", "photo")), (b"s", event_bytes("s", "slow"))],
     }
-    rig = make_rig(partitions, fetcher=StuckFetcher())
+    # One batch of exactly a and b: it is full at 2, and nothing is released early.
+    rig = make_rig(partitions, fetcher=StuckFetcher(), max_batch=2, max_wait_s=5.0)
     rig.scorer.gate = threading.Event()
 
     def revoke_partition_1_while_scoring(consumer: object) -> None:
