@@ -305,7 +305,11 @@ class Worker:
             self._paused = not intake_open
             self._assignment_changed = False
         room = max(1, self._settings.max_in_flight - len(self._ledger)) if intake_open else 1
-        messages = consumer.consume(num_messages=min(room, 500), timeout=self._poll_timeout())
+        # consume(n, timeout) waits until n messages or the timeout: wait for the first one only, then
+        # take what is already fetched without waiting, so a lone event is not held for the timeout.
+        messages = consumer.consume(num_messages=1, timeout=self._poll_timeout())
+        if messages and room > 1:
+            messages.extend(consumer.consume(num_messages=min(room, 500) - 1, timeout=0))
         arrived = False
         for message in messages:
             error = message.error()

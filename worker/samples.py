@@ -153,6 +153,8 @@ def _write_bad_payloads(
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    # Keep-alive, as a CDN would; HTTP/1.0 would open a connection per image.
+    protocol_version = "HTTP/1.1"
     delay_s = 0.0  # set per server: simulated network latency before each answer
 
     def do_GET(self) -> None:
@@ -164,6 +166,13 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         del format, args
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of concurrent downloads overflows it and the
+    # dropped connection attempts are retried by TCP only after a second, which looks like a slow worker.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 class ImageServer:
     """Serves a folder over HTTP on 127.0.0.1 from a daemon thread; a context manager."""
 
@@ -171,8 +180,7 @@ class ImageServer:
         """Bind to `host:port` (0 = a free port); `delay_s` delays every answer (simulated latency)."""
         handler_class = type("Handler", (_QuietHandler,), {"delay_s": delay_s})
         handler = functools.partial(handler_class, directory=str(directory))
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="alocc-images", daemon=True)
 
     @property
