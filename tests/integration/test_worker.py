@@ -142,7 +142,16 @@ def produce(producer: Producer, topic: str, items: list[tuple[str, bytes]]) -> N
 
 def committed_total(bootstrap: str, group_id: str, topic: str, partitions: int) -> int:
     """Sum of the group's committed offsets over the topic's partitions (unset counts as 0)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+    # read_uncommitted: do not wait for a pending transaction's offsets (a killed worker's open transaction
+    # would otherwise block the query until it is aborted); only committed offsets are returned either way.
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",
+        }
+    )
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return sum(max(0, tp.offset) for tp in committed)
@@ -331,11 +340,13 @@ def test_an_older_event_does_not_overwrite_a_newer_score(env: Env) -> None:
     photo, card = env.server.url(env.sample_set.photos[0]), env.server.url(env.sample_set.cards[0])
     newer = event("same", photo, uploaded_at=now, event_id="ev-newer")
     older = event("same", card, uploaded_at=now - dt.timedelta(hours=1), event_id="ev-older")
-    produce(env.producer, input_topic, [("same", newer), ("same", older)])
-    # One event per batch: the older one is written after the newer one.
-    settings = env.settings(input_topic, env.new_topic(1), env.new_topic(1), env.new_group_id(), max_size=1)
-    stats = build_worker(settings, scorer=env.scorer).run(max_events=2, idle_timeout=30)
-    assert stats.stale == 1
+    settings = env.settings(input_topic, env.new_topic(1), env.new_topic(1), env.new_group_id())
+    produce(env.producer, input_topic, [("same", newer)])
+    assert build_worker(settings, scorer=env.scorer).run(max_events=1, idle_timeout=30).scored == 1
+    # The older event arrives later (a delayed producer, a replay) and is handled by a later worker.
+    produce(env.producer, input_topic, [("same", older)])
+    stats = build_worker(settings, scorer=env.scorer).run(max_events=1, idle_timeout=30)
+    assert stats.stale == 1 and stats.committed == 1
     assert env.records(["same"])["same"]["event_id"] == "ev-newer"
 
 
@@ -366,7 +377,7 @@ def worker_process_env(
 def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
     """SIGKILL mid-stream, restart: every event gets a record, each exclusion is seen once."""
     input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
-    items = [*good_events(env, 150), ("bad-1", b"{not json"), ("bad-2", b"[]")]
+    items = [*good_events(env, 300), ("bad-1", b"{not json"), ("bad-2", b"[]")]
     produce(env.producer, input_topic, items)
     group = env.new_group_id()
     process_env = worker_process_env(env, group, input_topic, exclusions, dead_letter)
@@ -374,10 +385,10 @@ def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
     first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
-        while committed_total(env.bootstrap, group, input_topic, 3) < 30:
+        while committed_total(env.bootstrap, group, input_topic, 3) < 10:
             assert time.monotonic() < deadline, "the first worker made no progress"
             assert first.poll() is None, "the first worker exited early"
-            time.sleep(0.2)
+            time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -393,8 +404,8 @@ def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
     assert second.returncode == 0, second.stderr.decode()[-2000:]
 
     assert committed_total(env.bootstrap, group, input_topic, 3) == len(items)
-    stored = env.records([key for key, _ in items[:150]])
-    assert len(stored) == 150
+    stored = env.records([key for key, _ in items[:300]])
+    assert len(stored) == 300
     excluded_ids = sorted(key for key, record in stored.items() if record["excluded"] == "1")
     published = [ExclusionEvent.model_validate_json(r.value).image_id for r in env.consume_all(exclusions)]
     assert sorted(published) == excluded_ids  # each decision exactly once for a read_committed reader
