@@ -56,11 +56,14 @@ class SplitPlan:
     family: Family  # card family, or the font family of printed words
     role: Role  # photo files the folder draws from (card photos included)
     mix: tuple[float, float, float] = (0.55, 0.28, 0.17)  # photo / product / printed
+    # Share of smooth, text-free pictures (wide defocused scenes, skies); training negatives only,
+    # and 0 leaves a folder's random draws exactly as before.
+    soft_share: float = 0.0
 
 
 PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("train/target", True, Family.TRAIN, Role.TRAIN),
-    SplitPlan("train/negatives", False, Family.TRAIN, Role.TRAIN),
+    SplitPlan("train/negatives", False, Family.TRAIN, Role.TRAIN, soft_share=0.2),
     SplitPlan("val/target", True, Family.TRAIN, Role.TRAIN),
     SplitPlan("val/other", False, Family.TRAIN, Role.VAL),
     SplitPlan("calib/other", False, Family.TRAIN, Role.CALIB),
@@ -124,7 +127,10 @@ def render_item(seed: int, folder: str, index: int) -> tuple[Image.Image, dict[s
         record: dict[str, object] = {"kind": "card", "source": f"cards-{plan.family.value}", **info.as_dict()}
         stem = f"card-{info.layout}-{index:05d}"
     else:
-        sample = samples.other(rng, _role_files(plan.role), plan.family, LONG_SIDE, plan.mix)
+        if plan.soft_share > 0 and rng.random() < plan.soft_share:
+            sample = samples.soft_scene(rng, _role_files(plan.role), LONG_SIDE)
+        else:
+            sample = samples.other(rng, _role_files(plan.role), plan.family, LONG_SIDE, plan.mix)
         image = sample.image
         record = {"kind": sample.kind.value, "source": sample.source, "photo": sample.file}
         if sample.word:

@@ -2,8 +2,9 @@
 
 A layout places the card's text (title, body lines, list, table, prices, sale words) on a prepared
 background. TRAIN: centred notice, left-aligned list, grid-lined size chart, sale banner, ruled
-price list. HELD-OUT: header band, zebra-striped size chart, vertical Japanese columns, photo beside
-text, dotted-leader price list, sticky note.
+price list, boxed vertical Japanese under a title band, photo banner above the notice. HELD-OUT:
+header band, zebra-striped size chart, vertical Japanese columns, photo beside text, dotted-leader
+price list, sticky note.
 """
 
 from __future__ import annotations
@@ -326,6 +327,110 @@ def ruled_prices(cv: Canvas, c: CardContent) -> None:
         draw.line([(x0, top + (i + 1) * rh), (x1, top + (i + 1) * rh)], fill=cv.accent, width=1)
 
 
+# Glyphs that turn a quarter turn when Japanese is set top to bottom.
+_TURNED_IN_TATEGAKI = frozenset("ー〜～-−…‥()（）「」『』")
+
+
+def _tategaki_columns(cv: Canvas, texts: Sequence[str], box: Box, font_path: Path, ink: RGB) -> None:
+    """Set each text top to bottom in columns that run from the box's right edge leftwards.
+
+    The glyph size is the largest at which every text, broken into columns of the box's height,
+    fits the box's width; a text that does not fit is cut at the left edge rather than shrunk
+    into illegibility.
+    """
+    x0, y0, x1, y1 = box
+    pitch, gap = 1.1, 1.7  # glyph advance down a column; column advance across, in glyph sizes
+    size = int(min((x1 - x0) / 2, (y1 - y0) / 4))
+    while size > 8:
+        per_col = max(1, int((y1 - y0) // (size * pitch)))
+        n_cols = sum(-(-len(t) // per_col) for t in texts)
+        if n_cols * size * gap <= x1 - x0:
+            break
+        size -= max(1, size // 10)
+    per_col = max(1, int((y1 - y0) // (size * pitch)))
+    f = drawing.font(font_path, size)
+    draw = cv.draw()
+    right = x1
+    for text in texts:
+        for start in range(0, len(text), per_col):
+            if right - size < x0 - 1:
+                return
+            cx = right - size / 2
+            for j, ch in enumerate(text[start : start + per_col]):
+                cy = y0 + (j + 0.5) * size * pitch
+                if ch in _TURNED_IN_TATEGAKI:
+                    tile = Image.new("L", (2 * size, 2 * size), 0)
+                    ImageDraw.Draw(tile).text((size, size), ch, font=f, fill=255, anchor="mm")
+                    tile = tile.transpose(Image.Transpose.ROTATE_270)
+                    cv.image.paste(Image.new("RGB", tile.size, ink), (int(cx - size), int(cy - size)), tile)
+                else:
+                    draw.text((cx, cy), ch, font=f, fill=ink, anchor="mm")
+            right -= size * gap
+
+
+def boxed_vertical(cv: Canvas, c: CardContent) -> None:
+    """A bordered notice box: the title across a band at the top, the body in vertical columns below.
+
+    Japanese shops post notices set top to bottom; this is the TRAIN family's way of drawing one
+    (a horizontal title band over tategaki body text inside a ruled box).
+    """
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    draw = cv.draw()
+    line_w = int(cv.rng.integers(2, 7))
+    if cv.rng.random() < 0.5:  # a double rule, as on printed notices
+        draw.rectangle([x0, y0, x1, y1], outline=cv.accent, width=line_w)
+        inner = line_w + 6
+        draw.rectangle([x0 + inner, y0 + inner, x1 - inner, y1 - inner], outline=cv.accent, width=2)
+    else:
+        draw.rectangle([x0, y0, x1, y1], outline=cv.ink, width=line_w)
+    band_h = h * cv.rng.uniform(0.14, 0.22)
+    pad = h * 0.04
+    filled = cv.rng.random() < 0.6
+    if filled:
+        draw.rectangle([x0 + pad, y0 + pad, x1 - pad, y0 + pad + band_h], fill=cv.accent)
+        title_ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (15, 15, 15)
+    else:
+        draw.line([(x0 + pad, y0 + pad + band_h), (x1 - pad, y0 + pad + band_h)], fill=cv.accent, width=3)
+        title_ink = _title_color(cv)
+    draw_block(
+        cv,
+        [c.title],
+        (x0 + pad * 1.5, y0 + pad * 1.2, x1 - pad * 1.5, y0 + pad + band_h * 0.9),
+        cv.title_font,
+        max_size=90,
+        color=title_ink,
+    )
+    body_box = (x0 + pad * 1.5, y0 + pad * 2 + band_h, x1 - pad * 1.5, y1 - pad * 1.5)
+    _tategaki_columns(cv, [*c.body, c.signature], body_box, cv.body_font, cv.ink)
+
+
+def photo_banner(cv: Canvas, c: CardContent) -> None:
+    """A framed photograph of the item across the top, the notice centred underneath.
+
+    The TRAIN family's card with a product photo: an inset picture (margins kept, thin frame)
+    above a centred title and body, as shops post for a sold-out or restocked item.
+    """
+    x0, y0, x1, y1 = _margins(cv)
+    h = y1 - y0
+    photo_h = int(h * cv.rng.uniform(0.32, 0.5))
+    inset = (x1 - x0) * cv.rng.uniform(0.0, 0.15)
+    px0, px1 = int(x0 + inset), int(x1 - inset)
+    if cv.photos is not None:
+        cv.image.paste(cv.photos(cv.rng, (px1 - px0, photo_h)).convert("RGB"), (px0, int(y0)))
+    else:  # no photographs available: a patterned placeholder of the same size
+        cv.image.paste(
+            drawing.background((px1 - px0, photo_h), cv.rng, None)[0].convert("RGB"), (px0, int(y0))
+        )
+    draw = cv.draw()
+    draw.rectangle([px0, y0, px1, y0 + photo_h], outline=cv.ink, width=int(cv.rng.integers(1, 4)))
+    top = y0 + photo_h + h * 0.05
+    bottom = draw_block(
+        cv, [c.title], (x0, top, x1, top + h * 0.17), cv.title_font, max_size=100, color=_title_color(cv)
+    )
+    draw_block(cv, c.body, (x0, bottom + h * 0.03, x1, y1), cv.body_font, max_size=40)
+
+
 # -------------------------------------------------------------------------- HELD-OUT layouts
 def header_band(cv: Canvas, c: CardContent) -> None:
     """A solid band across the top carrying the title in reverse colour; body below."""
@@ -517,6 +622,8 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
         "grid_table": grid_table,
         "banner": banner,
         "ruled_prices": ruled_prices,
+        "boxed_vertical": boxed_vertical,
+        "photo_banner": photo_banner,
     },
     Family.HELDOUT: {
         "header_band": header_band,
@@ -529,4 +636,4 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
 }
 
 # Layouts that need Japanese text (vertical writing is meaningless for Latin script).
-JAPANESE_ONLY: frozenset[str] = frozenset({"vertical_ja"})
+JAPANESE_ONLY: frozenset[str] = frozenset({"vertical_ja", "boxed_vertical"})

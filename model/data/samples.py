@@ -5,6 +5,10 @@ Kinds of "other" (non-announcement) pictures:
 - `product`: an object on a light studio background (a cut-out photo, or a soft-masked region of
   a scene photo);
 - `printed`: a product or T-shirt with a small printed word or logo.
+
+`soft_scene` (training negatives only) adds the smooth end of the photo range: wide, often
+defocused views of a scene and sky-like colour gradients, the kind of picture a wallpaper or a
+landscape upload is and which carries no text.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from model.data import photos, products
+from model.data import drawing, photos, products
 from model.data.fonts import Family, resolve_family
 from model.data.phrases import PRINTED_WORDS
 from model.data.splits import RoleFiles
@@ -118,3 +122,33 @@ def other(
     if roll < mix[0] + mix[1]:
         return product(rng, files, long_side)
     return printed(rng, files, family, long_side)
+
+
+def _sky(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    # A vertical two-colour gradient (sky to horizon, or dusk) with faint grain, text-free.
+    w, h = size
+    top = np.array(drawing.hsv(rng.uniform(0.5, 0.7), rng.uniform(0.2, 0.8), rng.uniform(0.5, 1.0)))
+    low_hue = rng.uniform(0.0, 0.15) if rng.random() < 0.4 else rng.uniform(0.45, 0.65)
+    low = np.array(drawing.hsv(low_hue, rng.uniform(0.1, 0.6), rng.uniform(0.6, 1.0)))
+    t = np.linspace(0.0, 1.0, h, dtype=np.float32) ** rng.uniform(0.5, 2.0)
+    arr = top[None, None, :] * (1 - t[:, None, None]) + low[None, None, :] * t[:, None, None]
+    arr = np.broadcast_to(arr, (h, w, 3)) + rng.normal(0.0, rng.uniform(0.5, 4.0), (h, w, 3))
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def soft_scene(rng: np.random.Generator, files: RoleFiles, long_side: int) -> OtherSample:
+    """A smooth, text-free picture: a wide (often defocused) view of a scene photo, or a sky.
+
+    Wallpaper-like photographs (wide landscapes, soft focus, large smooth areas) are the non-card
+    pictures a model trained on detailed crops most often mistakes for plain card backgrounds;
+    these negatives cover that end of the range from the role's own files.
+    """
+    size = output_size(rng, long_side)
+    if rng.random() < 0.25:
+        sky = _sky(rng, size)
+        return OtherSample(sky, OtherKind.PHOTO, "synthetic-sky", "")
+    name, path = _pick(rng, files.files(photos.PhotoKind.SCENE))
+    img = photos.random_crop(photos.load(path), rng, size, min_scale=0.6).convert("RGB")
+    if rng.random() < 0.6:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 6.0)))
+    return OtherSample(img, OtherKind.PHOTO, name, photos.photo_id(photos.source(name), path))

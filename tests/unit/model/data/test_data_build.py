@@ -12,7 +12,7 @@ from model.data import build, splits
 from model.data.errors import DatasetLayoutError
 from model.data.folder import iter_image_files
 
-SYNTHETIC = {"synthetic-tshirt", "cards-train", "cards-heldout"}
+SYNTHETIC = {"synthetic-tshirt", "synthetic-sky", "cards-train", "cards-heldout"}
 
 pytestmark = pytest.mark.slow  # one small build (about 100 images) shared by the module
 
@@ -61,6 +61,13 @@ def test_sources_per_split(small: tuple[Path, dict]) -> None:
             split = rec["file"].split("/")[0]
             used.setdefault(f"{rec['source']}/{rec['photo']}", set()).add(split)
     assert all(len(s) == 1 for s in used.values()), {k: v for k, v in used.items() if len(v) > 1}
+
+
+def test_smooth_negatives_are_for_training_only() -> None:
+    # Wide defocused scenes and skies are added to train/negatives only: every other folder keeps
+    # its random draws (and so its images) exactly as before.
+    soft = {plan.folder for plan in build.PLANS if plan.soft_share > 0}
+    assert soft == {"train/negatives"}
 
 
 def test_items_are_reproducible(small: tuple[Path, dict]) -> None:

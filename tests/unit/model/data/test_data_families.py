@@ -31,6 +31,22 @@ def test_layouts_are_disjoint() -> None:
     assert len(held) >= 4
 
 
+@pytest.mark.parametrize("family", list(Family))
+def test_each_family_has_its_own_vertical_japanese_and_photo_card(family: Family) -> None:
+    # Vertical Japanese notices and cards with a product photo are real shop concepts, so both
+    # families cover them, each with its own implementation (disjointness is checked above).
+    names = set(layouts.LAYOUTS[family])
+    assert names & layouts.JAPANESE_ONLY
+    photo_layouts = {"photo_banner"} if family is Family.TRAIN else {"split_photo"}
+    assert photo_layouts <= names
+
+
+def test_vertical_japanese_layouts_are_japanese_only() -> None:
+    assert {"vertical_ja", "boxed_vertical"} <= layouts.JAPANESE_ONLY
+    every = set().union(*(set(v) for v in layouts.LAYOUTS.values()))
+    assert every >= layouts.JAPANESE_ONLY
+
+
 def test_phrases_are_disjoint_across_families_and_languages() -> None:
     train = set().union(*(bank.all_strings() for bank in phrases.BANKS[Family.TRAIN].values()))
     held = set().union(*(bank.all_strings() for bank in phrases.BANKS[Family.HELDOUT].values()))
