@@ -509,7 +509,10 @@ class Worker:
     def _commit_step(self, *, force: bool = False) -> None:
         """One commit step: outputs + offsets of every partition's finished prefix (see module docstring)."""
         now = time.monotonic()
-        if not (force or self._batch_done) and now - self._last_commit < self._settings.commit_interval_s:
+        # A stored batch is committed at once when nothing else waits to be scored (low load: latency);
+        # under load, commits follow the interval, so transactions do not eat the loop's time.
+        quiet = self._batch_done and self._scoring_future is None and not len(self._batcher)
+        if not (force or quiet) and now - self._last_commit < self._settings.commit_interval_s:
             return
         self._batch_done = False
         prefixes = self._ledger.finished_prefix()

@@ -46,7 +46,7 @@ from schemas.events import ImageUploaded
 from worker.factory import build_worker, load_scorer, redis_client
 from worker.logs import configure_logging
 from worker.publish import exclusion_record
-from worker.samples import ImageServer, write_samples
+from worker.samples import write_samples
 from worker.settings import Settings
 from worker.store import ScoreRecord, ScoreStore
 
@@ -72,7 +72,7 @@ class BenchContext:
 
     settings: Settings
     scorer: Any
-    server: ImageServer | None  # None in an --rss-child process (the parent serves the images)
+    server: Any  # an object with url(name); None in an --rss-child process (the parent serves the images)
     images: list[str]  # served file names
     payloads: list[bytes]
     run_id: str
@@ -395,6 +395,32 @@ def rss_runs(ctx: BenchContext, bootstrap: str, counts: list[int], topics: Topic
     return results
 
 
+class ExternalImageServer:
+    """The sample image server in a separate process (`python -m worker.samples`), like a real CDN."""
+
+    def __init__(self, directory: Path, delay_ms: float) -> None:
+        """Start the server process and read its base URL."""
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "worker.samples", str(directory), "--delay-ms", str(delay_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.base_url = self._process.stdout.readline().strip()
+        if not self.base_url.startswith("http://"):
+            self.stop()
+            raise RuntimeError("the image server did not start")
+
+    def url(self, name: str) -> str:
+        """URL of one served file."""
+        return f"{self.base_url}/{name}"
+
+    def stop(self) -> None:
+        """Stop the server process."""
+        self._process.terminate()
+        self._process.wait(10)
+
+
 class BenchSession:
     """Loads the model, writes and serves the samples, and cleans up topics and keys."""
 
@@ -409,7 +435,7 @@ class BenchSession:
         half = max(1, self._args.images // 2)
         samples = write_samples(directory, cards=half, photos=half)
         names = samples.cards + samples.photos
-        self._server = ImageServer(directory, delay_s=self._args.fetch_latency_ms / 1000).start()
+        self._server = ExternalImageServer(directory, self._args.fetch_latency_ms)
         self._topics = Topics(settings.kafka.bootstrap_servers)
         self._ctx = BenchContext(
             settings,

@@ -208,3 +208,30 @@ class ImageServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """`python -m worker.samples FOLDER [--delay-ms N]`: serve a folder; prints the base URL, then serves.
+
+    The benchmark runs the image server in its own process, so serving images does not compete with the
+    worker for the worker process's interpreter lock (a CDN would not either).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=serve_main.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    server = ImageServer(args.folder, delay_s=args.delay_ms / 1000)
+    print(server.base_url, flush=True)
+    try:
+        server._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve_main())
