@@ -1,24 +1,43 @@
-# Everyday commands. `make test` is the one test command (CI runs exactly this).
-# PYTHON may point at a virtual environment's interpreter: make test PYTHON=.venv/bin/python
+# Everyday commands. The README's two commands are `make demo` and `make test`; each first runs
+# `deploy/local/setup` (apt packages, Kafka jars, the .venv), which is a no-op once done.
+# VENV may point at another virtual environment: make test VENV=/path/to/venv
 
-PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 SERVICES := deploy/local/services
+DATASET ?= data/v1
+export ALOCC_VENV := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-unit lint services-up services-down services-status
+.PHONY: help setup test test-unit lint services-up services-down services-status demo bench dataset model
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-test: ## all tests; integration tests use ALOCC_KAFKA__BOOTSTRAP_SERVERS / ALOCC_REDIS__URL or start the local services
+setup: ## install everything (apt packages, Kafka jars, .venv with the project); quick when done
+	deploy/local/setup
+
+test: setup ## all tests; integration tests use ALOCC_KAFKA__BOOTSTRAP_SERVERS / ALOCC_REDIS__URL or start the local services
 	$(PYTHON) -m pytest tests
 
-test-unit: ## only the tests that need no Kafka or Redis
+test-unit: setup ## only the tests that need no Kafka or Redis
 	$(PYTHON) -m pytest tests -m "not integration"
 
-lint: ## ruff and mypy, as CI runs them
+lint: setup ## ruff and mypy, as CI runs them
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
+
+demo: setup ## the main job end to end: local Kafka + Redis, sample images over HTTP, events, the worker, a summary
+	eval "$$($(SERVICES) up)" && $(VENV)/bin/alocc demo
+
+bench: setup ## throughput, latency and memory of the worker against the local services (JSON)
+	eval "$$($(SERVICES) up)" && $(VENV)/bin/alocc bench --json
+
+dataset: setup ## build the training/calibration/evaluation dataset into $(DATASET)
+	$(VENV)/bin/alocc data build --out $(DATASET) --seed 0 --overwrite
+
+model: dataset ## train, calibrate and install the default model from model/recipes/default.json (< 30 min on 2 CPU cores)
+	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
 services-up: ## start the local Kafka and Redis and print their export lines
 	$(SERVICES) up
