@@ -3,6 +3,8 @@
 One run measures and prints:
 
 - `decode_ceiling_ips`: decode + preprocess only (bytes already in memory), all cores.
+- `fetch_ceiling_ips`: downloads only, through the worker's own fetcher (client, pools, concurrency)
+  from the bench's image server; neither decode nor model involved.
 - `model_ceiling_ips`: `Scorer.score` only, full batches, the configured mode.
 - `naive_ips`: one event at a time, each step waiting for the last: consume, fetch, decode, score,
   write Redis, publish, commit (`naive_loop`).
@@ -191,6 +193,28 @@ def decode_ceiling(ctx: BenchContext, count: int) -> float:
             )
         )
         return count / (time.perf_counter() - started)
+
+
+def fetch_ceiling(ctx: BenchContext, count: int) -> float:
+    """Images per second of downloads alone, through the worker's fetcher and settings.
+
+    The same HTTP client, pool and concurrency as the worker, from the same kind of image server, so
+    it shows whether fetching (client or server) rather than decoding or the model limits the worker.
+    """
+    from worker.fetch import BackgroundFetcher
+
+    settings = ctx.worker_settings("unused", "unused", "unused").fetch
+    fetcher = BackgroundFetcher(settings)
+    try:
+        warm = min(count, 2 * settings.concurrency)
+        for future in [fetcher.submit(ctx.url(i)) for i in range(warm)]:
+            future.result(60)
+        started = time.perf_counter()
+        for future in [fetcher.submit(ctx.url(i)) for i in range(count)]:
+            future.result(60)
+        return count / (time.perf_counter() - started)
+    finally:
+        fetcher.close()
 
 
 def model_ceiling(ctx: BenchContext, batches: int) -> tuple[float, float]:
@@ -485,6 +509,7 @@ def _run_all(args: argparse.Namespace) -> int:
         report["fetch_latency_ms"] = args.fetch_latency_ms
         report["torch_threads"] = torch.get_num_threads()
         report["decode_ceiling_ips"] = round(decode_ceiling(ctx, max(256, args.naive_events)), 1)
+        report["fetch_ceiling_ips"] = round(fetch_ceiling(ctx, max(512, args.naive_events)), 1)
         model_ips, batch_seconds = model_ceiling(ctx, batches=max(4, 256 // ctx.settings.batch.max_size))
         report["model_ceiling_ips"] = round(model_ips, 1)
         report["batch_score_ms"] = round(batch_seconds * 1000, 2)
@@ -500,6 +525,7 @@ def _run_all(args: argparse.Namespace) -> int:
         report["worker_events"] = args.events
         report["worker_mean_batch"] = round(args.events / measured["batches"], 1)
         ceiling = min(report["decode_ceiling_ips"], report["model_ceiling_ips"])
+        report["worker_vs_fetch_ceiling"] = round(report["worker_ips"] / report["fetch_ceiling_ips"], 2)
         report["worker_vs_naive"] = round(report["worker_ips"] / report["naive_ips"], 1)
         report["worker_vs_ceiling"] = round(report["worker_ips"] / ceiling, 2)
 

@@ -121,6 +121,8 @@ class ImageFetcher:
         shards = 1 if transport is not None else -(-settings.concurrency // _CONNECTIONS_PER_POOL)
         per_pool = -(-settings.concurrency // shards)
         limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        # One TLS context for all pools (loading the CA bundle is slow), with the default verification.
+        tls = httpx.create_ssl_context(trust_env=False)
         self._clients = [
             httpx.AsyncClient(
                 timeout=timeout,
@@ -128,6 +130,7 @@ class ImageFetcher:
                 follow_redirects=False,  # redirects are re-checked by hand
                 trust_env=False,  # an environment proxy would bypass address pinning
                 transport=transport,
+                verify=tls,
                 headers={"User-Agent": settings.user_agent, "Accept": "image/*"},
             )
             for _ in range(shards)
