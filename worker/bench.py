@@ -5,7 +5,8 @@ One run measures and prints:
 - `decode_ceiling_ips`: decode + preprocess only (bytes already in memory), all cores.
 - `fetch_ceiling_ips`: downloads only, through the worker's own fetcher (client, pools, concurrency)
   from the bench's image server; neither decode nor model involved.
-- `model_ceiling_ips`: `Scorer.score` only, full batches, the configured mode.
+- `model_ceiling_ips`: the worker's scoring stage only (`Scorer.score` on its thread), full batches,
+  the configured mode.
 - `naive_ips`: one event at a time, each step waiting for the last: consume, fetch, decode, score,
   write Redis, publish, commit (`naive_loop`).
 - `worker_ips`: the real worker end to end (first consumed message to last commit).
@@ -49,6 +50,7 @@ from worker.factory import build_worker, load_scorer, redis_client
 from worker.logs import configure_logging
 from worker.publish import exclusion_record
 from worker.samples import write_samples
+from worker.scoring import ScoringStage
 from worker.settings import Settings
 from worker.store import ScoreRecord, ScoreStore
 
@@ -218,20 +220,30 @@ def fetch_ceiling(ctx: BenchContext, count: int) -> float:
 
 
 def model_ceiling(ctx: BenchContext, batches: int) -> tuple[float, float]:
-    """(images per second, seconds per full batch) of `Scorer.score` alone."""
-    from model.preprocess import ImageLimits, preprocess
+    """(images per second, seconds per full batch) of the worker's scoring stage alone.
+
+    Scored exactly as the worker scores: uint8 images through `ScoringStage` on its own thread. On a
+    busy machine `Scorer.score` called from the main thread was measured 15-20x slower than the same
+    call on the stage's thread (torch's intra-op thread team of the main thread spins against other
+    processes for the cores), so a main-thread figure would not be the worker's ceiling.
+    """
+    from model.preprocess import ImageLimits, preprocess_uint8
 
     size = ctx.scorer.input_size
     batch_size = ctx.settings.batch.max_size
     limits = ImageLimits(max_pixels=ctx.settings.decode.max_pixels)
-    images = torch.stack(
-        [preprocess(ctx.payloads[i % len(ctx.payloads)], size, limits=limits) for i in range(batch_size)]
-    )
-    ctx.scorer.score(images)  # warm-up (allocations, kernels)
-    started = time.perf_counter()
-    for _ in range(batches):
-        ctx.scorer.score(images)
-    seconds = time.perf_counter() - started
+    pixels = [
+        preprocess_uint8(ctx.payloads[i % len(ctx.payloads)], size, limits=limits) for i in range(batch_size)
+    ]
+    stage = ScoringStage(ctx.scorer)
+    try:
+        stage.submit(pixels).result()  # warm-up (allocations, kernels)
+        started = time.perf_counter()
+        for _ in range(batches):
+            stage.submit(pixels).result()
+        seconds = time.perf_counter() - started
+    finally:
+        stage.close()
     return batches * batch_size / seconds, seconds / batches
 
 
