@@ -197,6 +197,7 @@ class Worker:
         self._next_epoch = 1
         self._scoring_future: concurrent.futures.Future[ScoredBatch] | None = None
         self._scoring_items: list[InFlight] = []
+        self._preparing = 0  # downloads/decodes started and not yet collected by the main loop
         self._stop = threading.Event()
         self._fatal = False
         self._paused = False
@@ -380,6 +381,7 @@ class Worker:
             return
         item.event = event
         future = self._preparer.submit(event.image_url)
+        self._preparing += 1
         future.add_done_callback(functools.partial(self._on_prepared, item))
 
     def _on_prepared(self, item: InFlight, future: concurrent.futures.Future[PreparedImage]) -> None:
@@ -392,6 +394,7 @@ class Worker:
                 item, future = self._prepared.get_nowait()
             except queue.Empty:
                 return
+            self._preparing -= 1
             if not self._current(item) or future.cancelled():
                 continue
             try:
@@ -407,7 +410,10 @@ class Worker:
     def _start_scoring(self, *, force: bool) -> None:
         if self._scoring_future is not None or not len(self._batcher):
             return
-        if not (self._batcher.ready() or force):
+        # Waiting for the batch to fill only pays while more images are on their way: when no download or
+        # decode is outstanding (low load), the partial batch goes to the idle device now instead of
+        # after max_wait. Under load images are always in preparation, so batches still fill.
+        if not (self._batcher.ready() or force or self._preparing == 0):
             return
         items = [item for item in self._batcher.take() if self._current(item)]
         if not items:
@@ -509,9 +515,11 @@ class Worker:
     def _commit_step(self, *, force: bool = False) -> None:
         """One commit step: outputs + offsets of every partition's finished prefix (see module docstring)."""
         now = time.monotonic()
-        # A stored batch is committed at once when nothing else waits to be scored (low load: latency);
-        # under load, commits follow the interval, so transactions do not eat the loop's time.
-        quiet = self._batch_done and self._scoring_future is None and not len(self._batcher)
+        # A stored batch is committed at once unless the next batch is already on the device (the loop
+        # starts scoring before it commits): under load, commits follow the interval, so transactions
+        # do not eat the loop's time; otherwise the commit overlaps the next batch's filling, where
+        # waiting for the interval only added up to its length to every event's latency.
+        quiet = self._batch_done and self._scoring_future is None
         if not (force or quiet) and now - self._last_commit < self._settings.commit_interval_s:
             return
         self._batch_done = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import threading
+import time
 
 import pytest
 from fakes import event_bytes, make_rig
@@ -114,11 +115,11 @@ def test_a_revoke_finishes_the_batch_on_the_device_and_commits_while_still_owner
     }
     # One batch of exactly a and b: it is full at 2, and nothing is released early.
     rig = make_rig(partitions, fetcher=StuckFetcher(), max_batch=2, max_wait_s=5.0)
-    rig.scorer.gate = threading.Event()
+    gate = rig.scorer.gate = threading.Event()
 
     def revoke_partition_1_while_scoring(consumer: object) -> None:
         if 1 in rig.consumer.assigned and rig.worker._scoring_future is not None:
-            threading.Timer(0.2, rig.scorer.gate.set).start()  # the device finishes during the revoke
+            threading.Timer(0.2, gate.set).start()  # the device finishes during the revoke
             rig.consumer.revoke([1])
 
     rig.consumer.before_consume = revoke_partition_1_while_scoring
@@ -205,3 +206,36 @@ def test_stop_finishes_in_flight_work_and_commits() -> None:
     stats = rig.worker.run()
     assert stats.committed == 2
     assert rig.consumer.committed == {0: 2}
+
+
+def test_a_partial_batch_is_scored_at_once_when_no_image_is_on_its_way() -> None:
+    # max_wait is 5 s and the batch never fills, but nothing else is being fetched or decoded:
+    # waiting could only add latency, so the lone image is scored, stored and committed at once.
+    rig = make_rig({0: [(b"a", event_bytes("a", "photo"))]}, max_batch=4, max_wait_s=5.0)
+    started = time.monotonic()
+    rig.worker.run(idle_timeout=0.3)
+    assert time.monotonic() - started < 2.5
+    assert set(rig.store.rows) == {"a"}
+    assert rig.consumer.committed == {0: 1}
+
+
+def test_a_partial_batch_waits_while_another_image_is_on_its_way() -> None:
+    # "s" never finishes downloading: "a" waits for its batch to fill, up to max_wait.
+    rig = make_rig(
+        {0: [(b"a", event_bytes("a", "photo"))], 1: [(b"s", event_bytes("s", "slow"))]},
+        fetcher=StuckFetcher(),
+        max_batch=4,
+        max_wait_s=0.6,
+        drain_timeout_s=0.3,
+    )
+    scored_at: list[float] = []
+    rig.consumer.before_consume = lambda consumer: (
+        scored_at.append(time.monotonic()) if rig.store.rows and not scored_at else None
+    )
+    started = time.monotonic()
+    stop = threading.Timer(1.5, rig.worker.stop)
+    stop.start()
+    rig.worker.run()
+    stop.cancel()
+    assert scored_at and scored_at[0] - started >= 0.55
+    assert set(rig.store.rows) == {"a"}
