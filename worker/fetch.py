@@ -55,7 +55,7 @@ Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Connections per httpx pool (see `ImageFetcher.__init__`).
-_CONNECTIONS_PER_POOL = 4
+_CONNECTIONS_PER_POOL = 2
 
 
 def redact_url(url: str) -> str:
