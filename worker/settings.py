@@ -172,7 +172,10 @@ class BatchSettings(BaseModel):
     commit_interval_ms: int = Field(
         default=100,
         ge=0,
-        description="Least time between commits of dead letters alone (a scored batch commits at once).",
+        description=(
+            "Least time between commits while batches keep the device busy (otherwise a scored batch "
+            "commits at once)."
+        ),
     )
 
 
