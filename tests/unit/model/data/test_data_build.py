@@ -95,4 +95,6 @@ def test_an_interrupted_build_can_be_overwritten(tmp_path: Path) -> None:
     manifest = build.build(tmp_path, scale="small", overwrite=True, workers=1)
     assert not (tmp_path / build.INCOMPLETE_MARKER).exists()
     assert not (tmp_path / "train" / "target" / "card-x-00000.jpg").exists()
-    assert manifest["splits"]["train/target"]["count"] == build.COUNTS[build.Scale.SMALL]["train/target"]
+    per_split = manifest["splits"]
+    assert isinstance(per_split, dict)
+    assert per_split["train/target"]["count"] == build.COUNTS[build.Scale.SMALL]["train/target"]
