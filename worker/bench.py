@@ -25,6 +25,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import resource
@@ -49,10 +50,12 @@ from schemas.events import ImageUploaded
 from worker.factory import build_worker, load_scorer, redis_client
 from worker.logs import configure_logging
 from worker.publish import exclusion_record
-from worker.samples import write_samples
+from worker.samples import make_event, write_samples
 from worker.scoring import ScoringStage
 from worker.settings import Settings
 from worker.store import ScoreRecord, ScoreStore
+
+_event = functools.partial(make_event, shop_id="bench-shop")
 
 
 def peak_rss_mb() -> float:
@@ -146,23 +149,6 @@ class Topics:
                     future.result(30)
 
 
-def make_event(image_id: str, url: str, uploaded_at: dt.datetime | None = None) -> bytes:
-    """One input event."""
-    return (
-        ImageUploaded(
-            schema_version=1,
-            event_id=f"ev-{uuid.uuid4().hex}",
-            image_id=image_id,
-            item_id=f"item-{image_id}",
-            shop_id="bench-shop",
-            image_url=url,
-            uploaded_at=uploaded_at or dt.datetime.now(dt.UTC),
-        )
-        .model_dump_json()
-        .encode()
-    )
-
-
 def produce_events(bootstrap: str, topic: str, ctx: BenchContext, count: int, tag: str) -> None:
     """Produce `count` events cycling over the samples, as fast as the producer goes."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
@@ -170,7 +156,7 @@ def produce_events(bootstrap: str, topic: str, ctx: BenchContext, count: int, ta
         image_id = f"{tag}-{index}"
         while True:
             try:
-                producer.produce(topic, key=image_id.encode(), value=make_event(image_id, ctx.url(index)))
+                producer.produce(topic, key=image_id.encode(), value=_event(image_id, ctx.url(index)))
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -355,7 +341,7 @@ def latency_run(
     thread.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
     # One warm-up event, and wait until it is committed: the group has formed and the model is warm.
-    producer.produce(topic, key=b"warm", value=make_event("warm", ctx.url(0)))
+    producer.produce(topic, key=b"warm", value=_event("warm", ctx.url(0)))
     producer.flush(10)
     deadline = time.monotonic() + 60
     while worker.stats.committed < 1 and thread.is_alive() and time.monotonic() < deadline:
@@ -365,7 +351,7 @@ def latency_run(
     for index in range(count):
         next_at += interval
         image_id = f"lat-{index}"
-        producer.produce(topic, key=image_id.encode(), value=make_event(image_id, ctx.url(index)))
+        producer.produce(topic, key=image_id.encode(), value=_event(image_id, ctx.url(index)))
         producer.poll(0)
         pause = next_at - time.perf_counter()
         if pause > 0:

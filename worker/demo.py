@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import tempfile
 import time
@@ -27,28 +28,14 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from schemas.events import DeadLetterHeaders, ExclusionEvent, ImageUploaded
+from schemas.events import DeadLetterHeaders, ExclusionEvent
 from worker.factory import build_worker, load_scorer, redis_client
 from worker.logs import configure_logging
-from worker.samples import ImageServer, SampleSet, write_samples
+from worker.samples import ImageServer, SampleSet, make_event, write_samples
 from worker.settings import Settings
 from worker.store import ScoreReader
 
-
-def _event(image_id: str, url: str) -> bytes:
-    return (
-        ImageUploaded(
-            schema_version=1,
-            event_id=f"ev-{uuid.uuid4().hex[:12]}",
-            image_id=image_id,
-            item_id=f"item-{image_id}",
-            shop_id="demo-shop",
-            image_url=url,
-            uploaded_at=dt.datetime.now(dt.UTC),
-        )
-        .model_dump_json()
-        .encode()
-    )
+_event = functools.partial(make_event, shop_id="demo-shop")
 
 
 def demo_events(samples: SampleSet, server: ImageServer, run_id: str) -> list[tuple[str, bytes]]:

@@ -8,11 +8,13 @@ huge canvas).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import io
 import struct
 import threading
 import time
+import uuid
 import zlib
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from schemas.events import ImageUploaded
 
 _PHRASES = (
     "TEMPORARILY CLOSED",
@@ -239,3 +243,22 @@ def serve_main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(serve_main())
+
+
+def make_event(
+    image_id: str, url: str, *, shop_id: str = "sample-shop", uploaded_at: dt.datetime | None = None
+) -> bytes:
+    """One serialised image-uploaded event for `url`, as the demo, the benchmark and tests produce it."""
+    return (
+        ImageUploaded(
+            schema_version=1,
+            event_id=f"ev-{uuid.uuid4().hex[:12]}",
+            image_id=image_id,
+            item_id=f"item-{image_id}",
+            shop_id=shop_id,
+            image_url=url,
+            uploaded_at=uploaded_at or dt.datetime.now(dt.UTC),
+        )
+        .model_dump_json()
+        .encode()
+    )
