@@ -1,0 +1,199 @@
+"""Image bytes -> a square uint8 RGB array: the decoding half of the shared preprocessing.
+
+`decode_pixels(source, size)` is everything `model.preprocess.preprocess` does before the
+arithmetic on tensors: checks (bytes, format, pixels), decode (JPEG draft mode), EXIF orientation,
+mode conversion (alpha onto white) and the centre-crop resize. It imports neither torch nor the
+networks, so the worker's decode processes stay small; `model.preprocess` wraps it for the model.
+
+Resize policy: **centre crop to a square, then resize**. Announcement cards and product photos come in
+many aspect ratios, and in our data the aspect ratio itself differs between the classes (generated
+cards vs. camera photos). Letterboxing would add flat bars whose presence and width tell the model the
+aspect ratio, and squashing would stretch strokes and objects by class-dependent amounts; both give the
+model a shortcut that has nothing to do with "is this a text card". A centre crop keeps the pixel
+statistics undistorted; the cost is losing the outer edges of very wide or tall images, where an
+announcement still keeps its middle lines of text and a product photo usually keeps its product.
+
+Thread safety: nothing here touches global Pillow state (no `Image.MAX_IMAGE_PIXELS` edits, no
+`warnings` filters), so many threads may call `decode_pixels` at once; Pillow releases the GIL while
+it decodes.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from model.errors import CorruptImage, ImageTooLarge, UnsupportedImageFormat
+
+# Pillow format names, grouped by the family a user names in `allowed_formats`. Phone cameras write
+# multi-picture JPEGs; Pillow's JPEG opener returns those with format "MPO".
+_FORMAT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "JPEG": ("JPEG",),
+    "PNG": ("PNG",),
+    "WEBP": ("WEBP",),
+    "GIF": ("GIF",),
+    "BMP": ("BMP",),
+    "TIFF": ("TIFF",),
+}
+
+# Magic numbers, to tell "a format we know but refuse" and "a known format whose data is broken"
+# apart from "not an image at all".
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"),
+    (b"WEBP", 8, "WEBP"),
+    (b"BM", 0, "BMP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+)
+
+# What a broken image raises inside Pillow's decoders.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, ZeroDivisionError)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Per-call limits on what `preprocess` accepts.
+
+    Attributes:
+        max_bytes: Largest accepted encoded size in bytes.
+        max_pixels: Largest accepted width*height, checked from the header before decoding.
+            Keep it below Pillow's own `Image.MAX_IMAGE_PIXELS` (about 89 Mpx): between the two,
+            Pillow emits a `DecompressionBombWarning` before our check rejects the image; above
+            twice that value Pillow raises `DecompressionBombError`, which we map to `ImageTooLarge`.
+        allowed_formats: Format families accepted (JPEG, PNG, WEBP, GIF, BMP, TIFF). TIFF is off by
+            default: marketplace uploads do not need it and its decoders are a large attack surface.
+    """
+
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    allowed_formats: frozenset[str] = field(
+        default_factory=lambda: frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
+    )
+
+    def pillow_formats(self) -> tuple[str, ...]:
+        """Pillow format names that `Image.open` may try for these limits."""
+        unknown = self.allowed_formats - set(_FORMAT_FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown image formats in allowed_formats: {sorted(unknown)}")
+        return tuple(name for family in sorted(self.allowed_formats) for name in _FORMAT_FAMILIES[family])
+
+
+DEFAULT_LIMITS = ImageLimits()
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Return the format family named by the magic number at the start of `data`, if any."""
+    for magic, offset, family in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            if family == "WEBP" and data[:4] != b"RIFF":
+                continue
+            return family
+    return None
+
+
+def _open(data: bytes, limits: ImageLimits) -> Image.Image:
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"{len(data)} bytes exceeds the limit of {limits.max_bytes} bytes")
+    family = sniff_format(data)
+    if family is not None and family not in limits.allowed_formats:
+        raise UnsupportedImageFormat(f"{family} images are not accepted")
+    try:
+        return Image.open(io.BytesIO(data), formats=limits.pillow_formats())
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        if family is None:
+            raise UnsupportedImageFormat("bytes are not an image in an accepted format") from exc
+        raise CorruptImage(f"{family} header could not be parsed") from exc
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot open image: {exc}") from exc
+
+
+def _check_pixels(image: Image.Image, limits: ImageLimits) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise CorruptImage(f"image has an empty size {width}x{height}")
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(f"{width}x{height} pixels exceeds the limit of {limits.max_pixels} pixels")
+
+
+def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
+    """Map 16/32-bit integer or float greyscale to 8-bit 'L' by its nominal range."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        array = array / 257.0
+    elif image.mode == "F":
+        array = array * 255.0 if array.size and float(array.max()) <= 1.0 else array
+    elif array.size and float(array.max()) > 255.0:
+        # Mode "I" is how Pillow opens 16-bit greyscale PNGs (values 0..65535).
+        array = array / 257.0 if float(array.max()) <= 65535.0 else array * (255.0 / float(array.max()))
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB, compositing transparency onto white.
+
+    Handles '1', 'L', 'P' (with or without a transparency entry), 'LA', 'PA', 'RGBA', 'RGBa',
+    'CMYK', 'YCbCr', 'LAB', 'HSV' and the 16/32-bit greyscale modes 'I;16*', 'I', 'F'.
+    """
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        image = _high_bit_depth_to_l(image)
+        mode = image.mode
+    has_alpha = mode in {"RGBA", "LA", "PA", "RGBa", "La"} or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return image
+    return image.convert("RGB")
+
+
+def _centre_square_resize(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    side = min(width, height)
+    left = (width - side) // 2
+    top = (height - side) // 2
+    # reducing_gap lets Pillow shrink by an integer factor first (fast, box filter) and finish with
+    # bicubic, which keeps thin text strokes from aliasing.
+    return image.resize(
+        (size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side), reducing_gap=3.0
+    )
+
+
+def decode_pixels(source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None) -> np.ndarray:
+    """Decode, orient, convert and resize an image; return a `(size, size, 3)` uint8 RGB array.
+
+    Raises:
+        UnsupportedImageFormat: not an image, or a format outside `limits.allowed_formats`.
+        ImageTooLarge: over the byte or pixel limit, or a decompression bomb.
+        CorruptImage: truncated or undecodable data.
+    """
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    limits = limits or DEFAULT_LIMITS
+    image = _open(source, limits) if isinstance(source, bytes | bytearray | memoryview) else source
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"source must be bytes or a PIL image, not {type(source).__name__}")
+    _check_pixels(image, limits)
+    try:
+        if image.format in {"JPEG", "MPO"}:
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale; the result is still >= 2*size per side,
+            # so the final bicubic resize has enough pixels and large photos decode several times faster.
+            image.draft("RGB", (size * 2, size * 2))
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        rgb = _centre_square_resize(to_rgb(image), size)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode image: {exc}") from exc
+    return np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy
