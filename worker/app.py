@@ -52,7 +52,7 @@ from worker.guard import FailureRateGuard
 from worker.health import HealthState
 from worker.ledger import OffsetLedger, TopicPartitionKey, commit_offsets
 from worker.metrics import WorkerMetrics
-from worker.prepare import ImagePreparer, PreparedImage
+from worker.prepare import PreparedImage, Preparer
 from worker.publish import OutputRecord, dead_letter_record, exclusion_record, should_publish
 from worker.scoring import ScoredBatch, ScoringStage
 from worker.sink import CommitAborted, OutputSink
@@ -152,7 +152,7 @@ class Worker:
         consumer: Consumer,
         sink: OutputSink,
         store: ScoreStore,
-        preparer: ImagePreparer,
+        preparer: Preparer,
         scoring: ScoringStage,
         topics: Topics,
         settings: LoopSettings,

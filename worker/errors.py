@@ -78,6 +78,10 @@ class CorruptImage(BadInput):
     """The image is truncated or cannot be decoded."""
 
 
+class DecoderCrashed(BadInput):
+    """The process preparing this image died twice while on it (a decoder crash or out of memory)."""
+
+
 class TransientFetchError(WorkerError):
     """A failure worth retrying (timeout, connection error, 5xx); becomes `final` when retries run out."""
 
@@ -103,6 +107,10 @@ class StoreUnavailable(FatalWorkerError):
     """Redis could not be written after retries."""
 
 
+class DecodePoolFailed(FatalWorkerError):
+    """The fetch-and-decode processes keep dying without finishing any image."""
+
+
 _IMAGE_ERROR_TYPES: dict[str, type[BadInput]] = {
     "UnsupportedImageFormat": UnsupportedImageFormat,
     "ImageTooLarge": ImageTooLarge,
@@ -117,3 +125,22 @@ def from_image_error(error: Exception) -> BadInput:
         if mapped is not None:
             return mapped(str(error))
     return CorruptImage(str(error))
+
+
+def _bad_input_classes(root: type[BadInput] = BadInput) -> dict[str, type[BadInput]]:
+    found: dict[str, type[BadInput]] = {}
+    for klass in root.__subclasses__():
+        found[klass.__name__] = klass
+        found.update(_bad_input_classes(klass))
+    return found
+
+
+def bad_input_from_name(reason: str, message: str) -> BadInput:
+    """Rebuild a `BadInput` from its reason (class name) and message, e.g. as a decode process sent it.
+
+    An unknown reason becomes `DecoderCrashed` with the reason kept in the message.
+    """
+    klass = _bad_input_classes().get(reason)
+    if klass is None:
+        return DecoderCrashed(f"{reason}: {message}")
+    return klass(message)

@@ -10,11 +10,12 @@ import torch
 from confluent_kafka import Consumer
 
 from worker.app import LoopSettings, Topics, Worker
+from worker.decodepool import ChildConfig, DecodeProcessPool
 from worker.fetch import BackgroundFetcher
 from worker.guard import FailureRateGuard
 from worker.health import HealthServer, HealthState
 from worker.metrics import WorkerMetrics
-from worker.prepare import ImagePreparer
+from worker.prepare import ImagePreparer, Preparer
 from worker.scoring import BatchScorer, ScoringStage
 from worker.settings import Settings
 from worker.sink import AtLeastOnceSink, OutputSink, TransactionalSink
@@ -64,8 +65,6 @@ def build_worker(
         store: A score store to use instead of one built from `settings.redis`.
         serve_health: Start the metrics/health HTTP server when its port is not 0.
     """
-    from model.preprocess import ImageLimits, preprocess_uint8
-
     loaded = scorer if scorer is not None else load_scorer(settings)
     if store is None:
         store = ScoreStore(
@@ -87,15 +86,7 @@ def build_worker(
         server.start()
         closers.append(_Stopper(server))
 
-    fetcher = BackgroundFetcher(settings.fetch)
-    closers.append(fetcher)
-    limits = ImageLimits(
-        max_bytes=settings.fetch.max_bytes,
-        max_pixels=settings.decode.max_pixels,
-        allowed_formats=frozenset(settings.decode.allowed_formats),
-    )
-    decode = functools.partial(preprocess_uint8, size=loaded.input_size, limits=limits)
-    preparer = ImagePreparer(fetcher, decode, settings.decode.workers)
+    preparer = build_preparer(settings, loaded.input_size, closers)
 
     return Worker(
         consumer=Consumer(settings.kafka.consumer_config()),
@@ -120,6 +111,36 @@ def build_worker(
         health=health,
         on_close=closers,
     )
+
+
+def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> Preparer:
+    """The fetch + decode stage: child processes (`decode.processes` > 0) or threads in this process.
+
+    Anything that must be closed after the preparer is appended to `closers`.
+    """
+    from model.preprocess import ImageLimits, preprocess_uint8
+
+    limits = ImageLimits(
+        max_bytes=settings.fetch.max_bytes,
+        max_pixels=settings.decode.max_pixels,
+        allowed_formats=frozenset(settings.decode.allowed_formats),
+    )
+    if settings.decode.processes > 0:
+        config = ChildConfig(
+            fetch=settings.fetch.model_dump(mode="json"),
+            size=input_size,
+            max_bytes=limits.max_bytes,
+            max_pixels=limits.max_pixels,
+            allowed_formats=sorted(limits.allowed_formats),
+            threads=max(1, settings.decode.workers // settings.decode.processes),
+            log_level=settings.observability.log_level,
+            log_format=settings.observability.log_format,
+        )
+        return DecodeProcessPool(config, settings.decode.processes)
+    fetcher = BackgroundFetcher(settings.fetch)
+    closers.append(fetcher)
+    decode = functools.partial(preprocess_uint8, size=input_size, limits=limits)
+    return ImagePreparer(fetcher, decode, settings.decode.workers)
 
 
 class _Stopper:

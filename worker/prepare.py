@@ -1,9 +1,12 @@
-"""Fetch then decode one image off the main thread: URL in, `(3, S, S)` uint8 tensor out.
+"""Fetch then decode one image off the main thread: URL in, decoded pixels out.
 
 Downloads run on the fetcher's event loop; decoding runs in a thread pool (Pillow releases the GIL
-while decoding, so the threads use several cores). The model's shared `preprocess_uint8` does the
-decoding; the float normalisation is applied per batch (`model.preprocess.normalise`), which is the
-same arithmetic as `preprocess` and keeps the in-flight tensors 4x smaller.
+while decoding, so the threads use several cores). The model's shared decoding does the work
+(`preprocess_uint8` in the worker's own process; `decode_pixels` inside a decode process, see
+`worker.decodepool`); the float normalisation is applied per batch (`model.preprocess.normalise`),
+which is the same arithmetic as `preprocess` and keeps the in-flight images 4x smaller.
+
+This module imports no torch: the decode processes run it too.
 """
 
 from __future__ import annotations
@@ -12,14 +15,13 @@ import concurrent.futures
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
-
-import torch
+from typing import Any, Protocol
 
 from model.errors import ImageError
-from worker.errors import BadInput, from_image_error
+from worker.errors import BadInput, CorruptImage, from_image_error
 
-Decode = Callable[[bytes], torch.Tensor]
+# Bytes -> pixels: a `(3, S, S)` uint8 tensor in the worker, a `(S, S, 3)` uint8 array in a decode process.
+Decode = Callable[[bytes], Any]
 
 
 class Fetcher(Protocol):
@@ -30,11 +32,23 @@ class Fetcher(Protocol):
         ...
 
 
+class Preparer(Protocol):
+    """The fetch + decode stage as the worker sees it (`ImagePreparer`, `DecodeProcessPool`)."""
+
+    def submit(self, url: str) -> concurrent.futures.Future[PreparedImage]:
+        """Fetch and decode `url`; the future raises a `BadInput` subclass for bad input."""
+        ...
+
+    def close(self) -> None:
+        """Stop; work not finished is cancelled."""
+        ...
+
+
 @dataclass(frozen=True)
 class PreparedImage:
     """A decoded image and what it cost."""
 
-    pixels: torch.Tensor  # (3, S, S) uint8
+    pixels: Any  # (3, S, S) uint8 tensor (what the scoring stage takes)
     size_bytes: int
     fetch_s: float
     decode_s: float
@@ -48,7 +62,7 @@ class ImagePreparer:
 
         Args:
             fetcher: Downloads bytes (normally a `BackgroundFetcher`).
-            decode: Bytes -> `(3, S, S)` uint8 tensor; raises `model.errors.ImageError` on bad bytes.
+            decode: Bytes -> pixels; raises `model.errors.ImageError` on bad bytes.
             workers: Decode threads.
         """
         self._fetcher = fetcher
@@ -91,6 +105,9 @@ class ImagePreparer:
             return
         except BadInput as exc:
             result.set_exception(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one image must not strand its event
+            result.set_exception(CorruptImage(f"the decoder failed unexpectedly: {exc!r}"))
             return
         result.set_result(PreparedImage(pixels, len(data), fetch_s, time.monotonic() - started))
 

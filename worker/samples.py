@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import io
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -179,6 +180,11 @@ class _Server(ThreadingHTTPServer):
     # dropped connection attempts are retried by TCP only after a second, which looks like a slow worker.
     request_queue_size = 512
     daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hangs up mid-answer (a cancelled or timed-out download) is normal here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class ImageServer:

@@ -219,9 +219,21 @@ class DecodeSettings(BaseModel):
 
     model_config = _FROZEN
 
+    processes: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2)),
+        ge=0,
+        description=(
+            "Fetch-and-decode child processes (each with its own fetcher and decode threads), so "
+            "downloads and decoding do not share the worker's interpreter lock. 0 = fetch and decode "
+            "in the worker process. Default: CPU count."
+        ),
+    )
     workers: int = Field(
         default_factory=lambda: max(1, (os.cpu_count() or 2)),
-        description="Decode threads (Pillow releases the GIL while decoding). Default: CPU count.",
+        description=(
+            "Decode threads in the worker process (processes = 0), or in each decode process "
+            "(Pillow releases the GIL while decoding). Default: CPU count."
+        ),
     )
     max_pixels: int = Field(default=40_000_000, ge=1, description="Pillow pixel limit (decompression bombs).")
     allowed_formats: tuple[str, ...] = Field(

@@ -239,9 +239,18 @@ def good_events(env: Env, count: int, *, prefix: str = "img") -> list[tuple[str,
     ]
 
 
-@pytest.mark.parametrize("transactional", [True, False], ids=["exactly-once", "at-least-once"])
-def test_every_event_ends_in_redis_or_dead_letter(env: Env, transactional: bool) -> None:
-    """Valid events -> one Redis record each; bad events -> one dead letter each with its reason."""
+@pytest.mark.parametrize(
+    ("transactional", "decode_processes"),
+    [(True, 2), (False, 0)],
+    ids=["exactly-once-decode-processes", "at-least-once-in-process-decode"],
+)
+def test_every_event_ends_in_redis_or_dead_letter(
+    env: Env, transactional: bool, decode_processes: int
+) -> None:
+    """Valid events -> one Redis record each; bad events -> one dead letter each with its reason.
+
+    Run with fetch and decode in child processes and in the worker process (both preparers).
+    """
     sample_set, server = env.sample_set, env.server
     input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
     good = good_events(env, 12)
@@ -267,7 +276,10 @@ def test_every_event_ends_in_redis_or_dead_letter(env: Env, transactional: bool)
     group = env.new_group_id()
     settings = env.settings(input_topic, exclusions, dead_letter, group)
     settings = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"transactional": transactional})}
+        update={
+            "kafka": settings.kafka.model_copy(update={"transactional": transactional}),
+            "decode": settings.decode.model_copy(update={"processes": decode_processes}),
+        }
     )
     worker = build_worker(settings, scorer=env.scorer)
     stats = worker.run(max_events=len(good) + len(bad), idle_timeout=30)
