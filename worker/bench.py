@@ -47,6 +47,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.events import ImageUploaded
+from worker.cpuusage import CpuUsage
 from worker.factory import build_worker, load_scorer, redis_client
 from worker.logs import configure_logging
 from worker.publish import exclusion_record
@@ -304,17 +305,23 @@ def naive_loop(ctx: BenchContext, bootstrap: str, topic: str, exclusions: str, c
 
 
 # ----------------------------------------------------------------------------- the worker
-def worker_run(ctx: BenchContext, bootstrap: str, count: int, topics: Topics) -> dict[str, float]:
+def worker_run(ctx: BenchContext, bootstrap: str, count: int, topics: Topics) -> dict[str, Any]:
     """Produce `count` events, then let the real worker drain them; returns its throughput."""
     topic, exclusions, dead_letter = topics.create(3), topics.create(1), topics.create(1)
     produce_events(bootstrap, topic, ctx, count, tag="w")
     worker = build_worker(
         ctx.worker_settings(topic, exclusions, dead_letter), scorer=ctx.scorer, serve_health=False
     )
-    stats = worker.run(max_events=count, idle_timeout=60)
+    with CpuUsage() as cpu:
+        stats = worker.run(max_events=count, idle_timeout=60)
     if stats.committed != count:
         raise RuntimeError(f"worker committed {stats.committed} of {count} events")
-    return {"worker_ips": count / stats.active_seconds, "batches": stats.batches, "events": count}
+    return {
+        "worker_ips": count / stats.active_seconds,
+        "batches": stats.batches,
+        "events": count,
+        "cpu": cpu.report(),
+    }
 
 
 def latency_run(
@@ -522,6 +529,7 @@ def _run_all(args: argparse.Namespace) -> int:
         report["worker_ips"] = round(measured["worker_ips"], 1)
         report["worker_events"] = args.events
         report["worker_mean_batch"] = round(args.events / measured["batches"], 1)
+        report["worker_run_cpu"] = measured["cpu"]
         ceiling = min(report["decode_ceiling_ips"], report["model_ceiling_ips"])
         report["worker_vs_fetch_ceiling"] = round(report["worker_ips"] / report["fetch_ceiling_ips"], 2)
         report["worker_vs_naive"] = round(report["worker_ips"] / report["naive_ips"], 1)

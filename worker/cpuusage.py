@@ -1,0 +1,130 @@
+"""Where the CPU went during a measurement: the whole machine, this process, and its threads.
+
+`alocc bench` wraps the end-to-end worker run in a `CpuUsage` so its report can say whether the
+worker was limited by its own design (idle cores) or by the machine (every core busy, part of it
+with the broker, Redis and the image server that share it on a development box). Linux only: on
+other systems the figures are empty rather than wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# "alocc-decode_3" and "alocc-decode_0" are one stage; so are "alocc-score_0" and friends.
+_POOL_SUFFIX = re.compile(r"_\d+$")
+
+
+def _machine_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    try:
+        first = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    values = [int(v) for v in first[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _thread_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of this process, by native thread id."""
+    seconds: dict[int, float] = {}
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return seconds
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text(encoding="ascii")
+        except OSError:
+            continue  # the thread ended between listing and reading
+        fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may contain spaces
+        seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return seconds
+
+
+def _thread_names() -> dict[int, str]:
+    names: dict[int, str] = {}
+    for thread in threading.enumerate():
+        if thread.native_id is not None:
+            names[thread.native_id] = _POOL_SUFFIX.sub("", thread.name)
+    return names
+
+
+class CpuUsage:
+    """A context manager measuring CPU use between enter and exit.
+
+    After exit: `machine_busy_cores` (all processes), `process_cores` (this process) and
+    `thread_cores` (this process's threads grouped by Python thread name; threads Python did not
+    start, such as torch's intra-op pool or librdkafka's, are summed under "native"). A sampler
+    thread records thread names and CPU times every `interval_s`, so threads that end before exit
+    (a worker's pools, closed at its end) are still counted.
+    """
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        """Create the meter; nothing is measured until `__enter__`."""
+        self.machine_busy_cores = 0.0
+        self.process_cores = 0.0
+        self.thread_cores: dict[str, float] = {}
+        self._interval_s = interval_s
+        self._wall = 0.0
+        self._machine: tuple[int, int] | None = None
+        self._process = 0.0
+        self._start_threads: dict[int, float] = {}
+        self._last_threads: dict[int, float] = {}
+        self._names: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_loop, name="alocc-cpu-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        self._names.update(_thread_names())
+        self._last_threads.update(_thread_seconds())
+
+    def _sample_loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def __enter__(self) -> CpuUsage:
+        self._wall = time.monotonic()
+        self._machine = _machine_jiffies()
+        times = os.times()
+        self._process = times.user + times.system
+        self._start_threads = _thread_seconds()
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._sampler.join()
+        self._sample()
+        wall = max(time.monotonic() - self._wall, 1e-9)
+        times = os.times()
+        self.process_cores = (times.user + times.system - self._process) / wall
+        end_machine = _machine_jiffies()
+        if self._machine is not None and end_machine is not None:
+            busy = end_machine[0] - self._machine[0]
+            total = max(end_machine[1] - self._machine[1], 1)
+            self.machine_busy_cores = busy / total * (os.cpu_count() or 1)
+        grouped: dict[str, float] = {}
+        for tid, seconds in self._last_threads.items():
+            name = self._names.get(tid, "native")
+            if name == self._sampler.name:
+                continue
+            used = (seconds - self._start_threads.get(tid, 0.0)) / wall
+            grouped[name] = grouped.get(name, 0.0) + used
+        self.thread_cores = {
+            name: round(cores, 2) for name, cores in sorted(grouped.items()) if cores >= 0.005
+        }
+
+    def report(self) -> dict[str, object]:
+        """The figures as plain JSON (cores = CPU seconds per wall second)."""
+        return {
+            "machine_busy_cores": round(self.machine_busy_cores, 2),
+            "machine_cores": os.cpu_count(),
+            "worker_process_cores": round(self.process_cores, 2),
+            "worker_thread_cores": self.thread_cores,
+        }
