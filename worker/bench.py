@@ -389,13 +389,18 @@ def rss_child(args: argparse.Namespace) -> int:
     worker = build_worker(
         ctx.worker_settings(topic, exclusions, dead_letter), scorer=scorer, serve_health=False
     )
-    stats = worker.run(max_events=args.rss_child, idle_timeout=60)
+    with CpuUsage() as usage:
+        stats = worker.run(max_events=args.rss_child, idle_timeout=60)
     result = {
         "events": args.rss_child,
         "committed": stats.committed,
         "worker_ips": round(stats.committed / stats.active_seconds, 1) if stats.active_seconds else 0.0,
         "rss_after_model_load_mb": round(after_load, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        # The fetch-and-decode children, sampled from /proc while they ran (getrusage's figure for
+        # children counts the parent's pages a child shares between fork and exec).
+        "decode_children_peak_rss_mb": usage.decode_children_peak_rss_mb,
+        "decode_child_peak_rss_mb": usage.decode_child_peak_rss_mb,
         "current_rss_before_worker_mb": round(before_worker, 1),
         "current_rss_after_worker_mb": round(current_rss_mb(), 1),
     }

@@ -1,4 +1,5 @@
-"""Where the CPU went during a measurement: the whole machine, this process, and its threads.
+"""Where the CPU went during a measurement: the whole machine, this process, its threads (and the
+memory of its decode processes).
 
 `alocc bench` wraps the end-to-end worker run in a `CpuUsage` so its report can say whether the
 worker was limited by its own design (idle cores) or by the machine (every core busy, part of it
@@ -47,6 +48,29 @@ def _thread_seconds() -> dict[int, float]:
     return seconds
 
 
+def _decode_children_rss_mb() -> list[float]:
+    """Resident MiB of each live fetch-and-decode child (`python -m worker.decodepool`) of this process."""
+    me = str(os.getpid())
+    sizes: list[float] = []
+    try:
+        entries = [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    except OSError:
+        return sizes
+    for entry in entries:
+        try:
+            status = (entry / "status").read_text(encoding="ascii", errors="replace")
+            if f"\nPPid:\t{me}\n" not in status:
+                continue
+            if b"worker.decodepool" not in (entry / "cmdline").read_bytes():
+                continue
+        except OSError:
+            continue  # the process ended meanwhile
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
 def _thread_names() -> dict[int, str]:
     names: dict[int, str] = {}
     for thread in threading.enumerate():
@@ -62,7 +86,9 @@ class CpuUsage:
     `thread_cores` (this process's threads grouped by Python thread name; threads Python did not
     start, such as torch's intra-op pool or librdkafka's, are summed under "native"). A sampler
     thread records thread names and CPU times every `interval_s`, so threads that end before exit
-    (a worker's pools, closed at its end) are still counted.
+    (a worker's pools, closed at its end) are still counted. It also samples the resident memory of
+    the worker's fetch-and-decode child processes: `decode_children_peak_rss_mb` is the largest sum
+    seen, `decode_child_peak_rss_mb` the largest single child.
     """
 
     def __init__(self, interval_s: float = 0.25) -> None:
@@ -70,6 +96,8 @@ class CpuUsage:
         self.machine_busy_cores = 0.0
         self.process_cores = 0.0
         self.thread_cores: dict[str, float] = {}
+        self.decode_children_peak_rss_mb = 0.0
+        self.decode_child_peak_rss_mb = 0.0
         self._interval_s = interval_s
         self._wall = 0.0
         self._machine: tuple[int, int] | None = None
@@ -83,6 +111,10 @@ class CpuUsage:
     def _sample(self) -> None:
         self._names.update(_thread_names())
         self._last_threads.update(_thread_seconds())
+        children = _decode_children_rss_mb()
+        if children:
+            self.decode_children_peak_rss_mb = max(self.decode_children_peak_rss_mb, sum(children))
+            self.decode_child_peak_rss_mb = max(self.decode_child_peak_rss_mb, *children)
 
     def _sample_loop(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -127,4 +159,6 @@ class CpuUsage:
             "machine_cores": os.cpu_count(),
             "worker_process_cores": round(self.process_cores, 2),
             "worker_thread_cores": self.thread_cores,
+            "decode_children_peak_rss_mb": round(self.decode_children_peak_rss_mb, 1),
+            "decode_child_peak_rss_mb": round(self.decode_child_peak_rss_mb, 1),
         }

@@ -165,7 +165,7 @@ class BatchSettings(BaseModel):
         default=50, ge=0, description="Longest a decoded image waits for its batch to fill."
     )
     max_in_flight: int = Field(
-        default=256,
+        default=1024,
         ge=1,
         description="Most events between poll and commit; intake pauses above it (bounds memory).",
     )
@@ -209,7 +209,7 @@ class FetchSettings(BaseModel):
         default=0.2, ge=0, description="First retry delay; doubles each try, with jitter."
     )
     concurrency: int = Field(
-        default=32, ge=1, description="Most downloads at once (also caps bytes in flight)."
+        default=32, ge=1, description="Most downloads at once per fetching process (caps bytes in flight at this x max_bytes x max(1, decode.processes))."
     )
     user_agent: str = Field(default="alocc-worker/0.1", description="User-Agent of image downloads.")
 
