@@ -209,7 +209,12 @@ class FetchSettings(BaseModel):
         default=0.2, ge=0, description="First retry delay; doubles each try, with jitter."
     )
     concurrency: int = Field(
-        default=32, ge=1, description="Most downloads at once per fetching process (caps bytes in flight at this x max_bytes x max(1, decode.processes))."
+        default=32,
+        ge=1,
+        description=(
+            "Most downloads at once per fetching process (bytes in flight are capped at this "
+            "x max_bytes x max(1, decode.processes))."
+        ),
     )
     user_agent: str = Field(default="alocc-worker/0.1", description="User-Agent of image downloads.")
 
