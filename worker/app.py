@@ -208,6 +208,8 @@ class Worker:
         self.stats = RunStats()
         #: set to a list to record (image_id, upload-to-commit seconds) per committed event (benchmarks)
         self.latencies: list[tuple[str, float]] | None = None
+        #: likewise, (image_id, upload-to-Redis-write seconds) per scored event
+        self.score_latencies: list[tuple[str, float]] | None = None
         self._used = False
 
     # ------------------------------------------------------------------ control
@@ -458,6 +460,13 @@ class Worker:
         started = time.perf_counter()
         outcomes = self._store.write_batch(records)  # StoreUnavailable is fatal: nothing gets committed
         self.metrics.stage_seconds.labels("store").observe(time.perf_counter() - started)
+        stored_at = dt.datetime.now(dt.UTC)
+        for record in records:
+            to_score = (stored_at - record.uploaded_at).total_seconds()
+            if to_score >= 0:
+                self.metrics.upload_to_score.observe(to_score)
+            if self.score_latencies is not None:
+                self.score_latencies.append((record.image_id, to_score))
         for (_index, item), record, outcome in zip(live, records, outcomes, strict=True):
             assert item.event is not None
             item.pixels = None  # free the tensor now; the record waits for its commit

@@ -46,6 +46,12 @@ class WorkerMetrics:
             buckets=_E2E_BUCKETS,
             registry=r,
         )
+        self.upload_to_score = Histogram(
+            "alocc_upload_to_score_seconds",
+            "From the event's uploaded_at to its score record written in Redis (what search reads).",
+            buckets=_E2E_BUCKETS,
+            registry=r,
+        )
         self.in_flight = Gauge("alocc_in_flight_events", "Events consumed but not yet committed.", registry=r)
         self.consumer_lag = Gauge(
             "alocc_consumer_lag",
