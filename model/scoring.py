@@ -15,6 +15,7 @@ stored thresholds make this the conformal rule).
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -169,9 +170,9 @@ class Scorer:
         threshold = self.threshold(mode)
         self._check_batch(images)
         if mode is ScoreMode.D_X:
-            scores = self._run(images, need_reconstruction=False)[0]
+            scores = self._run(images, self._forward_d_x)[0]
         elif mode is ScoreMode.D_RX:
-            scores = self._run(images, need_reconstruction=True)[1]
+            scores = self._run(images, self._forward_d_rx)[0]
         else:
             scores = self._cascade(images)
         return BatchScores(
@@ -185,17 +186,18 @@ class Scorer:
     def raw_scores(self, images: torch.Tensor) -> RawScores:
         """Compute d_x, d_rx and the reconstruction error for every image of the batch."""
         self._check_batch(images)
-        d_x, d_rx, error = self._run(images, need_reconstruction=True)
+        d_x, d_rx, error = self._run(images, self._forward_all)
         return RawScores(d_x=d_x, d_rx=d_rx, reconstruction_error=error)
 
     def _cascade(self, images: torch.Tensor) -> np.ndarray:
         gate = self.card.cascade_gate
         assert gate is not None  # checked by threshold()
-        d_x = self._run(images, need_reconstruction=False)[0]
+        d_x = self._run(images, self._forward_d_x)[0]
         passed = np.flatnonzero(d_x >= np.float32(gate.threshold))
         d_rx = np.zeros_like(d_x)
         if passed.size:
-            d_rx[passed] = self._run(images[torch.from_numpy(passed)], need_reconstruction=True)[1]
+            # Only R and D(R(X)) for the images that passed; their D(X) is already known.
+            d_rx[passed] = self._run(images[torch.from_numpy(passed)], self._forward_d_rx)[0]
         return cascade_scores(d_x, d_rx, gate.threshold)
 
     def _check_batch(self, images: torch.Tensor) -> None:
@@ -203,13 +205,15 @@ class Scorer:
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"expected a batch of shape (N, {expected}), got {tuple(images.shape)}")
 
-    def _run(self, images: torch.Tensor, *, need_reconstruction: bool) -> tuple[np.ndarray, ...]:
-        """Forward the batch; on CUDA out-of-memory, split it in halves and retry each."""
-        if images.shape[0] == 0:
-            empty = np.zeros(0, dtype=np.float32)
-            return empty, empty, empty
+    def _run(
+        self, images: torch.Tensor, forward: Callable[[torch.Tensor], tuple[np.ndarray, ...]]
+    ) -> tuple[np.ndarray, ...]:
+        """`forward` the batch; on CUDA out-of-memory, split it in halves and retry each.
+
+        An empty batch goes through as well (convolutions and eval-mode BatchNorm accept N = 0).
+        """
         try:
-            return self._forward(images, need_reconstruction)
+            return forward(images)
         except torch.cuda.OutOfMemoryError:
             if images.shape[0] == 1:
                 raise
@@ -217,21 +221,44 @@ class Scorer:
         # failed attempt's activations referenced, and the halves would run out of memory too.
         torch.cuda.empty_cache()
         half = images.shape[0] // 2
-        first = self._run(images[:half], need_reconstruction=need_reconstruction)
-        second = self._run(images[half:], need_reconstruction=need_reconstruction)
+        first = self._run(images[:half], forward)
+        second = self._run(images[half:], forward)
         return tuple(np.concatenate([a, b]) for a, b in zip(first, second, strict=True))
 
-    def _forward(self, images: torch.Tensor, need_reconstruction: bool) -> tuple[np.ndarray, ...]:
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
         on_cuda = self.device.type == "cuda"
         if on_cuda and images.device.type == "cpu":
             # Pinned host memory lets the copy run asynchronously with respect to the host.
             images = images.pin_memory()
-        batch = images.to(self.device, dtype=torch.float32, non_blocking=on_cuda)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on_cuda):
+        return images.to(self.device, dtype=torch.float32, non_blocking=on_cuda)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _forward_d_x(self, images: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """(D(X),)"""
+        batch = self._to_device(images)
+        with torch.inference_mode(), self._autocast():
             d_x = torch.sigmoid(self._discriminator(batch).float())
-            if not need_reconstruction:
-                return (d_x.cpu().numpy().astype(np.float32),)
+        return (_numpy(d_x),)
+
+    def _forward_d_rx(self, images: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """(D(R(X)),)"""
+        batch = self._to_device(images)
+        with torch.inference_mode(), self._autocast():
+            d_rx = torch.sigmoid(self._discriminator(self._reconstructor(batch).float()).float())
+        return (_numpy(d_rx),)
+
+    def _forward_all(self, images: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """(D(X), D(R(X)), mean squared reconstruction error)"""
+        batch = self._to_device(images)
+        with torch.inference_mode(), self._autocast():
+            d_x = torch.sigmoid(self._discriminator(batch).float())
             reconstruction = self._reconstructor(batch).float()
             d_rx = torch.sigmoid(self._discriminator(reconstruction).float())
             error = (reconstruction - batch).pow(2).flatten(1).mean(1)
-        return tuple(t.cpu().numpy().astype(np.float32) for t in (d_x, d_rx, error))
+        return tuple(_numpy(t) for t in (d_x, d_rx, error))
+
+
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    return values.cpu().numpy().astype(np.float32)

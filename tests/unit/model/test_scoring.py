@@ -58,9 +58,19 @@ def test_cascade_runs_r_only_on_images_that_pass_the_gate(
         return original(x)
 
     monkeypatch.setattr(reconstructor, "forward", counting)
+    discriminator = scorer._discriminator
+    d_seen: list[int] = []
+    d_original = discriminator.forward
+
+    def d_counting(x: torch.Tensor) -> torch.Tensor:
+        d_seen.append(x.shape[0])
+        return d_original(x)
+
+    monkeypatch.setattr(discriminator, "forward", d_counting)
     result = scorer.score(images, ScoreMode.CASCADE)
     passed = raw.d_x >= np.float32(gate)
     assert seen == [int(passed.sum())] == [6]
+    assert d_seen == [20, 6]  # D(X) once for all, D(R(X)) for the passed; D(X) is not recomputed
     assert np.allclose(result.scores[passed], raw.d_rx[passed], atol=1e-6)
     assert np.all(result.scores[~passed] == 0.0)
 
@@ -70,19 +80,19 @@ def test_oom_splits_the_batch_and_gives_the_same_scores(
 ) -> None:
     images = batch(10, seed=5)
     expected = scorer.score(images, ScoreMode.D_RX).scores
-    original = scorer._forward
+    original = scorer._forward_d_rx
     sizes: list[int] = []
 
-    def small_memory(x: torch.Tensor, need: bool) -> tuple[np.ndarray, ...]:
+    def small_memory(x: torch.Tensor) -> tuple[np.ndarray, ...]:
         # The halves must run after the out-of-memory exception is gone: a live traceback keeps
         # the failed attempt's activations allocated.
         assert sys.exc_info()[0] is None
         sizes.append(x.shape[0])
         if x.shape[0] > 3:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return original(x, need)
+        return original(x)
 
-    monkeypatch.setattr(scorer, "_forward", small_memory)
+    monkeypatch.setattr(scorer, "_forward_d_rx", small_memory)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     assert np.allclose(scorer.score(images, ScoreMode.D_RX).scores, expected, atol=1e-6)
     assert sizes[0] == 10 and max(s for s in sizes[1:]) <= 5
