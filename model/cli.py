@@ -61,6 +61,11 @@ def _register_train(subcommands: Any) -> None:
     p.add_argument("--width", type=int, help="override the preset's base width (strided presets)")
     p.add_argument("--input-size", type=int, help="override the preset's input size")
     p.add_argument(
+        "--d-head",
+        choices=("flatten", "patch_mean"),
+        help="D's head (strided presets): flatten (the paper's linear unit) or patch_mean (mean cell logit)",
+    )
+    p.add_argument(
         "--negatives", help="folder of generic photos used as extra negatives for D (outlier exposure)"
     )
     p.add_argument("--negative-weight", type=float, default=1.0, help="weight of the negatives' D loss")

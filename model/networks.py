@@ -94,7 +94,11 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
 
 
 class Discriminator(nn.Module):
-    """D: conv stack, flatten, one linear unit; returns logits of shape (B,)."""
+    """D: conv stack, then one logit per image, shape (B,).
+
+    The head is the spec's `d_head`: "flatten" (one linear unit over the flattened last map, the
+    paper's D) or "patch_mean" (a 1x1 conv scores each cell of an 8x8 map; the logits are averaged).
+    """
 
     def __init__(self, spec: NetworkSpec) -> None:
         super().__init__()
@@ -104,9 +108,11 @@ class Discriminator(nn.Module):
             # Four 3x3 stride-2 unpadded convs: 64 -> 31 -> 15 -> 7 -> 3, hence Linear(512 * 9, 1).
             plan = [(channels, 3, 0) for channels in _SEED_CHANNELS]
         else:
-            # 5x5 stride-2 "same" convs until the map is 4x4 (4 stages at 64 px, 5 at 128 px).
+            # 5x5 stride-2 "same" convs until the map is 4x4 (4 stages at 64 px, 5 at 128 px), or
+            # 8x8 for the patch head (its cells must stay local enough to be patches).
             plan = []
-            while side > 4:
+            last_side = 8 if spec.d_head == "patch_mean" else 4
+            while side > last_side:
                 plan.append((min(spec.width * 2 ** len(plan), spec.width * 8), 5, 2))
                 side //= 2
             side = spec.input_size
@@ -119,12 +125,17 @@ class Discriminator(nn.Module):
             ]
             in_channels, side = channels, _conv_out(side, kernel, 2, padding)
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(in_channels * side * side, 1)
+        self.patch_head = spec.d_head == "patch_mean"
+        self.classifier: nn.Module = (
+            nn.Conv2d(in_channels, 1, 1) if self.patch_head else nn.Linear(in_channels * side * side, 1)
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B,) logits; sigmoid(logit) is the probability of the trained class."""
-        features = self.features(images).flatten(1)  # (B, C * s * s)
-        return self.classifier(features).squeeze(1)
+        features = self.features(images)  # (B, C, s, s)
+        if self.patch_head:
+            return self.classifier(features).mean(dim=(1, 2, 3))  # mean of the (B, 1, s, s) cell logits
+        return self.classifier(features.flatten(1)).squeeze(1)
 
 
 class AloccNetworks(NamedTuple):

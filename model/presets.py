@@ -13,6 +13,7 @@ from typing import Any, Literal
 from model.errors import ConfigError, UnknownPreset
 
 Architecture = Literal["seed", "strided"]
+DiscriminatorHead = Literal["flatten", "patch_mean"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class NetworkSpec:
         bn_eps: BatchNorm epsilon. The seed passes 0.8 as BatchNorm2d's second positional argument,
             which is eps, not momentum; `seed-fixed` uses PyTorch's default 1e-5.
         dropout: Dropout2d probability in D.
+        d_head: How the strided D turns its feature map into one logit. "flatten" (the paper's):
+            one linear unit over the whole 4x4 map, so every position has its own weights and D can
+            learn *where* on a card text sits. "patch_mean": D stops at an 8x8 map, scores every
+            cell with a 1x1 conv (each cell sees about 29x29 input pixels) and averages the cell
+            logits, so it judges text-like texture wherever it is (layout-invariant by design).
     """
 
     architecture: Architecture
@@ -38,12 +44,17 @@ class NetworkSpec:
     r_depth: int = 4
     bn_eps: float = 1e-5
     dropout: float = 0.25
+    d_head: DiscriminatorHead = "flatten"
 
     def __post_init__(self) -> None:
         if self.architecture not in ("seed", "strided"):
             raise ConfigError(f"unknown architecture {self.architecture!r}")
         if self.input_size < 16:
             raise ConfigError(f"input_size must be at least 16, got {self.input_size}")
+        if self.d_head not in ("flatten", "patch_mean"):
+            raise ConfigError(f"unknown d_head {self.d_head!r}; choose flatten or patch_mean")
+        if self.architecture == "seed" and self.d_head != "flatten":
+            raise ConfigError("the seed D is fixed (flatten); use a strided preset for patch_mean")
         if self.width < 1:
             raise ConfigError(f"width must be positive, got {self.width}")
         if self.architecture == "seed" and self.width != 64:

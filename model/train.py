@@ -58,6 +58,7 @@ class TrainConfig:
     preset: str = "strided"
     width: int | None = None
     input_size: int | None = None
+    d_head: str | None = None  # None = the preset's ("flatten"); "patch_mean" for a layout-invariant D
     negatives: str | None = None
     val_target: str | None = None
     val_other: str | None = None
@@ -287,7 +288,7 @@ def train(config: TrainConfig) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    spec = get_preset(config.preset, width=config.width, input_size=config.input_size)
+    spec = get_preset(config.preset, width=config.width, input_size=config.input_size, d_head=config.d_head)
     size = spec.input_size
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

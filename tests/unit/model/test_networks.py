@@ -55,6 +55,20 @@ def test_strided_width_and_size_are_configurable() -> None:
     assert network_cost(r, 32).flops < network_cost(*build_networks(get_preset("strided"))[:1], 64).flops
 
 
+def test_patch_mean_head_averages_cell_logits_and_ignores_where_text_is() -> None:
+    spec = get_preset("strided", width=4, d_head="patch_mean")
+    d = build_networks(spec).discriminator.eval()
+    assert isinstance(d.classifier, torch.nn.Conv2d) and d.classifier.kernel_size == (1, 1)
+    x = torch.randn(2, 3, 64, 64)
+    cells = d.classifier(d.features(x))
+    assert cells.shape == (2, 1, 8, 8)  # one logit per 8x8 cell at 64 px
+    torch.testing.assert_close(d(x), cells.mean(dim=(1, 2, 3)))
+    # Old cards have no d_head field: they load as the paper's flatten head.
+    old = NetworkSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "d_head"})
+    assert old.d_head == "flatten"
+    assert NetworkSpec.from_dict(spec.to_dict()) == spec
+
+
 def test_bad_presets_are_refused() -> None:
     with pytest.raises(UnknownPreset):
         get_preset("nope")
@@ -62,3 +76,7 @@ def test_bad_presets_are_refused() -> None:
         NetworkSpec(architecture="strided", input_size=60, r_depth=3)
     with pytest.raises(ConfigError):
         get_preset("seed", width=8)
+    with pytest.raises(ConfigError):
+        get_preset("seed", d_head="patch_mean")
+    with pytest.raises(ConfigError):
+        get_preset("strided", d_head="max")
