@@ -20,7 +20,8 @@ from model.data.errors import UnknownLayout
 from model.data.fonts import Family, ResolvedFont, Script, resolve_family
 from model.data.layouts import Canvas, CardContent
 
-GENERATOR_VERSION = "cards-2"  # cards-2: TRAIN adds boxed_vertical and photo_banner
+# cards-2: TRAIN adds boxed_vertical and photo_banner; cards-3: TRAIN adds column_notice and photo_side.
+GENERATOR_VERSION = "cards-3"
 
 ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (1, 1), (4, 3), (3, 4), (16, 9))
 RENDER_LONG_SIDE = 640

@@ -2,7 +2,8 @@
 
 A layout places the card's text (title, body lines, list, table, prices, sale words) on a prepared
 background. TRAIN: centred notice, left-aligned list, grid-lined size chart, sale banner, ruled
-price list, boxed vertical Japanese under a title band, photo banner above the notice. HELD-OUT:
+price list, boxed vertical Japanese under a title band, bare vertical columns with a title column,
+photo banner above the notice, framed photo beside (or below) the notice. HELD-OUT:
 header band, zebra-striped size chart, vertical Japanese columns, photo beside text, dotted-leader
 price list, sticky note.
 """
@@ -431,6 +432,78 @@ def photo_banner(cv: Canvas, c: CardContent) -> None:
     draw_block(cv, c.body, (x0, bottom + h * 0.03, x1, y1), cv.body_font, max_size=40)
 
 
+def column_notice(cv: Canvas, c: CardContent) -> None:
+    """Vertical Japanese with no box or band: a title column, a thin rule, the body in columns.
+
+    The TRAIN family's second tategaki design. `boxed_vertical` always frames its columns under a
+    horizontal band, and a model trained on it alone learned the frame rather than the columns, so
+    this one draws bare columns over a wide range of glyph sizes (a short notice gets a few large
+    columns, a long one many small ones), on any background, with the shop's seal at the foot.
+    """
+    x0, y0, x1, y1 = _margins(cv)
+    w, h = x1 - x0, y1 - y0
+    title_w = w * cv.rng.uniform(0.14, 0.26)
+    # The title column stands on the right (where reading starts), in the title font, often accented.
+    _tategaki_columns(cv, [c.title], (x1 - title_w, y0, x1, y1), cv.title_font, _title_color(cv))
+    rule_x = x1 - title_w - w * 0.03
+    if cv.rng.random() < 0.6:
+        cv.draw().line([(rule_x, y0 + h * 0.05), (rule_x, y1 - h * 0.05)], fill=cv.accent, width=2)
+    lines = list(c.body[: int(cv.rng.integers(1, len(c.body) + 1))]) if c.body else []
+    body_box = (x0, y0 + h * cv.rng.uniform(0.0, 0.12), rule_x - w * 0.04, y1)
+    _tategaki_columns(cv, [*lines, c.signature], body_box, cv.body_font, cv.ink)
+    if cv.rng.random() < 0.5:  # a square red seal (hanko) bottom left, as on printed notices
+        r = min(w, h) * cv.rng.uniform(0.04, 0.07)
+        draw = cv.draw()
+        seal = (200, 30, 30)
+        draw.rectangle([x0, y1 - 2 * r, x0 + 2 * r, y1], outline=seal, width=max(2, int(r / 6)))
+        f = drawing.fit_font(cv.title_font, c.signature[:1] or "印", r * 1.4, r * 1.4, int(r * 1.4))
+        draw.text((x0 + r, y1 - r), c.signature[:1] or "印", font=f, fill=seal, anchor="mm")
+
+
+def photo_side(cv: Canvas, c: CardContent) -> None:
+    """A framed photograph on the left or right half, the notice beside it (below it on tall cards).
+
+    The TRAIN family's second card with a photograph: `photo_banner` only ever puts the picture
+    across the top, so a side-by-side card would be a new shape to a model trained on it alone.
+    """
+    x0, y0, x1, y1 = _margins(cv)
+    w, h = x1 - x0, y1 - y0
+    frac = cv.rng.uniform(0.35, 0.55)
+    if w >= h * 0.9:
+        on_left = cv.rng.random() < 0.5
+        pw = int(w * frac)
+        pbox = (
+            (int(x0), int(y0), int(x0) + pw, int(y1))
+            if on_left
+            else (int(x1) - pw, int(y0), int(x1), int(y1))
+        )
+        gap = w * 0.05
+        tbox = (x0 + pw + gap, y0, x1, y1) if on_left else (x0, y0, x1 - pw - gap, y1)
+    else:  # tall card: the photo at the foot, the notice above it
+        ph = int(h * frac)
+        pbox = (int(x0), int(y1) - ph, int(x1), int(y1))
+        tbox = (x0, y0, x1, y1 - ph - h * 0.05)
+    size = (pbox[2] - pbox[0], pbox[3] - pbox[1])
+    picture = cv.photos(cv.rng, size) if cv.photos is not None else drawing.background(size, cv.rng, None)[0]
+    cv.image.paste(picture.convert("RGB"), pbox[:2])
+    if cv.rng.random() < 0.7:
+        cv.draw().rectangle(pbox, outline=cv.ink, width=int(cv.rng.integers(1, 5)))
+    tx0, ty0, tx1, ty1 = tbox
+    align = "center" if cv.rng.random() < 0.6 else "left"
+    bottom = draw_block(
+        cv,
+        [c.title],
+        (tx0, ty0, tx1, ty0 + (ty1 - ty0) * 0.32),
+        cv.title_font,
+        max_size=96,
+        color=_title_color(cv),
+        align=align,
+    )
+    draw_block(
+        cv, c.body, (tx0, bottom + (ty1 - ty0) * 0.04, tx1, ty1), cv.body_font, max_size=42, align=align
+    )
+
+
 # -------------------------------------------------------------------------- HELD-OUT layouts
 def header_band(cv: Canvas, c: CardContent) -> None:
     """A solid band across the top carrying the title in reverse colour; body below."""
@@ -624,6 +697,8 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
         "ruled_prices": ruled_prices,
         "boxed_vertical": boxed_vertical,
         "photo_banner": photo_banner,
+        "column_notice": column_notice,
+        "photo_side": photo_side,
     },
     Family.HELDOUT: {
         "header_band": header_band,
@@ -636,4 +711,4 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
 }
 
 # Layouts that need Japanese text (vertical writing is meaningless for Latin script).
-JAPANESE_ONLY: frozenset[str] = frozenset({"vertical_ja", "boxed_vertical"})
+JAPANESE_ONLY: frozenset[str] = frozenset({"vertical_ja", "boxed_vertical", "column_notice"})

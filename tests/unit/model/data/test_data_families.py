@@ -37,12 +37,12 @@ def test_each_family_has_its_own_vertical_japanese_and_photo_card(family: Family
     # families cover them, each with its own implementation (disjointness is checked above).
     names = set(layouts.LAYOUTS[family])
     assert names & layouts.JAPANESE_ONLY
-    photo_layouts = {"photo_banner"} if family is Family.TRAIN else {"split_photo"}
+    photo_layouts = {"photo_banner", "photo_side"} if family is Family.TRAIN else {"split_photo"}
     assert photo_layouts <= names
 
 
 def test_vertical_japanese_layouts_are_japanese_only() -> None:
-    assert {"vertical_ja", "boxed_vertical"} <= layouts.JAPANESE_ONLY
+    assert {"vertical_ja", "boxed_vertical", "column_notice"} <= layouts.JAPANESE_ONLY
     every = set().union(*(set(v) for v in layouts.LAYOUTS.values()))
     assert every >= layouts.JAPANESE_ONLY
 
