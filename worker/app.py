@@ -536,8 +536,8 @@ class Worker:
         if not prefixes:
             return
         items = [item for run in prefixes.values() for item in run]
-        for item in items:
-            self._guard.record(item.outcome == "dead_lettered", item.reason)
+        outcomes = [(item.outcome == "dead_lettered", item.reason) for item in items]
+        self._guard.check(outcomes)  # raises before a mostly-failing step is committed
         records = [record for item in items for record in item.outputs]
         offsets = [TopicPartition(t, p, o) for (t, p), o in commit_offsets(prefixes).items()]
         started = time.perf_counter()
@@ -554,6 +554,7 @@ class Worker:
         commit_seconds = time.perf_counter() - started
         self.metrics.stage_seconds.labels("commit").observe(commit_seconds)
         self.stats.slowest_commit_s = max(self.stats.slowest_commit_s, commit_seconds)
+        self._guard.extend(outcomes)  # only now: an aborted step is redone and would count twice
         self._ledger.release(prefixes)
         self.stats.commits += 1
         wall_now = dt.datetime.now(dt.UTC)

@@ -10,10 +10,11 @@ One run measures and prints:
 - `naive_ips`: one event at a time, each step waiting for the last: consume, fetch, decode, score,
   write Redis, publish, commit (`naive_loop`).
 - `worker_ips`: the real worker end to end (first consumed message to last commit).
-- `p99_latency_ms`: upload-to-score latency (the score record written in Redis: search reads it there,
-  so that is when the decision takes effect) while events arrive at half of `worker_ips`, with the target it should meet (`max_wait + 2 x
-  one batch's scoring time`); `p99_commit_latency_ms` is the same events' latency to the committed
-  Kafka transaction (exclusion events visible to `read_committed` readers, offsets stored).
+- `p99_latency_ms`: upload-to-score latency (the score record written in Redis: search reads it
+  there, so that is when the decision takes effect) while events arrive at half of `worker_ips`,
+  with the target it should meet (`max_wait + 2 x one batch's scoring time`);
+  `p99_commit_latency_ms` is the same events' latency to the committed Kafka transaction (exclusion
+  events visible to `read_committed` readers, offsets stored).
 - `peak_rss_mb`: this process's peak resident memory; `--rss-events N ...` also runs the worker alone on
   N events in a fresh process each, to show memory does not grow with the stream.
 

@@ -33,14 +33,33 @@ class FailureRateGuard:
         Raises:
             FailureRateExceeded: with the counts and the most common reasons.
         """
+        self.check([(failed, reason)])
         self._outcomes.append((failed, reason))
-        if self._max_ratio >= 1.0 or len(self._outcomes) < self._min_events:
+
+    def check(self, outcomes: list[tuple[bool, str]]) -> None:
+        """Raise if the window *would* fail too often with `outcomes` added; records nothing.
+
+        The worker checks a commit step's outcomes before committing it and `extend`s the window only
+        once the commit went through: a step that is aborted and redone is counted once, not twice.
+
+        Raises:
+            FailureRateExceeded: with the counts and the most common reasons.
+        """
+        if self._max_ratio >= 1.0 or not outcomes:
             return
-        failures = [why for bad, why in self._outcomes if bad]
-        ratio = len(failures) / len(self._outcomes)
+        window = deque(self._outcomes, maxlen=self._outcomes.maxlen)
+        window.extend(outcomes)
+        if len(window) < self._min_events:
+            return
+        failures = [why for bad, why in window if bad]
+        ratio = len(failures) / len(window)
         if ratio > self._max_ratio:
             common = ", ".join(f"{why} x{n}" for why, n in Counter(failures).most_common(3))
             raise FailureRateExceeded(
-                f"{len(failures)} of the last {len(self._outcomes)} events failed ({common}); "
+                f"{len(failures)} of the last {len(window)} events failed ({common}); "
                 "stopping instead of dead-lettering them: check the worker's network, decoder and settings"
             )
+
+    def extend(self, outcomes: list[tuple[bool, str]]) -> None:
+        """Add committed outcomes to the window (after `check` passed for them)."""
+        self._outcomes.extend(outcomes)

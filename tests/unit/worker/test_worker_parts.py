@@ -159,6 +159,17 @@ def test_guard_stops_only_when_most_of_the_window_fails() -> None:
         guard.record(True, "FetchTimeout")
 
 
+def test_guard_check_records_nothing_until_extended() -> None:
+    guard = FailureRateGuard(window=10, min_events=10, max_failure_ratio=0.5)
+    guard.extend([(False, "")] * 10)
+    step = [(True, "HttpError")] * 5
+    guard.check(step)
+    guard.check(step)  # an aborted step checked again: still 5 of 10, nothing was counted twice
+    guard.extend(step)
+    with pytest.raises(FailureRateExceeded, match="HttpError x6"):
+        guard.check([(True, "HttpError")])
+
+
 def test_a_disabled_guard_never_stops() -> None:
     guard = FailureRateGuard(window=5, min_events=1, max_failure_ratio=1.0)
     for _ in range(20):
