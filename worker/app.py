@@ -104,6 +104,7 @@ class LoopSettings:
 
     max_batch: int
     max_wait_s: float
+    start_when_idle: bool
     max_in_flight: int
     commit_interval_s: float
     poll_timeout_s: float
@@ -412,10 +413,12 @@ class Worker:
     def _start_scoring(self, *, force: bool) -> None:
         if self._scoring_future is not None or not len(self._batcher):
             return
-        # Waiting for the batch to fill only pays while more images are on their way: when no download or
-        # decode is outstanding (low load), the partial batch goes to the idle device now instead of
-        # after max_wait. Under load images are always in preparation, so batches still fill.
-        if not (self._batcher.ready() or force or self._preparing == 0):
+        # start_when_idle: the device is free (checked above), so start it on what is ready; while it
+        # works, the next images queue up, so batches grow by themselves under load and an image waits
+        # at most about one batch's scoring time before its own (continuous batching).
+        # Otherwise wait for a full batch or max_wait, but only while more images are on their way:
+        # with no download or decode outstanding the partial batch goes to the idle device now.
+        if not (self._settings.start_when_idle or self._batcher.ready() or force or self._preparing == 0):
             return
         items = [item for item in self._batcher.take() if self._current(item)]
         if not items:

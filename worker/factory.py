@@ -98,6 +98,7 @@ def build_worker(
         settings=LoopSettings(
             max_batch=settings.batch.max_size,
             max_wait_s=settings.batch.max_wait_ms / 1000,
+            start_when_idle=settings.batch.start_when_idle,
             max_in_flight=settings.batch.max_in_flight,
             commit_interval_s=settings.batch.commit_interval_ms / 1000,
             poll_timeout_s=settings.kafka.poll_timeout_s,

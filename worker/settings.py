@@ -161,8 +161,18 @@ class BatchSettings(BaseModel):
     model_config = _FROZEN
 
     max_size: int = Field(default=32, ge=1, description="Most images scored in one model call.")
+    start_when_idle: bool = Field(
+        default=True,
+        description=(
+            "Start a batch as soon as the device is free, with the images ready (batches grow by "
+            "themselves while the device is busy; lowest latency). false = wait for a full batch or "
+            "max_wait_ms while images are still being prepared."
+        ),
+    )
     max_wait_ms: int = Field(
-        default=50, ge=0, description="Longest a decoded image waits for its batch to fill."
+        default=50,
+        ge=0,
+        description="Longest a decoded image waits for its batch to fill (with start_when_idle=false).",
     )
     max_in_flight: int = Field(
         default=1024,

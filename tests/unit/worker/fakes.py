@@ -311,6 +311,7 @@ def make_rig(
     fetcher: Any = None,
     drain_timeout_s: float = 2.0,
     max_wait_s: float = 0.005,
+    start_when_idle: bool = False,
 ) -> Rig:
     """Build a worker over fakes."""
     consumer = FakeConsumer(partitions)
@@ -329,6 +330,7 @@ def make_rig(
         settings=LoopSettings(
             max_batch=max_batch,
             max_wait_s=max_wait_s,
+            start_when_idle=start_when_idle,
             max_in_flight=max_in_flight,
             commit_interval_s=commit_interval_s,
             poll_timeout_s=0.01,

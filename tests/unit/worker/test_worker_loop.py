@@ -239,3 +239,26 @@ def test_a_partial_batch_waits_while_another_image_is_on_its_way() -> None:
     stop.cancel()
     assert scored_at and scored_at[0] - started >= 0.55
     assert set(rig.store.rows) == {"a"}
+
+
+def test_start_when_idle_scores_a_partial_batch_while_another_image_is_on_its_way() -> None:
+    # The same stuck download as above, but the device is free: "a" is scored at once.
+    rig = make_rig(
+        {0: [(b"a", event_bytes("a", "photo"))], 1: [(b"s", event_bytes("s", "slow"))]},
+        fetcher=StuckFetcher(),
+        max_batch=4,
+        max_wait_s=5.0,
+        drain_timeout_s=0.3,
+        start_when_idle=True,
+    )
+    scored_at: list[float] = []
+    rig.consumer.before_consume = lambda consumer: (
+        scored_at.append(time.monotonic()) if rig.store.rows and not scored_at else None
+    )
+    started = time.monotonic()
+    stop = threading.Timer(1.5, rig.worker.stop)
+    stop.start()
+    rig.worker.run()
+    stop.cancel()
+    assert scored_at and scored_at[0] - started < 0.5
+    assert set(rig.store.rows) == {"a"}
