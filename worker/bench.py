@@ -315,7 +315,7 @@ def worker_run(ctx: BenchContext, bootstrap: str, count: int, topics: Topics) ->
     worker = build_worker(
         ctx.worker_settings(topic, exclusions, dead_letter), scorer=ctx.scorer, serve_health=False
     )
-    with CpuUsage() as cpu:
+    with CpuUsage(others=_other_processes(ctx)) as cpu:
         stats = worker.run(max_events=count, idle_timeout=60)
     if stats.committed != count:
         raise RuntimeError(f"worker committed {stats.committed} of {count} events")
@@ -350,6 +350,25 @@ class LatencyRun:
             "latency_run_slowest_commit_ms": self.slowest_commit_ms,
             "latency_run_slowest_batch_ms": self.slowest_batch_ms,
         }
+
+
+def _other_processes(ctx: BenchContext) -> dict[str, int]:
+    """Pids of the processes sharing the machine with the worker (best effort).
+
+    The image server, and the local Kafka and Redis when `deploy/local/services` runs them from this
+    checkout.
+    """
+    pids: dict[str, int] = {}
+    server_pid = getattr(ctx.server, "pid", None)
+    if server_pid is not None:
+        pids["image_server"] = int(server_pid)
+    state = Path(
+        os.environ.get("LOCAL_SERVICES_DIR", Path(__file__).resolve().parents[1] / "var" / "services")
+    )
+    for name in ("kafka", "redis"):
+        with contextlib.suppress(OSError, ValueError):
+            pids[name] = int((state / name / f"{name}.pid").read_text().strip())
+    return pids
 
 
 def latency_run(ctx: BenchContext, bootstrap: str, rate: float, count: int, topics: Topics) -> LatencyRun:
@@ -473,6 +492,11 @@ class ExternalImageServer:
     def url(self, name: str) -> str:
         """URL of one served file."""
         return f"{self.base_url}/{name}"
+
+    @property
+    def pid(self) -> int:
+        """The server process's id (for CPU accounting)."""
+        return self._process.pid
 
     def stop(self) -> None:
         """Stop the server process."""

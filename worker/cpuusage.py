@@ -31,6 +31,16 @@ def _machine_jiffies() -> tuple[int, int] | None:
     return sum(values) - idle, sum(values)
 
 
+def _process_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of another process, or None when it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def _thread_seconds() -> dict[int, float]:
     """CPU seconds (user + system) of every thread of this process, by native thread id."""
     seconds: dict[int, float] = {}
@@ -91,8 +101,20 @@ class CpuUsage:
     seen, `decode_child_peak_rss_mb` the largest single child.
     """
 
-    def __init__(self, interval_s: float = 0.25) -> None:
-        """Create the meter; nothing is measured until `__enter__`."""
+    def __init__(self, interval_s: float = 0.25, others: dict[str, int] | None = None) -> None:
+        """Create the meter; nothing is measured until `__enter__`.
+
+        Args:
+            interval_s: How often the sampler thread looks.
+            others: Other processes to account by name -> pid (e.g. the benchmark's image server);
+                reported in `other_cores`.
+        """
+        self.other_cores: dict[str, float] = {}
+        self.reaped_children_cores = 0.0
+        self._children = 0.0
+        self._others = dict(others or {})
+        self._other_start: dict[str, float | None] = {}
+        self._other_last: dict[str, float] = {}
         self.machine_busy_cores = 0.0
         self.process_cores = 0.0
         self.thread_cores: dict[str, float] = {}
@@ -111,6 +133,10 @@ class CpuUsage:
     def _sample(self) -> None:
         self._names.update(_thread_names())
         self._last_threads.update(_thread_seconds())
+        for name, pid in self._others.items():
+            seconds = _process_seconds(pid)
+            if seconds is not None:  # keep the last reading of a process that has ended
+                self._other_last[name] = seconds
         children = _decode_children_rss_mb()
         if children:
             self.decode_children_peak_rss_mb = max(self.decode_children_peak_rss_mb, sum(children))
@@ -125,7 +151,9 @@ class CpuUsage:
         self._machine = _machine_jiffies()
         times = os.times()
         self._process = times.user + times.system
+        self._children = times.children_user + times.children_system
         self._start_threads = _thread_seconds()
+        self._other_start = {name: _process_seconds(pid) for name, pid in self._others.items()}
         self._sampler.start()
         return self
 
@@ -136,6 +164,12 @@ class CpuUsage:
         wall = max(time.monotonic() - self._wall, 1e-9)
         times = os.times()
         self.process_cores = (times.user + times.system - self._process) / wall
+        # Children are counted when reaped: the worker's decode processes end with the worker.
+        self.reaped_children_cores = (times.children_user + times.children_system - self._children) / wall
+        for name in self._others:
+            start, end = self._other_start.get(name), self._other_last.get(name)
+            if start is not None and end is not None:
+                self.other_cores[name] = round((end - start) / wall, 2)
         end_machine = _machine_jiffies()
         if self._machine is not None and end_machine is not None:
             busy = end_machine[0] - self._machine[0]
@@ -159,6 +193,8 @@ class CpuUsage:
             "machine_cores": os.cpu_count(),
             "worker_process_cores": round(self.process_cores, 2),
             "worker_thread_cores": self.thread_cores,
+            "decode_processes_cores": round(self.reaped_children_cores, 2),
+            "other_process_cores": self.other_cores,
             "decode_children_peak_rss_mb": round(self.decode_children_peak_rss_mb, 1),
             "decode_child_peak_rss_mb": round(self.decode_child_peak_rss_mb, 1),
         }

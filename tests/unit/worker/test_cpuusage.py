@@ -1,0 +1,39 @@
+"""The benchmark's CPU meter attributes work to the thread that did it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from worker.cpuusage import CpuUsage
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_busy_thread_and_other_process_are_counted() -> None:
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend=time.time()+0.8\nwhile time.time()<end: pass"]
+    )
+    try:
+        with CpuUsage(interval_s=0.05, others={"spinner": other.pid}) as usage:
+            worker = threading.Thread(target=_spin, args=(0.5,), name="busy-thread")
+            worker.start()
+            worker.join()  # ended before exit: the sampler still saw it
+            other.wait()
+    finally:
+        other.kill()
+    report = usage.report()
+    assert usage.thread_cores.get("busy-thread", 0.0) > 0.2
+    assert usage.process_cores > 0.2
+    assert usage.other_cores["spinner"] > 0.2
+    assert 0.0 < usage.machine_busy_cores <= (report["machine_cores"] or 1) + 0.01
