@@ -229,25 +229,33 @@ class FetchSettings(BaseModel):
     user_agent: str = Field(default="alocc-worker/0.1", description="User-Agent of image downloads.")
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's cpuset), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class DecodeSettings(BaseModel):
     """Decoding and preprocessing images."""
 
     model_config = _FROZEN
 
     processes: int = Field(
-        default_factory=lambda: max(1, (os.cpu_count() or 2)),
+        default_factory=lambda: min(8, usable_cpus()),
         ge=0,
         description=(
             "Fetch-and-decode child processes (each with its own fetcher and decode threads), so "
             "downloads and decoding do not share the worker's interpreter lock. 0 = fetch and decode "
-            "in the worker process. Default: CPU count."
+            "in the worker process. Default: usable CPUs, at most 8."
         ),
     )
     workers: int = Field(
-        default_factory=lambda: max(1, (os.cpu_count() or 2)),
+        default_factory=usable_cpus,
         description=(
             "Decode threads in the worker process (processes = 0), or in each decode process "
-            "(Pillow releases the GIL while decoding). Default: CPU count."
+            "(Pillow releases the GIL while decoding). Default: usable CPUs."
         ),
     )
     max_pixels: int = Field(default=40_000_000, ge=1, description="Pillow pixel limit (decompression bombs).")
@@ -328,7 +336,8 @@ class Settings(BaseSettings):
 _COMPUTED_DEFAULTS = {
     "ALOCC_KAFKA__EXTRA": "{}",
     "ALOCC_KAFKA__TRANSACTIONAL_ID": "alocc-worker-<hostname>",
-    "ALOCC_DECODE__WORKERS": "<CPU count>",
+    "ALOCC_DECODE__PROCESSES": "<usable CPUs, at most 8>",
+    "ALOCC_DECODE__WORKERS": "<usable CPUs>",
     "ALOCC_WORKER_ID": "<hostname>-<pid>",
 }
 
