@@ -89,6 +89,12 @@ def _register_train(subcommands: Any) -> None:
     p.add_argument("--lambda-rec", type=float, default=0.4, help="weight of ||X - R(X+noise)||^2 (paper 0.4)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="disable augmentation")
     p.add_argument("--augment-strength", type=float, default=1.0, help="scale of the colour jitter")
+    p.add_argument(
+        "--invert-p",
+        type=float,
+        default=0.0,
+        help="share of images (both classes) turned into their negative",
+    )
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay of both optimizers")
     p.add_argument("--select-fpr", type=float, default=0.01, help="FPR at which FNR selects the best epoch")
     p.add_argument("--gate-fpr", type=float, default=0.1, help="FPR of the cascade's D(X) gate")

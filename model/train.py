@@ -75,6 +75,7 @@ class TrainConfig:
     d_batch: str = "separate"  # "separate" (the seed's loop) | "joint"
     augment: bool = True
     augment_strength: float = 1.0
+    invert_p: float = 0.0  # share of images (cards and negatives alike) turned into their negative
     weight_decay: float = 0.0
     select_fpr: float = 0.01
     gate_fpr: float = 0.1
@@ -327,8 +328,13 @@ def train(config: TrainConfig) -> Path:
         log.info("resumed after epoch %d", start_epoch - 1)
 
     strength = config.augment_strength
-    augment_text = Augmenter(size, kind="text", strength=strength) if config.augment else None
-    augment_photo = Augmenter(size, kind="photo", strength=strength) if config.augment else None
+    invert = config.invert_p
+    augment_text = (
+        Augmenter(size, kind="text", strength=strength, p_invert=invert) if config.augment else None
+    )
+    augment_photo = (
+        Augmenter(size, kind="photo", strength=strength, p_invert=invert) if config.augment else None
+    )
     batch = config.batch_size
     steps = config.steps_per_epoch or max(1, len(train_images) // batch)
     fingerprints = {

@@ -158,13 +158,13 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 class Augmenter:
     """Random per-image augmentation of uint8 batches, vectorised over the batch.
 
-    Text cards get crops that keep most of the card, colour and greyscale jitter, blur and JPEG
-    re-encoding, but no flips (mirrored text is not what uploads contain). Photos also get
+    Text cards get crops that keep most of the card, colour and greyscale jitter, optional inversion,
+    blur and JPEG re-encoding, but no flips (mirrored text is not what uploads contain). Photos also get
     horizontal flips and wider crops. Everything except the JPEG step is one batched tensor
     operation, so augmentation costs a fraction of a training step on a small CPU.
     """
 
-    def __init__(self, size: int, *, kind: str, strength: float = 1.0) -> None:
+    def __init__(self, size: int, *, kind: str, strength: float = 1.0, p_invert: float = 0.0) -> None:
         if kind not in ("text", "photo"):
             raise ValueError(f"kind must be 'text' or 'photo', got {kind!r}")
         self.size = size
@@ -174,12 +174,18 @@ class Augmenter:
         # Stronger augmentation also turns more images grey: colour is the cheapest shortcut a
         # discriminator finds between a few photo sources and generated cards.
         self.p_colour, self.p_grey, self.p_blur, self.p_jpeg = 0.8, min(0.6, 0.2 * strength), 0.25, 0.3
+        # Negative images (x -> 1 - x): light text on a dark card is as much a notice as dark on light.
+        # Given to cards and photos alike, so that "looks inverted" is no cue for either class.
+        self.p_invert = p_invert
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> augmented (B, 3, S, S) uint8."""
         x = batch.to(torch.float32) / 255.0
         x = self._crop(x)
         x = self._colour(x)
+        if self.p_invert:
+            invert = torch.rand(len(x)) < self.p_invert
+            x[invert] = 1.0 - x[invert].clamp(0.0, 1.0)
         x = self._blur(x)
         out = (x.clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8)
         for i in torch.nonzero(torch.rand(len(out)) < self.p_jpeg).flatten().tolist():
