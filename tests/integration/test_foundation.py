@@ -190,6 +190,9 @@ def _process_in_transaction(
     if commit:
         producer.commit_transaction(30)
     else:
+        # Deliver first: abort_transaction purges records still queued in the client, and this test
+        # needs the aborted records in the log (seen by read_uncommitted, hidden from read_committed).
+        producer.flush(30)
         producer.abort_transaction(30)
     return produced
 
