@@ -96,6 +96,7 @@ class _Child:
         self._pending_lock = threading.Lock()
         self._write_lock = threading.Lock()  # one writer at a time on stdin; never held while reading
         self._dead = False
+        self.ready = threading.Event()  # the child built its preparer and reads jobs
         self.process = subprocess.Popen(
             [sys.executable, "-m", "worker.decodepool", config.to_json()],
             stdin=subprocess.PIPE,
@@ -149,6 +150,9 @@ class _Child:
             self._on_exit(self)
 
     def _deliver(self, header: dict[str, Any], payload: bytes) -> None:
+        if header.get("ready"):
+            self.ready.set()
+            return
         with self._pending_lock:
             job = self.pending.pop(int(header["id"]), None)
         if job is None or job.future.done():
@@ -205,14 +209,23 @@ class DecodeProcessPool:
         processes: int,
         *,
         to_pixels: Callable[[bytes, int], Any] = _pixels_to_tensor,
+        ready_timeout_s: float = 60.0,
     ) -> None:
-        """Start `processes` children (each ready to take jobs at once; they load in the background).
+        """Start `processes` children and wait until each has built its fetcher and decoder.
+
+        Waiting here means a worker starts consuming only with its decode stage up (the first events
+        do not wait for interpreters to start), and a child that cannot start is a startup error,
+        not a stream of dead children.
 
         Args:
             config: the children's settings.
             processes: how many children.
             to_pixels: payload bytes, side -> what `PreparedImage.pixels` holds (a `(3, S, S)` uint8
                 tensor by default).
+            ready_timeout_s: how long the children may take to start.
+
+        Raises:
+            DecodePoolFailed: a child exited or did not report ready in time.
         """
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
@@ -224,6 +237,21 @@ class DecodeProcessPool:
         self._consecutive_deaths = 0
         self._failed: DecodePoolFailed | None = None
         self._children = [self._spawn() for _ in range(processes)]
+        self._wait_until_ready(ready_timeout_s)
+
+    def _wait_until_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for child in list(self._children):
+            while not child.ready.wait(0.05):
+                if child.process.poll() is not None or self._failed is not None:
+                    self.close()
+                    raise DecodePoolFailed(
+                        f"a decode process exited while starting (exit code {child.process.returncode}); "
+                        "its error is in the log above"
+                    )
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise DecodePoolFailed(f"a decode process did not start within {timeout_s:.0f} s")
 
     def _spawn(self) -> _Child:
         return _Child(self._config, self._on_child_exit, self._counting_to_pixels)
@@ -355,6 +383,7 @@ def child_main(config_json: str) -> int:
         except (BrokenPipeError, OSError):
             pass  # the parent is gone; stdin EOF will end this process
 
+    send({"id": -1, "ready": True})
     try:
         for line in sys.stdin.buffer:
             job = json.loads(line)

@@ -18,6 +18,7 @@ from model.preprocess import ImageLimits, preprocess_uint8
 from worker.decodepool import ChildConfig, DecodeProcessPool
 from worker.errors import (
     CorruptImage,
+    DecodePoolFailed,
     DecoderCrashed,
     ForbiddenAddress,
     HttpError,
@@ -142,3 +143,12 @@ def test_close_cancels_unfinished_work_and_ends_the_children(served: tuple[Path,
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
+
+
+def test_a_child_that_cannot_start_fails_the_pool_at_once() -> None:
+    broken = _config()
+    broken = ChildConfig(**{**broken.__dict__, "fetch": {**broken.fetch, "concurrency": -1}})
+    started = time.monotonic()
+    with pytest.raises(DecodePoolFailed, match="exited while starting"):
+        DecodeProcessPool(broken, processes=1)
+    assert time.monotonic() - started < 30
