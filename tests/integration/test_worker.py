@@ -449,8 +449,9 @@ def test_two_workers_split_the_work_through_a_rebalance(env: Env) -> None:
     def start(name: str) -> tuple[threading.Thread, dict[str, Any]]:
         result: dict[str, Any] = {}
         settings = env.settings(input_topic, exclusions, dead_letter, group, max_size=4, max_in_flight=16)
-        # Each worker has its own model, slowed to 40 ms a batch so the stream outlasts the rebalance.
-        scorer = SlowScorer(Scorer.load(env.model_dir, device="cpu"), seconds=0.04)
+        # Each worker has its own model, slowed to 80 ms a batch so the stream (at least 8 s for one
+        # worker) outlasts the second worker's start (model, decode processes) on a loaded machine.
+        scorer = SlowScorer(Scorer.load(env.model_dir, device="cpu"), seconds=0.08)
         worker = build_worker(settings, scorer=scorer)
 
         def target() -> None:
