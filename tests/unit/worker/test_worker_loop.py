@@ -219,14 +219,21 @@ def test_a_partial_batch_is_scored_at_once_when_no_image_is_on_its_way() -> None
     assert rig.consumer.committed == {0: 1}
 
 
-def test_a_partial_batch_waits_while_another_image_is_on_its_way() -> None:
-    # "s" never finishes downloading: "a" waits for its batch to fill, up to max_wait.
+@pytest.mark.parametrize(
+    ("start_when_idle", "waited"),
+    [(False, True), (True, False)],
+    ids=["waits-for-max-wait", "starts-when-idle"],
+)
+def test_a_partial_batch_while_another_image_is_on_its_way(start_when_idle: bool, waited: bool) -> None:
+    # "s" never finishes downloading. Filling batches: "a" waits for its batch to fill, up to
+    # max_wait (0.6 s). start_when_idle: the device is free, so "a" is scored at once.
     rig = make_rig(
         {0: [(b"a", event_bytes("a", "photo"))], 1: [(b"s", event_bytes("s", "slow"))]},
         fetcher=StuckFetcher(),
         max_batch=4,
         max_wait_s=0.6,
         drain_timeout_s=0.3,
+        start_when_idle=start_when_idle,
     )
     scored_at: list[float] = []
     rig.consumer.before_consume = lambda consumer: (
@@ -237,28 +244,6 @@ def test_a_partial_batch_waits_while_another_image_is_on_its_way() -> None:
     stop.start()
     rig.worker.run()
     stop.cancel()
-    assert scored_at and scored_at[0] - started >= 0.55
-    assert set(rig.store.rows) == {"a"}
-
-
-def test_start_when_idle_scores_a_partial_batch_while_another_image_is_on_its_way() -> None:
-    # The same stuck download as above, but the device is free: "a" is scored at once.
-    rig = make_rig(
-        {0: [(b"a", event_bytes("a", "photo"))], 1: [(b"s", event_bytes("s", "slow"))]},
-        fetcher=StuckFetcher(),
-        max_batch=4,
-        max_wait_s=5.0,
-        drain_timeout_s=0.3,
-        start_when_idle=True,
-    )
-    scored_at: list[float] = []
-    rig.consumer.before_consume = lambda consumer: (
-        scored_at.append(time.monotonic()) if rig.store.rows and not scored_at else None
-    )
-    started = time.monotonic()
-    stop = threading.Timer(1.5, rig.worker.stop)
-    stop.start()
-    rig.worker.run()
-    stop.cancel()
-    assert scored_at and scored_at[0] - started < 0.5
+    assert scored_at
+    assert (scored_at[0] - started >= 0.55) is waited
     assert set(rig.store.rows) == {"a"}
