@@ -16,6 +16,10 @@ Commit order of one step (`_commit_step`), written down because correctness depe
 3. Send the offsets (first unfinished offset per partition) in the same Kafka transaction.
 4. Commit the transaction.
 
+With the transactional sink, steps 2-4 run on a commit thread while the loop goes on (one step in
+flight; drain, revoke and lost wait for it and settle it on the loop thread before anything else), so
+a slow transaction no longer stalls every image behind it.
+
 Offsets advance only over a partition's finished prefix (`OffsetLedger`), and a message's output
 events are produced in the transaction that moves the offset past it. Any failure before 4 leaves the
 offsets where they were: an aborted transaction rewinds the consumer to the first uncommitted message,
@@ -30,6 +34,7 @@ lost, nothing is committed and the partitions' work is dropped.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
 import functools
 import queue
@@ -110,6 +115,35 @@ class LoopSettings:
     poll_timeout_s: float
     drain_timeout_s: float
     worker_id: str
+
+
+@dataclass
+class _PendingCommit:
+    """A commit step on its way: what to release and count once it went through."""
+
+    future: concurrent.futures.Future[float]  # the sink's seconds, or its exception
+    prefixes: dict[TopicPartitionKey, list[InFlight]]
+    items: list[InFlight]
+    outcomes: list[tuple[bool, str]]
+
+
+class _GroupMetadata:
+    """The consumer as a background commit sees it: only its group metadata, read beforehand."""
+
+    def __init__(self, metadata: Any) -> None:
+        self._metadata = metadata
+
+    def consumer_group_metadata(self) -> Any:
+        """The group metadata read on the main thread when the step started."""
+        return self._metadata
+
+
+def _timed_commit(
+    sink: OutputSink, records: list[OutputRecord], offsets: list[TopicPartition], consumer: Any
+) -> float:
+    started = time.perf_counter()
+    sink.commit(records, offsets, consumer)
+    return time.perf_counter() - started
 
 
 @dataclass
@@ -205,6 +239,12 @@ class Worker:
         self._assignment_changed = False
         self._last_commit = 0.0
         self._batch_done = False  # a scored batch waits for its commit: commit without waiting the interval
+        self._commit_in_flight: _PendingCommit | None = None
+        self._committer = (
+            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-commit")
+            if getattr(sink, "commits_in_background", False)
+            else None
+        )
         self._last_lag = 0.0
         self.stats = RunStats()
         #: set to a list to record (image_id, upload-to-commit seconds) per committed event (benchmarks)
@@ -525,7 +565,16 @@ class Worker:
         )
 
     def _commit_step(self, *, force: bool = False) -> None:
-        """One commit step: outputs + offsets of every partition's finished prefix (see module docstring)."""
+        """One commit step: outputs + offsets of every partition's finished prefix (see module docstring).
+
+        With a sink that commits in the background, the step runs on the commit thread while this loop
+        goes on polling, scoring and writing Redis (a transaction commit takes 10-100 ms, and stalled
+        every image behind it); one step at a time, and `force` (drain, revoke) waits for it.
+        """
+        if self._commit_in_flight is not None:
+            if not (force or self._commit_in_flight.future.done()):
+                return
+            self._finish_commit()
         now = time.monotonic()
         # A stored batch is committed at once unless the next batch is already on the device (the loop
         # starts scoring before it commits): under load, commits follow the interval, so transactions
@@ -543,9 +592,31 @@ class Worker:
         self._guard.check(outcomes)  # raises before a mostly-failing step is committed
         records = [record for item in items for record in item.outputs]
         offsets = [TopicPartition(t, p, o) for (t, p), o in commit_offsets(prefixes).items()]
-        started = time.perf_counter()
+        if self._committer is not None and not force:
+            # Read on this thread: the commit thread touches the producer only, never the consumer.
+            group = _GroupMetadata(self._consumer.consumer_group_metadata())
+            future = self._committer.submit(_timed_commit, self._sink, records, offsets, group)
+        else:
+            future = concurrent.futures.Future()
+            try:
+                future.set_result(_timed_commit(self._sink, records, offsets, self._consumer))
+            except Exception as exc:  # noqa: BLE001 - re-raised by _finish_commit, on this thread
+                future.set_exception(exc)
+        self._commit_in_flight = _PendingCommit(future, prefixes, items, outcomes)
+        if force or future.done():
+            self._finish_commit()
+
+    def _finish_commit(self) -> None:
+        """Wait for the step in flight and account for it: release and count, or rewind after an abort.
+
+        Raises:
+            KafkaFatalError: the producer cannot continue (propagated from the sink).
+        """
+        pending, self._commit_in_flight = self._commit_in_flight, None
+        if pending is None:
+            return
         try:
-            self._sink.commit(records, offsets, self._consumer)
+            commit_seconds = pending.future.result()
         except CommitAborted as exc:
             self.metrics.commits.labels("aborted").inc()
             self.stats.aborted_commits += 1
@@ -554,14 +625,13 @@ class Worker:
             return
         self._last_commit = self.stats.last_commit_at = time.monotonic()
         self.metrics.commits.labels("ok").inc()
-        commit_seconds = time.perf_counter() - started
         self.metrics.stage_seconds.labels("commit").observe(commit_seconds)
         self.stats.slowest_commit_s = max(self.stats.slowest_commit_s, commit_seconds)
-        self._guard.extend(outcomes)  # only now: an aborted step is redone and would count twice
-        self._ledger.release(prefixes)
+        self._guard.extend(pending.outcomes)  # only now: an aborted step is redone and would count twice
+        self._ledger.release(pending.prefixes)
         self.stats.commits += 1
         wall_now = dt.datetime.now(dt.UTC)
-        for item in items:
+        for item in pending.items:
             self._count(item, wall_now)
 
     def _count(self, item: InFlight, wall_now: dt.datetime) -> None:
@@ -623,6 +693,8 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.rebalances.labels("revoked").inc(len(partitions))
+        if not self._fatal:
+            self._finish_commit()  # a step in flight settles first, as if it had been synchronous
         if not self._fatal and keys & self._ledger.partitions():
             # Finish what is nearly done: the batch on the device (bounded wait), then commit the finished
             # prefixes while the partitions are still ours. The rest is dropped for the next owner.
@@ -636,7 +708,9 @@ class Worker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.rebalances.labels("lost").inc(len(partitions))
-        # Another member may own them already: commit nothing, drop their work.
+        if not self._fatal:
+            self._finish_commit()  # a step already in flight settles (it may fail: the group moved on)
+        # Another member may own them already: commit nothing more, drop their work.
         self._forget(keys)
         log.warning("partitions lost", partitions=sorted(f"{t}[{p}]" for t, p in keys))
         del consumer
@@ -682,6 +756,14 @@ class Worker:
             except (WorkerError, KafkaException) as exc:
                 self._fatal = True
                 log.error("final commit failed; uncommitted work will be redelivered", error=str(exc))
+        if self._commit_in_flight is not None:
+            # Fatal stop with a step in flight: let it end before the producer closes (its outcome is
+            # consistent either way: it only covers finished, stored messages).
+            with contextlib.suppress(Exception):
+                self._commit_in_flight.future.result(timeout=30)
+            self._commit_in_flight = None
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         try:
             self._consumer.close()  # leaves the group; the revoke callback commits nothing new
         except (KafkaException, RuntimeError) as exc:

@@ -33,7 +33,12 @@ class CommitAborted(WorkerError):
 
 
 class OutputSink(Protocol):
-    """Produces a step's records and commits its offsets atomically (or at least once)."""
+    """Produces a step's records and commits its offsets atomically (or at least once).
+
+    A sink whose class sets `commits_in_background = True` is committed from the worker's commit
+    thread, one step at a time, with an object offering only `consumer_group_metadata()` in place of
+    the consumer; other sinks are committed on the worker's loop thread with the consumer itself.
+    """
 
     def commit(
         self, records: Sequence[OutputRecord], offsets: Sequence[TopicPartition], consumer: Any
@@ -62,6 +67,10 @@ def _is_fatal(error: KafkaError) -> bool:
 
 class TransactionalSink:
     """Exactly-once output: records and offsets in one Kafka transaction per step."""
+
+    # `commit` may run on the worker's commit thread: it uses the producer and, of the consumer, only
+    # `consumer_group_metadata()` (which the worker reads on its own thread and passes in).
+    commits_in_background = True
 
     def __init__(self, producer_config: dict[str, Any], *, timeout_s: float = 30.0) -> None:
         """Create the producer and initialise transactions (fences an older producer with the same id)."""
