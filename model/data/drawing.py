@@ -134,9 +134,16 @@ def _pattern(size: tuple[int, int], base: RGB, rng: np.random.Generator) -> Imag
 
 
 def background(
-    size: tuple[int, int], rng: np.random.Generator, photos: PhotoProvider | None
+    size: tuple[int, int], rng: np.random.Generator, photos: PhotoProvider | None, *, darker: float = 0.0
 ) -> tuple[Image.Image, RGB, str]:
     """Draw a card background.
+
+    Args:
+        size: (width, height).
+        rng: the card's random generator.
+        photos: source of photo backgrounds, or None.
+        darker: share of the flat light backgrounds drawn dark instead (light text on a dark card).
+            0 draws exactly what earlier versions drew, with the same random numbers.
 
     Returns:
         The background image, the colour text will mostly sit on, and the style name.
@@ -148,6 +155,9 @@ def background(
             photo = photo.filter(ImageFilter.GaussianBlur(rng.uniform(2, 8)))
         return photo, mean_color(photo), "photo"
     if roll < 0.45:
+        if darker and rng.random() < darker:
+            c = dark_color(rng)
+            return Image.new("RGB", size, c), c, "flat_dark"
         c = light_color(rng)
         return Image.new("RGB", size, c), c, "flat_light"
     if roll < 0.57:

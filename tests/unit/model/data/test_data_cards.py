@@ -67,3 +67,20 @@ def test_cards_use_only_their_family_fonts() -> None:
         _, info = gen.render(seed)
         assert info.title_font not in train_names
         assert info.body_font not in train_names
+
+
+def test_darker_backgrounds_change_nothing_when_off_and_darken_light_ones_when_on() -> None:
+    import numpy as np
+
+    from model.data import drawing
+
+    def draw(darker: float) -> list[str]:
+        rng = np.random.default_rng(11)
+        return [drawing.background((32, 32), rng, None, darker=darker)[2] for _ in range(200)]
+
+    plain = draw(0.0)
+    rng = np.random.default_rng(11)
+    assert plain == [drawing.background((32, 32), rng, None)[2] for _ in range(200)]  # same draws
+    all_dark = draw(1.0)
+    assert "flat_light" in plain and "flat_light" not in all_dark
+    assert all_dark.count("flat_dark") > plain.count("flat_dark")
