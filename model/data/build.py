@@ -37,7 +37,7 @@ from model.data.errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
-DATASET_VERSION = "alocc-data-4"  # 2: smooth training negatives, cards-2; 3: cards-3; 4: cards-4
+DATASET_VERSION = "alocc-data-5"  # 2: smooth training negatives, cards-2; 3: cards-3; 4/5: cards-4/5
 
 
 class Scale(StrEnum):
