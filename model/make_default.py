@@ -1,6 +1,6 @@
 """Train, calibrate and install the default model from a recipe (`make model`).
 
-    python -m model.make_default --data data/v4 --install
+    python -m model.make_default --data data/v5 --install
 
 The recipe (`model/recipes/default.json`) holds the training options, with folder paths relative to
 the dataset root written by `alocc data build`, plus the calibration target. Steps:
