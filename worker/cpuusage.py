@@ -31,31 +31,29 @@ def _machine_jiffies() -> tuple[int, int] | None:
     return sum(values) - idle, sum(values)
 
 
+def _stat_seconds(stat_file: Path) -> float | None:
+    """CPU seconds (user + system) from a /proc `stat` file (a process's or a thread's), or None."""
+    try:
+        stat = stat_file.read_text(encoding="ascii")
+    except OSError:
+        return None  # the process or thread has ended
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may contain spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def _process_seconds(pid: int) -> float | None:
     """CPU seconds (user + system) of another process, or None when it cannot be read."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return _stat_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def _thread_seconds() -> dict[int, float]:
     """CPU seconds (user + system) of every thread of this process, by native thread id."""
-    seconds: dict[int, float] = {}
     try:
         tasks = list(Path("/proc/self/task").iterdir())
     except OSError:
-        return seconds
-    for task in tasks:
-        try:
-            stat = (task / "stat").read_text(encoding="ascii")
-        except OSError:
-            continue  # the thread ended between listing and reading
-        fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may contain spaces
-        seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-    return seconds
+        return {}
+    seconds = {int(task.name): _stat_seconds(task / "stat") for task in tasks}
+    return {tid: value for tid, value in seconds.items() if value is not None}
 
 
 def _decode_children_rss_mb() -> list[float]:
