@@ -435,6 +435,7 @@ def rss_child(args: argparse.Namespace) -> int:
     )
     with CpuUsage() as usage:
         stats = worker.run(max_events=args.rss_child, idle_timeout=60)
+    measured = usage.report()
     result = {
         "events": args.rss_child,
         "committed": stats.committed,
@@ -443,8 +444,8 @@ def rss_child(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         # The fetch-and-decode children, sampled from /proc while they ran (getrusage's figure for
         # children counts the parent's pages a child shares between fork and exec).
-        "decode_children_peak_rss_mb": usage.decode_children_peak_rss_mb,
-        "decode_child_peak_rss_mb": usage.decode_child_peak_rss_mb,
+        "decode_children_peak_rss_mb": measured["decode_children_peak_rss_mb"],
+        "decode_child_peak_rss_mb": measured["decode_child_peak_rss_mb"],
         "current_rss_before_worker_mb": round(before_worker, 1),
         "current_rss_after_worker_mb": round(current_rss_mb(), 1),
     }
