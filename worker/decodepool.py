@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+import numpy as np
 import structlog
 
 from model.decode import ImageLimits
@@ -192,12 +193,15 @@ def _read_exactly(stream: IO[bytes], count: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _pixels_to_tensor(payload: bytes, size: int) -> Any:
-    import numpy as np
-
+def _tensor_pixels() -> Callable[[bytes, int], Any]:
+    """Payload bytes, side -> `(3, S, S)` uint8 tensor. Imported here, in the parent only: the
+    children must not load torch."""
     from model.preprocess import pixels_to_tensor
 
-    return pixels_to_tensor(np.frombuffer(payload, dtype=np.uint8).reshape(size, size, 3).copy())
+    def to_tensor(payload: bytes, size: int) -> Any:
+        return pixels_to_tensor(np.frombuffer(payload, dtype=np.uint8).reshape(size, size, 3).copy())
+
+    return to_tensor
 
 
 class DecodeProcessPool:
@@ -208,7 +212,7 @@ class DecodeProcessPool:
         config: ChildConfig,
         processes: int,
         *,
-        to_pixels: Callable[[bytes, int], Any] = _pixels_to_tensor,
+        to_pixels: Callable[[bytes, int], Any] | None = None,
         ready_timeout_s: float = 60.0,
     ) -> None:
         """Start `processes` children and wait until each has built its fetcher and decoder.
@@ -220,8 +224,8 @@ class DecodeProcessPool:
         Args:
             config: the children's settings.
             processes: how many children.
-            to_pixels: payload bytes, side -> what `PreparedImage.pixels` holds (a `(3, S, S)` uint8
-                tensor by default).
+            to_pixels: payload bytes, side -> what `PreparedImage.pixels` holds (default: a
+                `(3, S, S)` uint8 tensor).
             ready_timeout_s: how long the children may take to start.
 
         Raises:
@@ -230,7 +234,7 @@ class DecodeProcessPool:
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
         self._config = config
-        self._to_pixels = to_pixels
+        self._to_pixels = to_pixels if to_pixels is not None else _tensor_pixels()
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._closing = False
