@@ -92,18 +92,28 @@ def test_bad_input_comes_back_as_the_same_reason(served: tuple[Path, SampleSet])
         strict.close()
 
 
+def _kill_the_child(pool: DecodeProcessPool, after_s: float) -> int:
+    """SIGKILL the pool's only child after `after_s` (its downloads wait on a slow server), wait until
+    the pool has replaced it, and return the killed pid."""
+    pid = pool.pids[0]
+    time.sleep(after_s)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while pool.pids[0] == pid and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pid
+
+
 def test_a_killed_child_is_replaced_and_its_jobs_run_again(served: tuple[Path, SampleSet]) -> None:
     directory, samples = served
     pool = DecodeProcessPool(_config(), processes=1)
     try:
         with ImageServer(directory, delay_s=1.0) as server:
             futures = [pool.submit(server.url(name)) for name in samples.cards]
-            first_pid = pool.pids[0]
-            time.sleep(0.3)  # the downloads are waiting on the slow server
-            os.kill(first_pid, signal.SIGKILL)
+            killed = _kill_the_child(pool, after_s=0.3)
             for future in futures:
                 assert future.result(60).pixels.shape == (3, SIZE, SIZE)
-            assert pool.pids[0] != first_pid
+            assert pool.pids[0] != killed
     finally:
         pool.close()
 
@@ -115,12 +125,7 @@ def test_an_image_whose_child_dies_twice_is_dead_lettered(served: tuple[Path, Sa
         with ImageServer(directory, delay_s=3.0) as server:
             future = pool.submit(server.url(samples.cards[0]))
             for _ in range(2):
-                pid = pool.pids[0]
-                time.sleep(0.5)
-                os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 30
-                while pool.pids[0] == pid and time.monotonic() < deadline:
-                    time.sleep(0.02)
+                _kill_the_child(pool, after_s=0.5)
             with pytest.raises(DecoderCrashed):
                 future.result(30)
             # The pool still works after that.
