@@ -1,22 +1,25 @@
 """SSRF-safe image downloads on a pooled async HTTP client.
 
-Design: one asyncio event loop runs in a background thread and owns one `httpx.AsyncClient`
-(`BackgroundFetcher`). The main loop submits URLs and gets `concurrent.futures.Future`s back. Why not a
+Design: one asyncio event loop runs in a background thread and owns one `aiohttp.ClientSession`
+(`BackgroundFetcher`). The caller submits URLs and gets `concurrent.futures.Future`s back. Why not a
 thread pool of blocking clients: a download is almost all waiting, so one thread can keep many of them
 in flight (bounded by a semaphore) sharing one keep-alive connection pool, without one OS thread and one
-stack per slow server; the decode stage, which does use CPU, gets its own thread pool.
+stack per slow server. Why aiohttp: its C HTTP parser costs about a quarter of the CPU per small image
+that a pure-Python client does (measured 0.17 ms against 0.71 ms), and on a CPU worker the fetch
+shares the cores with decoding.
 
 Safety, per request (`ImageFetcher.fetch`):
 1. only http/https (file:// below a root when enabled), no credentials in the URL, optional host
    allow-list;
-2. the host is resolved here and EVERY address is checked (`worker.netguard`) unless private networks
-   are allowed;
-3. the connection goes to the checked address (the URL's host is replaced by the IP) while the original
-   name is sent as the Host header and as TLS SNI, and the certificate is verified against that name;
-   so a second DNS answer cannot redirect the connection (DNS rebinding);
-4. redirects are followed by hand, each hop going through steps 1-3 again;
-5. the body is streamed and cut at `max_bytes` whatever Content-Length says; connect/read timeouts per
-   request and a total deadline per image; no proxies from the environment (they would bypass 2-3).
+2. every new connection resolves its host through `_CheckingResolver`, which checks EVERY address
+   (`worker.netguard`) unless private networks are allowed, and the connector connects only to the
+   addresses it returned (no DNS cache, no second lookup), so a second DNS answer cannot redirect the
+   connection (DNS rebinding); IP literals never reach a resolver and are checked before the request;
+   TLS SNI and certificate verification use the URL's name;
+3. redirects are followed by hand, each hop going through steps 1-2 again;
+4. the body is streamed and cut at `max_bytes` whatever Content-Length says (decompressed bytes count,
+   and aiohttp inflates in bounded steps, so a gzip bomb is cut too); connect/read timeouts per request
+   and a total deadline per image; no proxies from the environment (they would bypass step 2).
 Timeouts, connection errors, 429 and 5xx are retried with exponential backoff and jitter.
 """
 
@@ -27,13 +30,16 @@ import concurrent.futures
 import contextlib
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from worker.errors import (
     BadInput,
@@ -54,18 +60,26 @@ Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-# Connections per httpx pool (see `ImageFetcher.__init__`).
-_CONNECTIONS_PER_POOL = 2
+_READ_CHUNK = 64 * 1024
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        return URL(url)
+    except (TypeError, ValueError) as exc:
+        raise UrlNotAllowed(f"not a valid URL: {exc}") from exc
 
 
 def redact_url(url: str) -> str:
     """The URL without credentials, query or fragment, safe to log."""
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
+        parsed = URL(url)
+    except (TypeError, ValueError):
         return "<unparseable url>"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
+    if not parsed.absolute:
+        return "<unparseable url>"
+    port = f":{parsed.explicit_port}" if parsed.explicit_port else ""
+    return f"{parsed.scheme}://{parsed.raw_host}{port}{parsed.raw_path}"
 
 
 async def system_resolver(host: str, port: int) -> list[IPAddress]:
@@ -85,62 +99,78 @@ async def system_resolver(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-class ImageFetcher:
-    """Downloads one image's bytes safely; must be used from one asyncio event loop."""
+class _CheckingResolver(AbstractResolver):
+    """The connector's resolver: resolves, refuses the host unless EVERY address passes the policy.
 
-    def __init__(
-        self,
-        settings: FetchSettings,
-        *,
-        resolver: Resolver = system_resolver,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        """Create the fetcher.
+    The connector connects only to the addresses returned here, so the check and the connection
+    cannot disagree. Its errors are `BadInput`s, not `OSError`s, so aiohttp passes them through as
+    they are.
+    """
+
+    def __init__(self, resolve: Resolver, policy: AddressPolicy) -> None:
+        self._resolve = resolve
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        del family  # both families are resolved and checked
+        addresses = await self._resolve(host, port)
+        self._policy.check_all(host, addresses)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+class ImageFetcher:
+    """Downloads one image's bytes safely; create and use it on one running asyncio event loop."""
+
+    def __init__(self, settings: FetchSettings, *, resolver: Resolver = system_resolver) -> None:
+        """Create the fetcher and its connection pool.
 
         Args:
             settings: limits, timeouts and policies.
             resolver: host name -> addresses (injectable for tests).
-            transport: an httpx transport (tests); default is a pooled HTTP/1.1 transport.
         """
         if settings.allow_file_urls and settings.file_root is None:
             raise ConfigurationError("allow_file_urls needs file_root")
         self._settings = settings
-        self._resolver = resolver
         self._addresses = AddressPolicy(settings.allow_private_networks)
         self._hosts = HostPolicy(settings.allowed_hosts)
         self._semaphore = asyncio.Semaphore(settings.concurrency)
-        timeout = httpx.Timeout(
-            connect=settings.connect_timeout_s,
-            read=settings.read_timeout_s,
-            write=settings.read_timeout_s,
-            pool=settings.total_timeout_s,
+        connector = aiohttp.TCPConnector(
+            limit=settings.concurrency,
+            limit_per_host=0,
+            use_dns_cache=False,  # every new connection is resolved and checked again
+            resolver=_CheckingResolver(resolver, self._addresses),
+            ssl=ssl.create_default_context(),  # certificate and host name verified
         )
-        # Several small pools instead of one big one: httpx's pool checks every idle connection (a socket
-        # poll and a peer-name lookup each) whenever a request starts or ends, so one pool's cost per
-        # request grows with its size; at 32 connections that check took half of the fetch thread.
-        shards = 1 if transport is not None else -(-settings.concurrency // _CONNECTIONS_PER_POOL)
-        per_pool = -(-settings.concurrency // shards)
-        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
-        # One TLS context for all pools (loading the CA bundle is slow), with the default verification.
-        tls = httpx.create_ssl_context(trust_env=False)
-        self._clients = [
-            httpx.AsyncClient(
-                timeout=timeout,
-                limits=limits,
-                follow_redirects=False,  # redirects are re-checked by hand
-                trust_env=False,  # an environment proxy would bypass address pinning
-                transport=transport,
-                verify=tls,
-                headers={"User-Agent": settings.user_agent, "Accept": "image/*"},
-            )
-            for _ in range(shards)
-        ]
-        self._busy = [0] * shards  # requests in progress per pool; a request takes the least busy one
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,  # the per-image deadline is enforced in `fetch`, across retries
+                sock_connect=settings.connect_timeout_s,
+                sock_read=settings.read_timeout_s,
+            ),
+            trust_env=False,  # an environment proxy would bypass the address check
+            headers={"User-Agent": settings.user_agent, "Accept": "image/*"},
+            cookie_jar=aiohttp.DummyCookieJar(),  # one shop's cookies must not reach another's URLs
+        )
 
     async def aclose(self) -> None:
-        """Close the connection pools."""
-        for client in self._clients:
-            await client.aclose()
+        """Close the connection pool."""
+        await self._session.close()
 
     async def fetch(self, url: str) -> bytes:
         """Download `url`, retrying transient failures, within the total deadline.
@@ -170,56 +200,41 @@ class ImageFetcher:
                     await asyncio.sleep(delay)
 
     async def _fetch_once(self, url: str) -> bytes:
-        current = self._parse(url)
+        current = self._check(_parse_url(url))
         for _hop in range(self._settings.max_redirects + 1):
             if current.scheme == "file":
                 return await asyncio.to_thread(self._read_file, current)
-            response_or_bytes = await self._request(current)
-            if isinstance(response_or_bytes, bytes):
-                return response_or_bytes
-            current = self._parse(str(current.join(response_or_bytes)))
+            body_or_location = await self._request(current)
+            if isinstance(body_or_location, bytes):
+                return body_or_location
+            current = self._check(current.join(_parse_url(body_or_location)))
         raise TooManyRedirects(f"more than {self._settings.max_redirects} redirects")
 
-    def _parse(self, url: str) -> httpx.URL:
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError, ValueError) as exc:
-            raise UrlNotAllowed(f"not a valid URL: {exc}") from exc
+    def _check(self, url: URL) -> URL:
+        """Step 1 of the module docstring (and step 2 for IP literals, which skip the resolver)."""
         allowed_schemes = {"http", "https"} | ({"file"} if self._settings.allow_file_urls else set())
-        if parsed.scheme not in allowed_schemes:
-            raise UrlNotAllowed(f"scheme {parsed.scheme!r} is not allowed")
-        if parsed.scheme == "file":
-            return parsed
-        if parsed.userinfo:
+        if url.scheme not in allowed_schemes:
+            raise UrlNotAllowed(f"scheme {url.scheme!r} is not allowed")
+        if url.scheme == "file":
+            return url
+        if url.user is not None or url.password is not None:
             raise UrlNotAllowed("credentials in image URLs are not allowed")
-        if not parsed.host:
+        host = url.raw_host
+        if not host:
             raise UrlNotAllowed("URL has no host")
-        self._hosts.check(parsed.host)
-        return parsed
-
-    async def _request(self, url: httpx.URL) -> bytes | str:
-        """One HTTP exchange to a pinned address; returns the body, or the Location of a redirect."""
-        host = url.raw_host.decode("ascii")
-        port = url.port or (443 if url.scheme == "https" else 80)
+        self._hosts.check(host)
         literal = parse_ip(host)
-        addresses = [literal] if literal is not None else await self._resolver(host, port)
-        self._addresses.check_all(host, addresses)
-        pinned = url.copy_with(host=str(addresses[0]))
-        headers: dict[str, str] = {}
-        extensions: dict[str, str] = {}
-        if literal is None:
-            # Connect to the checked address, but speak to the server by its name (Host and TLS SNI;
-            # the certificate is verified against the name).
-            headers["Host"] = host if url.port is None else f"{host}:{url.port}"
-            extensions["sni_hostname"] = host
-        shard = self._busy.index(min(self._busy))
-        self._busy[shard] += 1
+        if literal is not None:
+            self._addresses.check_all(host, [literal])
+        return url
+
+    async def _request(self, url: URL) -> bytes | str:
+        """One HTTP exchange; returns the body, or the Location of a redirect."""
         try:
-            client = self._clients[shard]
-            async with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
-                status = response.status_code
+            async with self._session.get(url, allow_redirects=False) as response:
+                status = response.status
                 if status in _REDIRECT_STATUSES:
-                    location = response.headers.get("location")
+                    location = response.headers.get("Location")
                     if not location:
                         raise HttpError(f"redirect status {status} without Location")
                     return location
@@ -228,32 +243,34 @@ class ImageFetcher:
                 if not 200 <= status < 300:
                     raise HttpError(f"server answered {status}")
                 return await self._read_capped(response)
-        except httpx.TimeoutException as exc:
+        except aiohttp.InvalidURL as exc:
+            raise UrlNotAllowed(f"not a valid URL: {exc}") from exc
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts
             raise TransientFetchError(str(exc), FetchTimeout(f"timed out: {type(exc).__name__}")) from exc
-        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientFetchError(str(exc), ConnectionFailed(f"{type(exc).__name__}: {exc}")) from exc
-        finally:
-            self._busy[shard] -= 1
+        except aiohttp.ClientError as exc:  # e.g. a malformed response: retrying would not help
+            raise HttpError(f"bad response: {type(exc).__name__}: {exc}") from exc
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self._settings.max_bytes
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
+        declared = response.content_length
+        if declared is not None and declared > cap:
             raise ResponseTooLarge(f"Content-Length {declared} exceeds the {cap}-byte cap")
         chunks: list[bytes] = []
         size = 0
-        # aiter_bytes yields decoded bytes, so a gzip-encoded bomb is capped too.
-        async for chunk in response.aiter_bytes():
+        # The stream yields decoded bytes, so a gzip-encoded bomb is capped too.
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
             size += len(chunk)
             if size > cap:
                 raise ResponseTooLarge(f"body exceeds the {cap}-byte cap")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _read_file(self, url: httpx.URL) -> bytes:
+    def _read_file(self, url: URL) -> bytes:
         root = self._settings.file_root
         assert root is not None  # checked in __init__
-        path = Path(unquote(url.path)).resolve()
+        path = Path(unquote(url.raw_path)).resolve()
         if not path.is_relative_to(root.resolve()):
             raise UrlNotAllowed("file URL outside the allowed root")
         try:

@@ -26,7 +26,7 @@ from worker.errors import (
     TooManyRedirects,
     UrlNotAllowed,
 )
-from worker.fetch import BackgroundFetcher, ImageFetcher, redact_url
+from worker.fetch import BackgroundFetcher, ImageFetcher, redact_url, system_resolver
 from worker.netguard import IPAddress
 from worker.settings import FetchSettings
 
@@ -176,6 +176,13 @@ def test_refuses_ip_literals_in_private_ranges() -> None:
         fetch("http://127.0.0.1:1/x.jpg", settings(allow_private_networks=False))
     with pytest.raises(ForbiddenAddress):
         fetch("http://[::1]:1/x.jpg", settings(allow_private_networks=False))
+
+
+@pytest.mark.parametrize("host", ["2130706433", "127.1", "0x7f000001"])
+def test_legacy_numeric_hosts_cannot_reach_loopback(host: str) -> None:
+    # socket maps these onto 127.0.0.1; they must be refused whichever layer recognises them.
+    with pytest.raises((ForbiddenAddress, UrlNotAllowed)):
+        fetch(f"http://{host}:1/x.jpg", settings(allow_private_networks=False), system_resolver)
 
 
 def test_metadata_addresses_stay_refused_when_private_networks_are_allowed() -> None:
