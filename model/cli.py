@@ -83,6 +83,13 @@ def _register_train(subcommands: Any) -> None:
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training targets")
     p.add_argument("--lr-r", type=float, default=2e-4)
     p.add_argument("--lr-d", type=float, default=2e-4)
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="cosine: both learning rates decay from their peaks to --lr-floor x peak over the run",
+    )
+    p.add_argument("--lr-floor", type=float, default=0.05, help="last learning rate / peak (cosine)")
     p.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam")
     p.add_argument("--beta1", type=float, default=0.5)
     p.add_argument("--noise-sigma", type=float, default=0.155, help="std of the Gaussian noise added for R")

@@ -67,6 +67,8 @@ class TrainConfig:
     lr_r: float = 2e-4
     lr_d: float = 2e-4
     optimizer: str = "adam"  # "adam" | "rmsprop"
+    lr_schedule: str = "constant"  # "constant" | "cosine" (decays both learning rates to lr_floor x peak)
+    lr_floor: float = 0.05
     beta1: float = 0.5
     noise_sigma: float = 0.155
     lambda_rec: float = 0.4
@@ -117,6 +119,20 @@ def _make_optimizer(config: TrainConfig, params: Any, lr: float) -> torch.optim.
     raise ConfigError(f"optimizer must be 'adam' or 'rmsprop', got {config.optimizer!r}")
 
 
+def learning_rate_factor(config: TrainConfig, progress: float) -> float:
+    """The share of the peak learning rates to use at `progress` (0 = first step, 1 = after the last).
+
+    A pure function of progress rather than a torch scheduler with state of its own, so `--resume`
+    continues on exactly the curve an uninterrupted run follows.
+    """
+    if config.lr_schedule == "constant":
+        return 1.0
+    if config.lr_schedule == "cosine":
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        return config.lr_floor + (1.0 - config.lr_floor) * cosine
+    raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+
+
 class AloccTrainer:
     """The GAN-style training step for one pair of networks, independent of data loading."""
 
@@ -127,7 +143,14 @@ class AloccTrainer:
         self.device = device
         self.opt_r = _make_optimizer(config, self.reconstructor.parameters(), config.lr_r)
         self.opt_d = _make_optimizer(config, self.discriminator.parameters(), config.lr_d)
+        learning_rate_factor(config, 0.0)  # reject an unknown schedule here, not at the first step
         self.bce = nn.BCEWithLogitsLoss()
+
+    def set_learning_rate_factor(self, factor: float) -> None:
+        """Scale both optimisers' learning rates to `factor` x their configured peaks."""
+        for optimizer, peak in ((self.opt_r, self.config.lr_r), (self.opt_d, self.config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = peak * factor
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
@@ -353,6 +376,9 @@ def train(config: TrainConfig) -> Path:
             range(steps), desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False
         )
         for step in bar:
+            trainer.set_learning_rate_factor(
+                learning_rate_factor(config, ((epoch - 1) * steps + step) / (config.epochs * steps))
+            )
             idx = order[step * batch : (step + 1) * batch]
             x = train_images[idx]
             x = augment_text(x) if augment_text else x

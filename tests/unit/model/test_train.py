@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +13,34 @@ import torch
 
 from model.calibrate import calibrate_checkpoint
 from model.checkpoint import read_card
+from model.errors import ConfigError
 from model.networks import build_networks
 from model.presets import get_preset
 from model.scoring import ScoreMode, Scorer
-from model.train import AloccTrainer, TrainConfig, train
+from model.train import AloccTrainer, TrainConfig, learning_rate_factor, train
 
 FolderFactory = Callable[..., Path]
+
+
+def test_cosine_schedule_decays_from_the_peak_to_the_floor() -> None:
+    config = TrainConfig(data="unused", out="unused", lr_schedule="cosine", lr_floor=0.1)
+    factors = [learning_rate_factor(config, t) for t in np.linspace(0, 1, 11)]
+    assert factors[0] == pytest.approx(1.0)
+    assert factors[5] == pytest.approx(0.55)  # halfway: floor + (1 - floor) / 2
+    assert factors[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in itertools.pairwise(factors))
+    assert learning_rate_factor(TrainConfig(data="unused", out="unused"), 0.7) == 1.0
+
+
+def test_the_trainer_applies_the_factor_to_both_peaks_and_rejects_unknown_schedules() -> None:
+    networks = build_networks(get_preset("strided", width=4, input_size=32))
+    config = TrainConfig(data="unused", out="unused", lr_r=1e-3, lr_d=4e-3, lr_schedule="cosine")
+    trainer = AloccTrainer(networks, config, torch.device("cpu"))
+    trainer.set_learning_rate_factor(0.5)
+    assert [g["lr"] for g in trainer.opt_r.param_groups] == [pytest.approx(5e-4)]
+    assert [g["lr"] for g in trainer.opt_d.param_groups] == [pytest.approx(2e-3)]
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        AloccTrainer(networks, TrainConfig(data="u", out="u", lr_schedule="step"), torch.device("cpu"))
 
 
 @pytest.mark.parametrize("d_batch", ["separate", "joint"])
