@@ -99,6 +99,14 @@ def conformal_threshold(scores: np.ndarray, alpha: float, *, allow_max: bool = F
         log.warning("only %d calibration images, %d needed for alpha=%s: using the maximum", n, needed, alpha)
         rank = n
     rank_score = float(values[rank - 1])
+    if rank_score >= 1.0:
+        # sigmoid(logit) rounds to exactly 1.0 in float32 once the logit passes about 17: the
+        # calibration photos are as confident as any card can be, so the threshold lies above every
+        # possible score and this mode will flag nothing. Safe for products, useless for cards.
+        log.warning(
+            "the rank-%d calibration score is 1.0 (scores saturate in float32): this mode will flag nothing",
+            rank,
+        )
     return ConformalThreshold(next_float32_above(rank_score), rank_score, rank, n, alpha, fallback)
 
 

@@ -66,3 +66,11 @@ def test_empirical_threshold_and_rates() -> None:
     assert rates_at(np.zeros(0), others, threshold)["fpr"] == 0.05
     targets = np.array([10, 94, 95, 200], dtype=np.float32)
     assert rates_at(targets, others, threshold)["fnr"] == 0.5
+
+
+def test_saturated_calibration_scores_are_reported(caplog: pytest.LogCaptureFixture) -> None:
+    scores = np.ones(100, dtype=np.float32)
+    with caplog.at_level("WARNING"):
+        result = conformal_threshold(scores, 0.05)
+    assert not np.any(scores >= np.float32(result.threshold))  # flags nothing, as the warning says
+    assert "saturate" in caplog.text
