@@ -30,6 +30,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import gc
 import itertools
 import json
 import struct
@@ -387,6 +388,10 @@ def child_main(config_json: str) -> int:
         except (BrokenPipeError, OSError):
             pass  # the parent is gone; stdin EOF will end this process
 
+    # Everything built so far lives as long as the process: keep it out of the cyclic collector's
+    # full scans (see `Worker.run`).
+    gc.collect()
+    gc.freeze()
     send({"id": -1, "ready": True})
     try:
         for line in sys.stdin.buffer:
