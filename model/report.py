@@ -75,7 +75,7 @@ def plot_roc(modes: Mapping[str, ModeScores], out: Path) -> Path:
 _PROBABILITY_TICKS = (1e-4, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999)
 
 
-def _logit(scores: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+def _logit(scores: npt.ArrayLike) -> npt.NDArray[np.floating]:
     """log(p / (1 - p)), with p kept 1e-7 away from 0 and 1 (float32 scores reach exactly 1.0)."""
     p = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
@@ -95,11 +95,7 @@ def plot_histograms(modes: Mapping[str, ModeScores], out: Path) -> Path:
     for ax, (name, m) in zip(axes[0], modes.items(), strict=True):
         # Scores are probabilities that crowd against 0 and 1, where the threshold sits; on the logit
         # scale 0.99, 0.999 and 0.9999 are evenly spaced, so the separation there is visible.
-        target, other, threshold = (
-            _logit(m.target),
-            _logit(m.other),
-            float(_logit(np.array([m.threshold]))[0]),
-        )
+        target, other, threshold = _logit(m.target), _logit(m.other), float(_logit(m.threshold))
         both = np.r_[target, other, threshold]
         lo, hi = float(np.min(both)), float(np.max(both))
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 41)
@@ -108,10 +104,11 @@ def plot_histograms(modes: Mapping[str, ModeScores], out: Path) -> Path:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {m.threshold:.6g}")
         ax.set_yscale("log")
         ax.set_title(name)
-        ticks = [p for p in _PROBABILITY_TICKS if lo <= float(_logit(np.array([p]))[0]) <= hi]
+        tick_at = _logit(_PROBABILITY_TICKS)
+        shown = (tick_at >= lo) & (tick_at <= hi)
         ax.set_xticks(
-            [float(_logit(np.array([p]))[0]) for p in ticks],
-            [f"{p:g}" for p in ticks],
+            tick_at[shown],
+            [f"{p:g}" for p, keep in zip(_PROBABILITY_TICKS, shown, strict=True) if keep],
             fontsize=7,
             rotation=45,
         )
