@@ -148,6 +148,7 @@ class ImageFetcher:
         self._settings = settings
         self._addresses = AddressPolicy(settings.allow_private_networks)
         self._hosts = HostPolicy(settings.allowed_hosts)
+        self._schemes = frozenset({"http", "https"} | ({"file"} if settings.allow_file_urls else set()))
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         connector = aiohttp.TCPConnector(
             limit=settings.concurrency,
@@ -212,8 +213,7 @@ class ImageFetcher:
 
     def _check(self, url: URL) -> URL:
         """Step 1 of the module docstring (and step 2 for IP literals, which skip the resolver)."""
-        allowed_schemes = {"http", "https"} | ({"file"} if self._settings.allow_file_urls else set())
-        if url.scheme not in allowed_schemes:
+        if url.scheme not in self._schemes:
             raise UrlNotAllowed(f"scheme {url.scheme!r} is not allowed")
         if url.scheme == "file":
             return url
