@@ -78,6 +78,8 @@ class TrainConfig:
     augment: bool = True
     augment_strength: float = 1.0
     invert_p: float = 0.0  # share of images (cards and negatives alike) turned into their negative
+    max_rotation_deg: float = 0.0  # geometric jitter for cards and negatives alike (see Augmenter)
+    max_zoom_out: float = 1.0
     weight_decay: float = 0.0
     select_fpr: float = 0.01
     gate_fpr: float = 0.1
@@ -352,13 +354,20 @@ def train(config: TrainConfig) -> Path:
         start_epoch, history, best = _resume(out / "last", trainer)
         log.info("resumed after epoch %d", start_epoch - 1)
 
-    strength = config.augment_strength
-    invert = config.invert_p
-    augment_text = (
-        Augmenter(size, kind="text", strength=strength, p_invert=invert) if config.augment else None
-    )
-    augment_photo = (
-        Augmenter(size, kind="photo", strength=strength, p_invert=invert) if config.augment else None
+    augment_text, augment_photo = (
+        (
+            Augmenter(
+                size,
+                kind=kind,
+                strength=config.augment_strength,
+                p_invert=config.invert_p,
+                max_rotation_deg=config.max_rotation_deg,
+                max_zoom_out=config.max_zoom_out,
+            )
+            if config.augment
+            else None
+        )
+        for kind in ("text", "photo")
     )
     batch = config.batch_size
     steps = config.steps_per_epoch or max(1, len(train_images) // batch)

@@ -162,9 +162,24 @@ class Augmenter:
     blur and JPEG re-encoding, but no flips (mirrored text is not what uploads contain). Photos also get
     horizontal flips and wider crops. Everything except the JPEG step is one batched tensor
     operation, so augmentation costs a fraction of a training step on a small CPU.
+
+    Optional geometric jitter (`max_rotation_deg`, `max_zoom_out`) tilts an image and shrinks it
+    inside the frame, the edge pixels extended around it: a notice photographed at an angle, a note
+    on a wall, text that fills less of the picture. Give both kinds the same jitter, so that a tilted
+    frame or an extended edge is no cue for either class.
     """
 
-    def __init__(self, size: int, *, kind: str, strength: float = 1.0, p_invert: float = 0.0) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        kind: str,
+        strength: float = 1.0,
+        p_invert: float = 0.0,
+        max_rotation_deg: float = 0.0,
+        max_zoom_out: float = 1.0,
+        p_geometry: float = 0.5,
+    ) -> None:
         if kind not in ("text", "photo"):
             raise ValueError(f"kind must be 'text' or 'photo', got {kind!r}")
         self.size = size
@@ -177,6 +192,11 @@ class Augmenter:
         # Negative images (x -> 1 - x): light text on a dark card is as much a notice as dark on light.
         # Given to cards and photos alike, so that "looks inverted" is no cue for either class.
         self.p_invert = p_invert
+        if max_rotation_deg < 0 or max_zoom_out < 1:
+            raise ValueError("max_rotation_deg must be >= 0 and max_zoom_out >= 1")
+        self.max_rotation = math.radians(max_rotation_deg)
+        self.max_zoom_out = max_zoom_out
+        self.p_geometry = p_geometry if (max_rotation_deg or max_zoom_out > 1) else 0.0
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> augmented (B, 3, S, S) uint8."""
@@ -199,14 +219,27 @@ class Augmenter:
         log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3))
         width = (area * log_ratio.exp()).sqrt().clamp(max=1.0)  # fraction of the side
         height = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
+        angle = torch.zeros(n)
+        if self.p_geometry:
+            tilted = torch.rand(n) < self.p_geometry
+            angle = tilted * torch.empty(n).uniform_(-self.max_rotation, self.max_rotation)
+            # The tilted images show the whole image (no crop), inside a window up to max_zoom_out
+            # times wider: the image shrinks inside the output frame.
+            zoom = torch.empty(n).uniform_(1.0, self.max_zoom_out)
+            width, height = torch.where(tilted, zoom, width), torch.where(tilted, zoom, height)
         centre_x = (torch.rand(n) * 2 - 1) * (1 - width)
         centre_y = (torch.rand(n) * 2 - 1) * (1 - height)
         sign = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n)
+        cos, sin = angle.cos(), angle.sin()
         theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0], theta[:, 0, 2] = width * sign, centre_x
-        theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
+        theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = width * sign * cos, -height * sin, centre_x
+        theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = width * sign * sin, height * cos, centre_y
         grid = F.affine_grid(theta, [n, 3, self.size, self.size], align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        # Without geometric jitter the window stays inside the image and reflection only touches
+        # the outermost half pixel; with it, extending the edge looks like the card's surroundings,
+        # where a reflection would mirror the text into the margin.
+        padding = "border" if self.p_geometry else "reflection"
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
     def _colour(self, x: torch.Tensor) -> torch.Tensor:
         """Brightness, contrast, saturation and per-channel tint jitter, then random greyscale.

@@ -1,4 +1,4 @@
-"""Training augmentation: shapes, text is never mirrored, inversion flips light and dark."""
+"""Training augmentation: shapes, no mirrored text, inversion flips light and dark, tilt and zoom-out."""
 
 from __future__ import annotations
 
@@ -27,3 +27,31 @@ def test_inversion_turns_light_cards_dark(p_invert: float, dark: bool) -> None:
     background = out.float().mean(dim=(1, 2, 3))
     assert bool((background < 80).all()) is dark
     assert bool((background > 170).all()) is not dark
+
+
+def _dark_columns(images: torch.Tensor) -> torch.Tensor:
+    """How many columns of each image hold a dark pixel."""
+    return (images.float().mean(dim=1) < 128).any(dim=1).sum(dim=1)
+
+
+def test_zoom_out_shrinks_the_image_inside_the_frame() -> None:
+    torch.manual_seed(0)
+    cards = _cards(32, 240)  # a 24-column dark line on a light card
+    out = Augmenter(32, kind="text", strength=0.0, max_zoom_out=3.0, p_geometry=1.0)(cards)
+    columns = _dark_columns(out)
+    assert bool((columns <= 25).all())
+    assert columns.float().mean() < 18  # the side shrinks by a factor drawn from [1, 3]
+
+
+def test_rotation_tilts_a_horizontal_line() -> None:
+    torch.manual_seed(0)
+    cards = _cards(16, 240)
+    out = Augmenter(32, kind="text", strength=0.0, max_rotation_deg=30.0, p_geometry=1.0)(cards)
+    dark_rows = (out.float().mean(dim=1) < 128).any(dim=2).sum(dim=1)
+    assert dark_rows.float().mean() > 4  # the 2-row line now spans more rows
+
+
+@pytest.mark.parametrize(("rotation", "zoom"), [(-1.0, 1.0), (0.0, 0.9)])
+def test_geometry_arguments_are_checked(rotation: float, zoom: float) -> None:
+    with pytest.raises(ValueError):
+        Augmenter(32, kind="text", max_rotation_deg=rotation, max_zoom_out=zoom)
