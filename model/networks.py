@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.flop_counter import FlopCounterMode
 
 from model.presets import NetworkSpec
@@ -148,6 +149,40 @@ class AloccNetworks(NamedTuple):
 def build_networks(spec: NetworkSpec) -> AloccNetworks:
     """Build freshly initialised R and D for `spec`."""
     return AloccNetworks(Reconstructor(spec), Discriminator(spec))
+
+
+def inference_copy(module: nn.Module) -> nn.Module:
+    """An eval-mode copy of `module` for serving, with the same outputs up to float rounding.
+
+    Every BatchNorm that directly follows a convolution is folded into that convolution's weights
+    and bias, and eval-mode no-ops (Dropout) are dropped, so a forward pass makes one memory pass
+    per layer fewer. The weights are laid out channels-last, the layout oneDNN and cuDNN convolve
+    fastest. `module` itself is left untouched (validation scores live training networks).
+    """
+    clone = copy.deepcopy(module).eval()
+    _fold_children(clone)
+    return clone.to(memory_format=torch.channels_last)
+
+
+def _fold_children(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Sequential):
+            setattr(module, name, _fold_sequential(child))
+        else:
+            _fold_children(child)
+
+
+def _fold_sequential(layers: nn.Sequential) -> nn.Sequential:
+    kept: list[nn.Module] = []
+    for layer in layers:
+        if isinstance(layer, nn.Dropout | nn.Dropout2d):
+            continue
+        previous = kept[-1] if kept else None
+        if isinstance(layer, nn.BatchNorm2d) and isinstance(previous, nn.Conv2d | nn.ConvTranspose2d):
+            kept[-1] = fuse_conv_bn_eval(previous, layer, transpose=isinstance(previous, nn.ConvTranspose2d))
+        else:
+            kept.append(layer)
+    return nn.Sequential(*kept)
 
 
 class NetworkCost(NamedTuple):

@@ -25,7 +25,7 @@ import torch
 
 from model.checkpoint import CARD_FILE, ModelCard, load_checkpoint
 from model.errors import ConfigError, DefaultModelMissing, DeviceUnavailable
-from model.networks import AloccNetworks
+from model.networks import AloccNetworks, inference_copy
 
 
 class ScoreMode(StrEnum):
@@ -120,8 +120,8 @@ class Scorer:
         self.input_size: int = card.input_size
         self.model_version: str = card.model_version
         self.mode: ScoreMode = mode if mode is not None else ScoreMode(card.default_mode)
-        self._reconstructor = networks.reconstructor.to(device).eval()
-        self._discriminator = networks.discriminator.to(device).eval()
+        self._reconstructor = inference_copy(networks.reconstructor).to(device)
+        self._discriminator = inference_copy(networks.discriminator).to(device)
         # Fail at load time, not on the first batch, if the chosen mode has no threshold.
         self.threshold(self.mode)
 
@@ -230,7 +230,8 @@ class Scorer:
         if on_cuda and images.device.type == "cpu":
             # Pinned host memory lets the copy run asynchronously with respect to the host.
             images = images.pin_memory()
-        return images.to(self.device, dtype=torch.float32, non_blocking=on_cuda)
+        images = images.to(self.device, dtype=torch.float32, non_blocking=on_cuda)
+        return images.contiguous(memory_format=torch.channels_last)  # the networks' weight layout
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")

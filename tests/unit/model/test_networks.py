@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.errors import ConfigError, UnknownPreset
-from model.networks import build_networks, network_cost
+from model.networks import build_networks, inference_copy, network_cost
 from model.presets import PRESETS, NetworkSpec, get_preset
 
 
@@ -80,3 +80,38 @@ def test_bad_presets_are_refused() -> None:
         get_preset("seed", d_head="patch_mean")
     with pytest.raises(ConfigError):
         get_preset("strided", d_head="max")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        get_preset("strided", width=4, input_size=32),
+        get_preset("strided", width=4, d_head="patch_mean"),
+        get_preset("seed", input_size=32),  # R: BatchNorm after ReLU, nothing to fold
+    ],
+    ids=["strided", "patch_mean", "seed"],
+)
+def test_inference_copy_scores_like_the_trained_networks(spec: NetworkSpec) -> None:
+    torch.manual_seed(0)
+    networks = build_networks(spec)
+    for module in networks:
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):  # non-trivial statistics to fold
+                layer.running_mean.uniform_(-0.5, 0.5)
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.weight.data.uniform_(0.5, 1.5)
+                layer.bias.data.uniform_(-0.5, 0.5)
+    r, d = networks
+    x = torch.rand(4, 3, spec.input_size, spec.input_size) * 2 - 1
+    r.eval(), d.eval()
+    with torch.inference_mode():
+        expected = (d(x), r(x))
+        fast_r, fast_d = inference_copy(r), inference_copy(d)
+        got = (fast_d(x), fast_r(x))
+    for want, have in zip(expected, got, strict=True):
+        torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_d.modules())
+    r_folded = spec.architecture != "seed"
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in fast_r.modules()) is not r_folded
+    assert not any(isinstance(m, torch.nn.Dropout2d) for m in fast_d.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())  # the original is untouched
