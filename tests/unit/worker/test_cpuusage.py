@@ -33,7 +33,9 @@ def test_busy_thread_and_other_process_are_counted() -> None:
     finally:
         other.kill()
     report = usage.report()
-    assert usage.thread_cores.get("busy-thread", 0.0) > 0.2
-    assert usage.process_cores > 0.2
-    assert usage.other_cores["spinner"] > 0.2
+    # Each spinner gets a core to itself on an idle machine, far less on a busy one: the bounds only
+    # check that the work was seen and attributed, not how fast the machine was.
+    assert usage.thread_cores.get("busy-thread", 0.0) > 0.05
+    assert usage.process_cores > 0.05
+    assert usage.other_cores["spinner"] > 0.05
     assert 0.0 < usage.machine_busy_cores <= (report["machine_cores"] or 1) + 0.01
