@@ -165,6 +165,7 @@ def inference_copy(module: nn.Module) -> nn.Module:
 
 
 def _fold_children(module: nn.Module) -> None:
+    """Fold every Sequential below `module`, in place (the networks keep their layers in Sequentials)."""
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Sequential):
             setattr(module, name, _fold_sequential(child))
@@ -173,6 +174,7 @@ def _fold_children(module: nn.Module) -> None:
 
 
 def _fold_sequential(layers: nn.Sequential) -> nn.Sequential:
+    """`layers` without Dropout, each Conv + BatchNorm pair replaced by one equivalent Conv."""
     kept: list[nn.Module] = []
     for layer in layers:
         if isinstance(layer, nn.Dropout | nn.Dropout2d):

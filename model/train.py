@@ -354,21 +354,19 @@ def train(config: TrainConfig) -> Path:
         start_epoch, history, best = _resume(out / "last", trainer)
         log.info("resumed after epoch %d", start_epoch - 1)
 
-    augment_text, augment_photo = (
-        (
-            Augmenter(
-                size,
-                kind=kind,
-                strength=config.augment_strength,
-                p_invert=config.invert_p,
-                max_rotation_deg=config.max_rotation_deg,
-                max_zoom_out=config.max_zoom_out,
-            )
-            if config.augment
-            else None
+    def augmenter(kind: str) -> Augmenter | None:
+        if not config.augment:
+            return None
+        return Augmenter(
+            size,
+            kind=kind,
+            strength=config.augment_strength,
+            p_invert=config.invert_p,
+            max_rotation_deg=config.max_rotation_deg,
+            max_zoom_out=config.max_zoom_out,
         )
-        for kind in ("text", "photo")
-    )
+
+    augment_text, augment_photo = augmenter("text"), augmenter("photo")
     batch = config.batch_size
     steps = config.steps_per_epoch or max(1, len(train_images) // batch)
     fingerprints = {

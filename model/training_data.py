@@ -166,7 +166,9 @@ class Augmenter:
     Optional geometric jitter (`max_rotation_deg`, `max_zoom_out`) tilts an image and shrinks it
     inside the frame, the edge pixels extended around it: a notice photographed at an angle, a note
     on a wall, text that fills less of the picture. Give both kinds the same jitter, so that a tilted
-    frame or an extended edge is no cue for either class.
+    frame or an extended edge is no cue for either class. Off by default: in the one run with it
+    (docs/EXPERIMENTS.md, run N1) D still learned that content inside a flat surround means a card,
+    and flagged smooth scene photos.
     """
 
     def __init__(
