@@ -197,3 +197,22 @@ def decode_pixels(source: bytes | Image.Image, size: int, *, limits: ImageLimits
     except _DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot decode image: {exc}") from exc
     return np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy
+
+
+def warm_up(size: int, limits: ImageLimits | None = None) -> None:
+    """Decode one small generated image in each allowed everyday format (JPEG, PNG, WebP).
+
+    Pillow imports a format's plugin and the codec libraries set up on first use: in a fresh process
+    the first JPEG costs about 13 ms against 0.6 ms afterwards. A worker calls this while it starts,
+    so its first real images do not pay for it.
+    """
+    limits = limits or DEFAULT_LIMITS
+    for name in ("JPEG", "PNG", "WEBP"):
+        if name not in limits.allowed_formats:
+            continue
+        buffer = io.BytesIO()
+        try:
+            Image.new("RGB", (4 * size, 3 * size), (250, 250, 245)).save(buffer, name)
+        except (KeyError, OSError):  # this Pillow build cannot write the format: nothing to warm
+            continue
+        decode_pixels(buffer.getvalue(), size, limits=limits)

@@ -338,7 +338,7 @@ class DecodeProcessPool:
 # ----------------------------------------------------------------------------- the child process
 def child_main(config_json: str) -> int:
     """Run one child: read jobs from stdin until EOF, write results to stdout."""
-    from model.decode import decode_pixels
+    from model.decode import decode_pixels, warm_up
     from worker.fetch import BackgroundFetcher
     from worker.logs import configure_logging
     from worker.prepare import ImagePreparer
@@ -388,6 +388,7 @@ def child_main(config_json: str) -> int:
         except (BrokenPipeError, OSError):
             pass  # the parent is gone; stdin EOF will end this process
 
+    warm_up(config.size, limits)
     # Everything built so far lives as long as the process: keep it out of the cyclic collector's
     # full scans (see `Worker.run`).
     gc.collect()

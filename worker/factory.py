@@ -93,7 +93,7 @@ def build_worker(
         sink=build_sink(settings),
         store=store,
         preparer=preparer,
-        scoring=ScoringStage(loaded),
+        scoring=ScoringStage(loaded, warm_up_batches=(1, settings.batch.max_size)),
         topics=Topics(settings.topics.input, settings.topics.exclusions, settings.topics.dead_letter),
         settings=LoopSettings(
             max_batch=settings.batch.max_size,
@@ -119,6 +119,7 @@ def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> P
 
     Anything that must be closed after the preparer is appended to `closers`.
     """
+    from model.decode import warm_up
     from model.preprocess import ImageLimits, preprocess_uint8
 
     limits = ImageLimits(
@@ -138,6 +139,7 @@ def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> P
             log_format=settings.observability.log_format,
         )
         return DecodeProcessPool(config, settings.decode.processes)
+    warm_up(input_size, limits)
     fetcher = BackgroundFetcher(settings.fetch)
     closers.append(fetcher)
     decode = functools.partial(preprocess_uint8, size=input_size, limits=limits)

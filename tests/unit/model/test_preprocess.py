@@ -175,3 +175,21 @@ def test_pillow_bomb_error_is_mapped_even_with_a_generous_limit() -> None:
     )
     with pytest.raises(ImageTooLarge):
         preprocess(png, 32, limits=ImageLimits(max_pixels=10**12))
+
+
+@pytest.mark.parametrize("formats", [frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"}), frozenset({"PNG"})])
+def test_warm_up_decodes_only_allowed_formats(
+    formats: frozenset[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model.decode
+
+    seen: list[str | None] = []
+    decode = model.decode.decode_pixels
+
+    def recording(source: bytes, size: int, *, limits: ImageLimits) -> object:
+        seen.append(model.decode.sniff_format(source))
+        return decode(source, size, limits=limits)
+
+    monkeypatch.setattr(model.decode, "decode_pixels", recording)
+    model.decode.warm_up(16, ImageLimits(allowed_formats=formats))
+    assert seen and set(seen) <= formats

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 
 import pytest
+from fakes import FakeScorer
 from pydantic import SecretStr
 
 from model.errors import CorruptImage as ModelCorruptImage
@@ -17,6 +18,7 @@ from worker.guard import FailureRateGuard
 from worker.ledger import OffsetLedger, commit_offsets
 from worker.netguard import AddressPolicy, HostPolicy, forbidden_reason
 from worker.publish import should_publish
+from worker.scoring import ScoringStage
 from worker.settings import KafkaSettings, Settings, describe_settings
 from worker.store import WriteOutcome, WriteStatus, _us
 
@@ -208,3 +210,11 @@ def test_upload_times_order_exactly_in_microseconds() -> None:
     tokyo = dt.timezone(dt.timedelta(hours=9))
     assert _us(base.astimezone(tokyo)) == _us(base)
     assert _us(base) < 2**53
+
+
+def test_the_scoring_stage_warms_up_on_the_requested_batch_sizes() -> None:
+    scorer = FakeScorer()
+    ScoringStage(scorer, warm_up_batches=(1, 32))
+    assert scorer.batches == [1, 32]
+    ScoringStage(scorer)
+    assert scorer.batches == [1, 32]  # no warm-up unless asked for
