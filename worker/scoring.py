@@ -54,13 +54,16 @@ class ScoringStage:
             scorer: The loaded model.
             warm_up_batches: Batch sizes to score once on blank images now, so the first real batches
                 do not pay for kernel selection and buffer allocation (on this CPU the first batch of
-                32 takes about 8 ms and later ones 5 ms; a GPU's first call costs far more).
+                32 takes about 8 ms and later ones 5 ms; a GPU's first call costs far more). They run
+                on the stage's own thread: torch keeps a CPU thread team per calling thread, and the
+                team to warm is the one that scores real batches. In cascade mode this warms D(X)
+                only: blank images do not pass the gate to R.
         """
         self._scorer = scorer
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-score")
         blank = torch.zeros(3, scorer.input_size, scorer.input_size, dtype=torch.uint8)
         for size in warm_up_batches:
-            self.score([blank] * size)
+            self.submit([blank] * size).result()
 
     @property
     def model_version(self) -> str:
