@@ -92,6 +92,7 @@ def plot_histograms(modes: Mapping[str, ModeScores], out: Path) -> Path:
         The written path.
     """
     fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 4), squeeze=False)
+    tick_at = _logit(_PROBABILITY_TICKS)
     for ax, (name, m) in zip(axes[0], modes.items(), strict=True):
         # Scores are probabilities that crowd against 0 and 1, where the threshold sits; on the logit
         # scale 0.99, 0.999 and 0.9999 are evenly spaced, so the separation there is visible.
@@ -104,7 +105,6 @@ def plot_histograms(modes: Mapping[str, ModeScores], out: Path) -> Path:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {m.threshold:.6g}")
         ax.set_yscale("log")
         ax.set_title(name)
-        tick_at = _logit(_PROBABILITY_TICKS)
         shown = (tick_at >= lo) & (tick_at <= hi)
         ax.set_xticks(
             tick_at[shown],
