@@ -5,6 +5,8 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
     train/target/      TRAIN-family cards                       (the one class the model learns)
     train/negatives/   photos, product shots, printed words of TRAIN-role photo files
                        (optional outlier exposure for the discriminator)
+    train/structured/  text-free pictures with a regular rhythm (sets of items in rows, slats)
+                       of TRAIN-role photo files (extra negatives for one ensemble member)
     val/target/        more TRAIN-family cards                  (checkpoint selection)
     val/other/         non-cards from VAL-role files (training sources, files training never saw)
     calib/other/       non-cards from CALIB-role files + calibration-only sources (thresholds)
@@ -37,7 +39,8 @@ from model.data.errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
-DATASET_VERSION = "alocc-data-5"  # 2: smooth training negatives, cards-2; 3: cards-3; 4/5: cards-4/5
+# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured
+DATASET_VERSION = "alocc-data-6"
 
 
 class Scale(StrEnum):
@@ -56,11 +59,14 @@ class SplitPlan:
     family: Family  # card family, or the font family of printed words
     role: Role  # photo files the folder draws from (card photos included)
     mix: tuple[float, float, float] = (0.55, 0.28, 0.17)  # photo / product / printed
-    # Share of smooth, text-free pictures (wide defocused scenes, skies); training negatives only,
-    # and 0 leaves a folder's random draws exactly as before.
+    # Shares of smooth, text-free pictures (wide defocused scenes, skies) and of text-free pictures
+    # with a regular rhythm (sets of items in rows, slats); training negatives only. Both come
+    # from one roll, so shares of 0 leave every other draw of the folder exactly as before.
     soft_share: float = 0.0
+    structured_share: float = 0.0
 
 
+# New folders go at the end: an item's random stream is keyed by its folder's index in PLANS.
 PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("train/target", True, Family.TRAIN, Role.TRAIN),
     SplitPlan("train/negatives", False, Family.TRAIN, Role.TRAIN, soft_share=0.2),
@@ -69,6 +75,7 @@ PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("calib/other", False, Family.TRAIN, Role.CALIB),
     SplitPlan("eval/target", True, Family.HELDOUT, Role.EVAL),
     SplitPlan("eval/other", False, Family.HELDOUT, Role.EVAL, mix=(0.45, 0.35, 0.2)),
+    SplitPlan("train/structured", False, Family.TRAIN, Role.TRAIN, structured_share=1.0),
 )
 
 COUNTS: dict[Scale, dict[str, int]] = {
@@ -80,6 +87,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "calib/other": 2000,
         "eval/target": 1000,
         "eval/other": 1000,
+        "train/structured": 600,
     },
     Scale.SMALL: {
         "train/target": 24,
@@ -89,6 +97,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "calib/other": 16,
         "eval/target": 16,
         "eval/other": 16,
+        "train/structured": 8,
     },
 }
 
@@ -127,14 +136,19 @@ def render_item(seed: int, folder: str, index: int) -> tuple[Image.Image, dict[s
         record: dict[str, object] = {"kind": "card", "source": f"cards-{plan.family.value}", **info.as_dict()}
         stem = f"card-{info.layout}-{index:05d}"
     else:
-        if plan.soft_share > 0 and rng.random() < plan.soft_share:
+        roll = rng.random() if plan.soft_share + plan.structured_share > 0 else 1.0
+        if roll < plan.soft_share:
             sample = samples.soft_scene(rng, _role_files(plan.role), LONG_SIDE)
+        elif roll < plan.soft_share + plan.structured_share:
+            sample = samples.structured_scene(rng, _role_files(plan.role), LONG_SIDE)
         else:
             sample = samples.other(rng, _role_files(plan.role), plan.family, LONG_SIDE, plan.mix)
         image = sample.image
         record = {"kind": sample.kind.value, "source": sample.source, "photo": sample.file}
         if sample.word:
             record.update(word=sample.word, text_area=round(sample.text_area, 4))
+        if sample.arrangement:
+            record.update(arrangement=sample.arrangement)
         stem = f"{sample.kind.value}-{sample.source}-{index:05d}"
     record.update(file=f"{folder}/{stem}.jpg", quality=_jpeg_quality(rng))
     return image, record

@@ -66,7 +66,9 @@ def object_from_scene(photo: Image.Image, rng: np.random.Generator) -> Image.Ima
     return obj
 
 
-def _shadow(canvas: Image.Image, alpha: Image.Image, pos: tuple[int, int], rng: np.random.Generator) -> None:
+def drop_shadow(
+    canvas: Image.Image, alpha: Image.Image, pos: tuple[int, int], rng: np.random.Generator
+) -> None:
     """Soft drop shadow of an object's alpha, composited onto `canvas` in place."""
     strength = rng.uniform(0.15, 0.45)
     blur = max(2.0, min(alpha.size) * rng.uniform(0.03, 0.08))
@@ -111,7 +113,7 @@ def product_shot(
     x = int(np.clip(x, 0, max(w - obj.width, 0)))
     y = int(np.clip(y, 0, max(h - obj.height, 0)))
     alpha = obj.getchannel("A")
-    _shadow(canvas, alpha, (x, y), rng)
+    drop_shadow(canvas, alpha, (x, y), rng)
     canvas.paste(obj.convert("RGB"), (x, y), alpha)
     mask = Image.new("L", size, 0)
     mask.paste(alpha, (x, y))

@@ -9,6 +9,10 @@ Kinds of "other" (non-announcement) pictures:
 `soft_scene` (training negatives only) adds the smooth end of the photo range: wide, often
 defocused views of a scene and sky-like colour gradients, the kind of picture a wallpaper or a
 landscape upload is and which carries no text.
+
+`structured_scene` (training negatives only) adds the other end: text-free pictures with a regular
+rhythm (sets of items in rows, fences and slats; see `model.data.structured`), which a detector of
+rows of text ranks highest among real photographs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from model.data import drawing, photos, products
+from model.data import drawing, photos, products, structured
 from model.data.fonts import Family, resolve_family
 from model.data.phrases import PRINTED_WORDS
 from model.data.splits import RoleFiles
@@ -47,6 +51,7 @@ class OtherSample:
     file: str
     word: str = ""
     text_area: float = 0.0
+    arrangement: str = ""  # "item_set" or "slats" for the structured training negatives
 
 
 def output_size(rng: np.random.Generator, long_side: int) -> tuple[int, int]:
@@ -152,3 +157,17 @@ def soft_scene(rng: np.random.Generator, files: RoleFiles, long_side: int) -> Ot
     if rng.random() < 0.6:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 6.0)))
     return OtherSample(img, OtherKind.PHOTO, name, photos.photo_id(photos.source(name), path))
+
+
+def structured_scene(rng: np.random.Generator, files: RoleFiles, long_side: int) -> OtherSample:
+    """A text-free picture with a regular rhythm: a set of items in a grid, or a slatted surface."""
+    size = output_size(rng, long_side)
+    name, path = _pick(rng, files.files(photos.PhotoKind.SCENE))
+    scene = photos.load(path)
+    file = photos.photo_id(photos.source(name), path)
+    if rng.random() < 0.55:
+        objects = [_object(rng, files)[0] for _ in range(1 if rng.random() < 0.6 else 3)]
+        image = structured.item_set(rng, size, objects, scene)
+        return OtherSample(image, OtherKind.PRODUCT, name, file, arrangement="item_set")
+    image = structured.slats(rng, size, scene)
+    return OtherSample(image, OtherKind.PHOTO, name, file, arrangement="slats")
