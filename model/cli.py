@@ -1,4 +1,4 @@
-"""`alocc` subcommands owned by the model package: train, calibrate, info.
+"""`alocc` subcommands owned by the model package: train, calibrate, ensemble, info.
 
 Also attaches the subcommands of the model's sibling modules (data building, evaluation, offline
 scoring, reports, benchmarks) when those modules are present. Heavy imports (torch) happen inside
@@ -28,6 +28,7 @@ def register(subcommands: Any) -> None:
     """Attach the model subcommands to the root parser's subparsers."""
     _register_train(subcommands)
     _register_calibrate(subcommands)
+    _register_ensemble(subcommands)
     _register_info(subcommands)
     for name in _OPTIONAL_REGISTRARS:
         try:
@@ -67,6 +68,9 @@ def _register_train(subcommands: Any) -> None:
     )
     p.add_argument(
         "--negatives", help="folder of generic photos used as extra negatives for D (outlier exposure)"
+    )
+    p.add_argument(
+        "--extra-negatives", help="a second folder of negatives, pooled with --negatives (train/structured)"
     )
     p.add_argument("--negative-weight", type=float, default=1.0, help="weight of the negatives' D loss")
     p.add_argument("--fake-weight", type=float, default=1.0, help="weight of the D loss on R's outputs")
@@ -191,6 +195,33 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_ensemble(subcommands: Any) -> None:
+    p = subcommands.add_parser(
+        "ensemble",
+        help="assemble one checkpoint whose D averages the logits of trained checkpoints' Ds",
+        description=(
+            "R comes from the first member; the members must share one network spec. The result is "
+            "uncalibrated: run `alocc calibrate --model OUT ...` next."
+        ),
+    )
+    p.add_argument("members", nargs="+", help="two or more checkpoint directories")
+    p.add_argument("--out", required=True, help="directory of the assembled checkpoint")
+    p.set_defaults(handler=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from model.ensemble import assemble
+    from model.errors import ConfigError
+
+    try:
+        card = assemble(args.members, args.out)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{card.model_version}: {len(args.members)} discriminators -> {args.out} (uncalibrated)")
+    return 0
+
+
 def _register_info(subcommands: Any) -> None:
     p = subcommands.add_parser(
         "info", help="show a model's preset, parameters, GFLOPs per image and card summary (or all presets)"
@@ -236,6 +267,8 @@ def _run_info(args: argparse.Namespace) -> int:
     best = card.training.get("best")
     if best:
         print(f"selected epoch: {best['epoch']}: {best['reason']}")
+    for member in card.training.get("ensemble_of", []):
+        print(f"D member      : {member['model_version']} (epoch {member['training'].get('epoch')})")
     for note in card.metrics.get("diagnostics", []):
         print(f"warning       : {note}")
     return 0

@@ -8,6 +8,7 @@ at scoring time instead, so training can use `BCEWithLogitsLoss` (stable, and sa
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import NamedTuple
 
 import torch
@@ -139,16 +140,36 @@ class Discriminator(nn.Module):
         return self.classifier(features.flatten(1)).squeeze(1)
 
 
+class DiscriminatorEnsemble(nn.Module):
+    """D made of several discriminators of one spec: its logit is the mean of theirs, shape (B,).
+
+    Members trained on different negatives make different mistakes (see docs/EXPERIMENTS.md), and
+    averaging logits (not probabilities) keeps a member that is sure from being rounded away by
+    the sigmoid's saturation. Ensembles are assembled from trained checkpoints (`model.ensemble`);
+    training always trains a single D.
+    """
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        single = dataclasses.replace(spec, d_members=1)
+        self.members = nn.ModuleList(Discriminator(single) for _ in range(spec.d_members))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B,) mean of the members' logits."""
+        return torch.stack([member(images) for member in self.members]).mean(dim=0)
+
+
 class AloccNetworks(NamedTuple):
     """The pair of networks that make up one ALOCC model."""
 
     reconstructor: Reconstructor
-    discriminator: Discriminator
+    discriminator: Discriminator | DiscriminatorEnsemble
 
 
 def build_networks(spec: NetworkSpec) -> AloccNetworks:
-    """Build freshly initialised R and D for `spec`."""
-    return AloccNetworks(Reconstructor(spec), Discriminator(spec))
+    """Build freshly initialised R and D for `spec` (D an ensemble when `spec.d_members` > 1)."""
+    discriminator = Discriminator(spec) if spec.d_members == 1 else DiscriminatorEnsemble(spec)
+    return AloccNetworks(Reconstructor(spec), discriminator)
 
 
 def inference_copy(module: nn.Module) -> nn.Module:

@@ -36,6 +36,9 @@ class NetworkSpec:
             learn *where* on a card text sits. "patch_mean": D stops at an 8x8 map, scores every
             cell with a 1x1 conv (each cell sees about 29x29 input pixels) and averages the cell
             logits, so it judges text-like texture wherever it is (layout-invariant by design).
+        d_members: How many discriminators D is made of. 1 (what training produces) or more for an
+            ensemble assembled from trained checkpoints (`model.ensemble`): D's logit is then the
+            mean of its members' logits.
     """
 
     architecture: Architecture
@@ -45,6 +48,7 @@ class NetworkSpec:
     bn_eps: float = 1e-5
     dropout: float = 0.25
     d_head: DiscriminatorHead = "flatten"
+    d_members: int = 1
 
     def __post_init__(self) -> None:
         if self.architecture not in ("seed", "strided"):
@@ -55,6 +59,8 @@ class NetworkSpec:
             raise ConfigError(f"unknown d_head {self.d_head!r}; choose flatten or patch_mean")
         if self.architecture == "seed" and self.d_head != "flatten":
             raise ConfigError("the seed D is fixed (flatten); use a strided preset for patch_mean")
+        if self.d_members < 1:
+            raise ConfigError(f"d_members must be at least 1, got {self.d_members}")
         if self.width < 1:
             raise ConfigError(f"width must be positive, got {self.width}")
         if self.architecture == "seed" and self.width != 64:

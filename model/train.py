@@ -60,6 +60,7 @@ class TrainConfig:
     input_size: int | None = None
     d_head: str | None = None  # None = the preset's ("flatten"); "patch_mean" for a layout-invariant D
     negatives: str | None = None
+    extra_negatives: str | None = None  # a second folder of negatives, pooled with `negatives`
     val_target: str | None = None
     val_other: str | None = None
     epochs: int = 10
@@ -331,6 +332,16 @@ def train(config: TrainConfig) -> Path:
     else:
         train_images, val_target = _split_holdout(target, config.holdout_fraction, config.seed)
     negatives = load(config.negatives) if config.negatives else None
+    extra = load(config.extra_negatives) if config.extra_negatives else None
+    if extra is not None:
+        if negatives is None:
+            raise ConfigError("extra_negatives adds to negatives; set negatives too")
+        negatives = dataclasses.replace(
+            negatives,
+            images=torch.cat([negatives.images, extra.images]),
+            names=negatives.names + extra.names,
+            skipped=negatives.skipped + extra.skipped,
+        )
     val_other = load(config.val_other) if config.val_other else None
     log.info(
         "data: %d train targets, %d val targets, %s negatives, %s val others",
@@ -372,6 +383,7 @@ def train(config: TrainConfig) -> Path:
     fingerprints = {
         "data": target.fingerprint,
         "negatives": negatives.fingerprint if negatives else None,
+        "extra_negatives": extra.fingerprint if extra else None,
         "val_other": val_other.fingerprint if val_other else None,
     }
 

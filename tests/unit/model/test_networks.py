@@ -80,6 +80,8 @@ def test_bad_presets_are_refused() -> None:
         get_preset("seed", d_head="patch_mean")
     with pytest.raises(ConfigError):
         get_preset("strided", d_head="max")
+    with pytest.raises(ConfigError):
+        get_preset("strided", d_members=0)
 
 
 @pytest.mark.parametrize(
@@ -88,8 +90,9 @@ def test_bad_presets_are_refused() -> None:
         get_preset("strided", width=4, input_size=32),
         get_preset("strided", width=4, d_head="patch_mean"),
         get_preset("seed", input_size=32),  # R: BatchNorm after ReLU, nothing to fold
+        get_preset("strided", width=4, input_size=32, d_members=3),
     ],
-    ids=["strided", "patch_mean", "seed"],
+    ids=["strided", "patch_mean", "seed", "ensemble"],
 )
 def test_inference_copy_scores_like_the_trained_networks(spec: NetworkSpec) -> None:
     torch.manual_seed(0)

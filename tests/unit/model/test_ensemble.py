@@ -1,0 +1,80 @@
+"""Ensembles of discriminators: the mean logit, assembling checkpoints, and what is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from model.ensemble import assemble
+from model.errors import ConfigError
+from model.networks import AloccNetworks, DiscriminatorEnsemble, build_networks
+from model.presets import get_preset
+from model.scoring import Scorer
+
+TinyModelFactory = Callable[..., tuple[AloccNetworks, ModelCard]]
+
+
+def test_an_ensemble_scores_the_mean_of_its_members_logits() -> None:
+    torch.manual_seed(0)
+    d = build_networks(get_preset("strided", width=4, input_size=32, d_members=3)).discriminator
+    assert isinstance(d, DiscriminatorEnsemble)
+    d.eval()
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        members = torch.stack([member(x) for member in d.members])
+        torch.testing.assert_close(d(x), members.mean(dim=0))
+    assert not torch.equal(members[0], members[1])  # members are independent networks
+
+
+def _save_tiny(tmp_path: Path, tiny_model: TinyModelFactory, name: str, seed: int) -> Path:
+    networks, card = tiny_model(seed=seed)
+    save_checkpoint(tmp_path / name, networks, card)
+    return tmp_path / name
+
+
+def test_assembled_checkpoint_keeps_each_members_d_and_the_first_r(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    a = _save_tiny(tmp_path, tiny_model, "a", seed=1)
+    b = _save_tiny(tmp_path, tiny_model, "b", seed=2)
+    card = assemble([a, b], tmp_path / "ab")
+    assert card.spec.d_members == 2
+    assert [m["model_version"] for m in card.training["ensemble_of"]] == [
+        load_checkpoint(a)[1].model_version,
+        load_checkpoint(b)[1].model_version,
+    ]
+    assert card.thresholds["d_x"].method == "uncalibrated"
+
+    (r_a, d_a), _ = load_checkpoint(a)
+    (_, d_b), _ = load_checkpoint(b)
+    (r_ab, d_ab), loaded = load_checkpoint(tmp_path / "ab")
+    assert loaded.model_version == card.model_version
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        torch.testing.assert_close(d_ab(x), (d_a(x) + d_b(x)) / 2)
+        torch.testing.assert_close(r_ab(x), r_a(x))
+    # The serving path (BatchNorm folded into the convolutions) gives the same scores.
+    scorer = Scorer.load(tmp_path / "ab", device="cpu")
+    expected = torch.sigmoid((d_a(x) + d_b(x)) / 2)
+    torch.testing.assert_close(torch.as_tensor(scorer.score(x).scores), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_assemble_refuses_one_member_ensembles_and_mismatched_networks(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    a = _save_tiny(tmp_path, tiny_model, "a", seed=1)
+    with pytest.raises(ConfigError, match="at least two"):
+        assemble([a], tmp_path / "out")
+    networks, card = tiny_model(width=8, seed=3)
+    wide = tmp_path / "wide"
+    save_checkpoint(wide, networks, dataclasses.replace(card, network=card.spec.to_dict()))
+    with pytest.raises(ConfigError, match="another network"):
+        assemble([a, wide], tmp_path / "out")
+    assemble([a, a], tmp_path / "aa")
+    with pytest.raises(ConfigError, match="ensemble already"):
+        assemble([tmp_path / "aa", a], tmp_path / "out")
