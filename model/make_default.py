@@ -1,10 +1,13 @@
 """Train, calibrate and install the default model from a recipe (`make model`).
 
-    python -m model.make_default --data data/v5 --install
+    python -m model.make_default --data data/v6 --install
 
 The recipe (`model/recipes/default.json`) holds the training options, with folder paths relative to
-the dataset root written by `alocc data build`, plus the calibration target. Steps:
-1. train on `train/target` (+ `train/negatives`), selecting the epoch on `val/`;
+the dataset root written by `alocc data build`, optional ensemble members, and the calibration
+target. Steps:
+1. train on `train/target` (+ `train/negatives`), selecting the epoch on `val/`. With `members`
+   (a list of option overrides, one per member), train one model per member, all at once in
+   separate processes, and assemble their discriminators into one checkpoint (`model.ensemble`);
 2. calibrate every mode on `calib/other` with the conformal rule at the recipe's FP rate, and make
    the mode with the lowest FN rate on `val/target` the default;
 3. with `--install`, copy `weights.safetensors` and `card.json` into `model/default/`.
@@ -16,15 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import shutil
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from model.calibrate import calibrate_checkpoint
 from model.checkpoint import CARD_FILE, WEIGHTS_FILE
+from model.ensemble import assemble
 from model.errors import DataError
 from model.scoring import default_model_dir
 from model.train import TrainConfig, train
@@ -32,17 +38,37 @@ from model.train import TrainConfig, train
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "default.json"
-_FOLDER_FIELDS = ("data", "negatives", "val_target", "val_other")
+_FOLDER_FIELDS = ("data", "negatives", "extra_negatives", "val_target", "val_other")
+_SECTIONS = {"train", "members", "calibrate", "about"}
 
 
 def load_recipe(path: Path) -> dict[str, Any]:
-    """Read a recipe: {"train": {...TrainConfig fields...}, "calibrate": {...}}."""
+    """Read a recipe: {"train": {...TrainConfig fields...}, "members": [{...}, ...], "calibrate": {...}}."""
     recipe = json.loads(path.read_text(encoding="utf-8"))
-    if set(recipe) - {"train", "calibrate", "about"}:
-        raise ValueError(
-            f"unknown recipe sections in {path}: {sorted(set(recipe) - {'train', 'calibrate', 'about'})}"
-        )
+    if set(recipe) - _SECTIONS:
+        raise ValueError(f"unknown recipe sections in {path}: {sorted(set(recipe) - _SECTIONS)}")
     return recipe
+
+
+def _train_config(data_root: Path, options: dict[str, Any], out: Path, device: str) -> TrainConfig:
+    options = dict(options)
+    for key in _FOLDER_FIELDS:
+        if options.get(key):
+            options[key] = str(data_root / options[key])
+    return TrainConfig(**options, out=str(out), device=device)
+
+
+def _train_in_child(config: TrainConfig) -> Path:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return train(config)
+
+
+def _train_members(configs: list[TrainConfig]) -> list[Path]:
+    """Train every member at once, one process each (set `threads` in the recipe to share the cores)."""
+    # spawn, not fork: a forked child would inherit this process's torch thread pool state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(configs), mp_context=context) as pool:
+        return list(pool.map(_train_in_child, configs))
 
 
 def make_default(
@@ -57,13 +83,19 @@ def make_default(
     if not (data_root / "manifest.json").is_file():
         raise DataError(f"{data_root} is not a built dataset; run `alocc data build --out {data_root}` first")
     recipe = load_recipe(recipe_path)
-    options = dict(recipe["train"])
-    for key in _FOLDER_FIELDS:
-        if options.get(key):
-            options[key] = str(data_root / options[key])
-    config = TrainConfig(**options, out=str(out), device=device)
     started = time.monotonic()
-    best = train(config)
+    members = recipe.get("members")
+    if members:
+        configs = [
+            _train_config(data_root, {**recipe["train"], **overrides}, out / f"member-{i}", device)
+            for i, overrides in enumerate(members)
+        ]
+        best = out / "ensemble"
+        assemble(_train_members(configs), best)
+    else:
+        config = _train_config(data_root, recipe["train"], out, device)
+        best = train(config)
+    cache_dir = recipe["train"].get("cache_dir")
     trained = time.monotonic()
     calibration = recipe["calibrate"]
     report = calibrate_checkpoint(
@@ -74,7 +106,7 @@ def make_default(
         target_dir=data_root / calibration["target"],
         default_mode=calibration.get("default_mode", "auto"),
         device=device,
-        cache_dir=config.cache_dir,
+        cache_dir=cache_dir,
     )
     log.info("trained in %.0f s, calibrated in %.0f s", trained - started, time.monotonic() - trained)
     if install:

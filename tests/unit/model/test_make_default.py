@@ -54,6 +54,50 @@ def test_recipe_trains_calibrates_and_installs(
     assert scorer.card.thresholds["d_x"].n == 20
 
 
+def test_an_ensemble_recipe_trains_each_member_and_installs_their_mean(
+    tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    make_cards(root / "train" / "target", 16)
+    make_photos(root / "train" / "negatives", 12)
+    make_photos(root / "train" / "structured", 6, seed=7)
+    make_cards(root / "val" / "target", 8, seed=3)
+    make_photos(root / "val" / "other", 12, seed=4)
+    make_photos(root / "calib" / "other", 20, seed=5)
+    (root / "manifest.json").write_text("{}")
+    train = {
+        "data": "train/target",
+        "negatives": "train/negatives",
+        "val_target": "val/target",
+        "val_other": "val/other",
+        "width": 4,
+        "input_size": 32,
+        "epochs": 1,
+        "batch_size": 8,
+        "steps_per_epoch": 2,
+        "threads": 1,
+        "cache_dir": str(tmp_path / "cache"),
+        "progress": False,
+    }
+    recipe = {
+        "train": train,
+        "members": [{}, {"extra_negatives": "train/structured", "seed": 1}],
+        "calibrate": {"other": "calib/other", "target": "val/target", "target_fpr": 0.1, "gate_fpr": 0.5},
+    }
+    recipe_path = tmp_path / "recipe.json"
+    recipe_path.write_text(json.dumps(recipe))
+    installed = tmp_path / "installed"
+    monkeypatch.setattr(recipe_module, "default_model_dir", lambda: installed)
+
+    recipe_module.make_default(root, tmp_path / "run", recipe_path, install=True, device="cpu")
+    scorer = Scorer.load(installed, device="cpu")
+    assert scorer.card.spec.d_members == 2
+    assert scorer.card.thresholds["d_x"].method == "conformal"
+    members = [m["training"] for m in scorer.card.training["ensemble_of"]]
+    assert [m["extra_negatives"] for m in members] == [None, str(root / "train" / "structured")]
+    assert (tmp_path / "run" / "member-1" / "best" / "card.json").is_file()
+
+
 def test_recipe_needs_a_built_dataset(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="alocc data build"):
         recipe_module.make_default(tmp_path, tmp_path / "run")
@@ -64,4 +108,6 @@ def test_shipped_recipe_names_only_known_options() -> None:
     from model.train import TrainConfig
 
     assert set(recipe["train"]) <= set(TrainConfig.__dataclass_fields__)
+    for member in recipe.get("members", []):
+        assert set(member) <= set(TrainConfig.__dataclass_fields__)
     assert {"other", "target", "target_fpr"} <= set(recipe["calibrate"])
