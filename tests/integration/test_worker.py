@@ -354,7 +354,8 @@ def test_an_older_event_does_not_overwrite_a_newer_score(env: Env) -> None:
     older = event("same", card, uploaded_at=now - dt.timedelta(hours=1), event_id="ev-older")
     settings = env.settings(input_topic, env.new_topic(1), env.new_topic(1), env.new_group_id())
     produce(env.producer, input_topic, [("same", newer)])
-    assert build_worker(settings, scorer=env.scorer).run(max_events=1, idle_timeout=30).scored == 1
+    first = build_worker(settings, scorer=env.scorer).run(max_events=1, idle_timeout=30)
+    assert first.scored + first.excluded == 1  # stored either way; the random tiny model's verdict is moot
     # The older event arrives later (a delayed producer, a replay) and is handled by a later worker.
     produce(env.producer, input_topic, [("same", older)])
     stats = build_worker(settings, scorer=env.scorer).run(max_events=1, idle_timeout=30)
