@@ -15,16 +15,21 @@ from model.scoring import Scorer
 FolderFactory = Callable[..., Path]
 
 
-def test_recipe_trains_calibrates_and_installs(
-    tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root = tmp_path / "data"
+def _tiny_dataset(root: Path, make_cards: FolderFactory, make_photos: FolderFactory) -> Path:
+    """The folders a recipe reads, a few images each, and a manifest marking a built dataset."""
     make_cards(root / "train" / "target", 16)
     make_photos(root / "train" / "negatives", 16)
     make_cards(root / "val" / "target", 8, seed=3)
     make_photos(root / "val" / "other", 12, seed=4)
     make_photos(root / "calib" / "other", 20, seed=5)
     (root / "manifest.json").write_text("{}")
+    return root
+
+
+def test_recipe_trains_calibrates_and_installs(
+    tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _tiny_dataset(tmp_path / "data", make_cards, make_photos)
     recipe = {
         "train": {
             "data": "train/target",
@@ -57,14 +62,8 @@ def test_recipe_trains_calibrates_and_installs(
 def test_an_ensemble_recipe_trains_each_member_and_installs_their_mean(
     tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "data"
-    make_cards(root / "train" / "target", 16)
-    make_photos(root / "train" / "negatives", 12)
+    root = _tiny_dataset(tmp_path / "data", make_cards, make_photos)
     make_photos(root / "train" / "structured", 6, seed=7)
-    make_cards(root / "val" / "target", 8, seed=3)
-    make_photos(root / "val" / "other", 12, seed=4)
-    make_photos(root / "calib" / "other", 20, seed=5)
-    (root / "manifest.json").write_text("{}")
     train = {
         "data": "train/target",
         "negatives": "train/negatives",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from model.data import photos, samples, splits, structured
@@ -15,20 +17,29 @@ def _edge_density(image: np.ndarray) -> float:
     return float((np.abs(np.diff(gray, axis=1)) > 30).mean())
 
 
-def test_soft_scene_is_deterministic_sized_and_from_training_files() -> None:
+def _draw_twice(draw: Callable[..., samples.OtherSample], seeds: int = 12) -> list[samples.OtherSample]:
+    """One sample per seed from `draw` on the TRAIN files, each checked to be reproducible, RGB, 128 px."""
     files = splits.role_files(Role.TRAIN)
-    train_names = {name for name, _ in files.files(photos.PhotoKind.SCENE)}
-    seen = set()
-    for seed in range(12):
-        a = samples.soft_scene(np.random.default_rng(seed), files, 128)
-        b = samples.soft_scene(np.random.default_rng(seed), files, 128)
+    drawn = []
+    for seed in range(seeds):
+        a = draw(np.random.default_rng(seed), files, 128)
+        b = draw(np.random.default_rng(seed), files, 128)
         assert a.image.tobytes() == b.image.tobytes()
         assert max(a.image.size) == 128
         assert a.image.mode == "RGB"
-        assert a.kind is samples.OtherKind.PHOTO
-        assert a.source == "synthetic-sky" or a.source in train_names
-        seen.add(a.source == "synthetic-sky")
-    assert seen == {True, False}  # both skies and scene views are drawn
+        drawn.append(a)
+    return drawn
+
+
+def _train_scene_sources() -> set[str]:
+    return {name for name, _ in splits.role_files(Role.TRAIN).files(photos.PhotoKind.SCENE)}
+
+
+def test_soft_scene_is_deterministic_sized_and_from_training_files() -> None:
+    drawn = _draw_twice(samples.soft_scene)
+    assert all(a.kind is samples.OtherKind.PHOTO for a in drawn)
+    assert all(a.source == "synthetic-sky" or a.source in _train_scene_sources() for a in drawn)
+    assert {a.source == "synthetic-sky" for a in drawn} == {True, False}  # skies and scene views
 
 
 def test_soft_scenes_carry_far_fewer_edges_than_cards() -> None:
@@ -44,19 +55,10 @@ def test_soft_scenes_carry_far_fewer_edges_than_cards() -> None:
 
 
 def test_structured_scenes_are_deterministic_sized_and_of_both_arrangements() -> None:
-    files = splits.role_files(Role.TRAIN)
-    train_names = {name for name, _ in files.files(photos.PhotoKind.SCENE)}
-    arrangements = set()
-    for seed in range(12):
-        a = samples.structured_scene(np.random.default_rng(seed), files, 128)
-        b = samples.structured_scene(np.random.default_rng(seed), files, 128)
-        assert a.image.tobytes() == b.image.tobytes()
-        assert max(a.image.size) == 128
-        assert a.image.mode == "RGB"
-        assert a.source in train_names
-        assert not a.word  # text-free by construction
-        arrangements.add(a.arrangement)
-    assert arrangements == {"item_set", "slats"}
+    drawn = _draw_twice(samples.structured_scene)
+    assert all(a.source in _train_scene_sources() for a in drawn)
+    assert not any(a.word for a in drawn)  # text-free by construction
+    assert {a.arrangement for a in drawn} == {"item_set", "slats"}
 
 
 def test_slats_repeat_along_one_axis() -> None:
