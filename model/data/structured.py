@@ -103,12 +103,11 @@ def slats(rng: np.random.Generator, size: tuple[int, int], scene: Image.Image) -
     if rng.random() < 0.5:  # planks run along the grain: stretch the texture along the strips
         surface = surface.resize((w, max(2, h // 3))).resize((w, h), Image.Resampling.BICUBIC)
     gap_color = drawing.dark_color(rng) if rng.random() < 0.7 else drawing.light_color(rng)
-    canvas = Image.new("RGB", (w, h), gap_color)
     n = int(rng.integers(3, 13))
     pitch = w / n
     gap = pitch * rng.uniform(0.04, 0.3)
     surf = np.asarray(surface, np.float32)
-    out = np.asarray(canvas, np.float32).copy()
+    out = np.full((h, w, 3), gap_color, np.float32)  # the gaps; planks are painted over it
     for i in range(n):
         x0 = int(i * pitch + gap / 2)
         x1 = int((i + 1) * pitch - gap / 2)
