@@ -75,6 +75,13 @@ def _register_train(subcommands: Any) -> None:
     p.add_argument("--negative-weight", type=float, default=1.0, help="weight of the negatives' D loss")
     p.add_argument("--fake-weight", type=float, default=1.0, help="weight of the D loss on R's outputs")
     p.add_argument(
+        "--no-reconstructor",
+        dest="train_reconstructor",
+        action="store_false",
+        help="train D alone, about 3x cheaper per step on a CPU (an ensemble member after the first, "
+        "whose R is not used); needs --fake-weight 0; only d_x is validated",
+    )
+    p.add_argument(
         "--d-batch",
         choices=("separate", "joint"),
         default="separate",

@@ -34,13 +34,18 @@ def assemble(members: Sequence[str | Path], out: str | Path) -> ModelCard:
         The card as written (uncalibrated thresholds).
 
     Raises:
-        ConfigError: fewer than two members, members that are ensembles themselves, or members
-            whose networks or preprocessing differ.
+        ConfigError: fewer than two members, members that are ensembles themselves, members
+            whose networks or preprocessing differ, or a first member whose R was not trained.
     """
     if len(members) < 2:
         raise ConfigError("an ensemble needs at least two member checkpoints")
     loaded = [load_checkpoint(path) for path in members]
     first_net, first_card = loaded[0]
+    if first_card.training.get("train_reconstructor") is False:
+        raise ConfigError(
+            f"{members[0]} was trained without R (a discriminator-only member), and the first member "
+            "gives the ensemble its R: list a member that trained R first"
+        )
     for path, (_, card) in zip(members, loaded, strict=True):
         if card.spec.d_members != 1:
             raise ConfigError(f"{path} is an ensemble already; list its members instead")

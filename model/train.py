@@ -5,6 +5,10 @@ Per step, with X a batch of target images in [-1, 1] and eta ~ N(0, sigma^2):
    batch N of generic photos when outlier exposure is on]; the seed's loop is w_fake = 1, no N.
 2. R step: BCE(D(R(X + eta)), 1) + lambda * mean((X - R(X + eta))^2).
 
+With `train_reconstructor=False` (a discriminator-only ensemble member, whose R the ensemble never
+uses) step 2 and R's forward pass are skipped and D's batch holds X and N only: about a third of
+the cost of a full step on a CPU. Only d_x is validated then.
+
 After every epoch the model is scored on held-out target images and held-out other images. The
 best epoch is the one with the lowest false-negative rate at the validation threshold that keeps
 the false-positive rate <= `select_fpr` (1%), taking the best score mode of that epoch; ties go to
@@ -20,6 +24,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +80,9 @@ class TrainConfig:
     lambda_rec: float = 0.4
     negative_weight: float = 1.0
     fake_weight: float = 1.0
+    # False: train D alone (no R updates, no reconstructions in D's batch); needs fake_weight 0.
+    # For ensemble members after the first, whose R is never used (model/ensemble.py).
+    train_reconstructor: bool = True
     d_batch: str = "separate"  # "separate" (the seed's loop) | "joint"
     augment: bool = True
     augment_strength: float = 1.0
@@ -149,6 +157,8 @@ class AloccTrainer:
         self.opt_r = _make_optimizer(config, self.reconstructor.parameters(), config.lr_r)
         self.opt_d = _make_optimizer(config, self.discriminator.parameters(), config.lr_d)
         learning_rate_factor(config, 0.0)  # reject an unknown schedule here, not at the first step
+        if not config.train_reconstructor and config.fake_weight != 0.0:
+            raise ConfigError("train_reconstructor=False leaves D no reconstructions: set fake_weight 0")
         self.bce = nn.BCEWithLogitsLoss()
 
     def set_learning_rate_factor(self, factor: float) -> None:
@@ -161,19 +171,22 @@ class AloccTrainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def step(self, targets: torch.Tensor, negatives: torch.Tensor | None = None) -> dict[str, float]:
-        """One D update then one R update; inputs are normalised (B, 3, S, S) on `device`."""
-        self.reconstructor.train()
+        """One D update then (unless R is frozen) one R update; inputs are normalised (B, 3, S, S)."""
+        self.reconstructor.train(self.config.train_reconstructor)
         self.discriminator.train()
-        noisy = targets + self.config.noise_sigma * torch.randn_like(targets)
         ones = torch.ones(targets.shape[0], device=self.device)
-        zeros = torch.zeros(targets.shape[0], device=self.device)
-
+        fake = None
         with self._autocast():
-            fake = self.reconstructor(noisy)  # (B, 3, S, S)
-            logits_real, logits_fake, logits_neg = self._discriminate(targets, fake.detach(), negatives)
-            loss_d_real = self.bce(logits_real, ones)
-            loss_d_fake = self.bce(logits_fake, zeros)
-            loss_d = loss_d_real + self.config.fake_weight * loss_d_fake
+            if self.config.train_reconstructor:
+                fake = self.reconstructor(targets + self.config.noise_sigma * torch.randn_like(targets))
+            logits_real, logits_fake, logits_neg = self._discriminate(
+                targets, None if fake is None else fake.detach(), negatives
+            )
+            loss_d = self.bce(logits_real, ones)
+            if logits_fake is not None:
+                loss_d = loss_d + self.config.fake_weight * self.bce(
+                    logits_fake, torch.zeros_like(logits_fake)
+                )
             loss_d_neg = torch.zeros((), device=self.device)
             if logits_neg is not None:
                 loss_d_neg = self.bce(logits_neg, torch.zeros_like(logits_neg))
@@ -181,7 +194,15 @@ class AloccTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
+        losses = {"loss_d": float(loss_d.detach()), "loss_d_neg": float(loss_d_neg.detach())}
+        if fake is not None:
+            losses.update(self._step_reconstructor(targets, fake, ones))
+        return losses
 
+    def _step_reconstructor(
+        self, targets: torch.Tensor, fake: torch.Tensor, ones: torch.Tensor
+    ) -> dict[str, float]:
+        """R's update: fool D, and stay close to the clean targets."""
         if self.config.d_batch == "joint":
             # R learns from D as it scores at serving time (eval mode: running BatchNorm statistics,
             # no dropout), not from the statistics of an all-fake batch. D gets no update here.
@@ -194,28 +215,26 @@ class AloccTrainer:
         self.opt_r.zero_grad(set_to_none=True)
         loss_r.backward()
         self.opt_r.step()
-        return {
-            "loss_d": float(loss_d.detach()),
-            "loss_d_neg": float(loss_d_neg.detach()),
-            "loss_r": float(loss_r.detach()),
-            "loss_r_rec": float(loss_r_rec.detach()),
-        }
+        return {"loss_r": float(loss_r.detach()), "loss_r_rec": float(loss_r_rec.detach())}
 
     def _discriminate(
-        self, targets: torch.Tensor, fakes: torch.Tensor, negatives: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """D's logits for the three groups, in one batch ("joint") or one batch each ("separate").
+        self, targets: torch.Tensor, fakes: torch.Tensor | None, negatives: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """D's logits for each group present, in one batch ("joint") or one batch each ("separate").
 
         With separate batches (the seed's loop) BatchNorm normalises each group by its own
         statistics, so in training D can tell the groups apart by batch identity, a cue that is
         gone in eval mode; one joint batch makes training-mode D see what eval-mode D sees.
         """
-        groups = [targets, fakes] + ([negatives] if negatives is not None else [])
+        groups = [g for g in (targets, fakes, negatives) if g is not None]
         if self.config.d_batch == "joint":
-            logits = self.discriminator(torch.cat(groups)).float().split([len(g) for g in groups])
+            logits = iter(self.discriminator(torch.cat(groups)).float().split([len(g) for g in groups]))
         else:
-            logits = tuple(self.discriminator(g).float() for g in groups)
-        return logits[0], logits[1], logits[2] if negatives is not None else None
+            logits = iter([self.discriminator(g).float() for g in groups])
+        real = next(logits)
+        fake = next(logits) if fakes is not None else None
+        negative = next(logits) if negatives is not None else None
+        return real, fake, negative
 
 
 def _auroc(target: np.ndarray, other: np.ndarray) -> float:
@@ -234,13 +253,21 @@ def mode_scores(raw: RawScores, gate: float) -> dict[str, np.ndarray]:
 
 
 def validation_metrics(
-    target: RawScores, other: RawScores, select_fpr: float, gate_fpr: float
+    target: RawScores,
+    other: RawScores,
+    select_fpr: float,
+    gate_fpr: float,
+    modes: Sequence[str] | None = None,
 ) -> tuple[dict[str, dict[str, float]], float]:
-    """AUROC, and the FN rate at the in-sample threshold with FP rate <= select_fpr, per mode."""
+    """AUROC, and the FN rate at the in-sample threshold with FP rate <= select_fpr, per mode.
+
+    `modes` limits the modes measured (default: every mode of `mode_scores`).
+    """
     gate = empirical_threshold(other.d_x, gate_fpr)
     target_modes, other_modes = mode_scores(target, gate), mode_scores(other, gate)
     metrics: dict[str, dict[str, float]] = {}
-    for mode, target_scores in target_modes.items():
+    for mode in modes or list(target_modes):
+        target_scores = target_modes[mode]
         threshold = empirical_threshold(other_modes[mode], select_fpr)
         rates = rates_at(target_scores, other_modes[mode], threshold)
         metrics[mode] = {
@@ -257,7 +284,9 @@ def diagnose(target: RawScores, other: RawScores, losses: dict[str, float]) -> l
     notes = []
     err_t = float(np.mean(target.reconstruction_error))
     err_o = float(np.mean(other.reconstruction_error))
-    if err_o < 0.005:
+    if np.isnan(err_o):  # R was not trained (discriminator-only member): nothing to say about it
+        pass
+    elif err_o < 0.005:
         notes.append(
             f"R collapsed to identity: it reproduces other images almost exactly (error {err_o:.4f}), "
             "so d_rx behaves like d_x and the reconstruction error carries no signal"
@@ -303,6 +332,8 @@ def _threshold_records(
             data_fingerprint=fp,
             note=note,
         )
+        if m.value in metrics
+        else ThresholdRecord(0.5, "uncalibrated", note="R not trained: a discriminator-only ensemble member")
         for m in ScoreMode
     }
     return records, ThresholdRecord(
@@ -411,7 +442,7 @@ def train(config: TrainConfig) -> Path:
             losses = trainer.step(normalise(x).to(device, non_blocking=True), neg)
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value
-            bar.set_postfix(loss_d=f"{losses['loss_d']:.3f}", loss_r=f"{losses['loss_r']:.3f}")
+            bar.set_postfix({key: f"{losses[key]:.3f}" for key in ("loss_d", "loss_r") if key in losses})
         mean_losses = {key: value / steps for key, value in sums.items()}
         report, gate = _validate(
             epoch=epoch,
@@ -493,15 +524,27 @@ def _validate(
 ) -> tuple[EpochReport, float | None]:
     networks = AloccNetworks(trainer.reconstructor, trainer.discriminator)
     scorer = Scorer(networks, _probe_card(size), trainer.device)
-    target_raw = raw_scores_uint8(scorer, val_target)
+    score = raw_scores_uint8 if config.train_reconstructor else _d_x_scores_uint8
+    target_raw = score(scorer, val_target)
     if val_other is None:
         return EpochReport(epoch, losses, {}, "d_x", []), None
-    other_raw = raw_scores_uint8(scorer, val_other.images)
-    metrics, gate = validation_metrics(target_raw, other_raw, config.select_fpr, config.gate_fpr)
-    best_mode = min(
-        (m.value for m in ScoreMode), key=lambda m: (metrics[m]["fnr_at_fpr"], -metrics[m]["auroc"])
-    )
+    other_raw = score(scorer, val_other.images)
+    modes = [m.value for m in ScoreMode] if config.train_reconstructor else [ScoreMode.D_X.value]
+    metrics, gate = validation_metrics(target_raw, other_raw, config.select_fpr, config.gate_fpr, modes)
+    best_mode = min(modes, key=lambda m: (metrics[m]["fnr_at_fpr"], -metrics[m]["auroc"]))
     return EpochReport(epoch, losses, metrics, best_mode, diagnose(target_raw, other_raw, losses)), gate
+
+
+def _d_x_scores_uint8(scorer: Scorer, images: torch.Tensor, batch_size: int = 256) -> RawScores:
+    """`raw_scores_uint8` for a D-only run: d_x alone (no R forward); the R-based scores are NaN."""
+    d_x = np.concatenate(
+        [
+            scorer.score(normalise(images[i : i + batch_size]), ScoreMode.D_X).scores
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+    missing = np.full_like(d_x, np.nan)
+    return RawScores(d_x=d_x, d_rx=missing, reconstruction_error=missing)
 
 
 def _probe_card(size: int) -> ModelCard:

@@ -78,3 +78,15 @@ def test_assemble_refuses_one_member_ensembles_and_mismatched_networks(
     assemble([a, a], tmp_path / "aa")
     with pytest.raises(ConfigError, match="ensemble already"):
         assemble([tmp_path / "aa", a], tmp_path / "out")
+
+
+def test_assemble_takes_r_only_from_a_first_member_that_trained_it(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    a = _save_tiny(tmp_path, tiny_model, "a", seed=1)
+    networks, card = tiny_model(seed=2)
+    d_only = tmp_path / "d_only"
+    save_checkpoint(d_only, networks, dataclasses.replace(card, training={"train_reconstructor": False}))
+    with pytest.raises(ConfigError, match="without R"):
+        assemble([d_only, a], tmp_path / "out")
+    assert assemble([a, d_only], tmp_path / "ok").spec.d_members == 2

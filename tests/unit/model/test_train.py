@@ -66,6 +66,25 @@ def test_training_steps_move_the_losses(d_batch: str) -> None:
     )
 
 
+def test_a_discriminator_only_step_leaves_r_alone_and_needs_no_fake_weight() -> None:
+    torch.manual_seed(0)
+    networks = build_networks(get_preset("strided", width=4, input_size=32))
+    with pytest.raises(ConfigError, match="fake_weight 0"):
+        AloccTrainer(networks, TrainConfig(data="u", out="u", train_reconstructor=False), torch.device("cpu"))
+    config = TrainConfig(data="u", out="u", train_reconstructor=False, fake_weight=0.0, d_batch="joint")
+    trainer = AloccTrainer(networks, config, torch.device("cpu"))
+    r_before = [p.detach().clone() for p in networks.reconstructor.parameters()]
+    d_before = [p.detach().clone() for p in networks.discriminator.parameters()]
+    targets, negatives = torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32) - 1
+    losses = [trainer.step(targets, negatives) for _ in range(3)]
+    assert set(losses[0]) == {"loss_d", "loss_d_neg"}
+    assert losses[-1]["loss_d"] < losses[0]["loss_d"]
+    assert all(torch.equal(a, b) for a, b in zip(r_before, networks.reconstructor.parameters(), strict=True))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(d_before, networks.discriminator.parameters(), strict=True)
+    )
+
+
 def test_train_selects_checkpoints_resumes_and_calibrates(
     tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory
 ) -> None:
@@ -129,3 +148,32 @@ def test_train_selects_checkpoints_resumes_and_calibrates(
     scorer = Scorer.load(best, device="cpu", mode="cascade")
     assert scorer.threshold() == calibrated.thresholds["cascade"].threshold
     json.dumps(report)  # the CLI prints it
+
+
+def test_a_discriminator_only_run_validates_and_selects_on_d_x_alone(
+    tmp_path: Path, make_cards: FolderFactory, make_photos: FolderFactory
+) -> None:
+    config = TrainConfig(
+        data=str(make_cards(tmp_path / "cards", 16)),
+        out=str(tmp_path / "run"),
+        preset="strided",
+        width=4,
+        input_size=32,
+        negatives=str(make_photos(tmp_path / "photos", 16)),
+        val_target=str(make_cards(tmp_path / "val_cards", 8, seed=5)),
+        val_other=str(make_photos(tmp_path / "val_photos", 8, seed=7)),
+        train_reconstructor=False,
+        fake_weight=0.0,
+        d_batch="joint",
+        epochs=2,
+        batch_size=8,
+        steps_per_epoch=2,
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
+    card = read_card(train(config))
+    assert set(card.metrics["validation"]) == {"d_x"}
+    assert card.training["best"]["mode"] == card.default_mode == "d_x"
+    assert card.thresholds["d_x"].method == "validation-empirical"
+    assert card.thresholds["d_rx"].method == "uncalibrated"
+    assert card.training["train_reconstructor"] is False
