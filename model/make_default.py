@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -64,10 +65,16 @@ def _train_in_child(config: TrainConfig) -> Path:
 
 
 def _train_members(configs: list[TrainConfig]) -> list[Path]:
-    """Train every member at once, one process each (set `threads` in the recipe to share the cores)."""
+    """Train the members in parallel processes, at most one per CPU core (`threads` 1 in the recipe).
+
+    Members beyond the number of cores wait for a free process, in recipe order: on two cores the
+    default recipe's first member (the only one that trains R, the longest) has one core, and the
+    discriminator-only members take turns on the other.
+    """
     # spawn, not fork: a forked child would inherit this process's torch thread pool state.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(configs), mp_context=context) as pool:
+    workers = min(len(configs), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         return list(pool.map(_train_in_child, configs))
 
 

@@ -80,21 +80,36 @@ def test_an_ensemble_recipe_trains_each_member_and_installs_their_mean(
     }
     recipe = {
         "train": train,
-        "members": [{}, {"extra_negatives": "train/structured", "seed": 1}],
+        "members": [
+            {},
+            {"extra_negatives": "train/structured", "seed": 1},
+            {
+                "extra_negatives": "train/structured",
+                "seed": 2,
+                "train_reconstructor": False,
+                "fake_weight": 0,
+            },
+        ],
         "calibrate": {"other": "calib/other", "target": "val/target", "target_fpr": 0.1, "gate_fpr": 0.5},
     }
     recipe_path = tmp_path / "recipe.json"
     recipe_path.write_text(json.dumps(recipe))
     installed = tmp_path / "installed"
     monkeypatch.setattr(recipe_module, "default_model_dir", lambda: installed)
+    monkeypatch.setattr(recipe_module.os, "cpu_count", lambda: 2)  # the third member waits for a process
 
     recipe_module.make_default(root, tmp_path / "run", recipe_path, install=True, device="cpu")
     scorer = Scorer.load(installed, device="cpu")
-    assert scorer.card.spec.d_members == 2
+    assert scorer.card.spec.d_members == 3
     assert scorer.card.thresholds["d_x"].method == "conformal"
     members = [m["training"] for m in scorer.card.training["ensemble_of"]]
-    assert [m["extra_negatives"] for m in members] == [None, str(root / "train" / "structured")]
-    assert (tmp_path / "run" / "member-1" / "best" / "card.json").is_file()
+    structured = str(root / "train" / "structured")
+    assert [m["extra_negatives"] for m in members] == [None, structured, structured]
+    assert [m["train_reconstructor"] for m in members] == [True, True, False]
+    assert (
+        scorer.card.training["reconstructor_from"] == scorer.card.training["ensemble_of"][0]["model_version"]
+    )
+    assert (tmp_path / "run" / "member-2" / "best" / "card.json").is_file()
 
 
 def test_recipe_needs_a_built_dataset(tmp_path: Path) -> None:
