@@ -170,8 +170,8 @@ def build_networks(spec: NetworkSpec) -> AloccNetworks:
     """Build freshly initialised R and D for `spec` (D an ensemble when `spec.d_members` > 1).
 
     D is built before R. The order decides which random numbers each network's initial weights
-    draw: the default model (`make model`, alocc-strided-x2-20261127-644d3031) was trained with
-    this order, and runs before it (R first) started from other initial weights for the same seed.
+    draw: the default model (`make model`) is trained with this order, and runs before
+    alocc-strided-x2-20261127-644d3031 (R first) started from other initial weights for the same seed.
     """
     discriminator = Discriminator(spec) if spec.d_members == 1 else DiscriminatorEnsemble(spec)
     return AloccNetworks(Reconstructor(spec), discriminator)
