@@ -78,7 +78,7 @@ def _register_train(subcommands: Any) -> None:
         "--no-reconstructor",
         dest="train_reconstructor",
         action="store_false",
-        help="train D alone, about 3x cheaper per step on a CPU (an ensemble member after the first, "
+        help="train D alone, about 2.5x cheaper per step on a CPU (an ensemble member after the first, "
         "whose R is not used); needs --fake-weight 0; only d_x is validated",
     )
     p.add_argument(
