@@ -6,8 +6,9 @@ The recipe (`model/recipes/default.json`) holds the training options, with folde
 the dataset root written by `alocc data build`, optional ensemble members, and the calibration
 target. Steps:
 1. train on `train/target` (+ `train/negatives`), selecting the epoch on `val/`. With `members`
-   (a list of option overrides, one per member), train one model per member, all at once in
-   separate processes, and assemble their discriminators into one checkpoint (`model.ensemble`);
+   (a list of option overrides, one per member), train one model per member in separate
+   processes, at most one per CPU core, and assemble their discriminators into one checkpoint
+   (`model.ensemble`);
 2. calibrate every mode on `calib/other` with the conformal rule at the recipe's FP rate, and make
    the mode with the lowest FN rate on `val/target` the default;
 3. with `--install`, copy `weights.safetensors` and `card.json` into `model/default/`.
