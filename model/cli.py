@@ -218,11 +218,11 @@ def _register_ensemble(subcommands: Any) -> None:
 
 def _run_ensemble(args: argparse.Namespace) -> int:
     from model.ensemble import assemble
-    from model.errors import ConfigError
+    from model.errors import ModelError
 
     try:
         card = assemble(args.members, args.out)
-    except ConfigError as exc:
+    except ModelError as exc:  # mismatched members, and missing or unreadable checkpoints alike
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{card.model_version}: {len(args.members)} discriminators -> {args.out} (uncalibrated)")

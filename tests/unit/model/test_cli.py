@@ -52,3 +52,14 @@ def test_optional_registrars_tolerate_only_missing_modules(monkeypatch: pytest.M
     monkeypatch.setattr(cli.importlib, "import_module", broken)
     with pytest.raises(ModuleNotFoundError):
         cli.register(argparse.ArgumentParser().add_subparsers())
+
+
+def test_ensemble_of_a_missing_member_is_an_error_line_not_a_traceback(
+    tmp_path: Path, tiny_model: TinyModelFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_checkpoint(tmp_path / "m", *tiny_model())
+    code = main(["ensemble", str(tmp_path / "m"), str(tmp_path / "absent"), "--out", str(tmp_path / "e")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "absent" in err
+    assert not (tmp_path / "e").exists()
