@@ -7,8 +7,6 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
                        (optional outlier exposure for the discriminator)
     train/structured/  text-free pictures with a regular rhythm (sets of items in rows, slats)
                        of TRAIN-role photo files (extra negatives for one ensemble member)
-    train/planks/      drawn wooden boards, some with an item of a TRAIN-role photo file on them
-                       (extra negatives for the ensemble's first member)
     val/target/        more TRAIN-family cards                  (checkpoint selection)
     val/other/         non-cards from VAL-role files (training sources, files training never saw)
     calib/other/       non-cards from CALIB-role files + calibration-only sources (thresholds)
@@ -41,8 +39,8 @@ from model.data.errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
-# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: train/planks
-DATASET_VERSION = "alocc-data-7"
+# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured
+DATASET_VERSION = "alocc-data-6"
 
 
 class Scale(StrEnum):
@@ -61,12 +59,11 @@ class SplitPlan:
     family: Family  # card family, or the font family of printed words
     role: Role  # photo files the folder draws from (card photos included)
     mix: tuple[float, float, float] = (0.55, 0.28, 0.17)  # photo / product / printed
-    # Shares of smooth, text-free pictures (wide defocused scenes, skies), of text-free pictures
-    # with a regular rhythm (sets of items in rows, slats) and of wooden boards; training negatives
-    # only. All come from one roll, so shares of 0 leave every other draw of the folder as before.
+    # Shares of smooth, text-free pictures (wide defocused scenes, skies) and of text-free pictures
+    # with a regular rhythm (sets of items in rows, slats); training negatives only. Both come
+    # from one roll, so shares of 0 leave every other draw of the folder exactly as before.
     soft_share: float = 0.0
     structured_share: float = 0.0
-    planks_share: float = 0.0
 
 
 # New folders go at the end: an item's random stream is keyed by its folder's index in PLANS.
@@ -79,7 +76,6 @@ PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("eval/target", True, Family.HELDOUT, Role.EVAL),
     SplitPlan("eval/other", False, Family.HELDOUT, Role.EVAL, mix=(0.45, 0.35, 0.2)),
     SplitPlan("train/structured", False, Family.TRAIN, Role.TRAIN, structured_share=1.0),
-    SplitPlan("train/planks", False, Family.TRAIN, Role.TRAIN, planks_share=1.0),
 )
 
 COUNTS: dict[Scale, dict[str, int]] = {
@@ -92,7 +88,6 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "eval/target": 1000,
         "eval/other": 1000,
         "train/structured": 600,
-        "train/planks": 600,
     },
     Scale.SMALL: {
         "train/target": 24,
@@ -103,7 +98,6 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "eval/target": 16,
         "eval/other": 16,
         "train/structured": 8,
-        "train/planks": 8,
     },
 }
 
@@ -142,14 +136,11 @@ def render_item(seed: int, folder: str, index: int) -> tuple[Image.Image, dict[s
         record: dict[str, object] = {"kind": "card", "source": f"cards-{plan.family.value}", **info.as_dict()}
         stem = f"card-{info.layout}-{index:05d}"
     else:
-        shares = plan.soft_share + plan.structured_share + plan.planks_share
-        roll = rng.random() if shares > 0 else 1.0
+        roll = rng.random() if plan.soft_share + plan.structured_share > 0 else 1.0
         if roll < plan.soft_share:
             sample = samples.soft_scene(rng, _role_files(plan.role), LONG_SIDE)
         elif roll < plan.soft_share + plan.structured_share:
             sample = samples.structured_scene(rng, _role_files(plan.role), LONG_SIDE)
-        elif roll < shares:
-            sample = samples.planks_scene(rng, _role_files(plan.role), LONG_SIDE)
         else:
             sample = samples.other(rng, _role_files(plan.role), plan.family, LONG_SIDE, plan.mix)
         image = sample.image

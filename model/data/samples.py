@@ -12,8 +12,7 @@ landscape upload is and which carries no text.
 
 `structured_scene` (training negatives only) adds the other end: text-free pictures with a regular
 rhythm (sets of items in rows, fences and slats; see `model.data.structured`), which a detector of
-rows of text ranks highest among real photographs. `planks_scene` (training negatives only) draws
-wooden boards, bare or with an item standing on them.
+rows of text ranks highest among real photographs.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ class OtherSample:
     file: str
     word: str = ""
     text_area: float = 0.0
-    arrangement: str = ""  # "item_set", "slats" or "planks" for the structured training negatives
+    arrangement: str = ""  # "item_set" or "slats" for the structured training negatives
 
 
 def output_size(rng: np.random.Generator, long_side: int) -> tuple[int, int]:
@@ -172,17 +171,3 @@ def structured_scene(rng: np.random.Generator, files: RoleFiles, long_side: int)
         return OtherSample(image, OtherKind.PRODUCT, name, file, arrangement="item_set")
     image = structured.slats(rng, size, scene)
     return OtherSample(image, OtherKind.PHOTO, name, file, arrangement="slats")
-
-
-def planks_scene(rng: np.random.Generator, files: RoleFiles, long_side: int) -> OtherSample:
-    """Wooden boards (decking, siding, a table top), bare or with one item of the role's photos on them.
-
-    Bare boards are drawn, not photographed: they name the `synthetic-planks` source.
-    """
-    size = output_size(rng, long_side)
-    if rng.random() < 0.4:
-        obj, name, file = _object(rng, files)
-        image = structured.planks(rng, size, [obj])
-        return OtherSample(image, OtherKind.PRODUCT, name, file, arrangement="planks")
-    image = structured.planks(rng, size)
-    return OtherSample(image, OtherKind.PHOTO, "synthetic-planks", "", arrangement="planks")

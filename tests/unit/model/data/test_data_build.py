@@ -63,17 +63,15 @@ def test_sources_per_split(small: tuple[Path, dict]) -> None:
     assert all(len(s) == 1 for s in used.values()), {k: v for k, v in used.items() if len(v) > 1}
 
 
-def test_smooth_structured_and_plank_negatives_are_for_training_only() -> None:
+def test_smooth_and_structured_negatives_are_for_training_only() -> None:
     # Wide defocused scenes and skies are drawn into train/negatives, item sets and slats into their
-    # own train/structured, boards into train/planks (the last two at the end of PLANS): every other
-    # folder keeps its random draws (and so its images) exactly as before.
+    # own train/structured (last in PLANS): every other folder keeps its random draws (and so its
+    # images) exactly as before.
     soft = {plan.folder for plan in build.PLANS if plan.soft_share > 0}
     structured = {plan.folder for plan in build.PLANS if plan.structured_share > 0}
-    planks = {plan.folder for plan in build.PLANS if plan.planks_share > 0}
     assert soft == {"train/negatives"}
     assert structured == {"train/structured"}
-    assert planks == {"train/planks"}
-    assert [plan.folder for plan in build.PLANS[-2:]] == ["train/structured", "train/planks"]
+    assert build.PLANS[-1].folder == "train/structured"
 
 
 def test_items_are_reproducible(small: tuple[Path, dict]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
 
 from model.data import photos, samples, splits, structured
 from model.data.cards import CardGenerator
@@ -62,16 +61,6 @@ def test_structured_scenes_are_deterministic_sized_and_of_both_arrangements() ->
     assert {a.arrangement for a in drawn} == {"item_set", "slats"}
 
 
-def test_planks_scenes_are_deterministic_sized_bare_or_with_a_training_item() -> None:
-    drawn = _draw_twice(samples.planks_scene)
-    assert {a.arrangement for a in drawn} == {"planks"}
-    assert not any(a.word for a in drawn)
-    bare = [a for a in drawn if a.source == "synthetic-planks"]
-    laid = [a for a in drawn if a.source != "synthetic-planks"]
-    assert bare and laid
-    assert all(a.source in splits.TRAIN_SOURCES and a.file for a in laid)
-
-
 def test_slats_repeat_along_one_axis() -> None:
     # Vertical slats: the column profile alternates between planks and gaps, so it varies far
     # more across the picture than the row profile does along it.
@@ -88,28 +77,3 @@ def test_slats_repeat_along_one_axis() -> None:
         assert across > along
         checked += 1
     assert checked >= 3
-
-
-def test_planks_run_across_the_picture_as_lines_of_text_do() -> None:
-    # Horizontal boards: the row profile steps at every seam while each row is nearly flat along
-    # the grain, so the profile down the picture varies more than the one across it.
-    checked = 0
-    for seed in range(10):
-        if np.random.default_rng(seed).random() >= 0.65:
-            continue  # a vertical draw; the first roll decides the direction
-        img = np.asarray(structured.planks(np.random.default_rng(seed), (128, 96)), np.float32)
-        gray = img.mean(axis=2)
-        down = np.abs(np.diff(gray.mean(axis=1))).max()
-        across = np.abs(np.diff(gray.mean(axis=0))).max()
-        assert down > across
-        checked += 1
-    assert checked >= 4
-
-
-def test_planks_carry_the_items_placed_on_them() -> None:
-    item = Image.new("RGBA", (40, 40), (0, 0, 255, 255))  # a pure blue square: no wood is blue
-    bare = np.asarray(structured.planks(np.random.default_rng(3), (128, 96)))
-    laid = np.asarray(structured.planks(np.random.default_rng(3), (128, 96), [item]))
-    assert bare.shape == laid.shape == (96, 128, 3)
-    blue = (laid[..., 2] > 200) & (laid[..., 0] < 60) & (laid[..., 1] < 60)
-    assert blue.sum() > 0.05 * blue.size
