@@ -12,6 +12,9 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
     calib/other/       non-cards from CALIB-role files + calibration-only sources (thresholds)
     eval/target/       HELD-OUT-family cards: unseen fonts, layouts and phrases
     eval/other/        non-cards from EVAL-only sources, words in HELD-OUT fonts
+    check/target/      CHECK-family cards: fonts and layouts in neither TRAIN nor HELD-OUT, photos of
+                       VAL-role files (to choose between recipes without looking at eval/; with
+                       val/other as the photos and calib/other for the threshold)
 
 Every image is a pure function of (seed, split, index), so the same seed gives the same files
 whatever the number of worker processes.
@@ -39,8 +42,8 @@ from model.data.errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
-# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured
-DATASET_VERSION = "alocc-data-6"
+# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target
+DATASET_VERSION = "alocc-data-7"
 
 
 class Scale(StrEnum):
@@ -76,6 +79,7 @@ PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("eval/target", True, Family.HELDOUT, Role.EVAL),
     SplitPlan("eval/other", False, Family.HELDOUT, Role.EVAL, mix=(0.45, 0.35, 0.2)),
     SplitPlan("train/structured", False, Family.TRAIN, Role.TRAIN, structured_share=1.0),
+    SplitPlan("check/target", True, Family.CHECK, Role.VAL),
 )
 
 COUNTS: dict[Scale, dict[str, int]] = {
@@ -88,6 +92,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "eval/target": 1000,
         "eval/other": 1000,
         "train/structured": 600,
+        "check/target": 500,
     },
     Scale.SMALL: {
         "train/target": 24,
@@ -98,6 +103,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "eval/target": 16,
         "eval/other": 16,
         "train/structured": 8,
+        "check/target": 8,
     },
 }
 

@@ -1,7 +1,8 @@
-"""Fonts for the card generator, split into a TRAIN and a HELD-OUT family.
+"""Fonts for the card generator, split into TRAIN, HELD-OUT and CHECK families.
 
-The two families share no font file and no typeface design lineage where it could be avoided
-(IPA, IPAex and Takao are all IPA-derived, so they all sit in TRAIN). Fonts are looked up on the
+The families share no font file, no package and no typeface design lineage where it could be
+avoided (IPA, IPAex and Takao are all IPA-derived, so they all sit in TRAIN; Ume-, M+- and
+IPA-derived fonts are kept out of CHECK). Fonts are looked up on the
 system only; a missing family raises `FontsMissing` naming the Debian packages to install.
 """
 
@@ -22,6 +23,7 @@ class Family(StrEnum):
 
     TRAIN = "train"
     HELDOUT = "heldout"
+    CHECK = "check"  # designs for choosing between recipes: neither trained on nor evaluated
 
 
 class Script(StrEnum):
@@ -107,14 +109,31 @@ HELDOUT_FONTS: tuple[FontSpec, ...] = (
     _la("cantarell", "opentype/cantarell/Cantarell-Regular.otf", "fonts-cantarell"),
 )
 
+CHECK_FONTS: tuple[FontSpec, ...] = (
+    _ja("wqy-microhei", "truetype/wqy/wqy-microhei.ttc", "fonts-wqy-microhei"),
+    _ja("dejima-mincho", "truetype/dejima-mincho/dejima-mincho-r227.ttf", "fonts-dejima-mincho"),
+    _ja("reggae-one", "truetype/reggae/ReggaeOne-Regular.ttf", "fonts-reggae"),
+    _ja("dotgothic16", "truetype/dotgothic16/DotGothic16-Regular.ttf", "fonts-dotgothic16"),
+    _ja("aoyagi-soseki", "truetype/aoyagi-soseki/aoyagi-soseki.ttf", "fonts-aoyagi-soseki"),
+    _la("arimo-bold", "truetype/croscore/Arimo-Bold.ttf", "fonts-croscore"),
+    _la("tinos", "truetype/croscore/Tinos-Regular.ttf", "fonts-croscore"),
+    _la("eb-garamond", "opentype/ebgaramond/EBGaramond12-Regular.otf", "fonts-ebgaramond"),
+    _la("libertine-bold", "opentype/linux-libertine/LinLibertine_RB.otf", "fonts-linuxlibertine"),
+    _la("biolinum", "opentype/linux-libertine/LinBiolinum_R.otf", "fonts-linuxlibertine"),
+    _la("league-spartan-bold", "opentype/league-spartan/LeagueSpartan-Bold.otf", "fonts-league-spartan"),
+    _la("quicksand", "truetype/quicksand/Quicksand-Medium.ttf", "fonts-quicksand"),
+    _la("jura", "opentype/jura/Jura-Medium.otf", "fonts-jura"),
+)
+
 FAMILY_FONTS: dict[Family, tuple[FontSpec, ...]] = {
     Family.TRAIN: TRAIN_FONTS,
     Family.HELDOUT: HELDOUT_FONTS,
+    Family.CHECK: CHECK_FONTS,
 }
 
 
 def font_packages(family: Family | None = None) -> list[str]:
-    """The Debian packages that install the fonts of `family` (both families when None)."""
+    """The Debian packages that install the fonts of `family` (every family when None)."""
     families = [family] if family is not None else list(Family)
     return sorted({spec.package for fam in families for spec in FAMILY_FONTS[fam]})
 

@@ -1,11 +1,12 @@
-"""Card layouts, split into a TRAIN and a HELD-OUT family with no layout in common.
+"""Card layouts, split into TRAIN, HELD-OUT and CHECK families with no layout in common.
 
 A layout places the card's text (title, body lines, list, table, prices, sale words) on a prepared
 background. TRAIN: centred notice, left-aligned list, grid-lined size chart, sale banner, ruled
 price list, boxed vertical Japanese under a title band, bare vertical columns with a title column,
 photo banner above the notice, framed photo beside (or below) the notice. HELD-OUT:
 header band, zebra-striped size chart, vertical Japanese columns, photo beside text, dotted-leader
-price list, sticky note.
+price list, sticky note. CHECK (for choosing between recipes, never trained on): business-day
+calendar, photo with a caption strip, notched coupon, vertical notice on a hanging scroll.
 """
 
 from __future__ import annotations
@@ -686,6 +687,150 @@ def sticky_note(cv: Canvas, c: CardContent) -> None:
     pin.ellipse([w / 2 - r, oy + r, w / 2 + r, oy + 3 * r], fill=cv.accent)
 
 
+# ----------------------------------------------------------------------------- CHECK layouts
+# Designs for choosing between recipes: in neither TRAIN nor HELD-OUT, so a recipe can be judged on
+# card designs it never trained on without looking at the evaluation set.
+_WEEKDAYS = {"ja": "日月火水木金土", "en": "SMTWTFS"}
+
+
+def calendar(cv: Canvas, c: CardContent) -> None:
+    """A month of business days: the title, a 7-column grid of dates with closed days marked, a note."""
+    x0, y0, x1, y1 = _margins(cv)
+    w, h = x1 - x0, y1 - y0
+    rng = cv.rng
+    top = draw_block(
+        cv, [c.title], (x0, y0, x1, y0 + h * 0.18), cv.title_font, max_size=80, color=_title_color(cv)
+    )
+    note_top = y1 - h * 0.12
+    first, days = int(rng.integers(0, 7)), int(rng.integers(28, 32))
+    rows = -(-(first + days) // 7)
+    grid_top = top + h * 0.03
+    cw, ch = w / 7, (note_top - grid_top) / (rows + 1)
+    f = drawing.font(cv.body_font, int(min(cw, ch) * 0.5))
+    draw = cv.draw()
+    closed = {d for d in range(1, days + 1) if (first + d - 1) % 7 == 0}  # Sundays
+    closed |= {int(d) for d in rng.integers(1, days + 1, int(rng.integers(2, 6)))}
+    filled_marks = rng.random() < 0.5
+    ruled = rng.random() < 0.5
+    for col, head in enumerate(_WEEKDAYS[c.lang]):
+        ink = (200, 40, 40) if col == 0 else ((40, 70, 200) if col == 6 else cv.ink)
+        draw.text((x0 + (col + 0.5) * cw, grid_top + ch / 2), head, font=f, fill=ink, anchor="mm")
+    for day in range(1, days + 1):
+        row, col = divmod(first + day - 1, 7)
+        cx, cy = x0 + (col + 0.5) * cw, grid_top + (row + 1.5) * ch
+        r = min(cw, ch) * 0.42
+        if ruled:
+            draw.rectangle([cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2], outline=cv.ink, width=1)
+        ink = cv.ink
+        if day in closed and filled_marks:
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=cv.accent)
+            ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (20, 20, 20)
+        elif day in closed:
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=cv.accent, width=max(2, int(r / 6)))
+        draw.text((cx, cy), str(day), font=f, fill=ink, anchor="mm")
+    draw_block(cv, c.body[:1], (x0, note_top + h * 0.02, x1, y1), cv.body_font, max_size=36)
+
+
+def caption_strip(cv: Canvas, c: CardContent) -> None:
+    """A photograph filling the card, the notice on a translucent strip across its lower or upper part."""
+    w, h = cv.size
+    rng = cv.rng
+    if cv.photos is not None:
+        cv.image.paste(cv.photos(rng, (w, h)).convert("RGB"), (0, 0))
+    dark = rng.random() < 0.6
+    strip_color = (15, 15, 20) if dark else (250, 250, 245)
+    ink = (255, 255, 255) if dark else (25, 25, 30)
+    strip_h = h * rng.uniform(0.3, 0.45)
+    sy0 = h - strip_h if rng.random() < 0.7 else 0.0
+    drawing.panel(cv.image, (0, int(sy0), w, int(sy0 + strip_h)), strip_color, int(rng.integers(150, 230)), 0)
+    pad = w * 0.06
+    bottom = draw_block(
+        cv,
+        [c.title],
+        (pad, sy0 + strip_h * 0.1, w - pad, sy0 + strip_h * 0.45),
+        cv.title_font,
+        max_size=80,
+        color=ink,
+        align="left",
+    )
+    draw_block(
+        cv,
+        c.body,
+        (pad, bottom, w - pad, sy0 + strip_h * 0.92),
+        cv.body_font,
+        max_size=36,
+        color=ink,
+        align="left",
+    )
+
+
+def coupon(cv: Canvas, c: CardContent) -> None:
+    """A ticket with notched sides and a dashed border; the offer on the left, a stub on the right."""
+    x0, y0, x1, y1 = _margins(cv)
+    w, h = x1 - x0, y1 - y0
+    draw = cv.draw()
+    ticket = drawing.light_color(cv.rng) if cv.rng.random() < 0.6 else cv.accent
+    draw.rounded_rectangle([x0, y0, x1, y1], radius=int(min(w, h) * 0.05), fill=ticket)
+    r = min(w, h) * 0.07
+    for nx in (x0, x1):  # the punched notches show the card's own surface
+        draw.ellipse([nx - r, (y0 + y1) / 2 - r, nx + r, (y0 + y1) / 2 + r], fill=cv.surface)
+    ink = drawing.text_color_for(ticket, cv.rng)
+    inset = r * 0.6
+    dash = max(6.0, r * 0.5)
+    for x in np.arange(x0 + inset, x1 - inset, dash * 2):
+        for y in (y0 + inset, y1 - inset):
+            draw.line([(x, y), (min(x + dash, x1 - inset), y)], fill=ink, width=2)
+    stub_x = x1 - w * cv.rng.uniform(0.22, 0.3)
+    for y in np.arange(y0 + inset, y1 - inset, dash * 2):
+        draw.line([(stub_x, y), (stub_x, min(y + dash, y1 - inset))], fill=ink, width=2)
+    inner = (x0 + r * 1.5, y0 + h * 0.12, stub_x - r * 0.5, y1 - h * 0.12)
+    bottom = draw_block(
+        cv,
+        [c.sale_word],
+        (inner[0], inner[1], inner[2], inner[1] + h * 0.35),
+        cv.title_font,
+        max_size=110,
+        color=ink,
+    )
+    draw_block(
+        cv,
+        [c.title, *c.body[:1]],
+        (inner[0], bottom + h * 0.03, inner[2], inner[3]),
+        cv.body_font,
+        max_size=40,
+        color=ink,
+    )
+    stub = Image.new("RGB", (int(y1 - y0 - 2 * inset), int(x1 - stub_x - inset)), ticket)
+    label = drawing.fit_font(
+        cv.title_font, c.signature, stub.width * 0.9, stub.height * 0.6, int(stub.height * 0.6)
+    )
+    ImageDraw.Draw(stub).text(
+        (stub.width / 2, stub.height / 2), c.signature, font=label, fill=ink, anchor="mm"
+    )
+    cv.image.paste(stub.transpose(Image.Transpose.ROTATE_270), (int(stub_x + inset / 2), int(y0 + inset)))
+
+
+def hanging_scroll(cv: Canvas, c: CardContent) -> None:
+    """A narrow paper scroll hung in the middle of the card, the notice in large vertical columns."""
+    w, h = cv.size
+    rng = cv.rng
+    sw = w * rng.uniform(0.4, 0.6)
+    sx0, sx1 = (w - sw) / 2, (w + sw) / 2
+    sy0, sy1 = h * 0.06, h * 0.94
+    draw = cv.draw()
+    paper = drawing.light_color(rng)
+    draw.rectangle([sx0, sy0, sx1, sy1], fill=paper)
+    rod = drawing.dark_color(rng)
+    rod_h = h * 0.025
+    for y in (sy0 - rod_h, sy1):
+        draw.rounded_rectangle(
+            [sx0 - sw * 0.06, y, sx1 + sw * 0.06, y + rod_h], radius=int(rod_h / 2), fill=rod
+        )
+    ink = drawing.text_color_for(paper, rng)
+    box = (sx0 + sw * 0.1, sy0 + h * 0.05, sx1 - sw * 0.1, sy1 - h * 0.05)
+    _tategaki_columns(cv, [c.title, *c.body[:2]], box, cv.title_font, ink)
+
+
 Layout = Callable[[Canvas, CardContent], None]
 
 LAYOUTS: dict[Family, dict[str, Layout]] = {
@@ -708,7 +853,15 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
         "leader_prices": leader_prices,
         "sticky_note": sticky_note,
     },
+    Family.CHECK: {
+        "calendar": calendar,
+        "caption_strip": caption_strip,
+        "coupon": coupon,
+        "hanging_scroll": hanging_scroll,
+    },
 }
 
 # Layouts that need Japanese text (vertical writing is meaningless for Latin script).
-JAPANESE_ONLY: frozenset[str] = frozenset({"vertical_ja", "boxed_vertical", "column_notice"})
+JAPANESE_ONLY: frozenset[str] = frozenset(
+    {"vertical_ja", "boxed_vertical", "column_notice", "hanging_scroll"}
+)

@@ -322,6 +322,9 @@ _EN_HELDOUT = PhraseBank(
 BANKS: dict[Family, dict[str, PhraseBank]] = {
     Family.TRAIN: {"ja": _JA_TRAIN, "en": _EN_TRAIN},
     Family.HELDOUT: {"ja": _JA_HELDOUT, "en": _EN_HELDOUT},
+    # CHECK cards differ from TRAIN ones in fonts and designs, and keep TRAIN's words: at 64 px the
+    # words are a texture, and HELD-OUT's must stay unseen by anything that steers a recipe.
+    Family.CHECK: {"ja": _JA_TRAIN, "en": _EN_TRAIN},
 }
 
 # Small words printed on products (T-shirts, labels). Disjoint per family like the card banks.
@@ -359,6 +362,8 @@ PRINTED_WORDS: dict[Family, tuple[str, ...]] = {
         "CRAFT",
     ),
 }
+# No folder draws printed words in the CHECK family; the manifest lists TRAIN's for it.
+PRINTED_WORDS[Family.CHECK] = PRINTED_WORDS[Family.TRAIN]
 
 
 def fill(template: str, rng: np.random.Generator, shops: tuple[str, ...]) -> str:

@@ -33,7 +33,7 @@ def test_layout_and_counts(small: tuple[Path, dict]) -> None:
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["seed"] == 5
     assert len(on_disk["files"]) == sum(build.COUNTS[build.Scale.SMALL].values())
-    assert set(on_disk["families"]) == {"train", "heldout"}
+    assert set(on_disk["families"]) == {"train", "heldout", "check"}
 
 
 def test_images_are_rgb_jpegs_with_long_side_256(small: tuple[Path, dict]) -> None:
@@ -54,6 +54,7 @@ def test_sources_per_split(small: tuple[Path, dict]) -> None:
         assert not (by_folder[folder] & eval_sources), folder
     assert by_folder["train/target"] == {"cards-train"}
     assert by_folder["eval/target"] == {"cards-heldout"}
+    assert by_folder["check/target"] == {"cards-check"}
     # No photo file feeds two different splits among train/val/calib/eval.
     used: dict[str, set[str]] = {}
     for rec in manifest["files"]:
@@ -65,13 +66,13 @@ def test_sources_per_split(small: tuple[Path, dict]) -> None:
 
 def test_smooth_and_structured_negatives_are_for_training_only() -> None:
     # Wide defocused scenes and skies are drawn into train/negatives, item sets and slats into their
-    # own train/structured (last in PLANS): every other folder keeps its random draws (and so its
-    # images) exactly as before.
+    # own train/structured (appended to PLANS after the first seven folders): every other folder
+    # keeps its random draws (and so its images) exactly as before.
     soft = {plan.folder for plan in build.PLANS if plan.soft_share > 0}
     structured = {plan.folder for plan in build.PLANS if plan.structured_share > 0}
     assert soft == {"train/negatives"}
     assert structured == {"train/structured"}
-    assert build.PLANS[-1].folder == "train/structured"
+    assert [plan.folder for plan in build.PLANS[-2:]] == ["train/structured", "check/target"]
 
 
 def test_items_are_reproducible(small: tuple[Path, dict]) -> None:

@@ -1,19 +1,24 @@
-"""The TRAIN and HELD-OUT card families share no font, layout or phrase."""
+"""The TRAIN, HELD-OUT and CHECK card families share no font or layout; TRAIN and HELD-OUT no phrase."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 
 from model.data import fonts, layouts, phrases
 from model.data.fonts import Family, Script
 
+_PAIRS = list(itertools.combinations(list(Family), 2))
 
-def test_font_files_and_packages_are_disjoint() -> None:
-    train, held = fonts.FAMILY_FONTS[Family.TRAIN], fonts.FAMILY_FONTS[Family.HELDOUT]
-    assert not {f.name for f in train} & {f.name for f in held}
-    assert not {f.relpath for f in train} & {f.relpath for f in held}
+
+@pytest.mark.parametrize(("one", "other"), _PAIRS)
+def test_font_files_and_packages_are_disjoint(one: Family, other: Family) -> None:
+    a, b = fonts.FAMILY_FONTS[one], fonts.FAMILY_FONTS[other]
+    assert not {f.name for f in a} & {f.name for f in b}
+    assert not {f.relpath for f in a} & {f.relpath for f in b}
     # Not even the same package (so no sibling weights of one typeface on both sides).
-    assert not {f.package for f in train} & {f.package for f in held}
+    assert not {f.package for f in a} & {f.package for f in b}
 
 
 @pytest.mark.parametrize("family", list(Family))
@@ -23,12 +28,13 @@ def test_each_family_has_japanese_and_latin_fonts(family: Family) -> None:
     assert scripts.count(Script.LATIN) >= 5
 
 
-def test_layouts_are_disjoint() -> None:
-    train, held = layouts.LAYOUTS[Family.TRAIN], layouts.LAYOUTS[Family.HELDOUT]
-    assert not set(train) & set(held)
-    assert not set(train.values()) & set(held.values())
-    assert len(train) >= 4
-    assert len(held) >= 4
+@pytest.mark.parametrize(("one", "other"), _PAIRS)
+def test_layouts_are_disjoint(one: Family, other: Family) -> None:
+    a, b = layouts.LAYOUTS[one], layouts.LAYOUTS[other]
+    assert not set(a) & set(b)
+    assert not set(a.values()) & set(b.values())
+    assert len(a) >= 4
+    assert len(b) >= 4
 
 
 @pytest.mark.parametrize("family", list(Family))
@@ -37,8 +43,12 @@ def test_each_family_has_its_own_vertical_japanese_and_photo_card(family: Family
     # families cover them, each with its own implementation (disjointness is checked above).
     names = set(layouts.LAYOUTS[family])
     assert names & layouts.JAPANESE_ONLY
-    photo_layouts = {"photo_banner", "photo_side"} if family is Family.TRAIN else {"split_photo"}
-    assert photo_layouts <= names
+    photo_layouts = {
+        Family.TRAIN: {"photo_banner", "photo_side"},
+        Family.HELDOUT: {"split_photo"},
+        Family.CHECK: {"caption_strip"},
+    }
+    assert photo_layouts[family] <= names
 
 
 def test_vertical_japanese_layouts_are_japanese_only() -> None:
@@ -54,6 +64,14 @@ def test_phrases_are_disjoint_across_families_and_languages() -> None:
     assert len(train) > 100
     assert len(held) > 100
     assert not set(phrases.PRINTED_WORDS[Family.TRAIN]) & set(phrases.PRINTED_WORDS[Family.HELDOUT])
+
+
+def test_check_cards_reuse_the_training_words_never_the_held_out_ones() -> None:
+    # CHECK steers recipe choices, so nothing of HELD-OUT may leak into it.
+    held = set().union(*(bank.all_strings() for bank in phrases.BANKS[Family.HELDOUT].values()))
+    check = set().union(*(bank.all_strings() for bank in phrases.BANKS[Family.CHECK].values()))
+    assert check and not check & held
+    assert phrases.BANKS[Family.CHECK] == phrases.BANKS[Family.TRAIN]
 
 
 @pytest.mark.parametrize("family", list(Family))
