@@ -3,8 +3,7 @@
 A layout places the card's text (title, body lines, list, table, prices, sale words) on a prepared
 background. TRAIN: centred notice, left-aligned list, grid-lined size chart, sale banner, ruled
 price list, boxed vertical Japanese under a title band, bare vertical columns with a title column,
-photo banner above the notice, framed photo beside (or below) the notice, notice written over a
-full photo. HELD-OUT:
+photo banner above the notice, framed photo beside (or below) the notice. HELD-OUT:
 header band, zebra-striped size chart, vertical Japanese columns, photo beside text, dotted-leader
 price list, sticky note. CHECK (for choosing between recipes, never trained on): business-day
 calendar, photo with a caption strip, notched coupon, vertical notice on a hanging scroll.
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw
 
 from model.data import drawing
 from model.data.drawing import RGB, PhotoProvider
@@ -506,46 +505,6 @@ def photo_side(cv: Canvas, c: CardContent) -> None:
     )
 
 
-def photo_overlay(cv: Canvas, c: CardContent) -> None:
-    """A photograph filling the card, the notice written straight onto it with a drop shadow.
-
-    The TRAIN family's third card with a photograph: shops also post a photo of the shop or the
-    item with the notice over it. `photo_banner` and `photo_side` keep photo and text apart, and a
-    model trained on them alone let through nine in ten cards whose text sits on the photo.
-    """
-    w, h = cv.size
-    rng = cv.rng
-    light_text = rng.random() < 0.75
-    if cv.photos is not None:
-        photo = cv.photos(rng, (w, h)).convert("RGB")
-        # Shops dim or brighten the photo so that the words stay readable.
-        tone = rng.uniform(0.45, 0.85) if light_text else rng.uniform(1.1, 1.4)
-        cv.image.paste(ImageEnhance.Brightness(photo).enhance(tone), (0, 0))
-    ink = drawing.hsv(rng.random(), rng.uniform(0.0, 0.2), 1.0) if light_text else (20, 20, 25)
-    shadow = (0, 0, 0) if light_text else (255, 255, 255)
-    off = max(2, int(min(w, h) * 0.006))
-    band = h * rng.uniform(0.35, 0.6)
-    top = float(rng.choice([h * 0.06, (h - band) / 2, h * 0.94 - band]))
-    pad = w * rng.uniform(0.06, 0.12)
-    align = "center" if rng.random() < 0.6 else "left"
-
-    def shadowed(lines: Sequence[str], box: Box, font_path: Path, max_size: int) -> float:
-        x0, y0, x1, y1 = box
-        draw_block(
-            cv,
-            lines,
-            (x0 + off, y0 + off, x1 + off, y1 + off),
-            font_path,
-            max_size=max_size,
-            color=shadow,
-            align=align,
-        )
-        return draw_block(cv, lines, box, font_path, max_size=max_size, color=ink, align=align)
-
-    bottom = shadowed([c.title], (pad, top, w - pad, top + band * 0.4), cv.title_font, 96)
-    shadowed(c.body, (pad, bottom + band * 0.05, w - pad, top + band), cv.body_font, 44)
-
-
 # -------------------------------------------------------------------------- HELD-OUT layouts
 def header_band(cv: Canvas, c: CardContent) -> None:
     """A solid band across the top carrying the title in reverse colour; body below."""
@@ -885,7 +844,6 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
         "photo_banner": photo_banner,
         "column_notice": column_notice,
         "photo_side": photo_side,
-        "photo_overlay": photo_overlay,
     },
     Family.HELDOUT: {
         "header_band": header_band,
