@@ -5,7 +5,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SERVICES := deploy/local/services
-DATASET ?= data/v6
+DATASET ?= data/v7
 export ALOCC_VENV := $(VENV)
 
 .DEFAULT_GOAL := help

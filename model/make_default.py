@@ -1,6 +1,6 @@
 """Train, calibrate and install the default model from a recipe (`make model`).
 
-    python -m model.make_default --data data/v6 --install
+    python -m model.make_default --data data/v7 --install
 
 The recipe (`model/recipes/default.json`) holds the training options, with folder paths relative to
 the dataset root written by `alocc data build`, optional ensemble members, and the calibration
