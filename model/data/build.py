@@ -13,7 +13,7 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
     eval/target/       HELD-OUT-family cards: unseen fonts, layouts and phrases
     eval/other/        non-cards from EVAL-only sources, words in HELD-OUT fonts
     check/target/      CHECK-family cards: fonts and layouts in neither TRAIN nor HELD-OUT, photos of
-                       VAL-role files (to choose between recipes without looking at eval/; with
+                       VAL-role files (unseen designs to judge recipes on without looking at eval/; with
                        val/other as the photos and calib/other for the threshold)
 
 Every image is a pure function of (seed, split, index), so the same seed gives the same files

@@ -23,7 +23,7 @@ class Family(StrEnum):
 
     TRAIN = "train"
     HELDOUT = "heldout"
-    CHECK = "check"  # designs for choosing between recipes: neither trained on nor evaluated
+    CHECK = "check"  # a second set of unseen designs: neither trained on nor the evaluation set
 
 
 class Script(StrEnum):

@@ -5,8 +5,9 @@ background. TRAIN: centred notice, left-aligned list, grid-lined size chart, sal
 price list, boxed vertical Japanese under a title band, bare vertical columns with a title column,
 photo banner above the notice, framed photo beside (or below) the notice. HELD-OUT:
 header band, zebra-striped size chart, vertical Japanese columns, photo beside text, dotted-leader
-price list, sticky note. CHECK (for choosing between recipes, never trained on): business-day
-calendar, photo with a caption strip, notched coupon, vertical notice on a hanging scroll.
+price list, sticky note. CHECK (a second set of unseen designs, never trained on and not the
+evaluation set): business-day calendar, photo with a caption strip, notched coupon, vertical
+notice on a hanging scroll.
 """
 
 from __future__ import annotations
@@ -688,8 +689,8 @@ def sticky_note(cv: Canvas, c: CardContent) -> None:
 
 
 # ----------------------------------------------------------------------------- CHECK layouts
-# Designs for choosing between recipes: in neither TRAIN nor HELD-OUT, so a recipe can be judged on
-# card designs it never trained on without looking at the evaluation set.
+# Designs in neither TRAIN nor HELD-OUT, so a recipe can be judged on card designs it never trained
+# on without looking at the evaluation set (read next to eval/: one hard design dominates each set).
 _WEEKDAYS = {"ja": "日月火水木金土", "en": "SMTWTFS"}
 
 
