@@ -131,11 +131,23 @@ def rates_at(target_scores: np.ndarray, other_scores: np.ndarray, threshold: flo
     }
 
 
-def raw_scores_uint8(scorer: Scorer, images: torch.Tensor, batch_size: int = 256) -> RawScores:
-    """Score a (N, 3, S, S) uint8 tensor in batches; returns every raw score."""
-    parts = [
-        scorer.raw_scores(normalise(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
-    ]
+def raw_scores_uint8(
+    scorer: Scorer, images: torch.Tensor, batch_size: int = 256, *, d_x_only: bool = False
+) -> RawScores:
+    """Score a (N, 3, S, S) uint8 tensor in batches; returns every raw score.
+
+    With `d_x_only` (a discriminator-only training run, whose R was never trained) R is not run:
+    d_x alone is computed, and d_rx and the reconstruction error are NaN.
+    """
+
+    def score(batch: torch.Tensor) -> RawScores:
+        if not d_x_only:
+            return scorer.raw_scores(batch)
+        d_x = scorer.score(batch, ScoreMode.D_X).scores
+        missing = np.full_like(d_x, np.nan)
+        return RawScores(d_x=d_x, d_rx=missing, reconstruction_error=missing)
+
+    parts = [score(normalise(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
     return RawScores(
         d_x=np.concatenate([p.d_x for p in parts]),
         d_rx=np.concatenate([p.d_rx for p in parts]),

@@ -524,29 +524,17 @@ def _validate(
 ) -> tuple[EpochReport, float | None]:
     networks = AloccNetworks(trainer.reconstructor, trainer.discriminator)
     scorer = Scorer(networks, _probe_card(size), trainer.device)
-    score = raw_scores_uint8 if config.train_reconstructor else _d_x_scores_uint8
-    target_raw = score(scorer, val_target)
+    d_x_only = not config.train_reconstructor
+    target_raw = raw_scores_uint8(scorer, val_target, d_x_only=d_x_only)
     if val_other is None:
         return EpochReport(epoch, losses, {}, "d_x", []), None
-    other_raw = score(scorer, val_other.images)
+    other_raw = raw_scores_uint8(scorer, val_other.images, d_x_only=d_x_only)
     # Every mode plus the reconstruction-error diagnostic, or d_x alone when R is not trained.
-    measured = None if config.train_reconstructor else [ScoreMode.D_X.value]
+    measured = [ScoreMode.D_X.value] if d_x_only else None
     metrics, gate = validation_metrics(target_raw, other_raw, config.select_fpr, config.gate_fpr, measured)
     candidates = [m.value for m in ScoreMode if m.value in metrics]
     best_mode = min(candidates, key=lambda m: (metrics[m]["fnr_at_fpr"], -metrics[m]["auroc"]))
     return EpochReport(epoch, losses, metrics, best_mode, diagnose(target_raw, other_raw, losses)), gate
-
-
-def _d_x_scores_uint8(scorer: Scorer, images: torch.Tensor, batch_size: int = 256) -> RawScores:
-    """`raw_scores_uint8` for a D-only run: d_x alone (no R forward); the R-based scores are NaN."""
-    d_x = np.concatenate(
-        [
-            scorer.score(normalise(images[i : i + batch_size]), ScoreMode.D_X).scores
-            for i in range(0, len(images), batch_size)
-        ]
-    )
-    missing = np.full_like(d_x, np.nan)
-    return RawScores(d_x=d_x, d_rx=missing, reconstruction_error=missing)
 
 
 def _probe_card(size: int) -> ModelCard:
