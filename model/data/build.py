@@ -42,9 +42,8 @@ from model.data.errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
-# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target;
-# 8: cards-7 (four more TRAIN layouts)
-DATASET_VERSION = "alocc-data-8"
+# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target
+DATASET_VERSION = "alocc-data-7"
 
 
 class Scale(StrEnum):

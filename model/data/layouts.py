@@ -3,8 +3,7 @@
 A layout places the card's text (title, body lines, list, table, prices, sale words) on a prepared
 background. TRAIN: centred notice, left-aligned list, grid-lined size chart, sale banner, ruled
 price list, boxed vertical Japanese under a title band, bare vertical columns with a title column,
-photo banner above the notice, framed photo beside (or below) the notice, numbered steps, two text
-columns, a row of small item photos, a pop-up window. HELD-OUT:
+photo banner above the notice, framed photo beside (or below) the notice. HELD-OUT:
 header band, zebra-striped size chart, vertical Japanese columns, photo beside text, dotted-leader
 price list, sticky note. CHECK (a second set of unseen designs, never trained on and not the
 evaluation set): business-day calendar, photo with a caption strip, notched coupon, vertical
@@ -507,155 +506,6 @@ def photo_side(cv: Canvas, c: CardContent) -> None:
     )
 
 
-def numbered_steps(cv: Canvas, c: CardContent) -> None:
-    """How to order, step by step: numbered discs down the left, one short line beside each.
-
-    A TRAIN design whose rhythm is set by marks beside the text rather than by rules or a table.
-    """
-    x0, y0, x1, y1 = _margins(cv)
-    h = y1 - y0
-    top = draw_block(
-        cv,
-        [c.title],
-        (x0, y0, x1, y0 + h * 0.2),
-        cv.title_font,
-        max_size=96,
-        color=_title_color(cv),
-        align="left" if cv.rng.random() < 0.5 else "center",
-    )
-    # The list items carry their own bullet; a numbered step does not need one.
-    steps = [item.lstrip("・-•* ") for item in c.items[: int(cv.rng.integers(3, 6))]]
-    row_h = (y1 - top - h * 0.05) / len(steps)
-    r = min(row_h * 0.36, (x1 - x0) * 0.06)
-    draw = cv.draw()
-    disc_ink = (255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (20, 20, 20)
-    cx = x0 + r
-    if cv.rng.random() < 0.5:  # a thin line joining the discs, drawn first so the discs cover it
-        first_y, last_y = top + h * 0.05 + row_h / 2, top + h * 0.05 + row_h * (len(steps) - 0.5)
-        draw.line([(cx, first_y), (cx, last_y)], fill=cv.accent, width=max(2, int(r / 6)))
-    digits = drawing.font(cv.title_font, int(r * 1.2))
-    for i, step in enumerate(steps):
-        cy = top + h * 0.05 + row_h * (i + 0.5)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=cv.accent)
-        draw.text((cx, cy), str(i + 1), font=digits, fill=disc_ink, anchor="mm")
-        draw_block(
-            cv,
-            [step],
-            (cx + r * 1.8, cy - row_h * 0.4, x1, cy + row_h * 0.4),
-            cv.body_font,
-            align="left",
-            max_size=40,
-        )
-
-
-def two_columns(cv: Canvas, c: CardContent) -> None:
-    """A title over two columns of text split by a vertical rule: the notice left, the rules right."""
-    x0, y0, x1, y1 = _margins(cv)
-    w, h = x1 - x0, y1 - y0
-    top = draw_block(
-        cv, [c.title], (x0, y0, x1, y0 + h * 0.2), cv.title_font, max_size=100, color=_title_color(cv)
-    )
-    draw = cv.draw()
-    if cv.rng.random() < 0.6:
-        draw.line(
-            [(x0, top + h * 0.02), (x1, top + h * 0.02)], fill=cv.accent, width=int(cv.rng.integers(2, 5))
-        )
-    split = x0 + w * cv.rng.uniform(0.45, 0.55)
-    col_top = top + h * 0.06
-    draw.line([(split, col_top), (split, y1)], fill=cv.ink, width=1)
-    gap = w * 0.03
-    align = "left" if cv.rng.random() < 0.7 else "center"
-    draw_block(cv, c.body, (x0, col_top, split - gap, y1), cv.body_font, align=align, max_size=36)
-    n = int(cv.rng.integers(2, 5))
-    draw_block(
-        cv, c.items[:n], (split + gap, col_top, x1, y1), cv.body_font, align=align, max_size=36, spacing=0.5
-    )
-
-
-def photo_row(cv: Canvas, c: CardContent) -> None:
-    """Small framed photos of the items in a row, the notice above and a price tag under each.
-
-    The TRAIN family's third card with photographs, several small ones this time, as shops post
-    for a set of items that sold out or came back.
-    """
-    x0, y0, x1, y1 = _margins(cv)
-    w, h = x1 - x0, y1 - y0
-    top = draw_block(
-        cv, [c.title], (x0, y0, x1, y0 + h * 0.22), cv.title_font, max_size=96, color=_title_color(cv)
-    )
-    n = int(cv.rng.integers(2, 5))
-    gap = w * 0.04
-    side = int(min((w - gap * (n - 1)) / n, h * 0.38))
-    left = x0 + (w - side * n - gap * (n - 1)) / 2
-    py = int(top + h * 0.05)
-    draw = cv.draw()
-    tag = drawing.font(cv.body_font, max(8, int(side * 0.16)))
-    for i, (_, price) in enumerate(c.prices[:n]):
-        px = int(left + i * (side + gap))
-        size = (side, side)
-        picture = (
-            cv.photos(cv.rng, size) if cv.photos is not None else drawing.background(size, cv.rng, None)[0]
-        )
-        cv.image.paste(picture.convert("RGB"), (px, py))
-        draw.rectangle([px, py, px + side, py + side], outline=cv.ink, width=int(cv.rng.integers(1, 4)))
-        draw.text((px + side / 2, py + side + side * 0.04), price, font=tag, fill=cv.ink, anchor="mt")
-    body_top = py + side * 1.3
-    draw_block(cv, c.body[:2], (x0, body_top, x1, y1), cv.body_font, max_size=36)
-
-
-_DIALOG_BUTTONS = {"ja": ("閉じる", "OK"), "en": ("Close", "OK")}
-
-
-def dialog_window(cv: Canvas, c: CardContent) -> None:
-    """A notice as a pop-up window: a rounded panel with a shadow, an info mark, text and buttons."""
-    w, h = cv.size
-    rng = cv.rng
-    ww, wh = w * rng.uniform(0.7, 0.9), h * rng.uniform(0.6, 0.85)
-    wx0, wy0 = (w - ww) / 2, (h - wh) / 2
-    wx1, wy1 = wx0 + ww, wy0 + wh
-    draw = cv.draw()
-    radius = int(min(ww, wh) * rng.uniform(0.02, 0.07))
-    off = min(w, h) * 0.015
-    draw.rounded_rectangle([wx0 + off, wy0 + off, wx1 + off, wy1 + off], radius=radius, fill=(70, 70, 75))
-    panel_color = drawing.light_color(rng)
-    draw.rounded_rectangle([wx0, wy0, wx1, wy1], radius=radius, fill=panel_color)
-    ink = drawing.text_color_for(panel_color, rng)
-    pad = ww * 0.06
-    r = wh * 0.06
-    draw.ellipse(
-        [wx0 + pad, wy0 + pad, wx0 + pad + 2 * r, wy0 + pad + 2 * r],
-        outline=cv.accent,
-        width=max(2, int(r / 5)),
-    )
-    mark = drawing.font(cv.title_font, int(r * 1.4))
-    draw.text((wx0 + pad + r, wy0 + pad + r), "i", font=mark, fill=cv.accent, anchor="mm")
-    title_box = (wx0 + pad + 2.6 * r, wy0 + pad * 0.6, wx1 - pad, wy0 + pad + 2 * r + pad * 0.3)
-    bottom = draw_block(cv, [c.title], title_box, cv.title_font, align="left", max_size=80, color=ink)
-    button_h = wh * 0.13
-    body_box = (wx0 + pad, max(bottom, wy0 + pad + 2 * r) + wh * 0.04, wx1 - pad, wy1 - button_h - pad)
-    draw_block(cv, c.body, body_box, cv.body_font, align="left", max_size=36, color=ink)
-    labels = _DIALOG_BUTTONS[c.lang][: int(rng.integers(1, 3))]
-    bw = ww * 0.24
-    label_font = drawing.font(cv.body_font, int(button_h * 0.45))
-    for k, label in enumerate(reversed(labels)):  # right-aligned buttons, the main one rightmost
-        bx1 = wx1 - pad - k * (bw + pad * 0.5)
-        box = (bx1 - bw, wy1 - pad * 0.6 - button_h, bx1, wy1 - pad * 0.6)
-        main = k == 0
-        draw.rounded_rectangle(
-            box, radius=int(button_h / 3), fill=cv.accent if main else None, outline=cv.accent, width=2
-        )
-        label_ink = (
-            ((255, 255, 255) if drawing.luminance(cv.accent) < 0.6 else (20, 20, 20)) if main else cv.accent
-        )
-        draw.text(
-            ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2),
-            label,
-            font=label_font,
-            fill=label_ink,
-            anchor="mm",
-        )
-
-
 # -------------------------------------------------------------------------- HELD-OUT layouts
 def header_band(cv: Canvas, c: CardContent) -> None:
     """A solid band across the top carrying the title in reverse colour; body below."""
@@ -995,10 +845,6 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
         "photo_banner": photo_banner,
         "column_notice": column_notice,
         "photo_side": photo_side,
-        "numbered_steps": numbered_steps,
-        "two_columns": two_columns,
-        "photo_row": photo_row,
-        "dialog_window": dialog_window,
     },
     Family.HELDOUT: {
         "header_band": header_band,
