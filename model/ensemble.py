@@ -77,6 +77,13 @@ def assemble(members: Sequence[str | Path], out: str | Path) -> ModelCard:
             "reconstructor_from": first_card.model_version,
         },
         data={"members": [c.data for _, c in loaded]},
-        metrics={"members": {c.model_version: c.metrics.get("validation", {}) for _, c in loaded}},
+        # A list in member order, like `ensemble_of` and `data.members` (keyed by version, two members
+        # with equal weights, e.g. one checkpoint listed twice, would share one entry).
+        metrics={
+            "members": [
+                {"model_version": c.model_version, "validation": c.metrics.get("validation", {})}
+                for _, c in loaded
+            ]
+        },
     )
     return save_checkpoint(out, AloccNetworks(networks.reconstructor.eval(), ensemble.eval()), card)

@@ -49,6 +49,9 @@ def test_assembled_checkpoint_keeps_each_members_d_and_the_first_r(
         load_checkpoint(b)[1].model_version,
     ]
     assert card.thresholds["d_x"].method == "uncalibrated"
+    assert [m["model_version"] for m in card.metrics["members"]] == [
+        m["model_version"] for m in card.training["ensemble_of"]
+    ]
 
     (r_a, d_a), _ = load_checkpoint(a)
     (_, d_b), _ = load_checkpoint(b)
@@ -90,3 +93,12 @@ def test_assemble_takes_r_only_from_a_first_member_that_trained_it(
     with pytest.raises(ConfigError, match="without R"):
         assemble([d_only, a], tmp_path / "out")
     assert assemble([a, d_only], tmp_path / "ok").spec.d_members == 2
+
+
+def test_each_member_keeps_its_own_metrics_entry_even_when_listed_twice(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    a = _save_tiny(tmp_path, tiny_model, "a", seed=1)
+    card = assemble([a, a], tmp_path / "aa")
+    assert len(card.metrics["members"]) == 2
+    assert card.metrics["members"][0] == card.metrics["members"][1]
