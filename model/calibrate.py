@@ -155,6 +155,20 @@ def raw_scores_uint8(
     )
 
 
+def images_at_the_threshold(
+    scores: np.ndarray, names: list[str], threshold: float, limit: int = 5
+) -> list[tuple[str, float]]:
+    """The calibration images whose scores set the threshold: the rank-k image and those above it.
+
+    With a strict target these are a handful of images, and they decide how many text images the
+    model misses; several crops of one photograph here mean that one picture set the threshold.
+    Highest first, at most `limit`.
+    """
+    at_or_above = np.flatnonzero(scores >= np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+    order = at_or_above[np.argsort(-scores[at_or_above], kind="stable")][:limit]
+    return [(names[i], float(scores[i])) for i in order]
+
+
 def _record(result: ConformalThreshold, fingerprint: str, method_note: str = "") -> ThresholdRecord:
     return ThresholdRecord(
         threshold=result.threshold,
@@ -225,6 +239,13 @@ def calibrate_checkpoint(
                 np.mean(other_raw.d_x >= np.float32(gate.threshold))
             )
         record.measured = measured
+        setters = images_at_the_threshold(other_scores, others.names, record.threshold)
+        log.info(
+            "%s threshold %.4f is set by: %s",
+            mode,
+            record.threshold,
+            ", ".join(f"{name} ({score:.4f})" for name, score in setters),
+        )
         report[mode] = {"threshold": record.threshold, "rank_score": record.rank_score or 0.0, **measured}
 
     if default_mode == "auto":

@@ -9,6 +9,7 @@ from model.calibrate import (
     conformal_rank,
     conformal_threshold,
     empirical_threshold,
+    images_at_the_threshold,
     min_calibration_size,
     rates_at,
 )
@@ -32,6 +33,17 @@ def test_threshold_excludes_strictly_above_the_rank_score() -> None:
     assert not np.float32(18.0) >= np.float32(result.threshold)
     assert np.float32(18.000002) >= np.float32(result.threshold)
     assert np.mean(scores >= np.float32(result.threshold)) == pytest.approx(1 / 19)
+
+
+def test_the_images_that_set_the_threshold_are_the_rank_score_and_those_above() -> None:
+    scores = np.arange(1, 20, dtype=np.float32)  # 1..19: rank 18 of 19 at alpha 0.1
+    names = [f"photo-{int(v):02d}.jpg" for v in scores]
+    result = conformal_threshold(scores, 0.1)
+    assert images_at_the_threshold(scores, names, result.threshold) == [
+        ("photo-19.jpg", 19.0),
+        ("photo-18.jpg", 18.0),
+    ]
+    assert images_at_the_threshold(scores, names, result.threshold, limit=1) == [("photo-19.jpg", 19.0)]
 
 
 def test_ties_at_the_rank_score_are_not_excluded() -> None:
