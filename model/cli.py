@@ -125,6 +125,12 @@ def _register_train(subcommands: Any) -> None:
         default=1.0,
         help="shrink half the images (both classes) inside the frame by up to this side factor",
     )
+    p.add_argument(
+        "--max-tilt-deg",
+        type=float,
+        default=0.0,
+        help="tilt half the images (both classes) by up to this many degrees, cropped inside the image",
+    )
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay of both optimizers")
     p.add_argument("--select-fpr", type=float, default=0.01, help="FPR at which FNR selects the best epoch")
     p.add_argument("--gate-fpr", type=float, default=0.1, help="FPR of the cascade's D(X) gate")

@@ -89,6 +89,7 @@ class TrainConfig:
     invert_p: float = 0.0  # share of images (cards and negatives alike) turned into their negative
     max_rotation_deg: float = 0.0  # geometric jitter for cards and negatives alike (see Augmenter)
     max_zoom_out: float = 1.0
+    max_tilt_deg: float = 0.0  # tilt inside the image, no surround (see Augmenter)
     weight_decay: float = 0.0
     select_fpr: float = 0.01
     gate_fpr: float = 0.1
@@ -406,6 +407,7 @@ def train(config: TrainConfig) -> Path:
             p_invert=config.invert_p,
             max_rotation_deg=config.max_rotation_deg,
             max_zoom_out=config.max_zoom_out,
+            max_tilt_deg=config.max_tilt_deg,
         )
 
     augment_text, augment_photo = augmenter("text"), augmenter("photo")

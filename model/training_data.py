@@ -169,6 +169,10 @@ class Augmenter:
     frame or an extended edge is no cue for either class. Off by default: in the one run with it
     (docs/EXPERIMENTS.md, run N1) D still learned that content inside a flat surround means a card,
     and flagged smooth scene photos.
+
+    `max_tilt_deg` tilts without a surround: the crop window is turned and shrunk until it lies
+    inside the image, so the output is tilted content edge to edge (a notice photographed at an
+    angle, cropped to the notice) and no pixel from outside the image is sampled.
     """
 
     def __init__(
@@ -180,6 +184,7 @@ class Augmenter:
         p_invert: float = 0.0,
         max_rotation_deg: float = 0.0,
         max_zoom_out: float = 1.0,
+        max_tilt_deg: float = 0.0,
         p_geometry: float = 0.5,
     ) -> None:
         if kind not in ("text", "photo"):
@@ -194,11 +199,15 @@ class Augmenter:
         # Negative images (x -> 1 - x): light text on a dark card is as much a notice as dark on light.
         # Given to cards and photos alike, so that "looks inverted" is no cue for either class.
         self.p_invert = p_invert
-        if max_rotation_deg < 0 or max_zoom_out < 1:
-            raise ValueError("max_rotation_deg must be >= 0 and max_zoom_out >= 1")
+        if max_rotation_deg < 0 or max_zoom_out < 1 or max_tilt_deg < 0:
+            raise ValueError("max_rotation_deg and max_tilt_deg must be >= 0, max_zoom_out >= 1")
+        if max_tilt_deg and (max_rotation_deg or max_zoom_out > 1):
+            raise ValueError("max_tilt_deg (tilt inside the image) excludes max_rotation_deg/max_zoom_out")
         self.max_rotation = math.radians(max_rotation_deg)
         self.max_zoom_out = max_zoom_out
         self.p_geometry = p_geometry if (max_rotation_deg or max_zoom_out > 1) else 0.0
+        self.max_tilt = math.radians(max_tilt_deg)
+        self.p_tilt = p_geometry if max_tilt_deg else 0.0
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> augmented (B, 3, S, S) uint8."""
@@ -217,6 +226,15 @@ class Augmenter:
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
         """Random resized crop (and flip) as one batched affine resampling."""
         n = x.shape[0]
+        grid = F.affine_grid(self._windows(n), [n, 3, self.size, self.size], align_corners=False)
+        # Without geometric jitter the window stays inside the image and reflection only touches
+        # the outermost half pixel; with it, extending the edge looks like the card's surroundings,
+        # where a reflection would mirror the text into the margin.
+        padding = "border" if self.p_geometry else "reflection"
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+    def _windows(self, n: int) -> torch.Tensor:
+        """(n, 2, 3) affine maps from output coordinates to the crop window in the image ([-1, 1])."""
         area = torch.empty(n).uniform_(self.min_area, 1.0)
         log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3))
         width = (area * log_ratio.exp()).sqrt().clamp(max=1.0)  # fraction of the side
@@ -229,19 +247,24 @@ class Augmenter:
             # times wider: the image shrinks inside the output frame.
             zoom = torch.empty(n).uniform_(1.0, self.max_zoom_out)
             width, height = torch.where(tilted, zoom, width), torch.where(tilted, zoom, height)
-        centre_x = (torch.rand(n) * 2 - 1) * (1 - width)
-        centre_y = (torch.rand(n) * 2 - 1) * (1 - height)
+        # Half-extents of the (turned) window along x and y, in the image's [-1, 1] coordinates.
+        reach_x, reach_y = width, height
+        if self.p_tilt:
+            tilted = torch.rand(n) < self.p_tilt
+            angle = tilted * torch.empty(n).uniform_(-self.max_tilt, self.max_tilt)
+            c, s = angle.cos(), angle.sin().abs()
+            # Shrink the turned window until its corners lie inside the image.
+            fit = torch.minimum(1 / (width * c + height * s), 1 / (width * s + height * c)).clamp(max=1.0)
+            width, height = width * fit, height * fit
+            reach_x, reach_y = width * c + height * s, width * s + height * c
+        centre_x = (torch.rand(n) * 2 - 1) * (1 - reach_x).clamp(min=0.0)
+        centre_y = (torch.rand(n) * 2 - 1) * (1 - reach_y).clamp(min=0.0)
         sign = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n)
         cos, sin = angle.cos(), angle.sin()
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = width * sign * cos, -height * sin, centre_x
         theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = width * sign * sin, height * cos, centre_y
-        grid = F.affine_grid(theta, [n, 3, self.size, self.size], align_corners=False)
-        # Without geometric jitter the window stays inside the image and reflection only touches
-        # the outermost half pixel; with it, extending the edge looks like the card's surroundings,
-        # where a reflection would mirror the text into the margin.
-        padding = "border" if self.p_geometry else "reflection"
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+        return theta
 
     def _colour(self, x: torch.Tensor) -> torch.Tensor:
         """Brightness, contrast, saturation and per-channel tint jitter, then random greyscale.

@@ -51,6 +51,28 @@ def test_rotation_tilts_a_horizontal_line() -> None:
     assert dark_rows.float().mean() > 4  # the 2-row line now spans more rows
 
 
+def test_tilt_inside_the_image_turns_the_window_and_never_leaves_the_image() -> None:
+    torch.manual_seed(0)
+    augmenter = Augmenter(32, kind="photo", max_tilt_deg=30.0, p_geometry=1.0)
+    theta = augmenter._windows(2000)
+    corners = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]]).T
+    mapped = theta @ corners  # (n, 2, 4): where the output's corners sample the image
+    assert float(mapped.abs().max()) <= 1.0 + 1e-5
+    assert float((theta[:, 0, 1].abs() > 0.05).float().mean()) > 0.5  # most windows are turned
+
+    cards = _cards(16, 240)
+    out = Augmenter(32, kind="text", strength=0.0, max_tilt_deg=30.0, p_geometry=1.0)(cards)
+    dark_rows = (out.float().mean(dim=1) < 128).any(dim=2).sum(dim=1)
+    assert dark_rows.float().mean() > 4  # the 2-row line now spans more rows
+
+
+def test_tilt_inside_the_image_excludes_the_surround_jitter() -> None:
+    with pytest.raises(ValueError, match="excludes"):
+        Augmenter(32, kind="text", max_tilt_deg=5.0, max_rotation_deg=5.0)
+    with pytest.raises(ValueError):
+        Augmenter(32, kind="text", max_tilt_deg=-1.0)
+
+
 @pytest.mark.parametrize(("rotation", "zoom"), [(-1.0, 1.0), (0.0, 0.9)])
 def test_geometry_arguments_are_checked(rotation: float, zoom: float) -> None:
     with pytest.raises(ValueError):
