@@ -257,8 +257,8 @@ class Augmenter:
             fit = torch.minimum(1 / (width * c + height * s), 1 / (width * s + height * c)).clamp(max=1.0)
             width, height = width * fit, height * fit
             reach_x, reach_y = width * c + height * s, width * s + height * c
-        centre_x = (torch.rand(n) * 2 - 1) * (1 - reach_x).clamp(min=0.0)
-        centre_y = (torch.rand(n) * 2 - 1) * (1 - reach_y).clamp(min=0.0)
+        centre_x = (torch.rand(n) * 2 - 1) * (1 - reach_x)
+        centre_y = (torch.rand(n) * 2 - 1) * (1 - reach_y)
         sign = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n)
         cos, sin = angle.cos(), angle.sin()
         theta = torch.zeros(n, 2, 3)
