@@ -156,7 +156,7 @@ def raw_scores_uint8(
 
 
 def images_at_the_threshold(
-    scores: np.ndarray, names: list[str], threshold: float, limit: int = 5
+    scores: np.ndarray, names: list[str], rank_score: float, limit: int = 5
 ) -> list[tuple[str, float]]:
     """The calibration images whose scores set the threshold: the rank-k image and those above it.
 
@@ -164,7 +164,7 @@ def images_at_the_threshold(
     model misses; several crops of one photograph here mean that one picture set the threshold.
     Highest first, at most `limit`.
     """
-    at_or_above = np.flatnonzero(scores >= np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+    at_or_above = np.flatnonzero(scores >= np.float32(rank_score))
     order = at_or_above[np.argsort(-scores[at_or_above], kind="stable")][:limit]
     return [(names[i], float(scores[i])) for i in order]
 
@@ -239,7 +239,8 @@ def calibrate_checkpoint(
                 np.mean(other_raw.d_x >= np.float32(gate.threshold))
             )
         record.measured = measured
-        setters = images_at_the_threshold(other_scores, others.names, record.threshold)
+        assert record.rank_score is not None  # set by _record from the conformal result
+        setters = images_at_the_threshold(other_scores, others.names, record.rank_score)
         log.info(
             "%s threshold %.4f is set by: %s",
             mode,

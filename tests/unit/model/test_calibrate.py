@@ -39,11 +39,11 @@ def test_the_images_that_set_the_threshold_are_the_rank_score_and_those_above() 
     scores = np.arange(1, 20, dtype=np.float32)  # 1..19: rank 18 of 19 at alpha 0.1
     names = [f"photo-{int(v):02d}.jpg" for v in scores]
     result = conformal_threshold(scores, 0.1)
-    assert images_at_the_threshold(scores, names, result.threshold) == [
+    assert images_at_the_threshold(scores, names, result.rank_score) == [
         ("photo-19.jpg", 19.0),
         ("photo-18.jpg", 18.0),
     ]
-    assert images_at_the_threshold(scores, names, result.threshold, limit=1) == [("photo-19.jpg", 19.0)]
+    assert images_at_the_threshold(scores, names, result.rank_score, limit=1) == [("photo-19.jpg", 19.0)]
 
 
 def test_ties_at_the_rank_score_are_not_excluded() -> None:
