@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from model.checkpoint import ModelCard, ThresholdRecord, load_checkpoint, save_checkpoint
 from model.errors import ConfigError
@@ -27,7 +28,9 @@ def assemble(members: Sequence[str | Path], out: str | Path) -> ModelCard:
 
     Args:
         members: checkpoint directories with single discriminators of one network spec; the first
-            member's R becomes the ensemble's R.
+            member's R becomes the ensemble's R. Members trained at different input sizes make a
+            model whose input is the largest size; the others read it shrunk to their own
+            (`NetworkSpec.member_sizes`).
         out: the new checkpoint directory.
 
     Returns:
@@ -35,7 +38,8 @@ def assemble(members: Sequence[str | Path], out: str | Path) -> ModelCard:
 
     Raises:
         ConfigError: fewer than two members, members that are ensembles themselves, members
-            whose networks or preprocessing differ, or a first member whose R was not trained.
+            whose networks or preprocessing differ in more than the input size, or a first member
+            whose R was not trained.
     """
     if len(members) < 2:
         raise ConfigError("an ensemble needs at least two member checkpoints")
@@ -49,12 +53,19 @@ def assemble(members: Sequence[str | Path], out: str | Path) -> ModelCard:
     for path, (_, card) in zip(members, loaded, strict=True):
         if card.spec.d_members != 1:
             raise ConfigError(f"{path} is an ensemble already; list its members instead")
-        if card.spec != first_card.spec or card.normalisation != first_card.normalisation:
+        # Members may differ in input size (each reads the input at its own side), nothing else.
+        if _apart_from_size(card) != _apart_from_size(first_card):
             raise ConfigError(
                 f"{path} has another network or preprocessing than {members[0]}: "
                 f"{card.network} {card.normalisation} vs {first_card.network} {first_card.normalisation}"
             )
-    spec = dataclasses.replace(first_card.spec, d_members=len(members))
+    sides = tuple(card.input_size for _, card in loaded)
+    spec = dataclasses.replace(
+        first_card.spec,
+        input_size=max(sides),
+        d_members=len(members),
+        member_sizes=sides if len(set(sides)) > 1 else (),
+    )
     networks = build_networks(spec)
     ensemble = networks.discriminator
     assert isinstance(ensemble, DiscriminatorEnsemble)
@@ -65,7 +76,7 @@ def assemble(members: Sequence[str | Path], out: str | Path) -> ModelCard:
     card = ModelCard(
         preset=f"{first_card.preset}-x{len(members)}",
         network=spec.to_dict(),
-        input_size=first_card.input_size,
+        input_size=spec.input_size,
         default_mode="d_x",
         normalisation=dict(first_card.normalisation),
         thresholds={"d_x": ThresholdRecord(0.5, "uncalibrated", note="run alocc calibrate")},
@@ -87,3 +98,9 @@ def assemble(members: Sequence[str | Path], out: str | Path) -> ModelCard:
         },
     )
     return save_checkpoint(out, AloccNetworks(networks.reconstructor.eval(), ensemble.eval()), card)
+
+
+def _apart_from_size(card: ModelCard) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The card's network and preprocessing, leaving out the input size."""
+    network = {key: value for key, value in card.spec.to_dict().items() if key != "input_size"}
+    return network, dict(card.normalisation)

@@ -12,6 +12,7 @@ import dataclasses
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.flop_counter import FlopCounterMode
@@ -78,17 +79,36 @@ def _strided_reconstructor(spec: NetworkSpec) -> tuple[nn.Sequential, nn.Sequent
     return nn.Sequential(*encoder), nn.Sequential(*decoder)
 
 
+def resize_input(images: torch.Tensor, side: int) -> torch.Tensor:
+    """`images` (B, 3, S, S) resized to (B, 3, side, side); the same tensor when S == side.
+
+    How an ensemble member trained at a smaller side reads the model's larger input. Antialiased
+    bilinear: shrinking without a low-pass filter would alias thin text strokes into noise.
+    """
+    if images.shape[-1] == side and images.shape[-2] == side:
+        return images
+    return F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+
+
 class Reconstructor(nn.Module):
-    """R: an encoder/decoder that should reconstruct the trained class well and other images badly."""
+    """R: an encoder/decoder that should reconstruct the trained class well and other images badly.
+
+    In an ensemble with `member_sizes`, R runs at the side it was trained at (the first member's):
+    the input is shrunk to it and the reconstruction enlarged back to the input's side.
+    """
 
     def __init__(self, spec: NetworkSpec) -> None:
         super().__init__()
         builder = _seed_reconstructor if spec.architecture == "seed" else _strided_reconstructor
         self.encoder, self.decoder = builder(spec)
+        self.own_side = spec.r_input_size if spec.member_sizes else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [-1, 1] -> (B, 3, S, S) in [-1, 1]."""
-        return self.decoder(self.encoder(images))
+        if self.own_side is None:
+            return self.decoder(self.encoder(images))
+        side = images.shape[-1]
+        return resize_input(self.decoder(self.encoder(resize_input(images, self.own_side))), side)
 
 
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -146,17 +166,28 @@ class DiscriminatorEnsemble(nn.Module):
     Members trained on different negatives make different mistakes (see docs/EXPERIMENTS.md), and
     averaging logits (not probabilities) keeps a member that is sure from being rounded away by
     the sigmoid's saturation. Ensembles are assembled from trained checkpoints (`model.ensemble`);
-    training always trains a single D.
+    training always trains a single D. With `spec.member_sizes`, each member reads the input at the
+    side it was trained at (`resize_input`).
     """
 
     def __init__(self, spec: NetworkSpec) -> None:
         super().__init__()
-        single = dataclasses.replace(spec, d_members=1)
-        self.members = nn.ModuleList(Discriminator(single) for _ in range(spec.d_members))
+        # None: the member reads the input as it is (every member of a single-size ensemble).
+        self.sides: tuple[int | None, ...] = spec.member_sizes or (None,) * spec.d_members
+        self.members = nn.ModuleList(
+            Discriminator(
+                dataclasses.replace(spec, input_size=side or spec.input_size, d_members=1, member_sizes=())
+            )
+            for side in self.sides
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B,) mean of the members' logits."""
-        return torch.stack([member(images) for member in self.members]).mean(dim=0)
+        logits = [
+            member(images if side is None else resize_input(images, side))
+            for member, side in zip(self.members, self.sides, strict=True)
+        ]
+        return torch.stack(logits).mean(dim=0)
 
 
 class AloccNetworks(NamedTuple):

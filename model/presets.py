@@ -39,6 +39,10 @@ class NetworkSpec:
         d_members: How many discriminators D is made of. 1 (what training produces) or more for an
             ensemble assembled from trained checkpoints (`model.ensemble`): D's logit is then the
             mean of its members' logits.
+        member_sizes: For an ensemble whose members were trained at different input sizes, each
+            member's own side, in member order; the first member's is also R's. The model's input
+            is `input_size` (the largest), and a member trained smaller reads it shrunk to its own
+            side (`model.networks.resize_input`). Empty: every member reads `input_size` as it is.
     """
 
     architecture: Architecture
@@ -49,8 +53,11 @@ class NetworkSpec:
     dropout: float = 0.25
     d_head: DiscriminatorHead = "flatten"
     d_members: int = 1
+    member_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        # A card stores the sizes as a JSON list; a tuple keeps the spec hashable and comparable.
+        object.__setattr__(self, "member_sizes", tuple(self.member_sizes))
         if self.architecture not in ("seed", "strided"):
             raise ConfigError(f"unknown architecture {self.architecture!r}")
         if self.input_size < 16:
@@ -61,20 +68,38 @@ class NetworkSpec:
             raise ConfigError("the seed D is fixed (flatten); use a strided preset for patch_mean")
         if self.d_members < 1:
             raise ConfigError(f"d_members must be at least 1, got {self.d_members}")
+        if self.member_sizes and (
+            len(self.member_sizes) != self.d_members or max(self.member_sizes) != self.input_size
+        ):
+            raise ConfigError(
+                f"member_sizes {list(self.member_sizes)} must list one side per member (d_members="
+                f"{self.d_members}) and its largest must be input_size {self.input_size}"
+            )
+        if any(side < 16 for side in self.member_sizes):
+            raise ConfigError(f"every member size must be at least 16, got {list(self.member_sizes)}")
         if self.width < 1:
             raise ConfigError(f"width must be positive, got {self.width}")
         if self.architecture == "seed" and self.width != 64:
             raise ConfigError(
                 "the seed architecture has fixed widths 64..512; use a strided preset to vary width"
             )
-        if self.architecture == "strided" and self.input_size % (2**self.r_depth) != 0:
+        if self.architecture == "strided" and self.r_input_size % (2**self.r_depth) != 0:
             raise ConfigError(
-                f"strided R needs input_size divisible by 2**r_depth={2**self.r_depth}, got {self.input_size}"
+                f"strided R needs its input size divisible by 2**r_depth={2**self.r_depth}, "
+                f"got {self.r_input_size}"
             )
+
+    @property
+    def r_input_size(self) -> int:
+        """The side R runs at: the first member's (it comes from that member's training)."""
+        return self.member_sizes[0] if self.member_sizes else self.input_size
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form stored in the checkpoint card."""
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.member_sizes:
+            del data["member_sizes"]  # single-size models keep the card layout they always had
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetworkSpec:

@@ -59,15 +59,15 @@ def _tiny_card(spec: NetworkSpec) -> ModelCard:
     )
 
 
-def _tiny_model(width: int = 4, seed: int = 0) -> tuple[AloccNetworks, ModelCard]:
+def _tiny_model(width: int = 4, seed: int = 0, input_size: int = 32) -> tuple[AloccNetworks, ModelCard]:
     torch.manual_seed(seed)
-    spec = get_preset("strided", width=width, input_size=32)
+    spec = get_preset("strided", width=width, input_size=input_size)
     networks = build_networks(spec)
     # A few training-mode batches, so BatchNorm running statistics differ from their defaults.
     for module in networks:
         module.train()
         for _ in range(3):
-            module(torch.randn(8, 3, 32, 32))
+            module(torch.randn(8, 3, input_size, input_size))
     return networks, _tiny_card(spec)
 
 
@@ -76,7 +76,7 @@ TinyModelFactory = Callable[..., tuple[AloccNetworks, ModelCard]]
 
 @pytest.fixture
 def tiny_model() -> TinyModelFactory:
-    """Factory: `tiny_model(width=4, seed=0)` -> (networks, card) of a 32 px strided model."""
+    """Factory: `tiny_model(width=4, seed=0, input_size=32)` -> (networks, card) of a strided model."""
     return _tiny_model
 
 

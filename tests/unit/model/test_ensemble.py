@@ -12,8 +12,8 @@ import torch
 from model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from model.ensemble import assemble
 from model.errors import ConfigError
-from model.networks import AloccNetworks, DiscriminatorEnsemble, build_networks
-from model.presets import get_preset
+from model.networks import AloccNetworks, DiscriminatorEnsemble, build_networks, resize_input
+from model.presets import NetworkSpec, get_preset
 from model.scoring import Scorer
 
 TinyModelFactory = Callable[..., tuple[AloccNetworks, ModelCard]]
@@ -102,3 +102,38 @@ def test_each_member_keeps_its_own_metrics_entry_even_when_listed_twice(
     card = assemble([a, a], tmp_path / "aa")
     assert len(card.metrics["members"]) == 2
     assert card.metrics["members"][0] == card.metrics["members"][1]
+
+
+def test_members_trained_at_different_sizes_each_read_the_input_at_their_own_side(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    small = _save_tiny(tmp_path, tiny_model, "small", seed=1)  # 32 px, gives R
+    networks, card = tiny_model(seed=2, input_size=48)
+    save_checkpoint(tmp_path / "large", networks, card)
+    assembled = assemble([small, tmp_path / "large"], tmp_path / "mixed")
+    assert (assembled.input_size, assembled.spec.member_sizes) == (48, (32, 48))
+
+    (r_small, d_small), _ = load_checkpoint(small)
+    (_, d_large), _ = load_checkpoint(tmp_path / "large")
+    (r_mixed, d_mixed), loaded = load_checkpoint(tmp_path / "mixed")
+    assert loaded.spec == assembled.spec  # the sizes survive the card's JSON
+    x = torch.rand(4, 3, 48, 48) * 2 - 1
+    with torch.inference_mode():
+        expected = (d_small(resize_input(x, 32)) + d_large(x)) / 2
+        torch.testing.assert_close(d_mixed(x), expected)
+        # R runs at the side it was trained at and hands back an image of the input's side.
+        torch.testing.assert_close(r_mixed(x), resize_input(r_small(resize_input(x, 32)), 48))
+    scorer = Scorer.load(tmp_path / "mixed", device="cpu")
+    torch.testing.assert_close(
+        torch.as_tensor(scorer.score(x).scores), torch.sigmoid(expected), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_member_sizes_must_name_one_side_per_member_and_reach_the_input_size() -> None:
+    NetworkSpec("strided", input_size=48, width=4, r_depth=3, d_members=2, member_sizes=(32, 48))
+    with pytest.raises(ConfigError, match="one side per member"):
+        NetworkSpec("strided", input_size=48, width=4, r_depth=3, d_members=3, member_sizes=(32, 48))
+    with pytest.raises(ConfigError, match="largest must be input_size"):
+        NetworkSpec("strided", input_size=64, width=4, r_depth=3, d_members=2, member_sizes=(32, 48))
+    with pytest.raises(ConfigError, match="divisible"):  # R runs at the first member's side
+        NetworkSpec("strided", input_size=48, width=4, r_depth=3, d_members=2, member_sizes=(36, 48))
