@@ -213,8 +213,10 @@ def _register_ensemble(subcommands: Any) -> None:
         "ensemble",
         help="assemble one checkpoint whose D averages the logits of trained checkpoints' Ds",
         description=(
-            "R comes from the first member; the members must share one network spec. The result is "
-            "uncalibrated: run `alocc calibrate --model OUT ...` next."
+            "R comes from the first member; the members must share one network spec, except that "
+            "they may differ in input size (the result reads the largest, and each member and R read "
+            "it shrunk to their own). The result is uncalibrated: run `alocc calibrate --model OUT ...` "
+            "next."
         ),
     )
     p.add_argument("members", nargs="+", help="two or more checkpoint directories")
