@@ -247,7 +247,7 @@ def calibrate_checkpoint(
             record.threshold,
             ", ".join(f"{name} ({score:.4f})" for name, score in setters),
         )
-        report[mode] = {"threshold": record.threshold, "rank_score": record.rank_score or 0.0, **measured}
+        report[mode] = {"threshold": record.threshold, "rank_score": record.rank_score, **measured}
 
     if default_mode == "auto":
         if target_raw is None:
