@@ -136,6 +136,12 @@ def _register_train(subcommands: Any) -> None:
     p.add_argument("--gate-fpr", type=float, default=0.1, help="FPR of the cascade's D(X) gate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="training arithmetic: auto = bf16 autocast on CUDA, fp32 on CPU; bf16 also on CPU (AMX)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--max-images", type=int, help="use only the first N images of each folder")
     p.add_argument("--cache-dir", help="where decoded image tensors are cached")

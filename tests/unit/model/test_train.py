@@ -43,13 +43,23 @@ def test_the_trainer_applies_the_factor_to_both_peaks_and_rejects_unknown_schedu
         AloccTrainer(networks, TrainConfig(data="u", out="u", lr_schedule="step"), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("d_batch", ["separate", "joint"])
-def test_training_steps_move_the_losses(d_batch: str) -> None:
+@pytest.mark.parametrize(
+    ("d_batch", "precision"), [("separate", "auto"), ("joint", "auto"), ("joint", "bf16")]
+)
+def test_training_steps_move_the_losses(d_batch: str, precision: str) -> None:
     torch.manual_seed(0)
     spec = get_preset("strided", width=4, input_size=32)
     networks = build_networks(spec)
     # A large reconstruction weight makes the movement of loss_r_rec reliable in a few steps.
-    config = TrainConfig(data="unused", out="unused", lr_r=2e-3, lr_d=2e-3, lambda_rec=10.0, d_batch=d_batch)
+    config = TrainConfig(
+        data="unused",
+        out="unused",
+        lr_r=2e-3,
+        lr_d=2e-3,
+        lambda_rec=10.0,
+        d_batch=d_batch,
+        precision=precision,
+    )
     trainer = AloccTrainer(networks, config, torch.device("cpu"))
     # A structured target class: horizontal stripes of random phase.
     rows = torch.arange(32).float().view(1, 1, 32, 1)
@@ -64,6 +74,25 @@ def test_training_steps_move_the_losses(d_batch: str) -> None:
     assert any(
         not torch.equal(a, b) for a, b in zip(before, networks.discriminator.parameters(), strict=True)
     )
+
+
+def test_bf16_steps_on_the_cpu_are_repeatable_and_keep_fp32_weights() -> None:
+    def run() -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        networks = build_networks(get_preset("strided", width=4, input_size=32))
+        config = TrainConfig(data="u", out="u", d_batch="joint", precision="bf16")
+        trainer = AloccTrainer(networks, config, torch.device("cpu"))
+        targets, negatives = torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32) - 1
+        for _ in range(3):
+            trainer.step(targets, negatives)
+        return [p.detach() for net in networks for p in net.parameters()]
+
+    first, second = run(), run()
+    assert all(p.dtype == torch.float32 for p in first)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    networks = build_networks(get_preset("strided", width=4, input_size=32))
+    with pytest.raises(ConfigError, match="precision"):
+        AloccTrainer(networks, TrainConfig(data="u", out="u", precision="fp16"), torch.device("cpu"))
 
 
 def test_a_discriminator_only_step_leaves_r_alone_and_needs_no_fake_weight() -> None:
