@@ -152,11 +152,11 @@ def learning_rate_factor(config: TrainConfig, progress: float) -> float:
 
 
 def _uses_bf16(precision: str, device: torch.device) -> bool:
-    if precision == "auto":
-        return device.type == "cuda"
-    if precision in ("bf16", "fp32"):
-        return precision == "bf16"
-    raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    """Whether the training step autocasts to bf16 (`TrainConfig.precision`)."""
+    choices = {"auto": device.type == "cuda", "bf16": True, "fp32": False}
+    if precision not in choices:
+        raise ConfigError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    return choices[precision]
 
 
 class AloccTrainer:
