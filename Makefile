@@ -36,7 +36,7 @@ bench: setup ## throughput, latency and memory of the worker against the local s
 dataset: setup ## build the training/calibration/evaluation dataset into $(DATASET)
 	$(VENV)/bin/alocc data build --out $(DATASET) --seed 0 --overwrite
 
-model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 30 min on 2 CPU cores, more on a busy host)
+model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 25 min on 2 CPU cores with bf16 support, more on a busy host)
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
 services-up: ## start the local Kafka and Redis and print their export lines
