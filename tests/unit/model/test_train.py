@@ -77,10 +77,10 @@ def test_training_steps_move_the_losses(d_batch: str, precision: str) -> None:
 
 
 def test_bf16_steps_on_the_cpu_are_repeatable_and_keep_fp32_weights() -> None:
-    def run() -> list[torch.Tensor]:
+    def run(precision: str = "bf16") -> list[torch.Tensor]:
         torch.manual_seed(0)
         networks = build_networks(get_preset("strided", width=4, input_size=32))
-        config = TrainConfig(data="u", out="u", d_batch="joint", precision="bf16")
+        config = TrainConfig(data="u", out="u", d_batch="joint", precision=precision)
         trainer = AloccTrainer(networks, config, torch.device("cpu"))
         targets, negatives = torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32) - 1
         for _ in range(3):
@@ -90,6 +90,8 @@ def test_bf16_steps_on_the_cpu_are_repeatable_and_keep_fp32_weights() -> None:
     first, second = run(), run()
     assert all(p.dtype == torch.float32 for p in first)
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    # The same steps in fp32 end elsewhere: the CPU step really ran under bf16 autocast.
+    assert not all(torch.equal(a, b) for a, b in zip(first, run("fp32"), strict=True))
     networks = build_networks(get_preset("strided", width=4, input_size=32))
     with pytest.raises(ConfigError, match="precision"):
         AloccTrainer(networks, TrainConfig(data="u", out="u", precision="fp16"), torch.device("cpu"))
