@@ -6,10 +6,12 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SERVICES := deploy/local/services
 DATASET ?= data/v7
+ONLY ?=
+CYCLES ?= 50
 export ALOCC_VENV := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-unit lint services-up services-down services-status demo bench dataset model
+.PHONY: help setup test test-unit lint services-up services-down services-status services-stress demo bench dataset model
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -39,11 +41,14 @@ dataset: setup ## build the training/calibration/evaluation dataset into $(DATAS
 model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 25 min on 2 CPU cores with bf16 support, more on a busy host)
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
-services-up: ## start the local Kafka and Redis and print their export lines
-	$(SERVICES) up
+services-up: ## start the local Kafka and Redis (ONLY=kafka or ONLY=redis: one of them) and print their export lines
+	$(SERVICES) up $(ONLY)
 
-services-down: ## stop the local Kafka and Redis
-	$(SERVICES) down
+services-down: ## stop the local Kafka and Redis (or ONLY=...)
+	$(SERVICES) down $(ONLY)
+
+services-stress: setup ## start and stop each local service 50 times, the ways the project does; fails on any false failure or leftover
+	deploy/local/stress-services --cycles $(CYCLES)
 
 services-status: ## say what runs where
 	$(SERVICES) status

@@ -149,6 +149,8 @@ def _service_endpoint(service: str, env_var: str) -> Iterator[str]:
     if configured:
         yield configured
         return
+    # A start that fails raises here once: pytest keeps a session fixture's exception and raises it again for
+    # every later test that asks for the service, without starting it again.
     lease = LocalServiceLease(service, env_var)
     endpoint = lease.acquire()
     try:

@@ -22,16 +22,67 @@ REDIS_PORT="${LOCAL_REDIS_PORT:-36379}"
 # Progress and diagnostics go to stderr: stdout is reserved for the `export` lines that callers eval.
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# history TEXT: one timestamped line in the services' start history (kept across starts, unlike their logs).
+history() { mkdir -p "$STATE_DIR" && printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$STATE_DIR/history.log"; }
+
+# cmdline_of PID: the process's command line with NULs as spaces; empty when it cannot be read.
+# Read into a variable and matched in bash, not piped into `grep -q`: under `set -o pipefail` a grep that
+# exits at its first match can kill the writer with SIGPIPE and turn a match into a failure.
+cmdline_of() {
+    local cmdline=""
+    { cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline")"; } 2>/dev/null || true
+    printf '%s' "$cmdline"
+}
+
+# cmdline_matches PID PATTERN: true when the command line of PID contains PATTERN (a fixed string).
+cmdline_matches() {
+    local cmdline
+    cmdline="$(cmdline_of "$1")"
+    [[ -n "$cmdline" && "$cmdline" == *"$2"* ]]
+}
+
+# process_alive PID: true while PID exists and has not exited (a zombie, exited but not yet reaped by its
+# parent, counts as dead).
+process_alive() {
+    local stat state
+    kill -0 "$1" 2>/dev/null || return 1
+    { stat="$(<"/proc/$1/stat")"; } 2>/dev/null || return 1
+    # The state is the first field after the command name, which is in parentheses and may hold spaces.
+    state="${stat##*) }"
+    [[ "${state%% *}" != Z ]]
+}
 
 # pid_alive PIDFILE PATTERN: true when the pid file names a live process whose command line contains PATTERN
 # (the pattern guards against a recycled pid that now belongs to an unrelated process).
+#
+# Only for a process that has finished starting: between fork and exec the command line of a child is its
+# parent's, and during exec it reads empty (measured: 1 in 7 first reads under CPU load). A start-up waits on
+# its own child with process_alive instead (start_detached, wait_started).
 pid_alive() {
     local pidfile="$1" pattern="$2" pid
     [[ -s "$pidfile" ]] || return 1
     pid="$(<"$pidfile")"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern"
+    process_alive "$pid" || return 1
+    cmdline_matches "$pid" "$pattern"
+}
+
+# pids_matching PATTERN: the pids (one per line) of every process whose command line contains PATTERN, the
+# calling shell and its subshells aside. Finds a service that its pid file lost track of.
+pids_matching() {
+    local pattern="$1" dir pid
+    for dir in /proc/[0-9]*; do
+        pid="${dir#/proc/}"
+        [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
+        if cmdline_matches "$pid" "$pattern" && process_alive "$pid"; then
+            printf '%s\n' "$pid"
+        fi
+    done
+}
+
+# pids_listening PORT: the pids of the processes that listen on BIND_HOST:PORT.
+pids_listening() {
+    ss -Hltnp "src $BIND_HOST:$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true
 }
 
 # port_open PORT: true when something accepts TCP connections on BIND_HOST:PORT.
@@ -39,24 +90,71 @@ port_open() {
     (exec 3<>"/dev/tcp/$BIND_HOST/$1") 2>/dev/null
 }
 
-# stop_pid PIDFILE PATTERN GRACE_SECONDS: SIGTERM, wait, then SIGKILL; removes the pid file.
-stop_pid() {
-    local pidfile="$1" pattern="$2" grace="$3" pid waited=0
-    if ! pid_alive "$pidfile" "$pattern"; then
-        rm -f "$pidfile"
-        return 0
-    fi
-    pid="$(<"$pidfile")"
-    kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ((waited < grace * 10)); do
+# stop_pids GRACE_SECONDS PID...: SIGTERM each process, wait up to GRACE_SECONDS for all of them, then SIGKILL
+# what is left and wait for it to go.
+stop_pids() {
+    local grace="$1" pid waited=0 left
+    shift
+    (($# > 0)) || return 0
+    kill -TERM "$@" 2>/dev/null || true
+    while ((waited < grace * 10)); do
+        left=()
+        for pid in "$@"; do process_alive "$pid" && left+=("$pid"); done
+        ((${#left[@]} > 0)) || return 0
         sleep 0.1
         waited=$((waited + 1))
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not stop within ${grace}s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
+    log "pid(s) ${left[*]} did not stop within ${grace}s; sending SIGKILL"
+    kill -KILL "${left[@]}" 2>/dev/null || true
+    waited=0
+    while ((waited < 100)); do
+        left=()
+        for pid in "$@"; do process_alive "$pid" && left+=("$pid"); done
+        ((${#left[@]} > 0)) || return 0
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    log "warning: pid(s) ${left[*]} still alive after SIGKILL"
+    return 1
+}
+
+# stop_service PIDFILE PATTERN GRACE_SECONDS [PORT...]: stop every process of one service, found three ways:
+# the pid file (whatever the command line says: a failed start may stop it before it has exec'd), the
+# processes whose command line contains PATTERN (one a failed start or a lost pid file left behind), and the
+# processes listening on PORT that also match PATTERN (never an unrelated process). Removes the pid file.
+stop_service() {
+    local pidfile="$1" pattern="$2" grace="$3" pid pids=()
+    shift 3
+    if [[ -s "$pidfile" ]]; then
+        pid="$(<"$pidfile")"
+        if [[ "$pid" =~ ^[0-9]+$ ]] && process_alive "$pid"; then
+            pids+=("$pid")
+        fi
+    fi
+    mapfile -t -O "${#pids[@]}" pids < <(pids_matching "$pattern")
+    local port
+    for port in "$@"; do
+        while read -r pid; do
+            [[ -n "$pid" ]] && cmdline_matches "$pid" "$pattern" && pids+=("$pid")
+        done < <(pids_listening "$port")
+    done
+    if ((${#pids[@]} > 0)); then
+        mapfile -t pids < <(printf '%s\n' "${pids[@]}" | sort -un)
+        stop_pids "$grace" "${pids[@]}"
     fi
     rm -f "$pidfile"
+}
+
+# start_detached PIDFILE LOGFILE CMD...: start CMD in a session of its own (it outlives the caller and never
+# receives the caller's Ctrl-C), write its pid to PIDFILE and set STARTED_PID. setsid execs CMD in place (a
+# background child of a script is no process-group leader, so setsid need not fork): the pid is the service's
+# own. 9>&- keeps the service from inheriting (and holding) the caller's lock.
+start_detached() {
+    local pidfile="$1" logfile="$2"
+    shift 2
+    setsid "$@" </dev/null >"$logfile" 2>&1 9>&- &
+    STARTED_PID=$!
+    echo "$STARTED_PID" >"$pidfile"
 }
 
 # with_lock FILE CMD...: run CMD while holding an exclusive flock on FILE, so that concurrent callers (two

@@ -105,6 +105,14 @@ kafka_up_locked() {
         log "kafka already running (pid $(<"$KAFKA_PIDFILE")) on $BIND_HOST:$KAFKA_PORT"
         return 0
     fi
+    # A broker that the pid file lost track of (a start that failed, a pid file deleted by hand) still owns
+    # the data dir and may be about to open the ports: stop it before anything below deletes its data.
+    local leftover
+    leftover="$(pids_matching "$KAFKA_PATTERN" | tr '\n' ' ')"
+    if [[ -n "$leftover" ]]; then
+        log "stopping a kafka broker that no pid file tracks (pid ${leftover% })"
+        stop_service "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 30 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+    fi
     local port
     for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
         if port_open "$port"; then
@@ -116,6 +124,7 @@ kafka_up_locked() {
     local java
     java="$(java_bin)"
     # A fresh data dir per start: a stale one fails with "already formatted" or a cluster id mismatch.
+    # No broker of ours runs at this point (checked above, under the lock), so none loses its data.
     rm -rf "$KAFKA_HOME_DIR/data" "$KAFKA_HOME_DIR/logs"
     mkdir -p "$KAFKA_HOME_DIR/data" "$KAFKA_HOME_DIR/logs"
     kafka_write_properties
@@ -132,29 +141,40 @@ kafka_up_locked() {
     fi
 
     log "starting kafka $KAFKA_VERSION on $BIND_HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+    history "kafka: starting on $BIND_HOST:$KAFKA_PORT"
     local started=$SECONDS
-    # setsid: the broker must outlive the shell (or test session) that started it, and not receive its
-    # Ctrl-C; `services down` stops it. 9>&- keeps the broker from inheriting (and holding) our lock.
     # shellcheck disable=SC2086  # KAFKA_JVM_OPTS is a list of words on purpose
-    setsid "$java" $KAFKA_JVM_OPTS "${log_opts[@]}" -cp "$KAFKA_LIB/*" \
-        kafka.Kafka "$KAFKA_HOME_DIR/server.properties" \
-        </dev/null >"$KAFKA_HOME_DIR/logs/stdout.log" 2>&1 9>&- &
-    echo $! >"$KAFKA_PIDFILE"
+    start_detached "$KAFKA_PIDFILE" "$KAFKA_HOME_DIR/logs/stdout.log" \
+        "$java" $KAFKA_JVM_OPTS "${log_opts[@]}" -cp "$KAFKA_LIB/*" \
+        kafka.Kafka "$KAFKA_HOME_DIR/server.properties"
+    local pid="$STARTED_PID"
 
     # Ready = the PLAINTEXT listener accepts connections; the broker opens it only once it is serving.
+    # Dead = our own child has exited. Not pid_alive: until the child has exec'd java its command line is
+    # this script's or empty, and a live broker would be judged dead.
     while ! port_open "$KAFKA_PORT"; do
-        if ! kafka_running; then
+        if ! process_alive "$pid"; then
             tail -n 30 "$KAFKA_HOME_DIR/logs/server.log" "$KAFKA_HOME_DIR/logs/stdout.log" >&2 2>/dev/null || true
-            rm -f "$KAFKA_PIDFILE"
-            die "kafka exited during start-up (logs: $KAFKA_HOME_DIR/logs)"
+            kafka_fail "kafka exited during start-up (logs: $KAFKA_HOME_DIR/logs)"
         fi
         if ((SECONDS - started > KAFKA_START_TIMEOUT)); then
-            stop_pid "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 10
-            die "kafka not ready after ${KAFKA_START_TIMEOUT}s (logs: $KAFKA_HOME_DIR/logs)"
+            kafka_fail "kafka not ready after ${KAFKA_START_TIMEOUT}s (logs: $KAFKA_HOME_DIR/logs)"
         fi
         sleep 0.25
     done
-    log "kafka ready in $((SECONDS - started))s (pid $(<"$KAFKA_PIDFILE"))"
+    if ! cmdline_matches "$pid" "$KAFKA_PATTERN"; then
+        kafka_fail "the process listening on $BIND_HOST:$KAFKA_PORT is not the broker this script started (pid $pid)"
+    fi
+    log "kafka ready in $((SECONDS - started))s (pid $pid)"
+    history "kafka: ready in $((SECONDS - started))s, pid $pid"
+}
+
+# kafka_fail REASON: a failed start reports failure only once nothing it started is left: the pid it started,
+# anything running our server.properties, and a broker of ours on our ports.
+kafka_fail() {
+    stop_service "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 10 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+    history "kafka: start failed: $*"
+    die "$*"
 }
 
 kafka_down() {
@@ -165,8 +185,9 @@ kafka_down_locked() {
     if kafka_running; then
         log "stopping kafka (pid $(<"$KAFKA_PIDFILE"))"
     fi
-    # A controlled shutdown of a single node takes a few seconds; give it 30 before SIGKILL.
-    stop_pid "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 30
+    # A controlled shutdown of a single node takes a few seconds; give it 30 before SIGKILL. Also stops a
+    # broker of ours that no pid file tracks.
+    stop_service "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 30 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
 }
 
 kafka_status() {
