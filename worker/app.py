@@ -51,18 +51,18 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from pydantic import ValidationError
 
 from schemas.events import ImageUploaded
-from worker.batcher import MicroBatcher
-from worker.errors import BadInput, InvalidEvent, KafkaFatalError, WorkerError
-from worker.fetch import redact_url
+from worker.failures import BadInput, InvalidEvent, KafkaFatalError, WorkerError
 from worker.guard import FailureRateGuard
 from worker.health import HealthState
 from worker.ledger import OffsetLedger, TopicPartitionKey, commit_offsets
-from worker.metrics import WorkerMetrics
-from worker.prepare import PreparedImage, Preparer
-from worker.publish import OutputRecord, dead_letter_record, exclusion_record, should_publish
-from worker.scoring import ScoredBatch, ScoringStage
+from worker.prometheus_metrics import WorkerMetrics
 from worker.sink import CommitAborted, OutputSink
-from worker.store import ScoreRecord, ScoreStore, WriteStatus
+from worker.stages.batch import MicroBatcher
+from worker.stages.fetch import redact_url
+from worker.stages.output import OutputRecord, dead_letter_record, exclusion_record, should_publish
+from worker.stages.prepare import PreparedImage, Preparer
+from worker.stages.score import ScoredBatch, ScoringStage
+from worker.stages.store import ScoreRecord, ScoreStore, WriteStatus
 
 log = structlog.get_logger("alocc.worker")
 

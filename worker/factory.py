@@ -9,17 +9,18 @@ import redis
 import torch
 from confluent_kafka import Consumer
 
+from search_client import connect
 from worker.app import LoopSettings, Topics, Worker
-from worker.decodepool import ChildConfig, DecodeProcessPool
-from worker.fetch import BackgroundFetcher
 from worker.guard import FailureRateGuard
 from worker.health import HealthServer, HealthState
-from worker.metrics import WorkerMetrics
-from worker.prepare import ImagePreparer, Preparer
-from worker.scoring import BatchScorer, ScoringStage
+from worker.prometheus_metrics import WorkerMetrics
 from worker.settings import Settings
 from worker.sink import AtLeastOnceSink, OutputSink, TransactionalSink
-from worker.store import ScoreStore
+from worker.stages.decode_processes import ChildConfig, DecodeProcessPool
+from worker.stages.fetch import BackgroundFetcher
+from worker.stages.prepare import ImagePreparer, Preparer
+from worker.stages.score import BatchScorer, ScoringStage
+from worker.stages.store import ScoreStore
 
 
 def load_scorer(settings: Settings) -> Any:
@@ -33,13 +34,7 @@ def load_scorer(settings: Settings) -> Any:
 
 def redis_client(settings: Settings) -> redis.Redis:
     """A Redis client for the configured URL (strings decoded)."""
-    return redis.Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        decode_responses=True,
-        socket_timeout=settings.redis.socket_timeout_s,
-        socket_connect_timeout=settings.redis.socket_timeout_s,
-        health_check_interval=30,
-    )
+    return connect(settings.redis.url.get_secret_value(), socket_timeout_s=settings.redis.socket_timeout_s)
 
 
 def build_sink(settings: Settings) -> OutputSink:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 
-from worker.errors import FailureRateExceeded
+from worker.failures import FailureRateExceeded
 
 
 class FailureRateGuard:

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from worker.errors import KafkaFatalError, WorkerError
-from worker.publish import OutputRecord
+from worker.failures import KafkaFatalError, WorkerError
+from worker.stages.output import OutputRecord
 
 
 class CommitAborted(WorkerError):

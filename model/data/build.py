@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from model.data import cards, layouts, photos, phrases, samples, splits
-from model.data.errors import DatasetLayoutError
+from model.data.dataset_errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 

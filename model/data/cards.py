@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from model.data import drawing, layouts, phrases
+from model.data.dataset_errors import UnknownLayout
 from model.data.drawing import PhotoProvider
-from model.data.errors import UnknownLayout
 from model.data.fonts import Family, ResolvedFont, Script, resolve_family
 from model.data.layouts import Canvas, CardContent
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.data.errors import PhotoSourceMissing
+from model.data.dataset_errors import PhotoSourceMissing
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 MAX_SIDE = 1600  # decoded photos are kept at most this large: crops are downscaled anyway

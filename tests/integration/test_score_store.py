@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.store import ScoreReader, ScoreRecord, ScoreStore, WriteStatus
+from search_client import ScoreReader
+from worker.stages.store import ScoreRecord, ScoreStore, WriteStatus
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -107,7 +108,7 @@ def test_scores_get_prints_one_json_object_per_id(
     store.claim_active_version("v1", "always")
     env = {**os.environ, "ALOCC_REDIS__URL": redis_url, "ALOCC_REDIS__KEY_PREFIX": redis_prefix.rstrip(":")}
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "scores", "get", "known", "missing"],
+        [sys.executable, "-m", "alocc.cli", "scores", "get", "known", "missing"],
         env=env,
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,

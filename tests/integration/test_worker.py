@@ -31,9 +31,9 @@ from model.networks import build_networks
 from model.presets import NetworkSpec
 from model.scoring import Scorer
 from schemas.events import DeadLetterHeaders, ExclusionEvent
-from worker.errors import StoreUnavailable
+from tools.sample_images import ImageServer, SampleSet, write_samples
 from worker.factory import build_worker
-from worker.samples import ImageServer, SampleSet, write_samples
+from worker.failures import StoreUnavailable
 from worker.settings import (
     BatchSettings,
     FetchSettings,
@@ -45,7 +45,7 @@ from worker.settings import (
     Settings,
     TopicsSettings,
 )
-from worker.store import ScoreStore
+from worker.stages.store import ScoreStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -394,7 +394,7 @@ def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
     produce(env.producer, input_topic, items)
     group = env.new_group_id()
     process_env = worker_process_env(env, group, input_topic, exclusions, dead_letter)
-    command = [sys.executable, "-m", "worker.cli", "worker", "--exit-when-idle", "4"]
+    command = [sys.executable, "-m", "alocc.cli", "worker", "--exit-when-idle", "4"]
     first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
@@ -494,7 +494,7 @@ def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(env: Env) -> Non
     group = env.new_group_id()
     process_env = worker_process_env(env, group, input_topic, exclusions, dead_letter)
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "worker"], env=process_env, cwd=REPO_ROOT, stderr=subprocess.PIPE
+        [sys.executable, "-m", "alocc.cli", "worker"], env=process_env, cwd=REPO_ROOT, stderr=subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 90

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from model import cli
+from alocc.cli import build_parser, main
+from model import model_commands as cli
 from model.checkpoint import ModelCard, save_checkpoint
 from model.networks import AloccNetworks
-from worker.cli import build_parser, main
 
 TinyModelFactory = Callable[..., tuple[AloccNetworks, ModelCard]]
 

@@ -20,13 +20,13 @@ from confluent_kafka import TopicPartition
 
 from model.errors import CorruptImage
 from worker.app import LoopSettings, Topics, Worker
-from worker.errors import BadInput, HttpError
+from worker.failures import BadInput, HttpError
 from worker.guard import FailureRateGuard
-from worker.prepare import ImagePreparer
-from worker.publish import OutputRecord
-from worker.scoring import ScoringStage
 from worker.sink import CommitAborted
-from worker.store import ScoreRecord, WriteOutcome, WriteStatus
+from worker.stages.output import OutputRecord
+from worker.stages.prepare import ImagePreparer
+from worker.stages.score import ScoringStage
+from worker.stages.store import ScoreRecord, WriteOutcome, WriteStatus
 
 INPUT = "in"
 SIZE = 8

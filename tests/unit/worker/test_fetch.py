@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from worker.errors import (
+from worker.failures import (
     BadInput,
     ConfigurationError,
     FetchTimeout,
@@ -26,9 +26,9 @@ from worker.errors import (
     TooManyRedirects,
     UrlNotAllowed,
 )
-from worker.fetch import BackgroundFetcher, ImageFetcher, redact_url, system_resolver
-from worker.netguard import IPAddress
 from worker.settings import FetchSettings
+from worker.stages.address_policy import IPAddress
+from worker.stages.fetch import BackgroundFetcher, ImageFetcher, redact_url, system_resolver
 
 BODY = b"\xff\xd8\xff" + b"x" * 1000
 

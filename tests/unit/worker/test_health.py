@@ -7,7 +7,7 @@ import time
 import httpx
 
 from worker.health import HealthServer, HealthState
-from worker.metrics import WorkerMetrics
+from worker.prometheus_metrics import WorkerMetrics
 
 
 def test_metrics_health_and_readiness() -> None:

@@ -11,7 +11,7 @@ import pytest
 from fakes import event_bytes, make_rig
 
 from schemas.events import DeadLetterHeaders, ExclusionEvent
-from worker.errors import FailureRateExceeded, StoreUnavailable
+from worker.failures import FailureRateExceeded, StoreUnavailable
 from worker.guard import FailureRateGuard
 
 

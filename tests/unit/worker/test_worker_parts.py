@@ -12,15 +12,15 @@ from pydantic import SecretStr
 
 from model.errors import CorruptImage as ModelCorruptImage
 from model.errors import ImageTooLarge as ModelImageTooLarge
-from worker.batcher import MicroBatcher
-from worker.errors import CorruptImage, FailureRateExceeded, ImageTooLarge, InvalidEvent, from_image_error
+from worker.failures import CorruptImage, FailureRateExceeded, ImageTooLarge, InvalidEvent, from_image_error
 from worker.guard import FailureRateGuard
 from worker.ledger import OffsetLedger, commit_offsets
-from worker.netguard import AddressPolicy, HostPolicy, forbidden_reason
-from worker.publish import should_publish
-from worker.scoring import ScoringStage
 from worker.settings import KafkaSettings, Settings, describe_settings
-from worker.store import WriteOutcome, WriteStatus, _us
+from worker.stages.address_policy import AddressPolicy, HostPolicy, forbidden_reason
+from worker.stages.batch import MicroBatcher
+from worker.stages.output import should_publish
+from worker.stages.score import ScoringStage
+from worker.stages.store import WriteOutcome, WriteStatus, _us
 
 
 # ------------------------------------------------------------------ settings

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from model.data import build, splits
-from model.data.errors import DatasetLayoutError
+from model.data.dataset_errors import DatasetLayoutError
 from model.data.folder import iter_image_files
 
 SYNTHETIC = {"synthetic-tshirt", "synthetic-sky", "cards-train", "cards-heldout"}

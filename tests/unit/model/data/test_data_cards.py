@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from model.data.cards import ASPECTS, CardGenerator
-from model.data.errors import UnknownLayout
+from model.data.dataset_errors import UnknownLayout
 from model.data.fonts import Family
 from model.data.layouts import LAYOUTS
 

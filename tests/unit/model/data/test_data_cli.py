@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import main
+from alocc.cli import main
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from model.data.demo import write_demo_images
+from model.data.demo_images import write_demo_images
 
 
 def test_writes_cards_then_photos(tmp_path: Path) -> None:

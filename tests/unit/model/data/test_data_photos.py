@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from model.data import photos, products, splits
-from model.data.errors import PhotoSourceMissing
+from model.data.dataset_errors import PhotoSourceMissing
 from model.data.fonts import Family, resolve_family
 from model.data.phrases import PRINTED_WORDS
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from alocc.cli import main
 from model.benchmarks.mnist import (
     ALOCC_METHODS,
     BASELINES,
@@ -20,7 +21,6 @@ from model.benchmarks.mnist import (
 )
 from model.benchmarks.throughput import ThroughputConfig, compose_batches, gate_for_share, run_benchmark
 from model.scoring import ScoreMode
-from worker.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from eval_helpers import make_tiny_checkpoint, write_photo_images, write_text_images
 
+from alocc.cli import main
 from model.evaluate import MODES, evaluate, list_image_files, load_subkind_manifest, subkind_of
 from model.scoring import ScoreMode, Scorer
-from worker.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from eval_helpers import make_tiny_checkpoint, write_photo_images, write_text_images
 
+from alocc.cli import main
 from model.offline_score import EXIT_MODEL_ERROR, EXIT_OK, EXIT_SOME_FAILED
 from model.preprocess import preprocess
 from model.scoring import Scorer
-from worker.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from model.preprocess import ImageLimits, preprocess_uint8
-from worker.decodepool import ChildConfig, DecodeProcessPool
-from worker.errors import (
+from tools.sample_images import ImageServer, SampleSet, write_samples
+from worker.failures import (
     CorruptImage,
     DecodePoolFailed,
     DecoderCrashed,
@@ -25,8 +25,8 @@ from worker.errors import (
     ImageTooLarge,
     UnsupportedImageFormat,
 )
-from worker.samples import ImageServer, SampleSet, write_samples
 from worker.settings import FetchSettings
+from worker.stages.decode_processes import ChildConfig, DecodeProcessPool
 
 SIZE = 32
 

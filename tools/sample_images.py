@@ -121,12 +121,12 @@ def write_samples(
     rng = np.random.default_rng(seed)
     if not simple:
         try:
-            from model.data.demo import write_demo_images
-            from model.data.errors import DataError
+            from model.data.dataset_errors import DatasetError
+            from model.data.demo_images import write_demo_images
 
             try:
                 written = write_demo_images(directory, cards, photos, seed)
-            except DataError:
+            except DatasetError:
                 written = []
         except ImportError:
             written = []
@@ -225,7 +225,7 @@ class ImageServer:
 
 
 def serve_main(argv: list[str] | None = None) -> int:
-    """`python -m worker.samples FOLDER [--delay-ms N]`: serve a folder; prints the base URL, then serves.
+    """`python -m tools.sample_images FOLDER [--delay-ms N]`: serve a folder; print the base URL, then serve.
 
     The benchmark runs the image server in its own process, so serving images does not compete with the
     worker for the worker process's interpreter lock (a CDN would not either).

@@ -33,7 +33,7 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from model.data.demo import write_demo_images
+    from model.data.demo_images import write_demo_images
 
     paths = write_demo_images(args.out, args.cards, args.photos, args.seed)
     print(f"wrote {len(paths)} images to {args.out}")

@@ -3,8 +3,9 @@
 Downloads run on the fetcher's event loop; decoding runs in a thread pool (Pillow releases the GIL
 while decoding, so the threads use several cores). The model's shared decoding does the work
 (`preprocess_uint8` in the worker's own process; `decode_pixels` inside a decode process, see
-`worker.decodepool`); the float normalisation is applied per batch (`model.preprocess.normalise`),
-which is the same arithmetic as `preprocess` and keeps the in-flight images 4x smaller.
+`worker.stages.decode_processes`); the float normalisation is applied per batch
+(`model.preprocess.normalise`), which is the same arithmetic as `preprocess` and keeps the in-flight
+images 4x smaller.
 
 This module imports no torch: the decode processes run it too.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from model.errors import ImageError
-from worker.errors import BadInput, CorruptImage, from_image_error
+from worker.failures import BadInput, CorruptImage, from_image_error
 
 # Bytes -> pixels: a `(3, S, S)` uint8 tensor in the worker, a `(S, S, 3)` uint8 array in a decode process.
 Decode = Callable[[bytes], Any]

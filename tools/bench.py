@@ -50,14 +50,14 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.events import ImageUploaded
-from worker.cpuusage import CpuUsage
+from tools.cpu_usage import CpuUsage
+from tools.sample_images import make_event, write_samples
 from worker.factory import build_worker, load_scorer, redis_client
 from worker.logs import configure_logging
-from worker.publish import exclusion_record
-from worker.samples import make_event, write_samples
-from worker.scoring import ScoringStage
 from worker.settings import Settings
-from worker.store import ScoreRecord, ScoreStore
+from worker.stages.output import exclusion_record
+from worker.stages.score import ScoringStage
+from worker.stages.store import ScoreRecord, ScoreStore
 
 _event = functools.partial(make_event, shop_id="bench-shop")
 
@@ -193,7 +193,7 @@ def fetch_ceiling(ctx: BenchContext, count: int) -> float:
     The same HTTP client, pool and concurrency as the worker, from the same kind of image server, so
     it shows whether fetching (client or server) rather than decoding or the model limits the worker.
     """
-    from worker.fetch import BackgroundFetcher
+    from worker.stages.fetch import BackgroundFetcher
 
     settings = ctx.worker_settings("unused", "unused", "unused").fetch
     fetcher = BackgroundFetcher(settings)
@@ -461,7 +461,7 @@ def rss_runs(ctx: BenchContext, bootstrap: str, counts: list[int], topics: Topic
         produce_events(bootstrap, names[0], ctx, count, tag=f"rss{count}")
         child = subprocess.run(
             [
-                sys.executable, "-m", "worker.cli", "bench",
+                sys.executable, "-m", "alocc.cli", "bench",
                 "--rss-child", str(count), "--rss-topics", ",".join(names), "--rss-prefix", ctx.prefix,
             ],
             capture_output=True,
@@ -475,12 +475,12 @@ def rss_runs(ctx: BenchContext, bootstrap: str, counts: list[int], topics: Topic
 
 
 class ExternalImageServer:
-    """The sample image server in a separate process (`python -m worker.samples`), like a real CDN."""
+    """The sample image server in a separate process (`python -m tools.sample_images`), like a real CDN."""
 
     def __init__(self, directory: Path, delay_ms: float) -> None:
         """Start the server process and read its base URL."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "worker.samples", str(directory), "--delay-ms", str(delay_ms)],
+            [sys.executable, "-m", "tools.sample_images", str(directory), "--delay-ms", str(delay_ms)],
             stdout=subprocess.PIPE,
             text=True,
         )

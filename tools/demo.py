@@ -29,11 +29,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.events import DeadLetterHeaders, ExclusionEvent
+from search_client import ScoreReader
+from tools.sample_images import ImageServer, SampleSet, make_event, write_samples
 from worker.factory import build_worker, load_scorer, redis_client
 from worker.logs import configure_logging
-from worker.samples import ImageServer, SampleSet, make_event, write_samples
 from worker.settings import Settings
-from worker.store import ScoreReader
 
 _event = functools.partial(make_event, shop_id="demo-shop")
 

@@ -12,8 +12,8 @@ Safety, per request (`ImageFetcher.fetch`):
 1. only http/https (file:// below a root when enabled), no credentials in the URL, optional host
    allow-list;
 2. every new connection resolves its host through `_CheckingResolver`, which checks EVERY address
-   (`worker.netguard`) unless private networks are allowed, and the connector connects only to the
-   addresses it returned (no DNS cache, no second lookup), so a second DNS answer cannot redirect the
+   (`worker.stages.address_policy`) unless private networks are allowed, and the connector connects only to
+   the addresses it returned (no DNS cache, no second lookup), so a second DNS answer cannot redirect the
    connection (DNS rebinding); IP literals never reach a resolver and are checked before the request;
    TLS SNI and certificate verification use the URL's name;
 3. redirects are followed by hand, each hop going through steps 1-2 again;
@@ -41,7 +41,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from worker.errors import (
+from worker.failures import (
     BadInput,
     ConfigurationError,
     ConnectionFailed,
@@ -53,8 +53,8 @@ from worker.errors import (
     TransientFetchError,
     UrlNotAllowed,
 )
-from worker.netguard import AddressPolicy, HostPolicy, IPAddress, parse_ip
 from worker.settings import FetchSettings
+from worker.stages.address_policy import AddressPolicy, HostPolicy, IPAddress, parse_ip
 
 Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 

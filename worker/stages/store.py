@@ -1,7 +1,7 @@
 """Scores in Redis: one hash per (model version, image), written atomically, read in batches by search.
 
-Layout (prefix `alocc` by default), ready for several model versions side by side (replay, shadow
-scoring, promotion):
+Layout (prefix `alocc` by default; key names in `search_client.keys`), ready for several model versions side
+by side (replay, shadow scoring, promotion):
 
 - `alocc:score:{model_version}:{image_id}` — hash: score, excluded (0/1), threshold, mode, model_version,
   scored_at, uploaded_at (RFC 3339, from the event), event_id, item_id, shop_id, plus the ordering key
@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import redis
 
-from worker.errors import StoreUnavailable
-
-ACTIVE_VERSION_KEY = "active_version"
+from search_client.keys import KeyLayout
+from worker.failures import StoreUnavailable
 
 # KEYS[1] = record key
 # ARGV = uploaded_at_us, event_id, ttl_s, then field/value pairs to store
@@ -100,23 +99,6 @@ def _us(when: dt.datetime) -> int:
 
 def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-class KeyLayout:
-    """Key names under one prefix."""
-
-    def __init__(self, prefix: str) -> None:
-        """Create the layout for keys starting with `prefix:`."""
-        self.prefix = prefix
-
-    def record(self, model_version: str, image_id: str) -> str:
-        """Key of one image's hash under one model version."""
-        return f"{self.prefix}:score:{model_version}:{image_id}"
-
-    @property
-    def active_version(self) -> str:
-        """Key of the active model version pointer."""
-        return f"{self.prefix}:{ACTIVE_VERSION_KEY}"
 
 
 class ScoreStore:
@@ -207,55 +189,3 @@ class ScoreStore:
             )
             outcomes.append(WriteOutcome(kind, None if previous in ("", None) else previous == "1"))
         return outcomes
-
-
-class ScoreReader:
-    """Batch reads for search: resolves the active model version, then one pipelined round trip."""
-
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
-        """Create the reader over a client (decode_responses=True)."""
-        self._client = client
-        self._keys = KeyLayout(prefix)
-
-    def active_version(self) -> str | None:
-        """The model version search reads, or None if no worker has claimed one yet."""
-        value = self._client.get(self._keys.active_version)
-        return None if value is None else str(value)
-
-    def get_many(self, image_ids: Iterable[str], model_version: str | None = None) -> list[dict[str, Any]]:
-        """One result per id, in order: `{"image_id", "found": False}` or the stored record.
-
-        Args:
-            image_ids: Images to look up.
-            model_version: Read this version instead of the active one (shadow comparisons).
-        """
-        ids = list(image_ids)
-        version = model_version or self.active_version()
-        if version is None:
-            return [{"image_id": image_id, "found": False} for image_id in ids]
-        pipe = self._client.pipeline(transaction=False)
-        for image_id in ids:
-            pipe.hgetall(self._keys.record(version, image_id))
-        results = []
-        for image_id, raw in zip(ids, pipe.execute(), strict=True):
-            results.append(_decode_record(image_id, raw))
-        return results
-
-
-def _decode_record(image_id: str, raw: dict[str, str]) -> dict[str, Any]:
-    if not raw:
-        return {"image_id": image_id, "found": False}
-    return {
-        "image_id": image_id,
-        "found": True,
-        "score": float(raw["score"]),
-        "excluded": raw["excluded"] == "1",
-        "threshold": float(raw["threshold"]),
-        "mode": raw["mode"],
-        "model_version": raw["model_version"],
-        "scored_at": raw["scored_at"],
-        "uploaded_at": raw["uploaded_at"],
-        "item_id": raw.get("item_id"),
-        "shop_id": raw.get("shop_id"),
-        "event_id": raw.get("event_id"),
-    }

@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from schemas.events import DeadLetterHeaders, ExclusionEvent, ImageUploaded
-from worker.store import WriteOutcome, WriteStatus
+from worker.stages.store import WriteOutcome, WriteStatus
 
 
 @dataclass(frozen=True)

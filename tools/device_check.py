@@ -1,4 +1,4 @@
-"""A prepared GPU check of the scoring path: `python -m worker.devicecheck --json`.
+"""A prepared GPU check of the scoring path: `python -m tools.device_check --json`.
 
 Runs where a GPU is present but Kafka and Redis may not be. It measures, for each model (the shipped
 default model if there is one, and randomly initialised networks of the named presets, whose speed does
@@ -89,11 +89,11 @@ def _pipeline(
     import functools
 
     from model.preprocess import ImageLimits, preprocess_uint8
-    from worker.batcher import MicroBatcher
-    from worker.fetch import BackgroundFetcher
-    from worker.prepare import ImagePreparer, PreparedImage
-    from worker.scoring import ScoredBatch, ScoringStage
     from worker.settings import FetchSettings
+    from worker.stages.batch import MicroBatcher
+    from worker.stages.fetch import BackgroundFetcher
+    from worker.stages.prepare import ImagePreparer, PreparedImage
+    from worker.stages.score import ScoredBatch, ScoringStage
 
     fetcher = BackgroundFetcher(FetchSettings(allow_file_urls=True, file_root=folder, concurrency=256))
     decode = functools.partial(preprocess_uint8, size=scorer.input_size, limits=ImageLimits())
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from model.errors import DefaultModelMissing
     from model.scoring import Scorer
-    from worker.samples import write_samples
+    from tools.sample_images import write_samples
 
     report: dict[str, Any] = {
         "torch": torch.__version__,

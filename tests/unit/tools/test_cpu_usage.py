@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from worker.cpuusage import CpuUsage
+from tools.cpu_usage import CpuUsage
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from worker.errors import ForbiddenAddress, UrlNotAllowed
+from worker.failures import ForbiddenAddress, UrlNotAllowed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

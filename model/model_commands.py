@@ -16,7 +16,7 @@ from typing import Any
 
 # Modules that may contribute subcommands through a `register(subcommands)` function.
 _OPTIONAL_REGISTRARS = (
-    "model.data.cli",
+    "model.data.data_commands",
     "model.evaluate",
     "model.report",
     "model.offline_score",

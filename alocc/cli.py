@@ -19,11 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from model import cli as model_cli
-    from worker import commands as worker_commands
+    # Each package owns its subcommands; the order here is the order `alocc --help` lists them.
+    from model import model_commands
+    from search_client import client_commands
+    from tools import tool_commands
+    from worker import worker_commands
 
-    model_cli.register(subcommands)
+    model_commands.register(subcommands)
     worker_commands.register(subcommands)
+    client_commands.register(subcommands)
+    tool_commands.register(subcommands)
     return parser
 
 

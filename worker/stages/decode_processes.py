@@ -9,9 +9,9 @@ thread) built from the worker's settings. The parent sends URLs and gets back pi
 image is bad; every safety check still runs, in the child.
 
 The children import neither torch nor the model (`model.decode` is torch-free), so each costs tens of
-MB, not the hundreds a copy of torch would. They are started as plain `python -m worker.decodepool`
-subprocesses, not by `multiprocessing`, so nothing of the parent (threads, CUDA, the Kafka client) is
-forked or re-imported into them.
+MB, not the hundreds a copy of torch would. They are started as plain
+`python -m worker.stages.decode_processes` subprocesses, not by `multiprocessing`, so nothing of the
+parent (threads, CUDA, the Kafka client) is forked or re-imported into them.
 
 Wire format (pipes; the parent is the only peer, so no authentication and no pickle):
 - parent -> child, stdin: one JSON line per job, `{"id": int, "url": str}`; EOF means stop.
@@ -46,9 +46,9 @@ import numpy as np
 import structlog
 
 from model.decode import ImageLimits
-from worker.errors import BadInput, DecodePoolFailed, DecoderCrashed, bad_input_from_name
-from worker.prepare import PreparedImage
+from worker.failures import BadInput, DecodePoolFailed, DecoderCrashed, bad_input_from_name
 from worker.settings import FetchSettings
+from worker.stages.prepare import PreparedImage
 
 log = structlog.get_logger("alocc.decodepool")
 
@@ -100,7 +100,7 @@ class _Child:
         self._dead = False
         self.ready = threading.Event()  # the child built its preparer and reads jobs
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.decodepool", config.to_json()],
+            [sys.executable, "-m", "worker.stages.decode_processes", config.to_json()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
@@ -339,9 +339,9 @@ class DecodeProcessPool:
 def child_main(config_json: str) -> int:
     """Run one child: read jobs from stdin until EOF, write results to stdout."""
     from model.decode import decode_pixels, warm_up
-    from worker.fetch import BackgroundFetcher
     from worker.logs import configure_logging
-    from worker.prepare import ImagePreparer
+    from worker.stages.fetch import BackgroundFetcher
+    from worker.stages.prepare import ImagePreparer
 
     raw = json.loads(config_json)
     config = ChildConfig(**raw)

@@ -57,7 +57,10 @@ def _thread_seconds() -> dict[int, float]:
 
 
 def _decode_children_rss_mb() -> list[float]:
-    """Resident MiB of each live fetch-and-decode child (`python -m worker.decodepool`) of this process."""
+    """Resident MiB of each live fetch-and-decode child of this process.
+
+    The children run `python -m worker.stages.decode_processes`.
+    """
     me = str(os.getpid())
     sizes: list[float] = []
     try:
@@ -69,7 +72,7 @@ def _decode_children_rss_mb() -> list[float]:
             status = (entry / "status").read_text(encoding="ascii", errors="replace")
             if f"\nPPid:\t{me}\n" not in status:
                 continue
-            if b"worker.decodepool" not in (entry / "cmdline").read_bytes():
+            if b"worker.stages.decode_processes" not in (entry / "cmdline").read_bytes():
                 continue
         except OSError:
             continue  # the process ended meanwhile

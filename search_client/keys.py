@@ -1,0 +1,26 @@
+"""Redis key names shared by the worker (writer) and search (reader).
+
+- `{prefix}:score:{model_version}:{image_id}` — hash: one image's record under one model version.
+- `{prefix}:active_version` — string: the model version whose scores search should read.
+"""
+
+from __future__ import annotations
+
+ACTIVE_VERSION_KEY = "active_version"
+
+
+class KeyLayout:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        """Create the layout for keys starting with `prefix:`."""
+        self.prefix = prefix
+
+    def record(self, model_version: str, image_id: str) -> str:
+        """Key of one image's hash under one model version."""
+        return f"{self.prefix}:score:{model_version}:{image_id}"
+
+    @property
+    def active_version(self) -> str:
+        """Key of the active model version pointer."""
+        return f"{self.prefix}:{ACTIVE_VERSION_KEY}"
