@@ -90,31 +90,33 @@ port_open() {
     (exec 3<>"/dev/tcp/$BIND_HOST/$1") 2>/dev/null
 }
 
+# wait_gone TENTHS PID...: wait up to TENTHS tenths of a second for every PID to end; false if some did not,
+# and then STILL_ALIVE lists them.
+wait_gone() {
+    local tenths="$1" pid waited=0
+    shift
+    while :; do
+        STILL_ALIVE=()
+        for pid in "$@"; do process_alive "$pid" && STILL_ALIVE+=("$pid"); done
+        ((${#STILL_ALIVE[@]} > 0)) || return 0
+        ((waited < tenths)) || return 1
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
 # stop_pids GRACE_SECONDS PID...: SIGTERM each process, wait up to GRACE_SECONDS for all of them, then SIGKILL
-# what is left and wait for it to go.
+# what is left and wait (up to 10 s) for it to go.
 stop_pids() {
-    local grace="$1" pid waited=0 left
+    local grace="$1"
     shift
     (($# > 0)) || return 0
     kill -TERM "$@" 2>/dev/null || true
-    while ((waited < grace * 10)); do
-        left=()
-        for pid in "$@"; do process_alive "$pid" && left+=("$pid"); done
-        ((${#left[@]} > 0)) || return 0
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    log "pid(s) ${left[*]} did not stop within ${grace}s; sending SIGKILL"
-    kill -KILL "${left[@]}" 2>/dev/null || true
-    waited=0
-    while ((waited < 100)); do
-        left=()
-        for pid in "$@"; do process_alive "$pid" && left+=("$pid"); done
-        ((${#left[@]} > 0)) || return 0
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    log "warning: pid(s) ${left[*]} still alive after SIGKILL"
+    wait_gone $((grace * 10)) "$@" && return 0
+    log "pid(s) ${STILL_ALIVE[*]} did not stop within ${grace}s; sending SIGKILL"
+    kill -KILL "${STILL_ALIVE[@]}" 2>/dev/null || true
+    wait_gone 100 "$@" && return 0
+    log "warning: pid(s) ${STILL_ALIVE[*]} still alive after SIGKILL"
     return 1
 }
 

@@ -83,13 +83,24 @@ def test_a_kafka_start_that_times_out_stops_the_broker_it_started(services: Serv
     assert not (services.state / "kafka" / "kafka.pid").exists()
 
 
-def test_a_kafka_that_exits_during_start_up_is_reported_and_leaves_nothing(services: Services) -> None:
-    # The data dir formats (that JVM takes no options from here); the broker's JVM refuses its options.
-    result = services.run("up", "kafka", LOCAL_KAFKA_JVM_OPTS="-XX:+NoSuchOption")
+@pytest.mark.parametrize(
+    ("service", "override", "reason"),
+    [
+        # The data dir formats (that JVM takes no options from here); the broker's JVM refuses its options.
+        ("kafka", {"LOCAL_KAFKA_JVM_OPTS": "-XX:+NoSuchOption"}, "kafka exited during start-up"),
+        # redis-server reads its generated config and refuses the port.
+        ("redis", {"LOCAL_REDIS_PORT": "70000"}, "redis-server exited during start-up"),
+    ],
+)
+def test_a_service_that_exits_during_start_up_is_reported_and_leaves_nothing(
+    services: Services, service: str, override: dict[str, str], reason: str
+) -> None:
+    result = services.run("up", service, **override)
 
     assert result.returncode == 1
-    assert "kafka exited during start-up" in result.stderr
-    assert _pids_with(str(services.state / "kafka")) == []
+    assert reason in result.stderr
+    assert _pids_with(str(services.state / service)) == []
+    assert f"{service}: start failed: {reason}" in (services.state / "history.log").read_text()
 
 
 def test_up_stops_a_broker_its_pid_file_lost_before_it_deletes_the_data_dir(services: Services) -> None:
@@ -114,14 +125,6 @@ def test_down_stops_a_broker_that_no_pid_file_tracks(services: Services) -> None
     assert services.run("down", "kafka").returncode == 0
 
     assert _pids_with(str(services.state / "kafka")) == []
-
-
-def test_a_redis_that_exits_during_start_up_is_reported_and_leaves_nothing(services: Services) -> None:
-    result = services.run("up", "redis", LOCAL_REDIS_PORT="70000")
-
-    assert result.returncode == 1
-    assert "redis-server exited during start-up" in result.stderr
-    assert _pids_with(str(services.state / "redis")) == []
 
 
 def test_redis_up_and_down_by_its_config_file(services: Services) -> None:
