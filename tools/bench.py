@@ -371,14 +371,31 @@ def _other_processes(ctx: BenchContext) -> dict[str, int]:
     return pids
 
 
+class LatencyRecorder:
+    """A worker observer that keeps (image_id, seconds since upload) of every stored and committed event."""
+
+    def __init__(self) -> None:
+        """Start with nothing recorded."""
+        self.to_store: list[tuple[str, float]] = []
+        self.to_commit: list[tuple[str, float]] = []
+
+    def on_stored(self, image_id: str, upload_to_store_s: float) -> None:
+        """Record the upload-to-Redis-write time of one event."""
+        self.to_store.append((image_id, upload_to_store_s))
+
+    def on_committed(self, image_id: str, upload_to_commit_s: float) -> None:
+        """Record the upload-to-commit time of one event."""
+        self.to_commit.append((image_id, upload_to_commit_s))
+
+
 def latency_run(ctx: BenchContext, bootstrap: str, rate: float, count: int, topics: Topics) -> LatencyRun:
     """Produce `count` events at `rate` per second while the worker runs; see `LatencyRun`."""
     topic, exclusions, dead_letter = topics.create(3), topics.create(1), topics.create(1)
     worker = build_worker(
         ctx.worker_settings(topic, exclusions, dead_letter), scorer=ctx.scorer, serve_health=False
     )
-    worker.latencies = []
-    worker.score_latencies = []
+    recorder = LatencyRecorder()
+    worker.observers.append(recorder)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -411,8 +428,8 @@ def latency_run(ctx: BenchContext, bootstrap: str, rate: float, count: int, topi
     if errors:
         raise errors[0]
     return LatencyRun(
-        to_score_s=[seconds for image_id, seconds in worker.score_latencies if image_id.startswith("lat-")],
-        to_commit_s=[seconds for image_id, seconds in worker.latencies if image_id.startswith("lat-")],
+        to_score_s=[seconds for image_id, seconds in recorder.to_store if image_id.startswith("lat-")],
+        to_commit_s=[seconds for image_id, seconds in recorder.to_commit if image_id.startswith("lat-")],
         slowest_commit_ms=round(worker.stats.slowest_commit_s * 1000, 1),
         slowest_batch_ms=round(worker.stats.slowest_batch_s * 1000, 1),
     )

@@ -34,7 +34,6 @@ lost, nothing is committed and the partitions' work is dropped.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import datetime as dt
 import functools
 import gc
@@ -51,18 +50,21 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from pydantic import ValidationError
 
 from schemas.events import ImageUploaded
+from worker.committer import Committer
 from worker.failures import BadInput, InvalidEvent, KafkaFatalError, WorkerError
 from worker.guard import FailureRateGuard
 from worker.health import HealthState
 from worker.ledger import OffsetLedger, TopicPartitionKey, commit_offsets
+from worker.observers import WorkerObserver
 from worker.prometheus_metrics import WorkerMetrics
 from worker.sink import CommitAborted, OutputSink
 from worker.stages.batch import MicroBatcher
+from worker.stages.decide import DecisionStage
 from worker.stages.fetch import redact_url
-from worker.stages.output import OutputRecord, dead_letter_record, exclusion_record, should_publish
+from worker.stages.output import OutputRecord, dead_letter_record
 from worker.stages.prepare import PreparedImage, Preparer
 from worker.stages.score import ScoredBatch, ScoringStage
-from worker.stages.store import ScoreRecord, ScoreStore, WriteStatus
+from worker.stages.store import ScoreStore
 
 log = structlog.get_logger("alocc.worker")
 
@@ -118,33 +120,13 @@ class LoopSettings:
     worker_id: str
 
 
-@dataclass
-class _PendingCommit:
-    """A commit step on its way: what to release and count once it went through."""
+@dataclass(frozen=True)
+class _CommitPayload:
+    """What a commit step covers: released and counted once it went through, rewound if aborted."""
 
-    future: concurrent.futures.Future[float]  # the sink's seconds, or its exception
     prefixes: dict[TopicPartitionKey, list[InFlight]]
     items: list[InFlight]
     outcomes: list[tuple[bool, str]]
-
-
-class _GroupMetadata:
-    """The consumer as a background commit sees it: only its group metadata, read beforehand."""
-
-    def __init__(self, metadata: Any) -> None:
-        self._metadata = metadata
-
-    def consumer_group_metadata(self) -> Any:
-        """The group metadata read on the main thread when the step started."""
-        return self._metadata
-
-
-def _timed_commit(
-    sink: OutputSink, records: list[OutputRecord], offsets: list[TopicPartition], consumer: Any
-) -> float:
-    started = time.perf_counter()
-    sink.commit(records, offsets, consumer)
-    return time.perf_counter() - started
 
 
 @dataclass
@@ -196,6 +178,7 @@ class Worker:
         metrics: WorkerMetrics | None = None,
         health: HealthState | None = None,
         on_close: list[Any] | None = None,
+        observers: list[WorkerObserver] | None = None,
     ) -> None:
         """Wire the stages; `Worker.from_settings` (in `worker.factory`) builds them from settings.
 
@@ -211,10 +194,11 @@ class Worker:
             metrics: Prometheus metrics (a private registry by default).
             health: Health state updated by the loop.
             on_close: Extra objects with `close()` to call when the run ends (fetcher, HTTP server).
+            observers: Told of every stored and committed event (benchmarks).
         """
         self._consumer = consumer
         self._sink = sink
-        self._store = store
+        self._deciding = DecisionStage(store, exclusions_topic=topics.exclusions)
         self._preparer = preparer
         self._scoring = scoring
         self._topics = topics
@@ -223,6 +207,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.health = health
         self._on_close = on_close or []
+        self.observers: list[WorkerObserver] = list(observers or [])
 
         self._ledger: OffsetLedger[InFlight] = OffsetLedger()
         self._batcher: MicroBatcher[InFlight] = MicroBatcher(settings.max_batch, settings.max_wait_s)
@@ -240,18 +225,9 @@ class Worker:
         self._assignment_changed = False
         self._last_commit = 0.0
         self._batch_done = False  # a scored batch waits for its commit: commit without waiting the interval
-        self._commit_in_flight: _PendingCommit | None = None
-        self._committer = (
-            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-commit")
-            if getattr(sink, "commits_in_background", False)
-            else None
-        )
+        self._committer: Committer[_CommitPayload] = Committer(sink)
         self._last_lag = 0.0
         self.stats = RunStats()
-        #: set to a list to record (image_id, upload-to-commit seconds) per committed event (benchmarks)
-        self.latencies: list[tuple[str, float]] | None = None
-        #: likewise, (image_id, upload-to-Redis-write seconds) per scored event
-        self.score_latencies: list[tuple[str, float]] | None = None
         self._used = False
 
     # ------------------------------------------------------------------ control
@@ -487,57 +463,24 @@ class Worker:
         self.metrics.stage_seconds.labels("score").observe(result.seconds)
         self.stats.slowest_batch_s = max(self.stats.slowest_batch_s, result.seconds)
         self.stats.batches += 1
-        decided_at = dt.datetime.now(dt.UTC)
-        live = [(index, item) for index, item in enumerate(items) if self._current(item)]
-        records = []
-        for index, item in live:
+        live = [(row, item) for row, item in enumerate(items) if self._current(item)]
+        events = []
+        for row, item in live:
             assert item.event is not None
-            records.append(
-                ScoreRecord(
-                    image_id=item.event.image_id,
-                    item_id=item.event.item_id,
-                    shop_id=item.event.shop_id,
-                    event_id=item.event.event_id,
-                    uploaded_at=item.event.uploaded_at,
-                    score=float(result.scores[index]),
-                    excluded=bool(result.excluded[index]),
-                    threshold=result.threshold,
-                    mode=result.mode,
-                    model_version=result.model_version,
-                    scored_at=decided_at,
-                )
-            )
-        started = time.perf_counter()
-        outcomes = self._store.write_batch(records)  # StoreUnavailable is fatal: nothing gets committed
-        self.metrics.stage_seconds.labels("store").observe(time.perf_counter() - started)
-        stored_at = dt.datetime.now(dt.UTC)
-        for record in records:
-            to_score = (stored_at - record.uploaded_at).total_seconds()
-            if to_score >= 0:
-                self.metrics.upload_to_score.observe(to_score)
-            if self.score_latencies is not None:
-                self.score_latencies.append((record.image_id, to_score))
-        for (_index, item), record, outcome in zip(live, records, outcomes, strict=True):
-            assert item.event is not None
+            events.append((row, item.event))
+        stored = self._deciding.store_and_decide(result, events)  # StoreUnavailable is fatal: no commit
+        self.metrics.stage_seconds.labels("store").observe(stored.store_seconds)
+        for (_row, item), decision in zip(live, stored.decisions, strict=True):
             item.pixels = None  # free the tensor now; the record waits for its commit
-            if outcome.status is WriteStatus.STALE:
-                item.outcome = "stale"
-            else:
-                item.outcome = "excluded" if record.excluded else "scored"
-            if should_publish(record.excluded, outcome):
-                item.outputs.append(
-                    exclusion_record(
-                        self._topics.exclusions,
-                        item.event,
-                        excluded=record.excluded,
-                        score=record.score,
-                        threshold=record.threshold,
-                        mode=record.mode,
-                        model_version=record.model_version,
-                        decided_at=decided_at,
-                    )
-                )
+            item.outcome = decision.outcome
+            if decision.exclusion is not None:
+                item.outputs.append(decision.exclusion)
             item.finished = True
+            to_store = (stored.stored_at - decision.record.uploaded_at).total_seconds()
+            if to_store >= 0:
+                self.metrics.upload_to_score.observe(to_store)
+            for observer in self.observers:
+                observer.on_stored(decision.record.image_id, to_store)
         self._batch_done = True
 
     def _fail(self, item: InFlight, error: BadInput) -> None:
@@ -578,8 +521,8 @@ class Worker:
         goes on polling, scoring and writing Redis (a transaction commit takes 10-100 ms, and stalled
         every image behind it); one step at a time, and `force` (drain, revoke) waits for it.
         """
-        if self._commit_in_flight is not None:
-            if not (force or self._commit_in_flight.future.done()):
+        if self._committer.in_flight:
+            if not (force or self._committer.done):
                 return
             self._finish_commit()
         now = time.monotonic()
@@ -599,18 +542,9 @@ class Worker:
         self._guard.check(outcomes)  # raises before a mostly-failing step is committed
         records = [record for item in items for record in item.outputs]
         offsets = [TopicPartition(t, p, o) for (t, p), o in commit_offsets(prefixes).items()]
-        if self._committer is not None and not force:
-            # Read on this thread: the commit thread touches the producer only, never the consumer.
-            group = _GroupMetadata(self._consumer.consumer_group_metadata())
-            future = self._committer.submit(_timed_commit, self._sink, records, offsets, group)
-        else:
-            future = concurrent.futures.Future()
-            try:
-                future.set_result(_timed_commit(self._sink, records, offsets, self._consumer))
-            except Exception as exc:  # noqa: BLE001 - re-raised by _finish_commit, on this thread
-                future.set_exception(exc)
-        self._commit_in_flight = _PendingCommit(future, prefixes, items, outcomes)
-        if force or future.done():
+        payload = _CommitPayload(prefixes, items, outcomes)
+        self._committer.start(records, offsets, self._consumer, payload, inline=force)
+        if force or self._committer.done:
             self._finish_commit()
 
     def _finish_commit(self) -> None:
@@ -619,17 +553,17 @@ class Worker:
         Raises:
             KafkaFatalError: the producer cannot continue (propagated from the sink).
         """
-        pending, self._commit_in_flight = self._commit_in_flight, None
-        if pending is None:
-            return
         try:
-            commit_seconds = pending.future.result()
+            step = self._committer.settle()
         except CommitAborted as exc:
             self.metrics.commits.labels("aborted").inc()
             self.stats.aborted_commits += 1
             log.warning("commit aborted; rewinding to the last committed offsets", error=str(exc))
             self._rewind()
             return
+        if step is None:
+            return
+        pending, commit_seconds = step.payload, step.seconds
         self._last_commit = self.stats.last_commit_at = time.monotonic()
         self.metrics.commits.labels("ok").inc()
         self.metrics.stage_seconds.labels("commit").observe(commit_seconds)
@@ -660,8 +594,8 @@ class Worker:
             latency = (wall_now - item.event.uploaded_at).total_seconds()
             if latency >= 0:
                 self.metrics.upload_to_decision.observe(latency)
-            if self.latencies is not None:
-                self.latencies.append((item.event.image_id, latency))
+            for observer in self.observers:
+                observer.on_committed(item.event.image_id, latency)
 
     def _rewind(self) -> None:
         """After an aborted commit: drop all uncommitted work and seek back to its first offset."""
@@ -763,14 +697,8 @@ class Worker:
             except (WorkerError, KafkaException) as exc:
                 self._fatal = True
                 log.error("final commit failed; uncommitted work will be redelivered", error=str(exc))
-        if self._commit_in_flight is not None:
-            # Fatal stop with a step in flight: let it end before the producer closes (its outcome is
-            # consistent either way: it only covers finished, stored messages).
-            with contextlib.suppress(Exception):
-                self._commit_in_flight.future.result(timeout=30)
-            self._commit_in_flight = None
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)
+        # A fatal stop may leave a step in flight: it ends before the producer closes.
+        self._committer.close(timeout_s=30)
         try:
             self._consumer.close()  # leaves the group; the revoke callback commits nothing new
         except (KafkaException, RuntimeError) as exc:
