@@ -169,6 +169,25 @@ def _centre_square_resize(image: Image.Image, size: int) -> Image.Image:
     )
 
 
+def _load_rgb(source: bytes | Image.Image, limits: ImageLimits, draft_side: int) -> Image.Image:
+    """Open (bytes), check the limits, decode at >= `draft_side` per side, orient, convert to RGB."""
+    image = _open(source, limits) if isinstance(source, bytes | bytearray | memoryview) else source
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"source must be bytes or a PIL image, not {type(source).__name__}")
+    _check_pixels(image, limits)
+    try:
+        if image.format in {"JPEG", "MPO"}:
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale; the result is still >= draft_side per side,
+            # so the final resize has enough pixels and large photos decode several times faster.
+            image.draft("RGB", (draft_side, draft_side))
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode image: {exc}") from exc
+
+
 def decode_pixels(source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None) -> np.ndarray:
     """Decode, orient, convert and resize an image; return a `(size, size, 3)` uint8 RGB array.
 
@@ -179,24 +198,32 @@ def decode_pixels(source: bytes | Image.Image, size: int, *, limits: ImageLimits
     """
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    limits = limits or DEFAULT_LIMITS
-    image = _open(source, limits) if isinstance(source, bytes | bytearray | memoryview) else source
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"source must be bytes or a PIL image, not {type(source).__name__}")
-    _check_pixels(image, limits)
+    image = _load_rgb(source, limits or DEFAULT_LIMITS, size * 2)
     try:
-        if image.format in {"JPEG", "MPO"}:
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale; the result is still >= 2*size per side,
-            # so the final bicubic resize has enough pixels and large photos decode several times faster.
-            image.draft("RGB", (size * 2, size * 2))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = _centre_square_resize(to_rgb(image), size)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(str(exc)) from exc
+        rgb = _centre_square_resize(image, size)
     except _DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot decode image: {exc}") from exc
     return np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy
+
+
+def decode_for_reading(
+    source: bytes | Image.Image, long_side: int, *, limits: ImageLimits | None = None
+) -> Image.Image:
+    """Decode like `decode_pixels`, but keep the whole picture: RGB, its long side resized to `long_side`.
+
+    What the text verifier reads: an OCR engine needs every part of the image and its aspect ratio, at a
+    size where small text is legible. Raises the same errors as `decode_pixels`.
+    """
+    if long_side <= 0:
+        raise ValueError(f"long_side must be positive, got {long_side}")
+    image = _load_rgb(source, limits or DEFAULT_LIMITS, long_side)
+    width, height = image.size
+    scale = long_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    try:
+        return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != image.size else image
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode image: {exc}") from exc
 
 
 def warm_up(size: int, limits: ImageLimits | None = None) -> None:

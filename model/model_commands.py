@@ -21,6 +21,7 @@ _OPTIONAL_REGISTRARS = (
     "model.report",
     "model.offline_score",
     "model.benchmarks",
+    "model.verifier.measure",
 )
 
 
