@@ -22,6 +22,7 @@ _OPTIONAL_REGISTRARS = (
     "model.offline_score",
     "model.benchmarks",
     "model.verifier.measure",
+    "model.cascade_fit",
 )
 
 

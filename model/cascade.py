@@ -1,0 +1,156 @@
+"""The cascade's decision: the ALOCC model screens every image, the text verifier decides the uncertain ones.
+
+- model score < `send_from`: a product, decided by the model alone (most uploads; about 2 ms each);
+- model score >= `send_from`: the verifier reads the image, and a small logistic rule on the model score and
+  the verifier's features gives the cascade score; the image is a card when it reaches `threshold`.
+
+The cascade score of an image the verifier never saw is 0, so one number ranks every image, and the
+project's conformal rule (`model.calibrate.conformal_threshold`) sets `threshold` on calibration photos
+exactly as it sets the model's own threshold: the false-positive bound holds for the cascade as a whole.
+
+The share of uploads sent to the verifier is what `send_from` costs; `model.cascade_fit` measures the
+curve of that share against recall and false positives and picks the point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+# The rule's inputs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a few);
+# the model score as its logit, so the rule can weigh it against the text.
+RULE_INPUTS = (
+    "model_logit",
+    "log_read_characters",
+    "log_read_boxes",
+    "read_area",
+    "log_lines",
+    "largest_text_height",
+    "ground_emptiness",
+)
+_LOGIT_EPS = 1e-6
+
+
+def rule_inputs(
+    model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any]]
+) -> npt.NDArray[np.float64]:
+    """The (N, len(RULE_INPUTS)) inputs of the rule for N images: model scores and verifier features."""
+    scores = np.clip(np.asarray(model_scores, dtype=np.float64), _LOGIT_EPS, 1 - _LOGIT_EPS)
+    if len(features) != len(scores):
+        raise ValueError(f"{len(scores)} scores but {len(features)} feature rows")
+    columns = [
+        np.log(scores / (1 - scores)),
+        np.log1p([float(row["read_characters"]) for row in features]),
+        np.log1p([float(row["read_boxes"]) for row in features]),
+        np.array([float(row["read_area"]) for row in features]),
+        np.log1p([float(row["lines"]) for row in features]),
+        np.array([float(row["largest_text_height"]) for row in features]),
+        np.array([float(row["ground_emptiness"]) for row in features]),
+    ]
+    return np.stack(columns, axis=1) if len(scores) else np.zeros((0, len(RULE_INPUTS)))
+
+
+@dataclass(frozen=True)
+class CascadeRule:
+    """Logistic regression on standardised rule inputs."""
+
+    weights: tuple[float, ...]
+    bias: float
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+
+    def probability(self, inputs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """P(card) for each row of `rule_inputs`."""
+        standard = (inputs - np.array(self.means)) / np.array(self.scales)
+        logits = standard @ np.array(self.weights) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (the card stores it)."""
+        return {
+            "inputs": list(RULE_INPUTS),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "means": list(self.means),
+            "scales": list(self.scales),
+        }
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> CascadeRule:
+        """Read what `to_json` wrote; refuses a rule over other inputs."""
+        if list(record["inputs"]) != list(RULE_INPUTS):
+            raise ValueError(
+                f"the rule was fitted on inputs {record['inputs']}, this code has {list(RULE_INPUTS)}"
+            )
+        return cls(
+            weights=tuple(float(w) for w in record["weights"]),
+            bias=float(record["bias"]),
+            means=tuple(float(m) for m in record["means"]),
+            scales=tuple(float(s) for s in record["scales"]),
+        )
+
+
+def fit_rule(inputs: npt.NDArray[np.float64], labels: npt.ArrayLike, *, c: float = 1.0) -> CascadeRule:
+    """Fit the rule: cards (label True) against everything else, classes weighted equally."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(labels, dtype=bool)
+    if y.all() or not y.any():
+        raise ValueError("fitting needs both cards and other images")
+    means = inputs.mean(axis=0)
+    scales = inputs.std(axis=0)
+    scales[scales < 1e-9] = 1.0
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+    model.fit((inputs - means) / scales, y)
+    return CascadeRule(
+        weights=tuple(float(w) for w in model.coef_[0]),
+        bias=float(model.intercept_[0]),
+        means=tuple(float(m) for m in means),
+        scales=tuple(float(s) for s in scales),
+    )
+
+
+@dataclass(frozen=True)
+class CascadePolicy:
+    """Where the verifier is asked, how its answer is weighed, and where a card begins."""
+
+    send_from: float  # model score at or above which the verifier reads the image
+    rule: CascadeRule
+    threshold: float  # cascade score at or above which the image is a card
+
+    def sends(self, model_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which images the verifier must read."""
+        return np.asarray(model_scores, dtype=np.float64) >= self.send_from
+
+    def cascade_scores(
+        self, model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any] | None]
+    ) -> npt.NDArray[np.float64]:
+        """The cascade score per image: 0 below `send_from`; the rule's probability above.
+
+        `features[i]` may be None where the image was not sent. A sent image without features (the verifier
+        failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
+        """
+        scores = np.asarray(model_scores, dtype=np.float64)
+        out = np.zeros(len(scores))
+        sent = [int(i) for i in np.flatnonzero(self.sends(scores)) if features[int(i)] is not None]
+        if sent:
+            rows = [row for row in (features[i] for i in sent) if row is not None]
+            out[sent] = self.rule.probability(rule_inputs(scores[sent], rows))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (the card stores it)."""
+        return {"send_from": self.send_from, "threshold": self.threshold, "rule": self.rule.to_json()}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> CascadePolicy:
+        """Read what `to_json` wrote."""
+        threshold = float(record["threshold"])
+        if not math.isfinite(threshold):
+            raise ValueError("the cascade threshold must be finite")
+        return cls(float(record["send_from"]), CascadeRule.from_json(record["rule"]), threshold)

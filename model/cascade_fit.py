@@ -1,0 +1,331 @@
+"""`alocc cascade fit`: fit the cascade's rule, measure the verifier-share curve, calibrate, and evaluate.
+
+What is used for what (nothing of an evaluation family steers a choice):
+
+- fit the logistic rule: `train/target` against `train/negatives` + `train/structured` (N per folder);
+- the share grid (`send_from` per share) and the conformal threshold: `calib/other` (photos fitting never
+  saw);
+- choose the operating point: recall on the training cards at each calibrated point;
+- report: `eval/target`, `check/target`, `eval/other` (with its products carrying text), per family.
+
+The verifier reads only the images at or above the lowest `send_from` of the grid: the rest are decided
+by the model at every grid point. Model scores and verifier features are cached as JSON lines in the
+output folder, keyed by the file's path in the dataset, so a second run reads no image twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from model.calibrate import conformal_threshold
+from model.cascade import CascadePolicy, fit_rule, rule_inputs
+from model.data.folder import iter_image_files
+from model.evaluate import load_subkind_manifest, subkind_of
+from model.verifier.engines import VerifierConfig
+from model.verifier.measure import spread
+
+TRAIN_CARDS = "train/target"
+TRAIN_OTHER = ("train/negatives", "train/structured")
+CALIB = "calib/other"
+EVAL_CARDS = ("eval/target", "check/target")
+EVAL_OTHER = "eval/other"
+DEFAULT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+
+
+class JsonLinesCache:
+    """`{key: record}` kept in a JSON-lines file; `get_many` computes what is missing and appends it."""
+
+    def __init__(self, path: Path) -> None:
+        """Load what the file already holds."""
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                self.records[record["key"]] = record
+
+    def get_many(
+        self, keys: Sequence[str], compute: Callable[[list[str]], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """The record of every key, in order, computing the missing ones in one call."""
+        missing = [key for key in dict.fromkeys(keys) if key not in self.records]
+        if missing:
+            computed = compute(missing)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as out:
+                for key, values in zip(missing, computed, strict=True):
+                    record = {"key": key, **values}
+                    self.records[key] = record
+                    out.write(json.dumps(record, sort_keys=True) + "\n")
+        return [self.records[key] for key in keys]
+
+
+class Measurements:
+    """Model scores and verifier features of dataset files, cached."""
+
+    def __init__(self, data: Path, out: Path, config: VerifierConfig, model_dir: str | None) -> None:
+        """Caches live in `out`; the verifier and the model load on first use."""
+        self.data = data
+        self.config = config
+        self.model_dir = model_dir
+        self._scores = JsonLinesCache(out / "model-scores.jsonl")
+        self._features = JsonLinesCache(
+            out / f"features-{config.engine}-{config.side}-psm{config.page_segmentation}.jsonl"
+        )
+        self._scorer: Any = None
+        self._verifier: Any = None
+
+    def seed_features(self, measure_output: Path) -> int:
+        """Take features that `alocc verifier measure --out` recorded with the same configuration."""
+        added = 0
+        for line in measure_output.read_text().splitlines():
+            row = json.loads(line)
+            key = f"{row.pop('folder')}/{row.pop('file')}"
+            row.pop("ms", None)
+            if key not in self._features.records:
+                self._features.records[key] = {"key": key, **row}
+                added += 1
+        return added
+
+    def files(self, folder: str, limit: int | None = None) -> list[str]:
+        """Keys (paths relative to the dataset) of a folder's images, all or an even spread of `limit`."""
+        paths = sorted(iter_image_files(self.data / folder))
+        if limit is not None:
+            paths = spread(paths, limit)
+        return [path.relative_to(self.data).as_posix() for path in paths]
+
+    def scores(self, keys: Sequence[str]) -> np.ndarray:
+        """The model's score of each file."""
+        return np.array([record["score"] for record in self._scores.get_many(keys, self._score)])
+
+    def features(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The verifier's features of each file (read now where not cached)."""
+        return self._features.get_many(keys, self._read)
+
+    def model_version(self) -> str:
+        """The version of the model being screened with."""
+        return str(self._load_scorer().model_version)
+
+    def _load_scorer(self) -> Any:
+        if self._scorer is None:
+            from model.scoring import Scorer
+
+            self._scorer = Scorer.load(self.model_dir, device="cpu")
+        return self._scorer
+
+    def _score(self, keys: list[str]) -> list[dict[str, Any]]:
+        from model.offline_score import score_paths
+
+        paths = [self.data / key for key in keys]
+        records = list(
+            tqdm(score_paths(self._load_scorer(), paths), total=len(paths), desc="model", file=sys.stderr)
+        )
+        return [{"score": record["score"]} for record in records]
+
+    def _read(self, keys: list[str]) -> list[dict[str, Any]]:
+        from model.verifier.text_verifier import TextVerifier
+
+        if self._verifier is None:
+            self._verifier = TextVerifier(self.config)
+        return [
+            self._verifier.features((self.data / key).read_bytes()).as_dict()
+            for key in tqdm(keys, desc=f"verifier ({self.config.engine})", unit="img", file=sys.stderr)
+        ]
+
+
+def _sent_features(
+    measured: Measurements, keys: list[str], scores: np.ndarray, send_from: float
+) -> list[dict[str, Any] | None]:
+    """Features for the files at or above `send_from` (read where needed), None for the rest."""
+    sent = [key for key, score in zip(keys, scores, strict=True) if score >= send_from]
+    by_key = dict(zip(sent, measured.features(sent), strict=True))
+    return [by_key.get(key) for key in keys]
+
+
+def _rate(flags: np.ndarray) -> float:
+    return float(flags.mean()) if len(flags) else float("nan")
+
+
+def fit_and_calibrate(
+    measured: Measurements,
+    *,
+    per_folder: int,
+    shares: Sequence[float],
+    alpha: float,
+    recall_target: float,
+) -> dict[str, Any]:
+    """Everything `alocc cascade fit` reports; see the module docstring."""
+    # 1. The rule, on training families only.
+    train_cards = measured.files(TRAIN_CARDS, per_folder)
+    train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
+    train_keys = train_cards + train_other
+    train_scores = measured.scores(train_keys)
+    train_features = measured.features(train_keys)
+    labels = np.array([True] * len(train_cards) + [False] * len(train_other))
+    rule = fit_rule(rule_inputs(train_scores, train_features), labels)
+
+    # 2. The share grid and the conformal threshold, on calibration photos.
+    calib_keys = measured.files(CALIB)
+    calib_scores = measured.scores(calib_keys)
+    grid = sorted({float(np.quantile(calib_scores, 1.0 - share, method="lower")) for share in shares})
+    calib_features = _sent_features(measured, calib_keys, calib_scores, grid[0])
+
+    # 3. Every grid point: calibrate, then measure on the training cards; choose on those alone.
+    card_scores, card_features = train_scores[: len(train_cards)], train_features[: len(train_cards)]
+    curve = []
+    for send_from in grid:
+        draft = CascadePolicy(send_from, rule, threshold=1.0)
+        calibrated = conformal_threshold(
+            draft.cascade_scores(calib_scores, calib_features).astype(np.float32), alpha
+        )
+        policy = CascadePolicy(send_from, rule, calibrated.threshold)
+        card_flags = policy.cascade_scores(card_scores, card_features) >= policy.threshold
+        curve.append(
+            CurvePoint(
+                policy=policy,
+                calib_share=_rate(policy.sends(calib_scores)),
+                train_card_recall=_rate(card_flags),
+                train_cards_sent=_rate(policy.sends(card_scores)),
+            )
+        )
+    # The smallest verifier share (highest send_from) that reaches the recall target, else the best recall.
+    meeting = [point for point in curve if point.train_card_recall >= recall_target]
+    if meeting:
+        chosen = max(meeting, key=lambda point: point.policy.send_from)
+    else:
+        chosen = max(curve, key=lambda point: point.train_card_recall)
+
+    # 4. Report every grid point on the evaluation families (the choice above did not look at them).
+    return {
+        "model_version": measured.model_version(),
+        "verifier": {**vars(measured.config)},
+        "alpha": alpha,
+        "recall_target": recall_target,
+        "rule": rule.to_json(),
+        "fit": {"cards": len(train_cards), "other": len(train_other)},
+        "calibration_photos": len(calib_keys),
+        "chosen_send_from": chosen.policy.send_from,
+        "curve": [
+            {**point.as_json(), "eval": evaluate_policy(measured, point.policy, grid[0])} for point in curve
+        ],
+        "policy": chosen.policy.to_json(),
+    }
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One calibrated point of the verifier-share curve, measured on training cards."""
+
+    policy: CascadePolicy
+    calib_share: float  # share of calibration photos the verifier reads
+    train_card_recall: float
+    train_cards_sent: float
+
+    def as_json(self) -> dict[str, float]:
+        """The point's numbers (the rule is reported once, beside the curve)."""
+        return {
+            "send_from": self.policy.send_from,
+            "threshold": self.policy.threshold,
+            "verifier_share_calib_photos": self.calib_share,
+            "train_card_recall": self.train_card_recall,
+            "train_cards_sent": self.train_cards_sent,
+        }
+
+
+def evaluate_policy(measured: Measurements, policy: CascadePolicy, read_from: float) -> dict[str, Any]:
+    """Misses per card family, flags per photo kind, and the verifier share, for one policy."""
+    result: dict[str, Any] = {}
+    for folder in (*EVAL_CARDS, EVAL_OTHER):
+        keys = measured.files(folder)
+        scores = measured.scores(keys)
+        features = _sent_features(measured, keys, scores, max(read_from, policy.send_from))
+        flagged = policy.cascade_scores(scores, features) >= policy.threshold
+        manifest = load_subkind_manifest(measured.data / folder)
+        kinds = [subkind_of(measured.data / key, measured.data / folder, manifest) for key in keys]
+        families: dict[str, dict[str, float]] = {}
+        for kind in sorted(set(kinds)):
+            mask = np.array([k == kind for k in kinds])
+            rate = _rate(~flagged[mask]) if folder in EVAL_CARDS else _rate(flagged[mask])
+            families[kind] = {"images": int(mask.sum()), "rate": rate}
+        result[folder] = {
+            "images": len(keys),
+            "rate": _rate(~flagged) if folder in EVAL_CARDS else _rate(flagged),
+            "measure": "missed" if folder in EVAL_CARDS else "flagged",
+            "verifier_share": _rate(policy.sends(scores)),
+            "families": families,
+        }
+    return result
+
+
+def register(subcommands: Any) -> None:
+    """Attach `alocc cascade fit` to the root parser's subparsers."""
+    cascade = subcommands.add_parser("cascade", help="the model + text verifier cascade")
+    actions = cascade.add_subparsers(dest="cascade_command", metavar="ACTION", required=True)
+    fit = actions.add_parser(
+        "fit",
+        help="fit the rule, measure the verifier-share curve, calibrate and evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
+    fit.add_argument("--out", type=Path, required=True, help="folder for caches and cascade.json")
+    fit.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
+    fit.add_argument("--engine", choices=["tesseract", "rapidocr"], default="tesseract")
+    fit.add_argument("--per-folder", type=int, default=200, help="training images per folder for the rule")
+    fit.add_argument("--alpha", type=float, default=0.003, help="target false-positive rate on photos")
+    fit.add_argument("--recall-target", type=float, default=0.95, help="training-card recall to reach")
+    fit.add_argument(
+        "--seed-features",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="`alocc verifier measure --out` files to reuse",
+    )
+    fit.add_argument("--shares", type=float, nargs="+", default=list(DEFAULT_SHARES), help="verifier shares")
+    fit.set_defaults(handler=run_fit)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """`alocc cascade fit`."""
+    measured = Measurements(args.data, args.out, VerifierConfig(engine=args.engine), args.model)
+    for seed in args.seed_features:
+        measured.seed_features(seed)
+    report = fit_and_calibrate(
+        measured,
+        per_folder=args.per_folder,
+        shares=args.shares,
+        alpha=args.alpha,
+        recall_target=args.recall_target,
+    )
+    (args.out / "cascade.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_curve(report))
+    return 0
+
+
+def format_curve(report: dict[str, Any]) -> str:
+    """The curve as a table: one row per grid point, the chosen one marked."""
+    lines = [
+        f"cascade over {report['model_version']} with {report['verifier']['engine']}, "
+        f"alpha {report['alpha']}",
+        "  send_from  share(calib)  threshold  train-recall | eval miss  check miss  eval-photo flag"
+        "  share(eval photos)",
+    ]
+    for point in report["curve"]:
+        ev = point["eval"]
+        mark = "*" if point["send_from"] == report["chosen_send_from"] else " "
+        lines.append(
+            f"{mark} {point['send_from']:.4f}   {point['verifier_share_calib_photos']:>6.1%}      "
+            f"{point['threshold']:.4f}   {point['train_card_recall']:>6.1%}     | "
+            f"{ev['eval/target']['rate']:>6.1%}     {ev['check/target']['rate']:>6.1%}      "
+            f"{ev['eval/other']['rate']:>6.2%}          {ev['eval/other']['verifier_share']:>6.1%}"
+        )
+    return "\n".join(lines)

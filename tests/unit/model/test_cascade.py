@@ -1,0 +1,97 @@
+"""The cascade's rule and policy (pure functions; the OCR engine is not involved)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.calibrate import conformal_threshold
+from model.cascade import RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
+
+
+def _features(characters: int, area: float, emptiness: float) -> dict[str, float]:
+    return {
+        "read_characters": characters,
+        "read_boxes": max(1, characters // 4) if characters else 0,
+        "read_area": area,
+        "lines": 2 if characters else 0,
+        "largest_text_height": 0.1 if characters else 0.0,
+        "ground_emptiness": emptiness,
+    }
+
+
+def _training_set(
+    rng: np.random.Generator, n: int = 200
+) -> tuple[np.ndarray, list[dict[str, float]], np.ndarray]:
+    # Cards: much legible text on a plain ground, model scores spread; photos: little text, busy ground.
+    card_scores = rng.uniform(0.2, 1.0, n)
+    photo_scores = rng.uniform(0.0, 0.8, n)
+    cards = [
+        _features(int(rng.integers(10, 60)), rng.uniform(0.05, 0.3), rng.uniform(0.6, 1.0)) for _ in range(n)
+    ]
+    photos = [
+        _features(int(rng.integers(0, 4)), rng.uniform(0.0, 0.02), rng.uniform(0.0, 0.5)) for _ in range(n)
+    ]
+    return np.concatenate([card_scores, photo_scores]), cards + photos, np.array([True] * n + [False] * n)
+
+
+def test_rule_inputs_have_one_column_per_named_input_and_reject_mismatched_lengths() -> None:
+    inputs = rule_inputs([0.5, 0.99], [_features(0, 0.0, 1.0), _features(20, 0.1, 0.9)])
+    assert inputs.shape == (2, len(RULE_INPUTS))
+    assert inputs[0, 0] == pytest.approx(0.0)  # logit(0.5)
+    with pytest.raises(ValueError, match="2 scores but 1 feature rows"):
+        rule_inputs([0.5, 0.6], [_features(0, 0.0, 1.0)])
+
+
+def test_a_fitted_rule_separates_legible_text_from_photos_and_round_trips_through_json() -> None:
+    scores, features, labels = _training_set(np.random.default_rng(0))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+
+    probabilities = rule.probability(rule_inputs(scores, features))
+
+    assert probabilities[labels].min() > probabilities[~labels].max()
+    again = CascadeRule.from_json(rule.to_json())
+    assert np.allclose(again.probability(rule_inputs(scores, features)), probabilities)
+    with pytest.raises(ValueError, match="fitted on inputs"):
+        CascadeRule.from_json({**rule.to_json(), "inputs": ["other"]})
+
+
+def test_below_send_from_the_model_decides_and_the_verifier_is_not_needed() -> None:
+    scores, features, labels = _training_set(np.random.default_rng(1))
+    policy = CascadePolicy(send_from=0.5, rule=fit_rule(rule_inputs(scores, features), labels), threshold=0.5)
+    sent = policy.sends(scores)
+    only_sent = [row if s else None for row, s in zip(features, sent, strict=True)]
+
+    cascade = policy.cascade_scores(scores, only_sent)
+
+    assert np.all(cascade[~sent] == 0.0)
+    assert np.allclose(cascade[sent], policy.cascade_scores(scores, features)[sent])
+    # A sent image whose verifier failed scores 0 here (the worker falls back to the model's threshold).
+    failed = list(only_sent)
+    first_sent = int(np.flatnonzero(sent)[0])
+    failed[first_sent] = None
+    assert policy.cascade_scores(scores, failed)[first_sent] == 0.0
+
+
+def test_the_conformal_threshold_on_cascade_scores_bounds_false_positives_on_new_photos() -> None:
+    rng = np.random.default_rng(2)
+    scores, features, labels = _training_set(rng)
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    draft = CascadePolicy(0.3, rule, threshold=1.0)
+    calib_scores, calib_features, calib_labels = _training_set(rng, n=1000)
+    photos = ~calib_labels
+    calib = draft.cascade_scores(
+        calib_scores[photos], [f for f, p in zip(calib_features, photos, strict=True) if p]
+    )
+
+    threshold = conformal_threshold(calib.astype(np.float32), 0.01).threshold
+
+    policy = CascadePolicy(0.3, rule, threshold)
+    new_scores, new_features, new_labels = _training_set(rng, n=1000)
+    flags = policy.cascade_scores(new_scores, new_features) >= policy.threshold
+    assert flags[~new_labels].mean() <= 0.02
+    # Cards the model scores below send_from never reach the verifier: the first stage bounds recall.
+    sent_cards = policy.sends(new_scores)[new_labels]
+    assert flags[new_labels].mean() == pytest.approx(sent_cards.mean(), abs=0.03)
+    assert not flags[new_labels][~sent_cards].any()
+    assert CascadePolicy.from_json(policy.to_json()) == policy
