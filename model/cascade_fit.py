@@ -26,10 +26,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model.calibrate import conformal_threshold
 from model.cascade import CascadePolicy, fit_rule, rule_inputs
 from model.data.folder import iter_image_files
-from model.evaluate import load_subkind_manifest, subkind_of
 from model.verifier.engines import VerifierConfig
 from model.verifier.measure import spread
 
@@ -164,6 +162,8 @@ def fit_and_calibrate(
     recall_target: float,
 ) -> dict[str, Any]:
     """Everything `alocc cascade fit` reports; see the module docstring."""
+    from model.calibrate import conformal_threshold  # imports torch: not at `alocc --help` time
+
     # 1. The rule, on training families only.
     train_cards = measured.files(TRAIN_CARDS, per_folder)
     train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
@@ -243,6 +243,8 @@ class CurvePoint:
 
 def evaluate_policy(measured: Measurements, policy: CascadePolicy, read_from: float) -> dict[str, Any]:
     """Misses per card family, flags per photo kind, and the verifier share, for one policy."""
+    from model.evaluate import load_subkind_manifest, subkind_of  # imports torch
+
     result: dict[str, Any] = {}
     for folder in (*EVAL_CARDS, EVAL_OTHER):
         keys = measured.files(folder)
