@@ -130,13 +130,18 @@ kafka_up_locked() {
     kafka_write_properties
 
     local log_opts=(-Dlog4j2.configurationFile="$LOCAL_DIR/log4j2.properties" -Dkafka.logs.dir="$KAFKA_HOME_DIR/logs")
-    # A cluster id is 16 random bytes, base64url without padding.
-    local cluster_id
-    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    # A cluster id is 16 random bytes, base64url without padding. One in 64 starts with '-', which the storage
+    # tool's argument parser takes for an option ("argument --cluster-id/-t: expected one argument"): draw
+    # again, as Kafka's own Uuid.randomUuid() does.
+    local cluster_id="-"
+    while [[ "$cluster_id" == -* ]]; do
+        cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    done
     # Static controller.quorum.voters: format without --standalone (4.1.1+ rejects the combination).
     if ! "$java" "${log_opts[@]}" -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format \
         -t "$cluster_id" -c "$KAFKA_HOME_DIR/server.properties" >"$KAFKA_HOME_DIR/logs/format.log" 2>&1; then
         tail -n 20 "$KAFKA_HOME_DIR/logs/format.log" >&2
+        history "kafka: start failed: formatting the log dir failed"
         die "formatting the Kafka log dir failed (log: $KAFKA_HOME_DIR/logs/format.log)"
     fi
 
