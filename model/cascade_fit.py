@@ -160,6 +160,7 @@ def fit_and_calibrate(
     shares: Sequence[float],
     alpha: float,
     recall_target: float,
+    eval_per_folder: int | None = None,
 ) -> dict[str, Any]:
     """Everything `alocc cascade fit` reports; see the module docstring."""
     from model.calibrate import conformal_threshold  # imports torch: not at `alocc --help` time
@@ -215,7 +216,8 @@ def fit_and_calibrate(
         "calibration_photos": len(calib_keys),
         "chosen_send_from": chosen.policy.send_from,
         "curve": [
-            {**point.as_json(), "eval": evaluate_policy(measured, point.policy, grid[0])} for point in curve
+            {**point.as_json(), "eval": evaluate_policy(measured, point.policy, grid[0], eval_per_folder)}
+            for point in curve
         ],
         "policy": chosen.policy.to_json(),
     }
@@ -241,13 +243,15 @@ class CurvePoint:
         }
 
 
-def evaluate_policy(measured: Measurements, policy: CascadePolicy, read_from: float) -> dict[str, Any]:
+def evaluate_policy(
+    measured: Measurements, policy: CascadePolicy, read_from: float, per_folder: int | None = None
+) -> dict[str, Any]:
     """Misses per card family, flags per photo kind, and the verifier share, for one policy."""
     from model.evaluate import load_subkind_manifest, subkind_of  # imports torch
 
     result: dict[str, Any] = {}
     for folder in (*EVAL_CARDS, EVAL_OTHER):
-        keys = measured.files(folder)
+        keys = measured.files(folder, per_folder)
         scores = measured.scores(keys)
         features = _sent_features(measured, keys, scores, max(read_from, policy.send_from))
         flagged = policy.cascade_scores(scores, features) >= policy.threshold
@@ -283,6 +287,9 @@ def register(subcommands: Any) -> None:
     fit.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     fit.add_argument("--engine", choices=["tesseract", "rapidocr"], default="tesseract")
     fit.add_argument("--per-folder", type=int, default=200, help="training images per folder for the rule")
+    fit.add_argument(
+        "--eval-per-folder", type=int, help="evaluation images per folder, an even spread (default: all)"
+    )
     fit.add_argument("--alpha", type=float, default=0.003, help="target false-positive rate on photos")
     fit.add_argument("--recall-target", type=float, default=0.95, help="training-card recall to reach")
     fit.add_argument(
