@@ -52,15 +52,19 @@ class JsonLinesCache:
                 self.records[record["key"]] = record
 
     def get_many(
-        self, keys: Sequence[str], compute: Callable[[list[str]], list[dict[str, Any]]]
+        self, keys: Sequence[str], compute: Callable[[list[str]], list[dict[str, Any]]], *, chunk: int = 16
     ) -> list[dict[str, Any]]:
-        """The record of every key, in order, computing the missing ones in one call."""
+        """The record of every key, in order, computing the missing ones in chunks.
+
+        Each chunk is appended to the file as soon as it is computed: an interrupted run keeps its work.
+        """
         missing = [key for key in dict.fromkeys(keys) if key not in self.records]
         if missing:
-            computed = compute(missing)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
             with self.path.open("a") as out:
-                for key, values in zip(missing, computed, strict=True):
+                for key, values in zip(part, compute(part), strict=True):
                     record = {"key": key, **values}
                     self.records[key] = record
                     out.write(json.dumps(record, sort_keys=True) + "\n")
@@ -81,6 +85,7 @@ class Measurements:
         )
         self._scorer: Any = None
         self._verifier: Any = None
+        self._progress = tqdm(desc=f"verifier ({config.engine})", unit="img", file=sys.stderr)
 
     def seed_features(self, measure_output: Path) -> int:
         """Take features that `alocc verifier measure --out` recorded with the same configuration."""
@@ -103,7 +108,8 @@ class Measurements:
 
     def scores(self, keys: Sequence[str]) -> np.ndarray:
         """The model's score of each file."""
-        return np.array([record["score"] for record in self._scores.get_many(keys, self._score)])
+        records = self._scores.get_many(keys, self._score, chunk=max(1, len(keys)))
+        return np.array([record["score"] for record in records])
 
     def features(self, keys: Sequence[str]) -> list[dict[str, Any]]:
         """The verifier's features of each file (read now where not cached)."""
@@ -134,10 +140,11 @@ class Measurements:
 
         if self._verifier is None:
             self._verifier = TextVerifier(self.config)
-        return [
-            self._verifier.features((self.data / key).read_bytes()).as_dict()
-            for key in tqdm(keys, desc=f"verifier ({self.config.engine})", unit="img", file=sys.stderr)
-        ]
+        rows = []
+        for key in keys:
+            rows.append(self._verifier.features((self.data / key).read_bytes()).as_dict())
+            self._progress.update()
+        return rows
 
 
 def _sent_features(
