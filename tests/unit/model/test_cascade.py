@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
 from model.calibrate import conformal_threshold
 from model.cascade import RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
+from model.cascade_fit import JsonLinesCache
 
 
 def _features(characters: int, area: float, emptiness: float) -> dict[str, float]:
@@ -95,3 +99,23 @@ def test_the_conformal_threshold_on_cascade_scores_bounds_false_positives_on_new
     assert flags[new_labels].mean() == pytest.approx(sent_cards.mean(), abs=0.03)
     assert not flags[new_labels][~sent_cards].any()
     assert CascadePolicy.from_json(policy.to_json()) == policy
+
+
+def test_the_fit_cache_keeps_each_chunk_as_soon_as_it_is_computed(tmp_path: Path) -> None:
+    path = tmp_path / "features.jsonl"
+    calls: list[list[str]] = []
+
+    def compute(keys: list[str]) -> list[dict[str, Any]]:
+        calls.append(keys)
+        if "boom" in keys:
+            raise RuntimeError("engine crashed")
+        return [{"value": len(key)} for key in keys]
+
+    cache = JsonLinesCache(path)
+    with pytest.raises(RuntimeError):
+        cache.get_many(["a", "bb", "ccc", "boom"], compute, chunk=2)
+
+    again = JsonLinesCache(path)  # what an interrupted run left
+    assert sorted(again.records) == ["a", "bb"]
+    assert [r["value"] for r in again.get_many(["bb", "a", "ccc"], compute, chunk=2)] == [2, 1, 3]
+    assert calls[-1] == ["ccc"]
