@@ -321,6 +321,7 @@ def run_fit(args: argparse.Namespace) -> int:
         shares=args.shares,
         alpha=args.alpha,
         recall_target=args.recall_target,
+        eval_per_folder=args.eval_per_folder,
     )
     (args.out / "cascade.json").write_text(json.dumps(report, indent=2) + "\n")
     print(format_curve(report))
