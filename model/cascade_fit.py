@@ -281,13 +281,15 @@ def evaluate_policy(
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade fit` to the root parser's subparsers."""
-    cascade = subcommands.add_parser("cascade", help="the model + text verifier cascade")
-    actions = cascade.add_subparsers(dest="cascade_command", metavar="ACTION", required=True)
-    fit = actions.add_parser(
-        "fit",
-        help="fit the rule, measure the verifier-share curve, calibrate and evaluate",
+    from model.model_commands import add_grouped_command
+
+    fit = add_grouped_command(
+        subcommands,
+        group="cascade",
+        group_help="the model + text verifier cascade",
+        action="fit",
+        action_help="fit the rule, measure the verifier-share curve, calibrate and evaluate",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fit.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
     fit.add_argument("--out", type=Path, required=True, help="folder for caches and cascade.json")

@@ -46,6 +46,23 @@ def register(subcommands: Any) -> None:
             registrar(subcommands)
 
 
+def add_grouped_command(
+    subcommands: Any, *, group: str, group_help: str, action: str, action_help: str, description: str | None
+) -> argparse.ArgumentParser:
+    """Add `alocc GROUP ACTION` (e.g. `alocc cascade fit`) and return the action's parser.
+
+    The group gets its own subparsers, so later actions of the same group attach to `group_parser`.
+    """
+    group_parser = subcommands.add_parser(group, help=group_help)
+    actions = group_parser.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True)
+    return actions.add_parser(
+        action,
+        help=action_help,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

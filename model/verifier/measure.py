@@ -85,13 +85,15 @@ def summary(rows: list[dict[str, Any]], target_folders: set[str], version: str) 
 
 def register(subcommands: Any) -> None:
     """Attach `alocc verifier measure` to the root parser's subparsers."""
-    verifier = subcommands.add_parser("verifier", help="the OCR text verifier of the cascade")
-    actions = verifier.add_subparsers(dest="verifier_command", metavar="ACTION", required=True)
-    measure = actions.add_parser(
-        "measure",
-        help="read dataset folders with an OCR engine; per-feature AUROC and cost",
+    from model.model_commands import add_grouped_command
+
+    measure = add_grouped_command(
+        subcommands,
+        group="verifier",
+        group_help="the OCR text verifier of the cascade",
+        action="measure",
+        action_help="read dataset folders with an OCR engine; per-feature AUROC and cost",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     measure.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
     measure.add_argument(
