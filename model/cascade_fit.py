@@ -292,7 +292,7 @@ def register(subcommands: Any) -> None:
         description=__doc__,
     )
     fit.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
-    fit.add_argument("--out", type=Path, required=True, help="folder for caches and cascade.json")
+    fit.add_argument("--out", type=Path, required=True, help="folder for caches and cascade-ENGINE.json")
     fit.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     fit.add_argument("--engine", choices=["tesseract", "rapidocr"], default="tesseract")
     fit.add_argument("--per-folder", type=int, default=200, help="training images per folder for the rule")
@@ -325,7 +325,7 @@ def run_fit(args: argparse.Namespace) -> int:
         recall_target=args.recall_target,
         eval_per_folder=args.eval_per_folder,
     )
-    (args.out / "cascade.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"cascade-{args.engine}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(format_curve(report))
     return 0
 
