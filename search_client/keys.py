@@ -2,6 +2,8 @@
 
 - `{prefix}:score:{model_version}:{image_id}` — hash: one image's record under one model version.
 - `{prefix}:active_version` — string: the model version whose scores search should read.
+- `{prefix}:published:{image_id}` — string "1"/"0": the image's exclusion state as the active version last
+  published it (whichever version that was); the writer's, not a reader's, key.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ class KeyLayout:
     def record(self, model_version: str, image_id: str) -> str:
         """Key of one image's hash under one model version."""
         return f"{self.prefix}:score:{model_version}:{image_id}"
+
+    def published_state(self, image_id: str) -> str:
+        """Key of an image's last published exclusion state (written by the active version's workers)."""
+        return f"{self.prefix}:published:{image_id}"
 
     @property
     def active_version(self) -> str:

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import redis
+import structlog
 import torch
 from confluent_kafka import Consumer
 
@@ -21,6 +22,8 @@ from worker.stages.fetch import BackgroundFetcher
 from worker.stages.prepare import ImagePreparer, Preparer
 from worker.stages.score import BatchScorer, ScoringStage
 from worker.stages.store import ScoreStore
+
+log = structlog.get_logger("alocc.worker")
 
 
 def load_scorer(settings: Settings) -> Any:
@@ -68,7 +71,16 @@ def build_worker(
             ttl_seconds=settings.redis.ttl_seconds,
             attempts=settings.redis.write_attempts,
         )
-    store.claim_active_version(loaded.model_version, settings.redis.active_version_policy)
+    active = store.claim_active_version(loaded.model_version, settings.redis.active_version_policy)
+    # Checked again on every write (the store's script reads the pointer): this line only tells operators.
+    if active == loaded.model_version:
+        log.info("model version is active: publishing exclusion events", model_version=active)
+    else:
+        log.warning(
+            "model version is not the active one: shadow scoring, no exclusion events",
+            model_version=loaded.model_version,
+            active_version=active,
+        )
 
     metrics = WorkerMetrics()
     health = HealthState(settings.observability.healthy_tick_s, store.ping)

@@ -120,3 +120,33 @@ def test_scores_get_prints_one_json_object_per_id(
     assert [line["image_id"] for line in lines] == ["known", "missing"]
     assert lines[0]["found"] is True and lines[0]["excluded"] is True and lines[0]["score"] == 0.9
     assert lines[1] == {"image_id": "missing", "found": False}
+
+
+def test_only_the_active_version_publishes_and_it_takes_over_the_published_state(
+    store_and_reader: tuple[ScoreStore, ScoreReader, redis.Redis],
+) -> None:
+    store, _, client = store_and_reader
+    # No active version yet: nobody is active, each version compares with its own records.
+    (before,) = store.write_batch([record("img", event_id="e0", minutes=0, excluded=True, version="v1")])
+    assert before.active is False and before.previous_excluded is None
+    assert client.get(store.keys.published_state("img")) is None
+
+    store.claim_active_version("v1", "always")
+    (v1,) = store.write_batch([record("img", event_id="e1", minutes=1, excluded=True, version="v1")])
+    assert v1.active is True and v1.previous_excluded is None  # nothing was published before
+    assert client.get(store.keys.published_state("img")) == "1"
+    assert 0 < client.ttl(store.keys.published_state("img")) <= 3600
+
+    # A shadow version scores the same image: its own record only, the published state stays.
+    (shadow,) = store.write_batch([record("img", event_id="e1", minutes=1, excluded=False, version="v2")])
+    assert shadow.active is False and shadow.previous_excluded is None
+    assert client.get(store.keys.published_state("img")) == "1"
+
+    # v2 is promoted: its next decision compares with what v1 published, so it un-excludes the image.
+    store.claim_active_version("v2", "always")
+    (v2,) = store.write_batch([record("img", event_id="e2", minutes=2, excluded=False, version="v2")])
+    assert v2.status is WriteStatus.APPLIED and v2.active is True and v2.previous_excluded is True
+    assert client.get(store.keys.published_state("img")) == "0"
+    # A redelivery of that event gets the same answer.
+    (replay,) = store.write_batch([record("img", event_id="e2", minutes=2, excluded=False, version="v2")])
+    assert replay.status is WriteStatus.REPLAY and replay.previous_excluded is True and replay.active

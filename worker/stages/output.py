@@ -26,9 +26,10 @@ def should_publish(excluded: bool, outcome: WriteOutcome) -> bool:
     """Whether a decision is news for the search indexer.
 
     Published when the image is judged an announcement card, and when an image that was excluded no
-    longer is; not for ordinary products, and never for an event older than the stored one.
+    longer is; not for ordinary products, never for an event older than the stored one, and never by a
+    model version that is not the active one (shadow scoring writes Redis only).
     """
-    if outcome.status is WriteStatus.STALE:
+    if outcome.status is WriteStatus.STALE or not outcome.active:
         return False
     return excluded or outcome.previous_excluded is True
 

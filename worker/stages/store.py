@@ -8,13 +8,19 @@ by side (replay, shadow scoring, promotion):
   `uploaded_at_us` and `prev_excluded` (the state before this event; see below). Expires after the TTL.
 - `alocc:active_version` — string: the model version whose scores search should read. Promotion or
   rollback is one SET of this key.
+- `alocc:published:{image_id}` — string "1"/"0": the image's exclusion state as the active version's
+  workers last published it. Expires with the records.
 
 Writes go through one Lua script, so "an older event never overwrites a newer one" is decided inside
 Redis, atomically: the record is replaced only when the event's (uploaded_at, event_id) is newer than
 the stored one. The script also returns the previous `excluded` state, which the worker needs to
-decide whether an "un-excluded" event must be published. Redelivery after a crash is harmless: the
-same event finds itself already stored and gets the same answer it got the first time (`prev_excluded`
-is kept in the record for that reason).
+decide whether an "un-excluded" event must be published, and whether the record's model version is the
+active one (read in the same script): only the active version publishes, and its previous state is
+`alocc:published:{image_id}`, the state the indexer last heard for the image from whichever version was
+active then, so a newly promoted version un-excludes what the old one excluded. A shadow version's
+write compares with its own last record and leaves the published state alone. Redelivery after a crash
+is harmless: the same event finds itself already stored and gets the same answer it got the first time
+(`prev_excluded` is kept in the record for that reason).
 """
 
 from __future__ import annotations
@@ -31,30 +37,46 @@ import redis
 from search_client.keys import KeyLayout
 from worker.failures import StoreUnavailable
 
-# KEYS[1] = record key
-# ARGV = uploaded_at_us, event_id, ttl_s, then field/value pairs to store
-# Returns {status, previous_excluded}: status 1 = applied, 0 = stale (a newer event is stored),
-# 2 = replay of the stored event. previous_excluded is "1", "0" or "" (no earlier record).
+# KEYS[1] = record key, KEYS[2] = active-version pointer, KEYS[3] = the image's published exclusion state
+# ARGV = uploaded_at_us, event_id, ttl_s, model_version, then field/value pairs to store
+# Returns {status, previous_excluded, active}: status 1 = applied, 0 = stale (a newer event is stored),
+# 2 = replay of the stored event; previous_excluded is "1", "0" or "" (none); active is 1 when ARGV[4] is
+# the active version. The previous state of an active write is the image's published state, whichever
+# version published it, so a newly promoted version un-excludes what the old one excluded; a shadow
+# write compares with its own version's record and never touches the published state.
 _WRITE_SCRIPT = """
+local active = redis.call('GET', KEYS[2]) == ARGV[4]
+local flag = active and 1 or 0
 local cur = redis.call('HMGET', KEYS[1], 'uploaded_at_us', 'event_id', 'excluded', 'prev_excluded')
 local new_us = tonumber(ARGV[1])
 local prev = ''
 if cur[1] then
   local cur_us = tonumber(cur[1])
   if new_us < cur_us or (new_us == cur_us and ARGV[2] < cur[2]) then
-    return {0, cur[3] or ''}
+    return {0, cur[3] or '', flag}
   end
   if new_us == cur_us and ARGV[2] == cur[2] then
-    return {2, cur[4] or ''}
+    return {2, cur[4] or '', flag}
   end
   prev = cur[3] or ''
 end
+if active then
+  prev = redis.call('GET', KEYS[3]) or ''
+end
 local fields = {'uploaded_at_us', ARGV[1], 'event_id', ARGV[2], 'prev_excluded', prev}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+local excluded = ''
+for i = 5, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  if ARGV[i] == 'excluded' then excluded = ARGV[i + 1] end
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return {1, prev}
+if active then
+  redis.call('SET', KEYS[3], excluded, 'EX', tonumber(ARGV[3]))
+end
+return {1, prev, flag}
 """
 
 
@@ -88,7 +110,10 @@ class WriteOutcome:
     """Result of writing one record."""
 
     status: WriteStatus
-    previous_excluded: bool | None  # None: no earlier record for this image and version
+    # The state before this event: the image's published state when `active`, else this version's last
+    # record. None: no earlier state.
+    previous_excluded: bool | None
+    active: bool = True  # the record's model version was the active version when it was written
 
 
 def _us(when: dt.datetime) -> int:
@@ -174,18 +199,22 @@ class ScoreStore:
                 "shop_id": record.shop_id,
                 "image_id": record.image_id,
             }
-            args: list[Any] = [_us(record.uploaded_at), record.event_id, self._ttl]
+            args: list[Any] = [_us(record.uploaded_at), record.event_id, self._ttl, record.model_version]
             for name, value in fields.items():
                 args.extend((name, value))
-            self._script(
-                keys=[self._keys.record(record.model_version, record.image_id)], args=args, client=pipe
-            )
+            keys = [
+                self._keys.record(record.model_version, record.image_id),
+                self._keys.active_version,
+                self._keys.published_state(record.image_id),
+            ]
+            self._script(keys=keys, args=args, client=pipe)
         replies = pipe.execute()
         outcomes = []
-        for status, previous in replies:
+        for status, previous, active in replies:
             code = int(status)
             kind = (
                 WriteStatus.APPLIED if code == 1 else WriteStatus.STALE if code == 0 else WriteStatus.REPLAY
             )
-            outcomes.append(WriteOutcome(kind, None if previous in ("", None) else previous == "1"))
+            previous_excluded = None if previous in ("", None) else previous == "1"
+            outcomes.append(WriteOutcome(kind, previous_excluded, active=int(active) == 1))
         return outcomes

@@ -181,10 +181,16 @@ class FakeSink:
 
 @dataclass
 class FakeStore:
-    """In-memory score store with the real compare-and-set semantics on (uploaded_at, event_id)."""
+    """In-memory score store with the real compare-and-set semantics on (uploaded_at, event_id).
+
+    `active` says whether the records' model version is the active one: then the previous state is the
+    image's published state, which the write updates (as the Redis script does).
+    """
 
     rows: dict[str, ScoreRecord] = field(default_factory=dict)
     prev: dict[str, bool | None] = field(default_factory=dict)
+    published: dict[str, bool] = field(default_factory=dict)
+    active: bool = True
     fail: Exception | None = None
     batches: int = 0
 
@@ -195,20 +201,23 @@ class FakeStore:
         outcomes = []
         for record in records:
             current = self.rows.get(record.image_id)
-            if current is None:
-                self.rows[record.image_id] = record
-                self.prev[record.image_id] = None
-                outcomes.append(WriteOutcome(WriteStatus.APPLIED, None))
-                continue
-            new, old = (record.uploaded_at, record.event_id), (current.uploaded_at, current.event_id)
-            if new < old:
-                outcomes.append(WriteOutcome(WriteStatus.STALE, current.excluded))
-            elif new == old:
-                outcomes.append(WriteOutcome(WriteStatus.REPLAY, self.prev[record.image_id]))
-            else:
-                self.prev[record.image_id] = current.excluded
-                self.rows[record.image_id] = record
-                outcomes.append(WriteOutcome(WriteStatus.APPLIED, current.excluded))
+            if current is not None:
+                new, old = (record.uploaded_at, record.event_id), (current.uploaded_at, current.event_id)
+                if new < old:
+                    outcomes.append(WriteOutcome(WriteStatus.STALE, current.excluded, active=self.active))
+                    continue
+                if new == old:
+                    outcomes.append(
+                        WriteOutcome(WriteStatus.REPLAY, self.prev[record.image_id], active=self.active)
+                    )
+                    continue
+            previous = current.excluded if current is not None else None
+            if self.active:
+                previous = self.published.get(record.image_id)
+                self.published[record.image_id] = record.excluded
+            self.prev[record.image_id] = previous
+            self.rows[record.image_id] = record
+            outcomes.append(WriteOutcome(WriteStatus.APPLIED, previous, active=self.active))
         return outcomes
 
     def claim_active_version(self, model_version: str, policy: str) -> str:
@@ -312,11 +321,12 @@ def make_rig(
     drain_timeout_s: float = 2.0,
     max_wait_s: float = 0.005,
     start_when_idle: bool = False,
+    store: FakeStore | None = None,
 ) -> Rig:
     """Build a worker over fakes."""
     consumer = FakeConsumer(partitions)
     sink = FakeSink(consumer)
-    store = FakeStore()
+    store = store if store is not None else FakeStore()
     scorer = FakeScorer()
     default_payloads = {"card": b"card", "photo": b"photo", "corrupt": b"corrupt"}
     preparer = ImagePreparer(fetcher or FakeFetcher(payloads or default_payloads), fake_decode, workers=1)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 from confluent_kafka import TopicPartition
+from fakes import FakeStore, event_bytes
 
 from schemas.events import ImageUploaded
-from tests.unit.worker.fakes import FakeStore, event_bytes
 from worker.committer import Committer
 from worker.sink import CommitAborted
 from worker.stages.decide import DecisionStage

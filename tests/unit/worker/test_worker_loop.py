@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from fakes import event_bytes, make_rig
+from fakes import FakeStore, event_bytes, make_rig
 
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from worker.failures import FailureRateExceeded, StoreUnavailable
@@ -168,6 +168,31 @@ def test_an_image_that_stops_being_excluded_is_published_once() -> None:
     rig.worker.run(max_events=3, idle_timeout=1)
     published = [json.loads(r.value or b"") for r in rig.sink.records if r.topic == "exclusions"]
     assert [p["excluded"] for p in published] == [True, False]
+
+
+def test_a_shadow_version_stores_every_score_and_publishes_nothing() -> None:
+    card = event_bytes("card", "card", minutes=0)
+    photo = event_bytes("photo", "photo", minutes=0)
+    rig = make_rig({0: [(b"card", card), (b"photo", photo)]}, store=FakeStore(active=False))
+
+    stats = rig.worker.run(max_events=2, idle_timeout=1)
+
+    assert set(rig.store.rows) == {"card", "photo"} and rig.store.rows["card"].excluded
+    assert stats.excluded == 1 and stats.published == 0
+    assert [r for r in rig.sink.records if r.topic == "exclusions"] == []
+    assert rig.consumer.committed == {0: 2}
+
+
+def test_a_newly_active_version_un_excludes_what_the_previous_version_published() -> None:
+    # The previous active version excluded "img"; this worker's version now is the active one.
+    store = FakeStore(published={"img": True})
+    rig = make_rig({0: [(b"img", event_bytes("img", "photo", minutes=5))]}, store=store)
+
+    rig.worker.run(max_events=1, idle_timeout=1)
+
+    published = [json.loads(r.value or b"") for r in rig.sink.records if r.topic == "exclusions"]
+    assert [p["excluded"] for p in published] == [False]
+    assert store.published == {"img": False}
 
 
 def test_most_events_failing_stops_the_worker_without_committing() -> None:
