@@ -71,7 +71,10 @@ def build_worker(
             ttl_seconds=settings.redis.ttl_seconds,
             attempts=settings.redis.write_attempts,
         )
-    active = store.claim_active_version(loaded.model_version, settings.redis.active_version_policy)
+    # A shadow worker never claims the pointer: with `if_missing`, one started before any serving worker
+    # would otherwise make its model the active version.
+    policy = "never" if settings.model.shadow else settings.redis.active_version_policy
+    active = store.claim_active_version(loaded.model_version, policy)
     # Checked again on every write (the store's script reads the pointer): this line only tells operators.
     if active == loaded.model_version:
         log.info("model version is active: publishing exclusion events", model_version=active)

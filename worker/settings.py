@@ -277,6 +277,11 @@ class ModelSettings(BaseModel):
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when present.")
     torch_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = torch's default.")
+    shadow: bool = Field(
+        default=False,
+        description="Shadow scoring: never claim the active-version pointer, whatever "
+        "ALOCC_REDIS__ACTIVE_VERSION_POLICY says (a new model scored beside the serving one).",
+    )
 
 
 class ObservabilitySettings(BaseModel):

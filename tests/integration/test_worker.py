@@ -312,6 +312,24 @@ def test_every_event_ends_in_redis_or_dead_letter(
     assert env.redis.get(f"{env.prefix.rstrip(':')}:active_version") == version.encode()
 
 
+def test_a_shadow_worker_scores_into_its_version_and_never_claims_or_publishes(env: Env) -> None:
+    """Started before any serving worker, with the default `if_missing` policy: no pointer, no events."""
+    input_topic, exclusions, dead_letter = env.new_topic(2), env.new_topic(1), env.new_topic(1)
+    good = good_events(env, 10, prefix="shadow")
+    produce(env.producer, input_topic, good)
+    settings = env.settings(input_topic, exclusions, dead_letter, env.new_group_id())
+    settings = settings.model_copy(update={"model": settings.model.model_copy(update={"shadow": True})})
+
+    stats = build_worker(settings, scorer=env.scorer).run(max_events=len(good), idle_timeout=30)
+
+    assert stats.committed == len(good) and stats.published == 0
+    stored = env.records([key for key, _ in good])
+    assert set(stored) == {key for key, _ in good}
+    assert any(record["excluded"] == "1" for record in stored.values()), "some would have been published"
+    assert env.redis.get(f"{env.prefix.rstrip(':')}:active_version") is None
+    assert env.consume_all(exclusions, timeout=5) == []
+
+
 class FailingStore(ScoreStore):
     """A real store whose writes fail after `ok_batches` batches (Redis going away mid-run)."""
 
