@@ -43,6 +43,10 @@ def register(subcommands: Any) -> None:
     worker.add_argument("--max-events", type=int, metavar="N", help="stop taking input after N events")
     worker.set_defaults(handler=run_worker)
 
+    from worker import version_diff
+
+    version_diff.register(subcommands)
+
 
 def run_worker(args: argparse.Namespace) -> int:
     """`alocc worker`: build from the environment and run; exit 0 on a clean stop, 1 on a fatal error."""

@@ -150,3 +150,46 @@ def test_only_the_active_version_publishes_and_it_takes_over_the_published_state
     # A redelivery of that event gets the same answer.
     (replay,) = store.write_batch([record("img", event_id="e2", minutes=2, excluded=False, version="v2")])
     assert replay.status is WriteStatus.REPLAY and replay.previous_excluded is True and replay.active
+
+
+def test_diff_reports_decision_changes_in_each_direction_and_one_sided_images(
+    store_and_reader: tuple[ScoreStore, ScoreReader, redis.Redis],
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    store, _, _ = store_and_reader
+    decisions = {  # image: (excluded under v1, excluded under v2); None = not scored by that version
+        "stays-card": (True, True),
+        "stays-product": (False, False),
+        "becomes-card": (False, True),
+        "becomes-product": (True, False),
+        "old-only": (True, None),
+        "new-only": (None, False),
+    }
+    for image_id, per_version in decisions.items():
+        for version, excluded in zip(("v1", "v2"), per_version, strict=True):
+            if excluded is not None:
+                store.write_batch(
+                    [record(image_id, event_id="e", minutes=0, excluded=excluded, version=version)]
+                )
+    env = {**os.environ, "ALOCC_REDIS__URL": redis_url, "ALOCC_REDIS__KEY_PREFIX": redis_prefix.rstrip(":")}
+    plot = tmp_path / "shifts.png"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "alocc.cli", "diff", "v1", "v2", "--json", "--plot", str(plot)],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    summary = json.loads(result.stdout)
+    assert (summary["scored_by_both"], summary["newly_excluded"], summary["no_longer_excluded"]) == (4, 1, 1)
+    assert (summary["only_old"], summary["only_new"]) == (1, 1)
+    assert summary["examples"]["newly_excluded"] == ["becomes-card"]
+    assert summary["examples"]["no_longer_excluded"] == ["becomes-product"]
+    assert summary["examples"]["only_old"] == ["old-only"] and summary["examples"]["only_new"] == ["new-only"]
+    assert plot.read_bytes().startswith(b"\x89PNG")
