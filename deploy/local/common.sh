@@ -57,7 +57,7 @@ process_alive() {
 #
 # Only for a process that has finished starting: between fork and exec the command line of a child is its
 # parent's, and during exec it reads empty (measured: 1 in 7 first reads under CPU load). A start-up waits on
-# its own child with process_alive instead (start_detached, wait_started).
+# its own child (start_detached's STARTED_PID) with process_alive instead.
 pid_alive() {
     local pidfile="$1" pattern="$2" pid
     [[ -s "$pidfile" ]] || return 1
@@ -145,6 +145,18 @@ stop_service() {
         stop_pids "$grace" "${pids[@]}"
     fi
     rm -f "$pidfile"
+}
+
+# stop_untracked NAME PIDFILE PATTERN GRACE_SECONDS [PORT...]: before a start, stop a service of this checkout
+# that no pid file tracks (left by a failed start, or its pid file deleted by hand): it still owns the data dir
+# and may be about to open the ports. NAME is what the log line calls it.
+stop_untracked() {
+    local name="$1" leftover
+    shift
+    leftover="$(pids_matching "$2" | tr '\n' ' ')"
+    [[ -n "$leftover" ]] || return 0
+    log "stopping a $name that no pid file tracks (pid ${leftover% })"
+    stop_service "$@"
 }
 
 # start_detached PIDFILE LOGFILE CMD...: start CMD in a session of its own (it outlives the caller and never

@@ -105,14 +105,8 @@ kafka_up_locked() {
         log "kafka already running (pid $(<"$KAFKA_PIDFILE")) on $BIND_HOST:$KAFKA_PORT"
         return 0
     fi
-    # A broker that the pid file lost track of (a start that failed, a pid file deleted by hand) still owns
-    # the data dir and may be about to open the ports: stop it before anything below deletes its data.
-    local leftover
-    leftover="$(pids_matching "$KAFKA_PATTERN" | tr '\n' ' ')"
-    if [[ -n "$leftover" ]]; then
-        log "stopping a kafka broker that no pid file tracks (pid ${leftover% })"
-        stop_service "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 30 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
-    fi
+    # Before anything below deletes the data dir of a broker that the pid file lost track of.
+    stop_untracked "kafka broker" "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 30 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
     local port
     for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
         if port_open "$port"; then

@@ -41,12 +41,7 @@ redis_up_locked() {
         return 0
     fi
     command -v redis-server >/dev/null || die "redis-server not found: apt-get install -y redis-server"
-    local leftover
-    leftover="$(pids_matching "$REDIS_PATTERN" | tr '\n' ' ')"
-    if [[ -n "$leftover" ]]; then
-        log "stopping a redis that no pid file tracks (pid ${leftover% })"
-        stop_service "$REDIS_PIDFILE" "$REDIS_PATTERN" 10 "$REDIS_PORT"
-    fi
+    stop_untracked redis "$REDIS_PIDFILE" "$REDIS_PATTERN" 10 "$REDIS_PORT"
     if port_open "$REDIS_PORT"; then
         die "port $BIND_HOST:$REDIS_PORT is taken by another process; stop it or set LOCAL_REDIS_PORT"
     fi
