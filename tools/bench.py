@@ -109,8 +109,10 @@ class BenchContext:
                         "transactional_id": f"bench-{uuid.uuid4().hex}",
                     }
                 ),
+                # The run's keys are its own: its worker claims the active version there, so it publishes
+                # exclusion events as a serving worker does (a non-active version publishes nothing).
                 "redis": s.redis.model_copy(
-                    update={"key_prefix": self.prefix, "active_version_policy": "never"}
+                    update={"key_prefix": self.prefix, "active_version_policy": "always"}
                 ),
                 "topics": s.topics.model_copy(
                     update={"input": topic, "exclusions": exclusions, "dead_letter": dead_letter}
