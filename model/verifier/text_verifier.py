@@ -30,6 +30,5 @@ class TextVerifier:
             VerifierUnavailable: the engine failed on this image (timeout, crash).
         """
         image = decode_for_reading(source, self.config.side, limits=limits)
-        gray = image.convert("L")
-        boxes = self.engine.read(gray if self.config.engine == "tesseract" else image)
-        return features_from_boxes(boxes, np.asarray(gray, dtype=np.uint8))
+        boxes = self.engine.read(image)
+        return features_from_boxes(boxes, np.asarray(image.convert("L"), dtype=np.uint8))
