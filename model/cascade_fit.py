@@ -213,6 +213,7 @@ def fit_and_calibrate(
         chosen = max(curve, key=lambda point: point.train_card_recall)
 
     # 4. Report every grid point on the evaluation families (the choice above did not look at them).
+    evaluation = load_eval_folders(measured, grid[0], eval_per_folder)
     return {
         "model_version": measured.model_version(),
         "verifier": {**vars(measured.config)},
@@ -222,10 +223,7 @@ def fit_and_calibrate(
         "fit": {"cards": len(train_cards), "other": len(train_other)},
         "calibration_photos": len(calib_keys),
         "chosen_send_from": chosen.policy.send_from,
-        "curve": [
-            {**point.as_json(), "eval": evaluate_policy(measured, point.policy, grid[0], eval_per_folder)}
-            for point in curve
-        ],
+        "curve": [{**point.as_json(), "eval": evaluate_policy(point.policy, evaluation)} for point in curve],
         "policy": chosen.policy.to_json(),
     }
 
@@ -250,30 +248,53 @@ class CurvePoint:
         }
 
 
-def evaluate_policy(
-    measured: Measurements, policy: CascadePolicy, read_from: float, per_folder: int | None = None
-) -> dict[str, Any]:
-    """Misses per card family, flags per photo kind, and the verifier share, for one policy."""
+@dataclass(frozen=True)
+class EvalFolder:
+    """One evaluation folder, read once for every grid point: scores, the verifier's features, families."""
+
+    folder: str
+    cards: bool  # a folder of cards (report misses) or of other images (report flags)
+    scores: np.ndarray
+    features: list[dict[str, Any] | None]  # read from the grid's lowest send_from up; None below it
+    kinds: list[str]  # the family (card layout, photo kind) of each image
+
+
+def load_eval_folders(measured: Measurements, read_from: float, per_folder: int | None) -> list[EvalFolder]:
+    """The evaluation folders with what every policy at or above `read_from` needs."""
     from model.evaluate import load_subkind_manifest, subkind_of  # imports torch
 
-    result: dict[str, Any] = {}
+    folders = []
     for folder in (*EVAL_CARDS, EVAL_OTHER):
         keys = measured.files(folder, per_folder)
         scores = measured.scores(keys)
-        features = _sent_features(measured, keys, scores, max(read_from, policy.send_from))
-        flagged = policy.cascade_scores(scores, features) >= policy.threshold
         manifest = load_subkind_manifest(measured.data / folder)
-        kinds = [subkind_of(measured.data / key, measured.data / folder, manifest) for key in keys]
+        folders.append(
+            EvalFolder(
+                folder=folder,
+                cards=folder in EVAL_CARDS,
+                scores=scores,
+                features=_sent_features(measured, keys, scores, read_from),
+                kinds=[subkind_of(measured.data / key, measured.data / folder, manifest) for key in keys],
+            )
+        )
+    return folders
+
+
+def evaluate_policy(policy: CascadePolicy, folders: Sequence[EvalFolder]) -> dict[str, Any]:
+    """Misses per card family, flags per photo kind, and the verifier share, for one policy."""
+    result: dict[str, Any] = {}
+    for ev in folders:
+        flagged = policy.cascade_scores(ev.scores, ev.features) >= policy.threshold
+        wrong = ~flagged if ev.cards else flagged
         families: dict[str, dict[str, float]] = {}
-        for kind in sorted(set(kinds)):
-            mask = np.array([k == kind for k in kinds])
-            rate = _rate(~flagged[mask]) if folder in EVAL_CARDS else _rate(flagged[mask])
-            families[kind] = {"images": int(mask.sum()), "rate": rate}
-        result[folder] = {
-            "images": len(keys),
-            "rate": _rate(~flagged) if folder in EVAL_CARDS else _rate(flagged),
-            "measure": "missed" if folder in EVAL_CARDS else "flagged",
-            "verifier_share": _rate(policy.sends(scores)),
+        for kind in sorted(set(ev.kinds)):
+            mask = np.array([k == kind for k in ev.kinds])
+            families[kind] = {"images": int(mask.sum()), "rate": _rate(wrong[mask])}
+        result[ev.folder] = {
+            "images": len(ev.scores),
+            "rate": _rate(wrong),
+            "measure": "missed" if ev.cards else "flagged",
+            "verifier_share": _rate(policy.sends(ev.scores)),
             "families": families,
         }
     return result
