@@ -35,6 +35,22 @@ def record(image_id: str, *, event_id: str, minutes: int, excluded: bool, versio
     )
 
 
+def run_alocc(
+    redis_url: str, redis_prefix: str, *args: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run the `alocc` CLI against this test's Redis keys; fails the test on a non-zero exit."""
+    env = {**os.environ, "ALOCC_REDIS__URL": redis_url, "ALOCC_REDIS__KEY_PREFIX": redis_prefix.rstrip(":")}
+    return subprocess.run(
+        [sys.executable, "-m", "alocc.cli", *args],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+
+
 @pytest.fixture
 def store_and_reader(
     redis_url: str, redis_prefix: str, redis_client: redis.Redis
@@ -106,16 +122,7 @@ def test_scores_get_prints_one_json_object_per_id(
     store, _, _ = store_and_reader
     store.write_batch([record("known", event_id="e", minutes=0, excluded=True)])
     store.claim_active_version("v1", "always")
-    env = {**os.environ, "ALOCC_REDIS__URL": redis_url, "ALOCC_REDIS__KEY_PREFIX": redis_prefix.rstrip(":")}
-    result = subprocess.run(
-        [sys.executable, "-m", "alocc.cli", "scores", "get", "known", "missing"],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_alocc(redis_url, redis_prefix, "scores", "get", "known", "missing", timeout=60)
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["image_id"] for line in lines] == ["known", "missing"]
     assert lines[0]["found"] is True and lines[0]["excluded"] is True and lines[0]["score"] == 0.9
@@ -173,17 +180,10 @@ def test_diff_reports_decision_changes_in_each_direction_and_one_sided_images(
                 store.write_batch(
                     [record(image_id, event_id="e", minutes=0, excluded=excluded, version=version)]
                 )
-    env = {**os.environ, "ALOCC_REDIS__URL": redis_url, "ALOCC_REDIS__KEY_PREFIX": redis_prefix.rstrip(":")}
     plot = tmp_path / "shifts.png"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "alocc.cli", "diff", "v1", "v2", "--json", "--plot", str(plot)],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+    result = run_alocc(
+        redis_url, redis_prefix, "diff", "v1", "v2", "--json", "--plot", str(plot), timeout=120
     )
 
     summary = json.loads(result.stdout)
