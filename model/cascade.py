@@ -14,13 +14,18 @@ curve of that share against recall and false positives and picks the point.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from model.verifier.engines import VerifierConfig
 
 # The rule's inputs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a few);
 # the model score as its logit, so the rule can weigh it against the text.
@@ -154,3 +159,63 @@ class CascadePolicy:
         if not math.isfinite(threshold):
             raise ValueError("the cascade threshold must be finite")
         return cls(float(record["send_from"]), CascadeRule.from_json(record["rule"]), threshold)
+
+
+@dataclass(frozen=True)
+class TextCascade:
+    """The cascade as a model card records it (`ModelCard.text_cascade`), so that one version names it whole.
+
+    The version is the ALOCC model's version plus a digest of everything that changes a decision: the
+    verifier's engine, its version and configuration, the rule and both thresholds. Replay and promotion
+    work with that version; a worker that serves the model without its verifier writes under the base
+    model's version instead, so the two never share score records.
+    """
+
+    base_model_version: str
+    verifier: VerifierConfig
+    engine_version: str
+    policy: CascadePolicy
+    calibration: dict[str, Any] = field(default_factory=dict)  # how the thresholds and the share were set
+    measured: dict[str, Any] = field(default_factory=dict)  # the chosen point's evaluation, for the card
+
+    @property
+    def version(self) -> str:
+        """`<base model version>-ocr-<first 8 hex of the decision-relevant content's sha256>`."""
+        decisive = {
+            "base_model_version": self.base_model_version,
+            "verifier": dataclasses.asdict(self.verifier),
+            "engine_version": self.engine_version,
+            "policy": self.policy.to_json(),
+        }
+        digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+        return f"{self.base_model_version}-ocr-{digest[:8]}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The card's record (with the version, so readers of the card need not recompute it)."""
+        return {
+            "version": self.version,
+            "base_model_version": self.base_model_version,
+            "verifier": dataclasses.asdict(self.verifier),
+            "engine_version": self.engine_version,
+            "policy": self.policy.to_json(),
+            "calibration": self.calibration,
+            "measured": self.measured,
+        }
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> TextCascade:
+        """Read what `to_json` wrote; refuses a record whose content does not match its version."""
+        cascade = cls(
+            base_model_version=str(record["base_model_version"]),
+            verifier=VerifierConfig(**record["verifier"]),
+            engine_version=str(record["engine_version"]),
+            policy=CascadePolicy.from_json(record["policy"]),
+            calibration=dict(record.get("calibration", {})),
+            measured=dict(record.get("measured", {})),
+        )
+        if record.get("version") != cascade.version:
+            raise ValueError(
+                f"the cascade record says version {record.get('version')!r} but its content is "
+                f"{cascade.version!r}: it was edited by hand"
+            )
+        return cascade

@@ -76,11 +76,21 @@ class ModelCard:
     normalisation: dict[str, str] = field(default_factory=dict)
     thresholds: dict[str, ThresholdRecord] = field(default_factory=dict)
     cascade_gate: ThresholdRecord | None = None
+    # The text-verifier cascade served over this model, when one is attached (`model.cascade.TextCascade`
+    # reads it): the verifier's engine and configuration, the rule, its thresholds and its own version.
+    text_cascade: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     format: int = CARD_FORMAT
+
+    @property
+    def serving_version(self) -> str:
+        """The version a worker serving this checkpoint writes under: the cascade's when one is attached."""
+        if self.text_cascade is not None:
+            return str(self.text_cascade["version"])
+        return self.model_version
 
     @property
     def spec(self) -> NetworkSpec:

@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import sys
+import weakref
 from typing import Any
 
 # Modules that may contribute subcommands through a `register(subcommands)` function.
@@ -23,7 +24,11 @@ _OPTIONAL_REGISTRARS = (
     "model.benchmarks",
     "model.verifier.measure",
     "model.cascade_fit",
+    "model.cascade_card",
 )
+
+# Each group parser's own subparsers, so that several modules can add actions to one group.
+_GROUP_ACTIONS: weakref.WeakKeyDictionary[argparse.ArgumentParser, Any] = weakref.WeakKeyDictionary()
 
 
 def register(subcommands: Any) -> None:
@@ -51,11 +56,15 @@ def add_grouped_command(
 ) -> argparse.ArgumentParser:
     """Add `alocc GROUP ACTION` (e.g. `alocc cascade fit`) and return the action's parser.
 
-    The group gets its own subparsers, so later actions of the same group attach to `group_parser`.
+    The first action of a group creates the group's parser; later actions of the same group join it.
     """
-    group_parser = subcommands.add_parser(group, help=group_help)
-    actions = group_parser.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True)
-    return actions.add_parser(
+    group_parser = subcommands.choices.get(group)
+    if group_parser is None:
+        group_parser = subcommands.add_parser(group, help=group_help)
+        _GROUP_ACTIONS[group_parser] = group_parser.add_subparsers(
+            dest=f"{group}_command", metavar="ACTION", required=True
+        )
+    return _GROUP_ACTIONS[group_parser].add_parser(
         action,
         help=action_help,
         description=description,

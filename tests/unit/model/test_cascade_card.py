@@ -1,0 +1,122 @@
+"""The cascade on the model card: one version names the model, the verifier, the rule and the thresholds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TinyModelFactory
+
+from model.cascade import CascadePolicy, CascadeRule, TextCascade
+from model.cascade_card import attach, cascade_from_fit
+from model.cascade_fit import CurvePoint, choose_point
+from model.checkpoint import load_checkpoint, read_card, save_checkpoint
+from model.errors import ConfigError
+from model.verifier.engines import VerifierConfig
+
+_RULE = CascadeRule(weights=(1.0,) * 7, bias=-1.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+
+
+def _cascade(**changes: Any) -> TextCascade:
+    base = TextCascade(
+        base_model_version="alocc-strided-20261127-2ba47864",
+        verifier=VerifierConfig(),
+        engine_version="tesseract 5.3.0",
+        policy=CascadePolicy(send_from=0.3, rule=_RULE, threshold=0.18),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_the_cascade_version_names_every_part_that_changes_a_decision() -> None:
+    cascade = _cascade()
+    assert cascade.version.startswith("alocc-strided-20261127-2ba47864-ocr-")
+    changed = [
+        _cascade(engine_version="tesseract 5.4.0"),
+        _cascade(verifier=VerifierConfig(side=768)),
+        _cascade(policy=CascadePolicy(send_from=0.4, rule=_RULE, threshold=0.18)),
+        _cascade(policy=CascadePolicy(send_from=0.3, rule=_RULE, threshold=0.2)),
+        _cascade(base_model_version="alocc-strided-20261201-00000000"),
+    ]
+    assert len({cascade.version, *(other.version for other in changed)}) == 1 + len(changed)
+    # What was measured describes the version; it does not make another one.
+    assert _cascade(measured={"eval/target": {"rate": 0.02}}).version == cascade.version
+
+
+def test_the_card_record_round_trips_and_refuses_a_hand_edited_threshold() -> None:
+    record = json.loads(json.dumps(_cascade(calibration={"target_fpr": 0.003}).to_json()))
+    assert TextCascade.from_json(record) == _cascade(calibration={"target_fpr": 0.003})
+
+    record["policy"]["threshold"] = 0.01
+    with pytest.raises(ValueError, match="edited by hand"):
+        TextCascade.from_json(record)
+
+
+def _point(share: float, recall: float) -> CurvePoint:
+    return CurvePoint(CascadePolicy(1 - share, _RULE, 0.2), share, recall, 1.0)
+
+
+def test_the_chosen_point_is_the_best_training_recall_within_the_budget_the_larger_share_on_a_tie() -> None:
+    curve = [_point(0.1, 1.0), _point(0.05, 1.0), _point(0.0305, 1.0), _point(0.02, 1.0), _point(0.01, 0.9)]
+    # 3.05% of 2,000 photos is 61: the grid's one photo above 3% is within the budget; 3.1% is not.
+    assert choose_point(curve, 0.03, 2000).calib_share == 0.0305
+    assert choose_point([*curve[:2], _point(0.031, 1.0), *curve[3:]], 0.03, 2000).calib_share == 0.02
+    assert choose_point([_point(0.03, 0.9), _point(0.02, 1.0)], 0.03, 2000).calib_share == 0.02
+    assert choose_point([_point(0.1, 1.0), _point(0.05, 1.0)], 0.03, 2000).calib_share == 0.05
+
+
+def _fit_report(model_version: str) -> dict[str, Any]:
+    policy = CascadePolicy(send_from=0.3, rule=_RULE, threshold=0.18)
+    evaluation = {"eval/target": {"images": 10, "rate": 0.1, "measure": "missed", "verifier_share": 1.0}}
+    return {
+        "model_version": model_version,
+        "verifier": dataclasses.asdict(VerifierConfig()),
+        "engine_version": "tesseract 5.3.0",
+        "alpha": 0.003,
+        "budget_share": 0.03,
+        "fit": {"cards": 200, "other": 400},
+        "calibration_photos": 2000,
+        "chosen_send_from": 0.3,
+        "curve": [
+            {"send_from": 0.1, "verifier_share_calib_photos": 0.1, "train_card_recall": 1.0, "eval": {}},
+            {
+                "send_from": 0.3,
+                "verifier_share_calib_photos": 0.03,
+                "train_card_recall": 1.0,
+                "eval": evaluation,
+            },
+        ],
+        "policy": policy.to_json(),
+    }
+
+
+def test_attach_writes_the_cascade_on_a_copy_of_the_checkpoint_with_its_own_serving_version(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    networks, card = tiny_model()
+    saved = save_checkpoint(tmp_path / "model", networks, card)
+    assert saved.serving_version == saved.model_version
+
+    attached = attach(tmp_path / "model", tmp_path / "cascade", _fit_report(saved.model_version))
+
+    assert read_card(tmp_path / "model").text_cascade is None  # the source is left as it was
+    _networks, loaded = load_checkpoint(tmp_path / "cascade")
+    assert loaded == attached
+    assert loaded.model_version == saved.model_version  # the same ALOCC weights
+    assert loaded.serving_version.startswith(f"{saved.model_version}-ocr-")
+    cascade = TextCascade.from_json(loaded.text_cascade or {})
+    assert cascade.calibration["verifier_share_calib_photos"] == 0.03
+    assert cascade.measured["eval/target"]["rate"] == 0.1
+
+
+def test_attach_refuses_a_fit_over_another_model(tmp_path: Path, tiny_model: TinyModelFactory) -> None:
+    networks, card = tiny_model()
+    saved = save_checkpoint(tmp_path / "model", networks, card)
+    with pytest.raises(ConfigError, match="fitted over 'alocc-other'"):
+        cascade_from_fit(_fit_report("alocc-other"), saved)
+    report = _fit_report(saved.model_version)
+    del report["engine_version"]
+    with pytest.raises(ConfigError, match="engine's version"):
+        cascade_from_fit(report, saved)
