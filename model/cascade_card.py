@@ -13,12 +13,14 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model.cascade import CascadePolicy, TextCascade
-from model.checkpoint import WEIGHTS_FILE, ModelCard, read_card, write_card
 from model.errors import ConfigError
 from model.verifier.engines import VerifierConfig
+
+if TYPE_CHECKING:  # model.checkpoint imports torch: not at `alocc --help` time
+    from model.checkpoint import ModelCard
 
 
 def cascade_from_fit(report: dict[str, Any], card: ModelCard) -> TextCascade:
@@ -57,6 +59,8 @@ def cascade_from_fit(report: dict[str, Any], card: ModelCard) -> TextCascade:
 
 def attach(model_dir: Path, out_dir: Path, report: dict[str, Any]) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card."""
+    from model.checkpoint import WEIGHTS_FILE, read_card, write_card
+
     card = read_card(model_dir)
     cascade = cascade_from_fit(report, card)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -54,12 +54,29 @@ class ExclusionEvent(BaseModel):
     item_id: str
     shop_id: str
     excluded: bool = Field(description="True: keep this image out of search.")
-    score: float = Field(description="The model's score; higher = more like an announcement card.")
+    score: float = Field(
+        description="The deciding score; higher = more like an announcement card. The text cascade's score "
+        "(0 where the model alone decided) or, without it or as its fallback, the model's."
+    )
     threshold: float = Field(description="The score at or above which an image is excluded.")
-    mode: str = Field(description="The scoring mode that produced the score (d_x, d_rx, cascade).")
-    model_version: str = Field(description="Version of the model that produced the score.")
+    mode: str = Field(description="The model's scoring mode (d_x, d_rx, cascade).")
+    model_version: str = Field(
+        description="Version of what decided: the model's, or the text cascade's (`<model>-ocr-<digest>`)."
+    )
     decided_at: datetime = Field(description="When the worker made the decision (UTC).")
     source_event_id: str = Field(description="event_id of the upload event that led to this decision.")
+    model_score: float | None = Field(
+        default=None, description="The ALOCC model's own score (the cascade's first stage)."
+    )
+    decided_by: Literal["model", "verifier", "model_fallback"] = Field(
+        default="model",
+        description="Which stage decided: the model alone, the text verifier, or the model because the "
+        "verifier failed on this image.",
+    )
+    verifier: dict[str, float] | None = Field(
+        default=None,
+        description="The text verifier's features, when it read the image (counts, fractions; never text).",
+    )
 
 
 class DeadLetterHeaders(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,6 +58,11 @@ def decode_record(image_id: str, raw: dict[str, str]) -> dict[str, Any]:
         "item_id": raw.get("item_id"),
         "shop_id": raw.get("shop_id"),
         "event_id": raw.get("event_id"),
+        # Records written before the cascade have none of these: the model decided alone.
+        "model_score": float(raw.get("model_score", raw["score"])),
+        "decided_by": raw.get("decided_by", "model"),
+        "verifier": json.loads(raw["verifier"]) if "verifier" in raw else None,
+        "fallback_reason": raw.get("fallback_reason") or None,
     }
 
 

@@ -1,8 +1,12 @@
 """The streaming worker: the only place that knows every stage.
 
     Kafka consume -> validate -> fetch (async, pooled) -> decode (thread pool) -> micro-batch
-    -> score (device thread) -> Redis (pipelined compare-and-set) -> exclusion/dead-letter events
-    + offsets (one transaction) -> commit
+    -> score (device thread) [-> text verifier, for the few images the model is unsure of]
+    -> Redis (pipelined compare-and-set) -> exclusion/dead-letter events + offsets (one transaction) -> commit
+
+With a text cascade on the model's card, the images the model scores at or above its `send_from` go to
+the verifier (`worker.stages.verify`) and are stored and decided when it answers; the rest of the batch
+is stored at once. Offsets wait for them like for any unfinished message (the finished prefix rule).
 
 The main thread runs `Worker.run`: it polls Kafka with a short timeout, moves finished downloads into
 the batcher, hands full batches to the scoring thread, writes scored batches to Redis, and commits. It
@@ -65,6 +69,7 @@ from worker.stages.output import OutputRecord, dead_letter_record
 from worker.stages.prepare import PreparedImage, Preparer
 from worker.stages.score import ScoredBatch, ScoringStage
 from worker.stages.store import ScoreStore
+from worker.stages.verify import CascadeDecisions, Reading, Verdict, VerificationStage, describe_failure
 
 log = structlog.get_logger("alocc.worker")
 
@@ -95,6 +100,18 @@ class InFlight:
     def tp(self) -> TopicPartitionKey:
         """(topic, partition)."""
         return (self.topic, self.partition)
+
+
+@dataclass(eq=False)
+class _AwaitingVerifier:
+    """An event the verifier is reading, with the model's result to fall back on."""
+
+    item: InFlight
+    model_score: float
+    model_excluded: bool
+    model_threshold: float
+    mode: str
+    future: concurrent.futures.Future[Reading] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,8 @@ class RunStats:
     seconds: float = 0.0
     slowest_commit_s: float = 0.0
     slowest_batch_s: float = 0.0
+    verifier_reads: int = 0  # images the text verifier read (stored, committed or not)
+    verifier_failures: int = 0  # images it was sent but could not read: the model's decision stood
     first_input_at: float | None = None  # monotonic time of the first consumed message
     last_commit_at: float | None = None  # monotonic time of the last successful commit
 
@@ -172,6 +191,9 @@ class Worker:
         store: ScoreStore,
         preparer: Preparer,
         scoring: ScoringStage,
+        verification: VerificationStage | None = None,
+        decisions: CascadeDecisions | None = None,
+        serving_version: str | None = None,
         topics: Topics,
         settings: LoopSettings,
         guard: FailureRateGuard,
@@ -188,6 +210,10 @@ class Worker:
             store: Redis score store.
             preparer: Fetch + decode stage.
             scoring: Model stage.
+            verification: The text verifier, when a cascade is served.
+            decisions: Turns model scores (and the verifier's features) into verdicts; model alone by default.
+            serving_version: The version records are written under (the cascade's when one is served);
+                default: the model's.
             topics: Topic names.
             settings: Loop knobs.
             guard: Failure-rate guard.
@@ -201,6 +227,11 @@ class Worker:
         self._deciding = DecisionStage(store, exclusions_topic=topics.exclusions)
         self._preparer = preparer
         self._scoring = scoring
+        self._verification = verification
+        self._decisions = decisions or CascadeDecisions(None)
+        if self._decisions.policy is not None and verification is None:
+            raise ValueError("a cascade policy needs its verification stage")
+        self._serving_version = serving_version or scoring.model_version
         self._topics = topics
         self._settings = settings
         self._guard = guard
@@ -219,6 +250,8 @@ class Worker:
         self._scoring_future: concurrent.futures.Future[ScoredBatch] | None = None
         self._scoring_items: list[InFlight] = []
         self._preparing = 0  # downloads/decodes started and not yet collected by the main loop
+        self._read: queue.SimpleQueue[_AwaitingVerifier] = queue.SimpleQueue()
+        self._verifying = 0  # reads started and not yet collected by the main loop
         self._stop = threading.Event()
         self._fatal = False
         self._paused = False
@@ -287,6 +320,7 @@ class Worker:
                     last_input = time.monotonic()
                 self._collect_prepared()
                 self._collect_scored()
+                self._collect_verified()
                 self._start_scoring(force=drain_deadline is not None or limit_reached)
                 self._commit_step(force=drain_deadline is not None or limit_reached)
                 self._report_lag()
@@ -463,19 +497,93 @@ class Worker:
         self.metrics.stage_seconds.labels("score").observe(result.seconds)
         self.stats.slowest_batch_s = max(self.stats.slowest_batch_s, result.seconds)
         self.stats.batches += 1
-        live = [(row, item) for row, item in enumerate(items) if self._current(item)]
-        events = []
-        for row, item in live:
-            assert item.event is not None
-            events.append((row, item.event))
-        stored = self._deciding.store_and_decide(result, events)  # StoreUnavailable is fatal: no commit
-        self.metrics.stage_seconds.labels("store").observe(stored.store_seconds)
-        for (_row, item), decision in zip(live, stored.decisions, strict=True):
+        now: list[tuple[InFlight, Verdict]] = []
+        for row, item in enumerate(items):
+            if not self._current(item):
+                continue
             item.pixels = None  # free the tensor now; the record waits for its commit
+            score, excluded = float(result.scores[row]), bool(result.excluded[row])
+            verdict = self._decisions.screen(score, excluded, result.threshold)
+            if verdict is not None:
+                now.append((item, verdict))
+            else:
+                self._send_to_verifier(item, score, excluded, result)
+        self._store_and_finish(now, result.mode)
+        self._batch_done = True
+
+    def _send_to_verifier(self, item: InFlight, score: float, excluded: bool, result: ScoredBatch) -> None:
+        assert self._verification is not None and item.event is not None
+        awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode)
+        future = self._verification.submit(item.event.image_url)
+        self._verifying += 1
+        self.metrics.verifier_in_flight.set(self._verifying)
+        future.add_done_callback(functools.partial(self._on_read, awaiting))
+
+    def _on_read(self, awaiting: _AwaitingVerifier, future: concurrent.futures.Future[Reading]) -> None:
+        # Runs on a read or fetch thread: only hand over; the main loop does the rest.
+        awaiting.future = future
+        self._read.put(awaiting)
+
+    def _collect_verified(self) -> None:
+        """Decide the images the verifier answered for (or failed on), grouped by scoring mode."""
+        by_mode: dict[str, list[tuple[InFlight, Verdict]]] = {}
+        while True:
+            try:
+                awaiting = self._read.get_nowait()
+            except queue.Empty:
+                break
+            self._verifying -= 1
+            item = awaiting.item
+            if not self._current(item):
+                continue
+            by_mode.setdefault(awaiting.mode, []).append((item, self._verdict_of(awaiting)))
+        self.metrics.verifier_in_flight.set(self._verifying)
+        for mode, verdicts in by_mode.items():
+            self._store_and_finish(verdicts, mode)
+
+    def _verdict_of(self, awaiting: _AwaitingVerifier) -> Verdict:
+        future = awaiting.future
+        assert future is not None
+        error = future.exception() if not future.cancelled() else concurrent.futures.CancelledError()
+        if error is None:
+            reading = future.result()
+            self.stats.verifier_reads += 1
+            self.metrics.verifier_reads.labels("read").inc()
+            self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
+            return self._decisions.verified(awaiting.model_score, reading.features)
+        self.stats.verifier_failures += 1
+        self.metrics.verifier_reads.labels("failed").inc()
+        reason = describe_failure(error)
+        item = awaiting.item
+        log.warning(
+            "text verifier failed: the model's decision stands",
+            topic=item.topic,
+            partition=item.partition,
+            offset=item.offset,
+            image_id=item.event.image_id if item.event else None,
+            reason=reason,
+        )
+        return self._decisions.fallback(
+            awaiting.model_score, awaiting.model_excluded, awaiting.model_threshold, reason
+        )
+
+    def _store_and_finish(self, verdicts: list[tuple[InFlight, Verdict]], mode: str) -> None:
+        """Write the verdicts' records and finish their events (their offsets can then be committed)."""
+        if not verdicts:
+            return
+        events = []
+        for item, verdict in verdicts:
+            assert item.event is not None
+            events.append((item.event, verdict))
+        # StoreUnavailable is fatal: no commit.
+        stored = self._deciding.store_and_decide(events, mode=mode, model_version=self._serving_version)
+        self.metrics.stage_seconds.labels("store").observe(stored.store_seconds)
+        for (item, verdict), decision in zip(verdicts, stored.decisions, strict=True):
             item.outcome = decision.outcome
             if decision.exclusion is not None:
                 item.outputs.append(decision.exclusion)
             item.finished = True
+            self.metrics.decisions.labels(verdict.decided_by).inc()
             to_store = (stored.stored_at - decision.record.uploaded_at).total_seconds()
             if to_store >= 0:
                 self.metrics.upload_to_score.observe(to_store)
@@ -706,6 +814,8 @@ class Worker:
         self._sink.close(5.0)
         self._preparer.close()
         self._scoring.close()
+        if self._verification is not None:
+            self._verification.close()
         for closeable in self._on_close:
             closeable.close()
 
@@ -720,6 +830,8 @@ class Worker:
             "published": stats.published,
             "batches": stats.batches,
             "commits": stats.commits,
+            "verifier_reads": stats.verifier_reads,
+            "verifier_failures": stats.verifier_failures,
             "seconds": round(stats.seconds, 3),
         }
 

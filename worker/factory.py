@@ -10,8 +10,10 @@ import structlog
 import torch
 from confluent_kafka import Consumer
 
+from model.cascade import TextCascade
 from search_client import connect
 from worker.app import LoopSettings, Topics, Worker
+from worker.failures import ConfigurationError
 from worker.guard import FailureRateGuard
 from worker.health import HealthServer, HealthState
 from worker.prometheus_metrics import WorkerMetrics
@@ -22,6 +24,7 @@ from worker.stages.fetch import BackgroundFetcher
 from worker.stages.prepare import ImagePreparer, Preparer
 from worker.stages.score import BatchScorer, ScoringStage
 from worker.stages.store import ScoreStore
+from worker.stages.verify import CascadeDecisions, VerificationStage
 
 log = structlog.get_logger("alocc.worker")
 
@@ -64,6 +67,9 @@ def build_worker(
         serve_health: Start the metrics/health HTTP server when its port is not 0.
     """
     loaded = scorer if scorer is not None else load_scorer(settings)
+    closers: list[Any] = []
+    cascade = served_cascade(settings, loaded)
+    version = cascade.version if cascade is not None else loaded.model_version
     if store is None:
         store = ScoreStore(
             redis_client(settings),
@@ -74,21 +80,20 @@ def build_worker(
     # A shadow worker never claims the pointer: with `if_missing`, one started before any serving worker
     # would otherwise make its model the active version.
     policy = "never" if settings.model.shadow else settings.redis.active_version_policy
-    active = store.claim_active_version(loaded.model_version, policy)
+    active = store.claim_active_version(version, policy)
     # Checked again on every write (the store's script reads the pointer): this line only tells operators.
-    if active == loaded.model_version:
+    if active == version:
         log.info("model version is active: publishing exclusion events", model_version=active)
     else:
         log.warning(
             "model version is not the active one: shadow scoring, no exclusion events",
-            model_version=loaded.model_version,
+            model_version=version,
             active_version=active,
         )
 
     metrics = WorkerMetrics()
     health = HealthState(settings.observability.healthy_tick_s, store.ping)
     health.model_loaded = True
-    closers: list[Any] = []
     if serve_health and settings.observability.port:
         server = HealthServer(
             settings.observability.host, settings.observability.port, health, metrics.registry
@@ -97,6 +102,7 @@ def build_worker(
         closers.append(_Stopper(server))
 
     preparer = build_preparer(settings, loaded.input_size, closers)
+    verification = build_verification(settings, cascade, closers) if cascade is not None else None
 
     return Worker(
         consumer=Consumer(settings.kafka.consumer_config()),
@@ -104,6 +110,9 @@ def build_worker(
         store=store,
         preparer=preparer,
         scoring=ScoringStage(loaded, warm_up_batches=(1, settings.batch.max_size)),
+        verification=verification,
+        decisions=CascadeDecisions(cascade.policy if cascade is not None else None),
+        serving_version=version,
         topics=Topics(settings.topics.input, settings.topics.exclusions, settings.topics.dead_letter),
         settings=LoopSettings(
             max_batch=settings.batch.max_size,
@@ -122,6 +131,74 @@ def build_worker(
         health=health,
         on_close=closers,
     )
+
+
+def served_cascade(settings: Settings, scorer: Any) -> TextCascade | None:
+    """The text cascade the loaded model's card names, unless `verifier.enabled` is false.
+
+    Raises:
+        ConfigurationError: the card's cascade is unreadable or was fitted over other weights.
+    """
+    card = getattr(scorer, "card", None)  # test doubles of the scorer carry no card
+    record = getattr(card, "text_cascade", None)
+    if record is None:
+        return None
+    try:
+        cascade = TextCascade.from_json(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"the model card's text cascade is unreadable: {exc}") from exc
+    if cascade.base_model_version != scorer.model_version:
+        raise ConfigurationError(
+            f"the card's text cascade was fitted over {cascade.base_model_version}, "
+            f"not over the loaded model {scorer.model_version}"
+        )
+    if not settings.verifier.enabled:
+        log.warning(
+            "text verifier disabled: serving the model alone under its own version",
+            model_version=scorer.model_version,
+            cascade_version=cascade.version,
+        )
+        return None
+    return cascade
+
+
+def build_verification(settings: Settings, cascade: TextCascade, closers: list[Any]) -> VerificationStage:
+    """The verifier stage of `cascade`, with its own SSRF-safe fetcher (appended to `closers`).
+
+    Raises:
+        ConfigurationError: the OCR engine or its language models are not installed.
+    """
+    from model.preprocess import ImageLimits
+    from model.verifier import TextVerifier, VerifierUnavailable
+
+    try:
+        verifier = TextVerifier(cascade.verifier)
+        installed = verifier.engine.version()
+    except VerifierUnavailable as exc:
+        raise ConfigurationError(
+            f"the model card serves a text cascade, but its verifier cannot run here: {exc}. "
+            "Install it, or set ALOCC_VERIFIER__ENABLED=false to serve the model alone"
+        ) from exc
+    if installed != cascade.engine_version:
+        # Reads may differ a little between engine versions: say so, but serve (the card's version stands).
+        log.warning(
+            "OCR engine version differs from the card's", installed=installed, card=cascade.engine_version
+        )
+    log.info(
+        "serving the text cascade",
+        cascade_version=cascade.version,
+        engine=installed,
+        send_from=cascade.policy.send_from,
+        threshold=cascade.policy.threshold,
+    )
+    fetcher = BackgroundFetcher(settings.fetch)
+    closers.append(fetcher)
+    limits = ImageLimits(
+        max_bytes=settings.fetch.max_bytes,
+        max_pixels=settings.decode.max_pixels,
+        allowed_formats=frozenset(settings.decode.allowed_formats),
+    )
+    return VerificationStage(fetcher, verifier, workers=settings.verifier.workers, limits=limits)
 
 
 def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> Preparer:

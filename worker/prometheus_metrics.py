@@ -35,7 +35,7 @@ class WorkerMetrics:
         )
         self.stage_seconds = Histogram(
             "alocc_stage_seconds",
-            "Latency per stage (fetch, decode, score, store, commit).",
+            "Latency per stage (fetch, decode, score, verify, store, commit).",
             ["stage"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
@@ -51,6 +51,22 @@ class WorkerMetrics:
             "From the event's uploaded_at to its score record written in Redis (what search reads).",
             buckets=_E2E_BUCKETS,
             registry=r,
+        )
+        self.decisions = Counter(
+            "alocc_decisions_total",
+            "Stored decisions by the stage that decided (model, verifier, model_fallback); the verifier's "
+            "share of uploads is verifier + model_fallback over the total.",
+            ["decided_by"],
+            registry=r,
+        )
+        self.verifier_reads = Counter(
+            "alocc_verifier_reads_total",
+            "Text verifier reads by result (read, failed: the model's decision stood).",
+            ["result"],
+            registry=r,
+        )
+        self.verifier_in_flight = Gauge(
+            "alocc_verifier_in_flight", "Images the text verifier is downloading or reading.", registry=r
         )
         self.in_flight = Gauge("alocc_in_flight_events", "Events consumed but not yet committed.", registry=r)
         self.consumer_lag = Gauge(

@@ -284,6 +284,21 @@ class ModelSettings(BaseModel):
     )
 
 
+class VerifierSettings(BaseModel):
+    """The text verifier of a cascade the model card names (`model.cascade.TextCascade`)."""
+
+    model_config = _FROZEN
+
+    enabled: bool = Field(
+        default=True,
+        description="Serve the card's text cascade. false = the model alone, under the model's own version "
+        "(a version names the whole cascade, so the two never share records).",
+    )
+    workers: int = Field(
+        default=2, ge=1, le=64, description="Images read at once; each OCR read takes about one core."
+    )
+
+
 class ObservabilitySettings(BaseModel):
     """Metrics, health and logs."""
 
@@ -327,6 +342,7 @@ class Settings(BaseSettings):
     fetch: FetchSettings = FetchSettings()
     decode: DecodeSettings = DecodeSettings()
     model: ModelSettings = ModelSettings()
+    verifier: VerifierSettings = VerifierSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     guard: GuardSettings = GuardSettings()
     worker_id: str = Field(

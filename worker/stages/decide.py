@@ -1,9 +1,10 @@
 """Store a scored batch in Redis and decide what each event publishes: the stage between score and commit.
 
-For every event of the batch it builds the score record, writes all of them in one pipelined
-compare-and-set (`ScoreStore.write_batch`), and turns each write's outcome into a decision: the event's
-outcome (`scored`, `excluded`, or `stale` when a newer event of the image is already stored) and the
-exclusion event to publish, if the decision is news for the search indexer (`should_publish`).
+For every event it builds the score record from the event and its verdict (`worker.stages.verify`),
+writes all of them in one pipelined compare-and-set (`ScoreStore.write_batch`), and turns each write's
+outcome into a decision: the event's outcome (`scored`, `excluded`, or `stale` when a newer event of the
+image is already stored) and the exclusion event to publish, if the decision is news for the search indexer
+(`should_publish`).
 
 The Redis write comes first and is idempotent: the decisions are committed to Kafka later, with the
 offsets, and a step that is redone writes the same records and reaches the same decisions.
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 
 from schemas.events import ImageUploaded
 from worker.stages.output import OutputRecord, exclusion_record, should_publish
-from worker.stages.score import ScoredBatch
 from worker.stages.store import ScoreRecord, ScoreStore, WriteStatus
+from worker.stages.verify import Verdict
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class StoredBatch:
 
 
 class DecisionStage:
-    """Writes score records and decides, for one model's batches."""
+    """Writes score records and decides, for one served model version."""
 
     def __init__(self, store: ScoreStore, *, exclusions_topic: str) -> None:
         """Write through `store`; exclusion events go to `exclusions_topic`."""
@@ -49,9 +50,14 @@ class DecisionStage:
         self._exclusions_topic = exclusions_topic
 
     def store_and_decide(
-        self, result: ScoredBatch, events: Sequence[tuple[int, ImageUploaded]]
+        self, verdicts: Sequence[tuple[ImageUploaded, Verdict]], *, mode: str, model_version: str
     ) -> StoredBatch:
-        """Store and decide the events still worth finishing, each with its row in `result`.
+        """Store and decide events still worth finishing, each with its verdict.
+
+        Args:
+            verdicts: The events and what decided each (the model alone, the verifier, or the fallback).
+            mode: The model's scoring mode.
+            model_version: The served version the records are written under (the cascade's, if served).
 
         Raises:
             StoreUnavailable: Redis could not be reached; fatal, so nothing of the batch gets committed.
@@ -64,21 +70,25 @@ class DecisionStage:
                 shop_id=event.shop_id,
                 event_id=event.event_id,
                 uploaded_at=event.uploaded_at,
-                score=float(result.scores[row]),
-                excluded=bool(result.excluded[row]),
-                threshold=result.threshold,
-                mode=result.mode,
-                model_version=result.model_version,
+                score=verdict.score,
+                excluded=verdict.excluded,
+                threshold=verdict.threshold,
+                mode=mode,
+                model_version=model_version,
                 scored_at=decided_at,
+                model_score=verdict.model_score,
+                decided_by=verdict.decided_by,
+                verifier=verdict.features,
+                fallback_reason=verdict.fallback_reason,
             )
-            for row, event in events
+            for event, verdict in verdicts
         ]
         started = time.perf_counter()
         outcomes = self._store.write_batch(records)
         store_seconds = time.perf_counter() - started
         stored_at = dt.datetime.now(dt.UTC)
         decisions = []
-        for (_row, event), record, outcome in zip(events, records, outcomes, strict=True):
+        for (event, _verdict), record, outcome in zip(verdicts, records, outcomes, strict=True):
             if outcome.status is WriteStatus.STALE:
                 verdict = "stale"
             else:
@@ -94,6 +104,9 @@ class DecisionStage:
                     mode=record.mode,
                     model_version=record.model_version,
                     decided_at=decided_at,
+                    model_score=record.model_score,
+                    decided_by=record.decided_by,
+                    verifier=record.verifier,
                 )
             decisions.append(Decision(record, verdict, exclusion))
         return StoredBatch(decisions, store_seconds, stored_at)

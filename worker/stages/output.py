@@ -44,6 +44,9 @@ def exclusion_record(
     mode: str,
     model_version: str,
     decided_at: dt.datetime,
+    model_score: float | None = None,
+    decided_by: str = "model",
+    verifier: dict[str, float] | None = None,
 ) -> OutputRecord:
     """The exclusion event for one decision, keyed by image_id (the topic can be compacted)."""
     body = ExclusionEvent(
@@ -57,6 +60,9 @@ def exclusion_record(
         model_version=model_version,
         decided_at=decided_at,
         source_event_id=event.event_id,
+        model_score=float(score if model_score is None else model_score),
+        decided_by=decided_by,  # type: ignore[arg-type]  # validated by the schema's Literal
+        verifier=verifier,
     )
     return OutputRecord(topic, event.image_id.encode("utf-8"), body.model_dump_json().encode("utf-8"))
 

@@ -4,7 +4,8 @@ Layout (prefix `alocc` by default; key names in `search_client.keys`), ready for
 by side (replay, shadow scoring, promotion):
 
 - `alocc:score:{model_version}:{image_id}` — hash: score, excluded (0/1), threshold, mode, model_version,
-  scored_at, uploaded_at (RFC 3339, from the event), event_id, item_id, shop_id, plus the ordering key
+  scored_at, uploaded_at (RFC 3339, from the event), event_id, item_id, shop_id, the cascade's model_score,
+  decided_by, verifier (its features as JSON) and fallback_reason where they apply, plus the ordering key
   `uploaded_at_us` and `prev_excluded` (the state before this event; see below). Expires after the TTL.
 - `alocc:active_version` — string: the model version whose scores search should read. Promotion or
   rollback is one SET of this key.
@@ -26,6 +27,7 @@ is harmless: the same event finds itself already stored and gets the same answer
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +105,12 @@ class ScoreRecord:
     mode: str
     model_version: str
     scored_at: dt.datetime
+    # The cascade's part: the model's own score, which stage decided (`worker.stages.verify`), the verifier's
+    # features when it read the image, and why it could not when the model's decision stood in for it.
+    model_score: float | None = None
+    decided_by: str = "model"
+    verifier: dict[str, float] | None = None
+    fallback_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,10 @@ def _us(when: dt.datetime) -> int:
     # Integer microseconds since the epoch: exact in Lua's doubles (< 2**53) and totally ordered.
     delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _model_score(record: ScoreRecord) -> float:
+    return float(record.score if record.model_score is None else record.model_score)
 
 
 def _iso(when: dt.datetime) -> str:
@@ -198,7 +210,13 @@ class ScoreStore:
                 "item_id": record.item_id,
                 "shop_id": record.shop_id,
                 "image_id": record.image_id,
+                "model_score": repr(_model_score(record)),
+                "decided_by": record.decided_by,
             }
+            if record.verifier is not None:
+                fields["verifier"] = json.dumps(record.verifier, sort_keys=True, separators=(",", ":"))
+            if record.fallback_reason:
+                fields["fallback_reason"] = record.fallback_reason
             args: list[Any] = [_us(record.uploaded_at), record.event_id, self._ttl, record.model_version]
             for name, value in fields.items():
                 args.extend((name, value))

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from confluent_kafka import TopicPartition
 
+from model.cascade import CascadePolicy
 from model.errors import CorruptImage
+from model.verifier import TextFeatures, VerifierUnavailable
 from worker.app import LoopSettings, Topics, Worker
 from worker.failures import BadInput, HttpError
 from worker.guard import FailureRateGuard
@@ -27,6 +29,7 @@ from worker.stages.output import OutputRecord
 from worker.stages.prepare import ImagePreparer
 from worker.stages.score import ScoringStage
 from worker.stages.store import ScoreRecord, WriteOutcome, WriteStatus
+from worker.stages.verify import CascadeDecisions, Reading
 
 INPUT = "in"
 SIZE = 8
@@ -283,6 +286,35 @@ class FakeScorer:
         return FakeScores(scores, scores >= 0.5, "d_x", 0.5, self.model_version)
 
 
+class FakeVerification:
+    """The verifier stage answering from a thread after `delay_s`: `fake://<name>` reads `characters[name]`
+    characters; a name missing from the dict makes the read fail, as a crashed engine would."""
+
+    def __init__(self, characters: dict[str, int], delay_s: float = 0.02) -> None:
+        self.characters = characters
+        self.delay_s = delay_s
+        self.requests: list[str] = []
+        self.closed = False
+
+    def submit(self, url: str) -> concurrent.futures.Future[Reading]:
+        self.requests.append(url)
+        future: concurrent.futures.Future[Reading] = concurrent.futures.Future()
+        count = self.characters.get(url.removeprefix("fake://"))
+
+        def answer() -> None:
+            if count is None:
+                future.set_exception(VerifierUnavailable("tesseract failed: simulated crash"))
+                return
+            features = TextFeatures(count, count, count, 0.1 if count else 0.0, 1 if count else 0, 0.1, 0.8)
+            future.set_result(Reading(features, self.delay_s))
+
+        threading.Timer(self.delay_s, answer).start()
+        return future
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def event_bytes(image_id: str, name: str, *, event_id: str | None = None, minutes: int = 0) -> bytes:
     """A valid input event whose image is `fake://<name>`."""
     uploaded = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=minutes)
@@ -322,8 +354,9 @@ def make_rig(
     max_wait_s: float = 0.005,
     start_when_idle: bool = False,
     store: FakeStore | None = None,
+    cascade: tuple[CascadePolicy, FakeVerification] | None = None,
 ) -> Rig:
-    """Build a worker over fakes."""
+    """Build a worker over fakes (with a text cascade: its policy and a fake verifier stage)."""
     consumer = FakeConsumer(partitions)
     sink = FakeSink(consumer)
     store = store if store is not None else FakeStore()
@@ -336,6 +369,9 @@ def make_rig(
         store=store,  # type: ignore[arg-type]
         preparer=preparer,
         scoring=ScoringStage(scorer),
+        verification=cascade[1] if cascade else None,  # type: ignore[arg-type]
+        decisions=CascadeDecisions(cascade[0] if cascade else None),
+        serving_version=f"{scorer.model_version}-ocr-test" if cascade else None,
         topics=Topics(INPUT, "exclusions", "dlq"),
         settings=LoopSettings(
             max_batch=max_batch,

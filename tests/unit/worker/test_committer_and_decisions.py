@@ -6,17 +6,16 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pytest
 from confluent_kafka import TopicPartition
 from fakes import FakeStore, event_bytes
 
-from schemas.events import ImageUploaded
+from schemas.events import ExclusionEvent, ImageUploaded
 from worker.committer import Committer
 from worker.sink import CommitAborted
 from worker.stages.decide import DecisionStage
 from worker.stages.output import OutputRecord
-from worker.stages.score import ScoredBatch
+from worker.stages.verify import MODEL, MODEL_FALLBACK, VERIFIER, Verdict
 
 
 class RecordingSink:
@@ -108,26 +107,25 @@ def _event(image_id: str, minutes: int) -> ImageUploaded:
     return ImageUploaded.model_validate_json(event_bytes(image_id, image_id, minutes=minutes))
 
 
-def _scored(scores: list[float], threshold: float = 0.5) -> ScoredBatch:
-    values = np.array(scores, dtype=np.float32)
-    return ScoredBatch(
-        scores=values,
-        excluded=values >= threshold,
-        threshold=threshold,
-        mode="d_x",
-        model_version="v1",
-        seconds=0.01,
-    )
+def _verdicts(scores: list[float], threshold: float = 0.5) -> list[Verdict]:
+    return [Verdict(score, score >= threshold, threshold, MODEL, score) for score in scores]
 
 
 def test_decisions_publish_exclusions_and_un_exclusions_but_not_products_or_stale_events() -> None:
     stage = DecisionStage(FakeStore(), exclusions_topic="exclusions")
-    first = stage.store_and_decide(_scored([0.1, 0.9]), [(0, _event("product", 1)), (1, _event("card", 1))])
+    first = stage.store_and_decide(
+        list(zip([_event("product", 1), _event("card", 1)], _verdicts([0.1, 0.9]), strict=True)),
+        mode="d_x",
+        model_version="v1",
+    )
     assert [d.outcome for d in first.decisions] == ["scored", "excluded"]
     assert [d.exclusion is not None for d in first.decisions] == [False, True]
 
-    # Rows out of order: each event reads its own row of the batch.
-    second = stage.store_and_decide(_scored([0.2, 0.9]), [(1, _event("product", 0)), (0, _event("card", 2))])
+    second = stage.store_and_decide(
+        list(zip([_event("product", 0), _event("card", 2)], _verdicts([0.9, 0.2]), strict=True)),
+        mode="d_x",
+        model_version="v1",
+    )
 
     product, card = second.decisions
     assert (product.outcome, product.exclusion, product.record.score) == ("stale", None, pytest.approx(0.9))
@@ -135,3 +133,27 @@ def test_decisions_publish_exclusions_and_un_exclusions_but_not_products_or_stal
     assert card.exclusion is not None and card.exclusion.topic == "exclusions"
     assert card.record.score == pytest.approx(0.2)
     assert second.store_seconds >= 0
+
+
+def test_a_verifier_verdict_is_recorded_and_published_with_the_model_score_and_the_features() -> None:
+    stage = DecisionStage(FakeStore(), exclusions_topic="exclusions")
+    features = {"read_characters": 42.0, "ground_emptiness": 0.9}
+    verdicts = [
+        Verdict(0.8, True, 0.2, VERIFIER, 0.45, features),
+        Verdict(0.9, True, 0.97, MODEL_FALLBACK, 0.9, fallback_reason="VerifierUnavailable: timed out"),
+    ]
+
+    stored = stage.store_and_decide(
+        list(zip([_event("card", 1), _event("other", 1)], verdicts, strict=True)),
+        mode="d_rx",
+        model_version="m-ocr-1234abcd",
+    )
+
+    read, fallback = stored.decisions
+    record = read.record
+    assert (record.decided_by, record.model_score, record.verifier) == (VERIFIER, 0.45, features)
+    assert fallback.record.fallback_reason.startswith("VerifierUnavailable")
+    assert read.exclusion is not None and read.exclusion.value is not None
+    event = ExclusionEvent.model_validate_json(read.exclusion.value)
+    assert (event.decided_by, event.model_score, event.verifier) == ("verifier", 0.45, features)
+    assert (event.score, event.threshold, event.model_version) == (0.8, 0.2, "m-ocr-1234abcd")

@@ -8,8 +8,9 @@ import threading
 import time
 
 import pytest
-from fakes import FakeStore, event_bytes, make_rig
+from fakes import FakeStore, FakeVerification, event_bytes, make_rig
 
+from model.cascade import CascadePolicy, CascadeRule
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from worker.failures import FailureRateExceeded, StoreUnavailable
 from worker.guard import FailureRateGuard
@@ -281,3 +282,51 @@ def test_a_partial_batch_while_another_image_is_on_its_way(start_when_idle: bool
     assert scored_at
     assert (scored_at[0] - polled_at[0] >= 0.55) is waited
     assert set(rig.store.rows) == {"a"}
+
+
+def _reads_text_policy() -> CascadePolicy:
+    # A card when the verifier read characters (log1p(20) * 5 - 5 = 10: p = 1.0), else not (p = 0.007).
+    rule = CascadeRule(weights=(0.0, 5.0, 0, 0, 0, 0, 0), bias=-5.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+    return CascadePolicy(send_from=0.3, rule=rule, threshold=0.5)
+
+
+def test_the_verifier_decides_the_images_the_model_sends_it_and_a_failed_read_falls_back_to_the_model() -> (
+    None
+):
+    verification = FakeVerification({"card": 20, "card-like": 0})  # "card-crash" fails
+    rig = make_rig(
+        {
+            0: [
+                (b"a", event_bytes("a", "card")),
+                (b"b", event_bytes("b", "photo")),
+                (b"c", event_bytes("c", "card-like")),
+                (b"d", event_bytes("d", "card-crash")),
+                (b"e", event_bytes("e", "photo")),
+            ]
+        },
+        payloads={"card": b"card", "photo": b"photo", "card-like": b"card", "card-crash": b"card"},
+        cascade=(_reads_text_policy(), verification),
+    )
+
+    stats = rig.worker.run(max_events=5, idle_timeout=5)
+
+    assert stats.committed == 5 and stats.dead_lettered == 0
+    assert rig.consumer.committed == {0: 5}
+    assert sorted(verification.requests) == ["fake://card", "fake://card-crash", "fake://card-like"]
+    rows = rig.store.rows
+    assert {image: rows[image].decided_by for image in rows} == {
+        "a": "verifier",
+        "b": "model",
+        "c": "verifier",
+        "d": "model_fallback",
+        "e": "model",
+    }
+    assert {image for image in rows if rows[image].excluded} == {"a", "d"}  # "c": the model alone would
+    assert rows["d"].fallback_reason.startswith("VerifierUnavailable: tesseract failed")
+    assert rows["a"].verifier is not None and rows["a"].verifier["read_characters"] == 20
+    assert (rows["b"].score, rows["b"].model_score) == (0.0, 0.0)
+    assert {row.model_version for row in rows.values()} == {"fake-v1-ocr-test"}
+    events = [ExclusionEvent.model_validate_json(r.value or b"") for r in rig.sink.records]
+    assert {(e.image_id, e.decided_by) for e in events} == {("a", "verifier"), ("d", "model_fallback")}
+    assert (stats.verifier_reads, stats.verifier_failures) == (2, 1)
+    assert verification.closed

@@ -1,0 +1,151 @@
+"""The cascade's second stage in the worker: the text verifier reads the images the model is unsure of.
+
+`CascadeDecisions` turns a model score into a verdict, or says that the verifier must read the image
+(model score >= the card's `send_from`; about 3% of uploads at the shipped point); the verifier's
+features then give the verdict (`model.cascade.CascadePolicy`). Without a cascade every verdict is the
+model's own.
+
+`VerificationStage` runs the reads off the event loop. It downloads the image again, through its own
+SSRF-safe fetcher with the same limits: the decode processes never send raw bytes back to the worker (that
+would copy every upload across a pipe to serve the few the verifier reads). The reads run on a small thread
+pool: the OCR engine is a subprocess (Tesseract, one core each), so a thread only waits for it, and the
+pool's size is how many cores the verifier may take.
+
+A read that fails (download error, a bad image, an engine timeout or crash) never loses the event and is
+never dead-lettered: the model's own decision at its card's threshold stands, recorded as
+`decided_by = "model_fallback"` with the reason.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from dataclasses import dataclass
+
+from model.cascade import CascadePolicy
+from model.decode import ImageLimits
+from model.verifier.features import TextFeatures
+from model.verifier.text_verifier import TextVerifier
+from worker.stages.prepare import Fetcher
+
+MODEL = "model"
+VERIFIER = "verifier"
+MODEL_FALLBACK = "model_fallback"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision for one image, and what it rests on."""
+
+    score: float  # the deciding score: the cascade's (0 below send_from), or the model's (alone, fallback)
+    excluded: bool
+    threshold: float
+    decided_by: str  # MODEL | VERIFIER | MODEL_FALLBACK
+    model_score: float
+    features: dict[str, float] | None = None  # the verifier's features, when it read the image
+    fallback_reason: str = ""
+
+
+class CascadeDecisions:
+    """Verdicts from model scores and, where the policy sends an image, the verifier's features."""
+
+    def __init__(self, policy: CascadePolicy | None) -> None:
+        """Decide with `policy`, or with the model alone when it is None."""
+        self.policy = policy
+
+    def screen(self, model_score: float, model_excluded: bool, model_threshold: float) -> Verdict | None:
+        """The model's verdict, or None when the verifier must read the image."""
+        if self.policy is None:
+            return Verdict(model_score, model_excluded, model_threshold, MODEL, model_score)
+        if model_score >= self.policy.send_from:
+            return None
+        return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
+
+    def verified(self, model_score: float, features: TextFeatures) -> Verdict:
+        """The cascade's verdict once the verifier read the image."""
+        assert self.policy is not None
+        row = features.as_dict()
+        score = float(self.policy.cascade_scores([model_score], [row])[0])
+        return Verdict(
+            score,
+            score >= self.policy.threshold,
+            self.policy.threshold,
+            VERIFIER,
+            model_score,
+            {name: float(value) for name, value in row.items()},
+        )
+
+    @staticmethod
+    def fallback(model_score: float, model_excluded: bool, model_threshold: float, reason: str) -> Verdict:
+        """The model's own decision, when the verifier could not read an image it was sent."""
+        return Verdict(
+            model_score, model_excluded, model_threshold, MODEL_FALLBACK, model_score, fallback_reason=reason
+        )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the verifier made of one image, and how long it took (download included)."""
+
+    features: TextFeatures
+    seconds: float
+
+
+class VerificationStage:
+    """Downloads and reads images on a thread pool; `submit(url)` returns a future of `Reading`."""
+
+    def __init__(
+        self, fetcher: Fetcher, verifier: TextVerifier, *, workers: int, limits: ImageLimits
+    ) -> None:
+        """Create the stage.
+
+        Args:
+            fetcher: Downloads bytes (normally its own `BackgroundFetcher`).
+            verifier: The text verifier the model card names.
+            workers: Reads at once (each takes about one core while its engine runs).
+            limits: The image limits of the worker's decoding.
+        """
+        self._fetcher = fetcher
+        self._verifier = verifier
+        self._limits = limits
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="alocc-verify"
+        )
+
+    def submit(self, url: str) -> concurrent.futures.Future[Reading]:
+        """Download and read `url`; the future raises on any failure (the caller falls back)."""
+        result: concurrent.futures.Future[Reading] = concurrent.futures.Future()
+        started = time.monotonic()
+
+        def fetched(download: concurrent.futures.Future[bytes]) -> None:
+            if download.cancelled():
+                result.cancel()
+                return
+            error = download.exception()
+            if error is not None:
+                result.set_exception(error)
+                return
+            try:
+                self._pool.submit(self._read, download.result(), started, result)
+            except RuntimeError as exc:  # pool shut down while closing
+                result.set_exception(exc)
+
+        self._fetcher.submit(url).add_done_callback(fetched)
+        return result
+
+    def _read(self, data: bytes, started: float, result: concurrent.futures.Future[Reading]) -> None:
+        try:
+            features = self._verifier.features(data, limits=self._limits)
+        except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
+            result.set_exception(exc)
+            return
+        result.set_result(Reading(features, time.monotonic() - started))
+
+    def close(self) -> None:
+        """Stop the read threads (reads not started are cancelled)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def describe_failure(error: BaseException) -> str:
+    """A short reason for the record: the error's class and its first words (never recognised text)."""
+    return f"{type(error).__name__}: {str(error)[:200]}"
