@@ -11,7 +11,7 @@ CYCLES ?= 50
 export ALOCC_VENV := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-unit lint services-up services-down services-status services-stress demo bench dataset model
+.PHONY: help setup test test-unit lint services-up services-down services-status services-stress demo bench dataset model cascade
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ dataset: setup ## build the training/calibration/evaluation dataset into $(DATAS
 
 model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 25 min on 2 CPU cores with bf16 support, more on a busy host)
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
+
+cascade: setup ## fit the text cascade over the default model on $(DATASET) and attach it to the model's card (about 20 min: Tesseract reads about 2,000 images)
+	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesseract
+	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesseract.json
 
 services-up: ## start the local Kafka and Redis (ONLY=kafka or ONLY=redis: one of them) and print their export lines
 	$(SERVICES) up $(ONLY)

@@ -79,10 +79,11 @@ class CascadeRule:
         """A JSON-ready record (the card stores it)."""
         return {
             "inputs": list(RULE_INPUTS),
-            "weights": list(self.weights),
-            "bias": self.bias,
-            "means": list(self.means),
-            "scales": list(self.scales),
+            # Floats always: the cascade's version is a digest of this JSON, and 0 and 0.0 print differently.
+            "weights": [float(w) for w in self.weights],
+            "bias": float(self.bias),
+            "means": [float(m) for m in self.means],
+            "scales": [float(s) for s in self.scales],
         }
 
     @classmethod
@@ -150,7 +151,11 @@ class CascadePolicy:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the card stores it)."""
-        return {"send_from": self.send_from, "threshold": self.threshold, "rule": self.rule.to_json()}
+        return {
+            "send_from": float(self.send_from),
+            "threshold": float(self.threshold),
+            "rule": self.rule.to_json(),
+        }
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> CascadePolicy:

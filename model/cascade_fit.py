@@ -38,7 +38,7 @@ TRAIN_OTHER = ("train/negatives", "train/structured")
 CALIB = "calib/other"
 EVAL_CARDS = ("eval/target", "check/target")
 EVAL_OTHER = "eval/other"
-DEFAULT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+DEFAULT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.1)
 # About 275 ms per Tesseract read on one core: 3% of uploads read is about 8 core-ms per upload, within the
 # 10 core-ms the verifier may add on average.
 DEFAULT_BUDGET_SHARE = 0.03

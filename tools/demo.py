@@ -31,7 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from search_client import ScoreReader
 from tools.sample_images import ImageServer, SampleSet, make_event, write_samples
-from worker.factory import build_worker, load_scorer, redis_client
+from worker.factory import build_worker, load_scorer, redis_client, served_cascade
 from worker.logs import configure_logging
 from worker.settings import Settings
 
@@ -129,6 +129,13 @@ def main(args: argparse.Namespace) -> int:
         }
     )
     print(f"model       {scorer.model_version} (mode {scorer.mode}, threshold {scorer.threshold():.4f})")
+    cascade = served_cascade(settings, scorer)
+    version = cascade.version if cascade is not None else scorer.model_version
+    if cascade is not None:
+        print(
+            f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
+            f"{cascade.policy.send_from:.4f}, threshold {cascade.policy.threshold:.4f})"
+        )
     print(f"topics      {topics['input']} -> {topics['exclusions']}, {topics['dead_letter']}")
     with tempfile.TemporaryDirectory(prefix="alocc-demo-") as folder:
         cards = args.good // 2
@@ -166,11 +173,13 @@ def main(args: argparse.Namespace) -> int:
     print(f"  exclusion events published  {len(exclusions)}")
     seconds = stats.active_seconds
     print(f"  throughput     {throughput:.1f} events/s over {seconds:.2f} s ({stats.batches} batches)")
+    if cascade is not None:
+        print(f"  verifier read  {stats.verifier_reads} images ({stats.verifier_failures} failed reads)")
 
     card_ids = [f"{run_id}-{Path(n).stem}" for n in samples.cards]
     photo_ids = [f"{run_id}-{Path(n).stem}" for n in samples.photos]
     reader = ScoreReader(redis_client(settings), prefix=settings.redis.key_prefix)
-    results = reader.get_many(card_ids + photo_ids, model_version=scorer.model_version)
+    results = reader.get_many(card_ids + photo_ids, model_version=version)
     cards_excluded = sum(1 for r in results[: len(card_ids)] if r.get("excluded"))
     photos_excluded = sum(1 for r in results[len(card_ids) :] if r.get("excluded"))
     print(f"  cards excluded {cards_excluded}/{len(card_ids)}")
@@ -183,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
             + json.dumps(
                 {
                     k: result[k]
-                    for k in ("image_id", "found", "score", "excluded", "threshold", "mode", "uploaded_at")
+                    for k in ("image_id", "excluded", "score", "model_score", "decided_by", "verifier")
                 }
             )
         )
@@ -193,7 +202,7 @@ def main(args: argparse.Namespace) -> int:
         print(
             "  "
             + exclusion.model_dump_json(
-                include={"image_id", "excluded", "score", "threshold", "model_version", "source_event_id"}
+                include={"image_id", "excluded", "score", "model_score", "decided_by", "model_version"}
             )
         )
     print("\ndead letters")

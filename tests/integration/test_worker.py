@@ -7,9 +7,11 @@ each other (Redis records vs. exclusion events vs. dead letters vs. committed of
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,10 +28,12 @@ import redis
 import torch
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from model.checkpoint import ModelCard, ThresholdRecord, save_checkpoint
+from model.cascade import CascadePolicy, CascadeRule, TextCascade
+from model.checkpoint import WEIGHTS_FILE, ModelCard, ThresholdRecord, read_card, save_checkpoint, write_card
 from model.networks import build_networks
 from model.presets import NetworkSpec
 from model.scoring import Scorer
+from model.verifier import VerifierConfig
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from tools.sample_images import ImageServer, SampleSet, write_samples
 from worker.factory import build_worker
@@ -535,3 +539,89 @@ def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(env: Env) -> Non
     assert 20 <= committed <= len(items)
     # A clean drain commits everything it stored: records and committed offsets match one to one.
     assert len(env.records([key for key, _ in items])) == committed
+
+
+# ----------------------------------------------------------------------------- the text cascade
+_CRASHING_TESSERACT = """#!/bin/sh
+# Tesseract that is killed on every second read (it answers --version and --list-langs normally).
+case "$1" in --version|--list-langs) exec {real} "$@";; esac
+count=$(cat "{counter}" 2>/dev/null || echo 0)
+echo $((count + 1)) > "{counter}"
+if [ $((count % 2)) -eq 1 ]; then kill -9 $$; fi
+exec {real} "$@"
+"""
+
+
+def _with_cascade(model_dir: Path, out: Path, engine_version: str) -> TextCascade:
+    """A copy of the tiny model whose card serves a text cascade that sends every image to the verifier
+    and calls an image a card when the verifier read characters in it."""
+    card = read_card(model_dir)
+    rule = CascadeRule(weights=(0.0, 5.0, 0, 0, 0, 0, 0), bias=-5.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+    cascade = TextCascade(
+        base_model_version=card.model_version,
+        verifier=VerifierConfig(timeout_s=20),
+        engine_version=engine_version,
+        policy=CascadePolicy(send_from=0.0, rule=rule, threshold=0.5),
+    )
+    out.mkdir()
+    shutil.copyfile(model_dir / WEIGHTS_FILE, out / WEIGHTS_FILE)
+    write_card(out, dataclasses.replace(card, text_cascade=cascade.to_json()))
+    return cascade
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
+def test_the_cascade_is_served_and_a_verifier_killed_mid_batch_loses_nothing(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every image goes to a real Tesseract that is killed on every second read: the killed reads keep
+    the model's decision (recorded as the fallback), the others are the verifier's; nothing is lost."""
+    real = shutil.which("tesseract")
+    assert real is not None
+    version = subprocess.run([real, "--version"], check=True, capture_output=True, text=True).stdout
+    cascade = _with_cascade(env.model_dir, tmp_path / "model", version.splitlines()[0].strip())
+    wrapper = tmp_path / "bin" / "tesseract"
+    wrapper.parent.mkdir()
+    wrapper.write_text(_CRASHING_TESSERACT.format(real=real, counter=tmp_path / "reads"))
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+
+    input_topic, exclusions, dead_letter = env.new_topic(2), env.new_topic(1), env.new_topic(1)
+    good = good_events(env, 10, prefix="ocr")
+    produce(env.producer, input_topic, good)
+    settings = env.settings(input_topic, exclusions, dead_letter, env.new_group_id())
+    settings = settings.model_copy(
+        update={"model": settings.model.model_copy(update={"path": tmp_path / "model"})}
+    )
+
+    worker = build_worker(settings)
+    stats = worker.run(max_events=len(good), idle_timeout=60)
+
+    assert stats.committed == len(good) and stats.dead_lettered == 0
+    assert stats.verifier_reads + stats.verifier_failures == len(good)
+    assert stats.verifier_reads >= 1 and stats.verifier_failures >= 1
+    stored = records_for(env.redis, env.prefix, cascade.version, [key for key, _ in good])
+    assert set(stored) == {key for key, _ in good}
+    by_stage: dict[str, list[str]] = {}
+    for key, record in stored.items():
+        by_stage.setdefault(record["decided_by"], []).append(key)
+        if record["decided_by"] == "verifier":
+            assert set(json.loads(record["verifier"])) >= {"read_characters", "ground_emptiness"}
+            assert float(record["threshold"]) == 0.5
+        else:
+            assert record["decided_by"] == "model_fallback"
+            assert record["fallback_reason"].startswith("VerifierUnavailable: tesseract failed")
+            assert float(record["score"]) == float(record["model_score"])
+    assert len(by_stage["model_fallback"]) == stats.verifier_failures
+    # The cards carry words Tesseract reads; the photos do not.
+    cards = {
+        f"ocr-{i}"
+        for i in range(len(good))
+        if i % (len(env.sample_set.cards) + len(env.sample_set.photos)) < len(env.sample_set.cards)
+    }
+    read_cards = cards & set(by_stage.get("verifier", []))
+    assert read_cards and all(stored[key]["excluded"] == "1" for key in read_cards)
+    excluded = {key for key, record in stored.items() if record["excluded"] == "1"}
+    published = [ExclusionEvent.model_validate_json(r.value) for r in env.consume_all(exclusions)]
+    assert sorted(e.image_id for e in published) == sorted(excluded)
+    assert {e.model_version for e in published} <= {cascade.version}
+    assert env.redis.get(f"{env.prefix.rstrip(':')}:active_version") == cascade.version.encode()

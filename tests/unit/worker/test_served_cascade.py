@@ -1,0 +1,47 @@
+"""Which version a worker serves: the card's text cascade, or the model alone when the verifier is off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from model.cascade import CascadePolicy, CascadeRule, TextCascade
+from model.verifier import VerifierConfig
+from worker.factory import served_cascade
+from worker.failures import ConfigurationError
+from worker.settings import Settings, VerifierSettings
+
+
+@dataclass
+class _Card:
+    text_cascade: dict[str, Any] | None
+
+
+@dataclass
+class _Scorer:
+    model_version: str
+    card: _Card
+
+
+def _cascade(base: str) -> TextCascade:
+    rule = CascadeRule(weights=(1.0,) * 7, bias=0.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+    return TextCascade(base, VerifierConfig(), "tesseract 5.3.0", CascadePolicy(0.3, rule, 0.2))
+
+
+def test_the_cards_cascade_is_served_unless_the_verifier_is_disabled() -> None:
+    cascade = _cascade("m1")
+    scorer = _Scorer("m1", _Card(cascade.to_json()))
+
+    assert served_cascade(Settings(), scorer) == cascade
+    assert served_cascade(Settings(verifier=VerifierSettings(enabled=False)), scorer) is None
+    assert served_cascade(Settings(), _Scorer("m1", _Card(None))) is None
+
+
+def test_a_cascade_fitted_over_other_weights_or_edited_by_hand_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="fitted over m0"):
+        served_cascade(Settings(), _Scorer("m1", _Card(_cascade("m0").to_json())))
+    edited = {**_cascade("m1").to_json(), "version": "m1-ocr-00000000"}
+    with pytest.raises(ConfigurationError, match="edited by hand"):
+        served_cascade(Settings(), _Scorer("m1", _Card(edited)))
