@@ -9,7 +9,13 @@ One run measures and prints:
   the configured mode.
 - `naive_ips`: one event at a time, each step waiting for the last: consume, fetch, decode, score,
   write Redis, publish, commit (`naive_loop`).
-- `worker_ips`: the real worker end to end (first consumed message to last commit).
+- `worker_ips`: the real worker end to end (first consumed message to last commit), serving the default
+  model's text cascade when its card has one; `worker_core_ms_per_event` is what it cost (its process,
+  its decode processes and every OCR read's Tesseract process). With a cascade, the same events are run
+  again with the model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
+  `verifier_added_core_ms_per_event` is the verifier's cost on this mix, and `verifier_share` the share
+  of events it read. The mix is `--card-share` cards (5% by default), the rest photographs and products
+  from evaluation-only sources.
 - `p99_latency_ms`: upload-to-score latency (the score record written in Redis: search reads it
   there, so that is when the decision takes effect) while events arrive at half of `worker_ips`,
   with the target it should meet (`max_wait + 2 x one batch's scoring time`);
@@ -52,7 +58,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from schemas.events import ImageUploaded
 from tools.cpu_usage import CpuUsage
 from tools.sample_images import make_event, write_samples
-from worker.factory import build_worker, load_scorer, redis_client
+from worker.factory import build_worker, load_scorer, redis_client, served_cascade
 from worker.logs import configure_logging
 from worker.settings import Settings
 from worker.stages.output import exclusion_record
@@ -310,13 +316,22 @@ def naive_loop(ctx: BenchContext, bootstrap: str, topic: str, exclusions: str, c
 
 
 # ----------------------------------------------------------------------------- the worker
-def worker_run(ctx: BenchContext, bootstrap: str, count: int, topics: Topics) -> dict[str, Any]:
-    """Produce `count` events, then let the real worker drain them; returns its throughput."""
+def worker_run(
+    ctx: BenchContext, bootstrap: str, count: int, topics: Topics, *, verifier: bool = True
+) -> dict[str, Any]:
+    """Produce `count` events, then let the real worker drain them; returns its throughput and cost.
+
+    `core_ms_per_event` is the CPU of the worker's process and of its children that ended during the run
+    (its decode processes, every OCR read's Tesseract process) per event. `verifier=False` serves the model
+    alone (`ALOCC_VERIFIER__ENABLED=false`), so two runs on one mix give what the verifier adds.
+    """
     topic, exclusions, dead_letter = topics.create(3), topics.create(1), topics.create(1)
-    produce_events(bootstrap, topic, ctx, count, tag="w")
-    worker = build_worker(
-        ctx.worker_settings(topic, exclusions, dead_letter), scorer=ctx.scorer, serve_health=False
+    produce_events(bootstrap, topic, ctx, count, tag="w" if verifier else "m")
+    settings = ctx.worker_settings(topic, exclusions, dead_letter)
+    settings = settings.model_copy(
+        update={"verifier": settings.verifier.model_copy(update={"enabled": verifier})}
     )
+    worker = build_worker(settings, scorer=ctx.scorer, serve_health=False)
     with CpuUsage(others=_other_processes(ctx)) as cpu:
         stats = worker.run(max_events=count, idle_timeout=60)
     if stats.committed != count:
@@ -325,6 +340,10 @@ def worker_run(ctx: BenchContext, bootstrap: str, count: int, topics: Topics) ->
         "worker_ips": count / stats.active_seconds,
         "batches": stats.batches,
         "events": count,
+        "core_ms_per_event": (cpu.process_seconds + cpu.reaped_children_seconds) * 1000 / count,
+        "verifier_reads": stats.verifier_reads,
+        "verifier_failures": stats.verifier_failures,
+        "excluded": stats.excluded,
         "cpu": cpu.report(),
     }
 
@@ -535,8 +554,9 @@ class BenchSession:
         settings = Settings()
         scorer = load_scorer(settings)
         directory = Path(self._tmp.name)
-        half = max(1, self._args.images // 2)
-        samples = write_samples(directory, cards=half, photos=half)
+        # The mix of uploads: `--card-share` cards, the rest photos and products (evaluation-only sources).
+        cards = max(1, round(self._args.images * self._args.card_share))
+        samples = write_samples(directory, cards=cards, photos=max(1, self._args.images - cards))
         names = samples.cards + samples.photos
         self._server = ExternalImageServer(directory, self._args.fetch_latency_ms)
         self._topics = Topics(settings.kafka.bootstrap_servers)
@@ -580,6 +600,10 @@ def _run_all(args: argparse.Namespace) -> int:
         bootstrap = ctx.settings.kafka.bootstrap_servers
         report["device"] = str(getattr(ctx.scorer, "device", "cpu"))
         report["model_version"] = ctx.scorer.model_version
+        cascade = served_cascade(ctx.settings, ctx.scorer)
+        report["cascade_version"] = cascade.version if cascade is not None else None
+        report["card_share"] = args.card_share
+        report["images"] = len(ctx.images)
         report["mode"] = str(getattr(ctx.scorer.mode, "value", ctx.scorer.mode))
         report["input_size"] = ctx.scorer.input_size
         report["batch_size"] = ctx.settings.batch.max_size
@@ -604,6 +628,19 @@ def _run_all(args: argparse.Namespace) -> int:
         report["worker_events"] = args.events
         report["worker_mean_batch"] = round(args.events / measured["batches"], 1)
         report["worker_run_cpu"] = measured["cpu"]
+        report["worker_core_ms_per_event"] = round(measured["core_ms_per_event"], 2)
+        report["worker_excluded_share"] = round(measured["excluded"] / args.events, 4)
+        if cascade is not None:
+            reads = measured["verifier_reads"] + measured["verifier_failures"]
+            report["verifier_share"] = round(reads / args.events, 4)
+            report["verifier_failures"] = measured["verifier_failures"]
+            alone = worker_run(ctx, bootstrap, args.events, topics, verifier=False)
+            report["model_only_ips"] = round(alone["worker_ips"], 1)
+            report["model_only_core_ms_per_event"] = round(alone["core_ms_per_event"], 2)
+            report["model_only_excluded_share"] = round(alone["excluded"] / args.events, 4)
+            report["verifier_added_core_ms_per_event"] = round(
+                measured["core_ms_per_event"] - alone["core_ms_per_event"], 2
+            )
         ceiling = min(report["decode_ceiling_ips"], report["model_ceiling_ips"])
         report["worker_vs_fetch_ceiling"] = round(report["worker_ips"] / report["fetch_ceiling_ips"], 2)
         report["worker_vs_naive"] = round(report["worker_ips"] / report["naive_ips"], 1)

@@ -118,6 +118,8 @@ class CpuUsage:
         self._other_last: dict[str, float] = {}
         self.machine_busy_cores = 0.0
         self.process_cores = 0.0
+        self.process_seconds = 0.0  # CPU seconds of this process between enter and exit
+        self.reaped_children_seconds = 0.0  # and of its children that ended meanwhile (OCR, decode processes)
         self.thread_cores: dict[str, float] = {}
         self.decode_children_peak_rss_mb = 0.0
         self.decode_child_peak_rss_mb = 0.0
@@ -164,9 +166,12 @@ class CpuUsage:
         self._sample()
         wall = max(time.monotonic() - self._wall, 1e-9)
         times = os.times()
-        self.process_cores = (times.user + times.system - self._process) / wall
-        # Children are counted when reaped: the worker's decode processes end with the worker.
-        self.reaped_children_cores = (times.children_user + times.children_system - self._children) / wall
+        self.process_seconds = times.user + times.system - self._process
+        self.process_cores = self.process_seconds / wall
+        # Children are counted when reaped: the worker's decode processes end with the worker, each OCR
+        # read's Tesseract process when its read ends.
+        self.reaped_children_seconds = times.children_user + times.children_system - self._children
+        self.reaped_children_cores = self.reaped_children_seconds / wall
         for name in self._others:
             start, end = self._other_start.get(name), self._other_last.get(name)
             if start is not None and end is not None:

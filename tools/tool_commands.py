@@ -20,7 +20,13 @@ def register(subcommands: Any) -> None:
     bench.add_argument("--events", type=int, default=2000, help="events for the worker throughput run")
     bench.add_argument("--naive-events", type=int, default=100, help="events for the naive loop")
     bench.add_argument("--latency-events", type=int, default=500, help="events for the half-load latency run")
-    bench.add_argument("--images", type=int, default=64, help="distinct sample images served")
+    bench.add_argument("--images", type=int, default=200, help="distinct sample images served")
+    bench.add_argument(
+        "--card-share",
+        type=float,
+        default=0.05,
+        help="share of announcement cards among the images (default %(default)s: 95%% products and photos)",
+    )
     bench.add_argument(
         "--fetch-latency-ms",
         type=float,
