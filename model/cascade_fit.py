@@ -126,9 +126,10 @@ class Measurements:
 
     def engine_version(self) -> str:
         """The OCR engine's version (the card records it: another version may read differently)."""
-        return str(self._load_verifier().engine.version())
+        return str(self.verifier().engine.version())
 
-    def _load_verifier(self) -> Any:
+    def verifier(self) -> Any:
+        """The text verifier (`TextVerifier`), started on first use."""
         if self._verifier is None:
             from model.verifier.text_verifier import TextVerifier
 
@@ -152,7 +153,7 @@ class Measurements:
         return [{"score": record["score"]} for record in records]
 
     def _read(self, keys: list[str]) -> list[dict[str, Any]]:
-        verifier = self._load_verifier()
+        verifier = self.verifier()
         rows = []
         for key in keys:
             rows.append(verifier.features((self.data / key).read_bytes()).as_dict())
@@ -302,21 +303,37 @@ def load_eval_folders(measured: Measurements, read_from: float, per_folder: int 
 
 def evaluate_policy(policy: CascadePolicy, folders: Sequence[EvalFolder]) -> dict[str, Any]:
     """Misses per card family, flags per photo kind, and the verifier share, for one policy."""
+    return family_rates(
+        folders,
+        [policy.cascade_scores(ev.scores, ev.features) >= policy.threshold for ev in folders],
+        [policy.sends(ev.scores) for ev in folders],
+    )
+
+
+def family_rates(
+    folders: Sequence[EvalFolder],
+    flagged: Sequence[np.ndarray],
+    sent: Sequence[np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Per folder and family: the share missed (card folders) or flagged (the others), and where `sent`
+    is given, the share the verifier read."""
     result: dict[str, Any] = {}
-    for ev in folders:
-        flagged = policy.cascade_scores(ev.scores, ev.features) >= policy.threshold
-        wrong = ~flagged if ev.cards else flagged
+    for index, ev in enumerate(folders):
+        wrong = ~flagged[index] if ev.cards else flagged[index]
         families: dict[str, dict[str, float]] = {}
         for kind in sorted(set(ev.kinds)):
             mask = np.array([k == kind for k in ev.kinds])
             families[kind] = {"images": int(mask.sum()), "rate": _rate(wrong[mask])}
+            if sent is not None:
+                families[kind]["verifier_share"] = _rate(sent[index][mask])
         result[ev.folder] = {
             "images": len(ev.scores),
             "rate": _rate(wrong),
             "measure": "missed" if ev.cards else "flagged",
-            "verifier_share": _rate(policy.sends(ev.scores)),
             "families": families,
         }
+        if sent is not None:
+            result[ev.folder]["verifier_share"] = _rate(sent[index])
     return result
 
 

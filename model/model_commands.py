@@ -25,6 +25,7 @@ _OPTIONAL_REGISTRARS = (
     "model.verifier.measure",
     "model.cascade_fit",
     "model.cascade_card",
+    "model.cascade_evaluate",
 )
 
 # Each group parser's own subparsers, so that several modules can add actions to one group.

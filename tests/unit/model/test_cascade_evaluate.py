@@ -1,0 +1,77 @@
+"""`alocc cascade evaluate`'s table and plot, on synthetic folders (no OCR engine involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.cascade import CascadePolicy, CascadeRule
+from model.cascade_evaluate import format_table, plot_band, verifier_only_flags
+from model.cascade_fit import EvalFolder, family_rates
+
+_READ = {"read_characters": 30, "read_boxes": 8, "read_area": 0.2, "lines": 3}
+_BLANK = {"read_characters": 0, "read_boxes": 0, "read_area": 0.0, "lines": 0}
+
+
+def _row(read: bool) -> dict[str, float]:
+    return {**(_READ if read else _BLANK), "largest_text_height": 0.1, "ground_emptiness": 0.5}
+
+
+def _folders() -> list[EvalFolder]:
+    cards = EvalFolder(
+        "eval/target",
+        True,
+        np.array([0.9, 0.2, 0.95, 0.6]),
+        [_row(True), _row(True), _row(False), _row(True)],
+        ["card:a", "card:a", "card:b", "card:b"],
+    )
+    other = EvalFolder(
+        "eval/other", False, np.array([0.1, 0.7, 0.05]), [_row(False), _row(True), _row(False)], ["photo"] * 3
+    )
+    return [cards, other]
+
+
+def test_rates_per_family_count_misses_of_cards_and_flags_of_the_rest_with_the_share_read() -> None:
+    folders = _folders()
+    flagged = [np.array([True, False, True, True]), np.array([False, True, False])]
+    sent = [np.array([True, False, True, True]), np.array([False, True, False])]
+
+    rates = family_rates(folders, flagged, sent)
+
+    assert rates["eval/target"]["rate"] == 0.25 and rates["eval/target"]["measure"] == "missed"
+    assert rates["eval/target"]["families"]["card:a"] == {"images": 2, "rate": 0.5, "verifier_share": 0.5}
+    assert rates["eval/other"]["rate"] == 1 / 3 and rates["eval/other"]["measure"] == "flagged"
+    assert "verifier_share" not in family_rates(folders, flagged)["eval/other"]
+
+
+def test_the_table_and_the_band_plot_show_all_three_columns(tmp_path: Path) -> None:
+    rule = CascadeRule(weights=(0.0, 5.0, 0, 0, 0, 0, 0), bias=-5.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+    alone = CascadePolicy(0.0, rule, 0.5)
+    folders = _folders()
+    assert verifier_only_flags(alone, folders[0]).tolist() == [True, True, False, True]
+    cascade = CascadePolicy(0.5, rule, 0.5)
+    report = {
+        "cascade_version": "m-ocr-1",
+        "model_threshold": 0.9,
+        "send_from": cascade.send_from,
+        "cascade_threshold": cascade.threshold,
+        "read_ms": 60.0,
+        "columns": {
+            "model_only": family_rates(folders, [f.scores >= 0.9 for f in folders]),
+            "verifier_only": family_rates(folders, [verifier_only_flags(alone, f) for f in folders]),
+            "cascade": family_rates(
+                folders,
+                [cascade.cascade_scores(f.scores, f.features) >= 0.5 for f in folders],
+                [cascade.sends(f.scores) for f in folders],
+            ),
+        },
+        "model_scores": {f.folder: {"scores": f.scores.tolist(), "kinds": f.kinds} for f in folders},
+    }
+
+    table = format_table(report)
+    plot_band(report, tmp_path / "band.png")
+
+    assert "| eval/target / card:a | 2 | missed | 50.0% | 0.0% | 50.0% | 50.0% |" in table
+    assert "| eval/other / all | 3 | flagged | 0.0% | 33.3% | 33.3% | 33.3% |" in table
+    assert (tmp_path / "band.png").stat().st_size > 10_000
