@@ -42,8 +42,8 @@ model: dataset ## train, calibrate and install the default model from model/reci
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
 cascade: setup ## fit the text cascade over the default model on $(DATASET) and attach it to the model's card (about 20 min: Tesseract reads about 2,000 images)
-	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesseract
-	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesseract.json
+	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesserocr
+	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json
 
 services-up: ## start the local Kafka and Redis (ONLY=kafka or ONLY=redis: one of them) and print their export lines
 	$(SERVICES) up $(ONLY)

@@ -163,17 +163,24 @@ def served_cascade(settings: Settings, scorer: Any) -> TextCascade | None:
 
 
 def build_verification(settings: Settings, cascade: TextCascade, closers: list[Any]) -> VerificationStage:
-    """The verifier stage of `cascade`, with its own SSRF-safe fetcher (appended to `closers`).
+    """The verifier stage of `cascade`: its own SSRF-safe fetcher and OCR child processes (both appended
+    to `closers`).
 
     Raises:
         ConfigurationError: the OCR engine or its language models are not installed.
     """
     from model.preprocess import ImageLimits
-    from model.verifier import TextVerifier, VerifierUnavailable
+    from model.verifier import VerifierUnavailable
+    from model.verifier.ocr_processes import OcrProcessReader
 
+    limits = ImageLimits(
+        max_bytes=settings.fetch.max_bytes,
+        max_pixels=settings.decode.max_pixels,
+        allowed_formats=frozenset(settings.decode.allowed_formats),
+    )
+    reader = OcrProcessReader(cascade.verifier, limits)
     try:
-        verifier = TextVerifier(cascade.verifier)
-        installed = verifier.engine.version()
+        installed = reader.check()
     except VerifierUnavailable as exc:
         raise ConfigurationError(
             f"the model card serves a text cascade, but its verifier cannot run here: {exc}. "
@@ -190,15 +197,11 @@ def build_verification(settings: Settings, cascade: TextCascade, closers: list[A
         engine=installed,
         send_from=cascade.policy.send_from,
         threshold=cascade.policy.threshold,
+        verifier_processes=settings.verifier.workers,
     )
     fetcher = BackgroundFetcher(settings.fetch)
-    closers.append(fetcher)
-    limits = ImageLimits(
-        max_bytes=settings.fetch.max_bytes,
-        max_pixels=settings.decode.max_pixels,
-        allowed_formats=frozenset(settings.decode.allowed_formats),
-    )
-    return VerificationStage(fetcher, verifier, workers=settings.verifier.workers, limits=limits)
+    closers.extend([fetcher, reader])
+    return VerificationStage(fetcher, reader, workers=settings.verifier.workers)
 
 
 def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> Preparer:

@@ -1,8 +1,13 @@
 """OCR engines behind one small interface: an RGB image in, the boxes read (no text) out.
 
-- `tesseract`: Debian's `tesseract-ocr` 5 with the `eng` and `jpn` models (`tesseract-ocr-eng`,
-  `tesseract-ocr-jpn`; Apache-2.0), run as a subprocess that reads a PNG on stdin and writes TSV on stdout:
-  no temporary files, a hard timeout, one thread (`OMP_THREAD_LIMIT=1`), so a verifier process uses one core.
+- `tesserocr`: Tesseract 5 through its C++ API (`tesserocr` from PyPI, MIT, whose wheel carries
+  libtesseract 5.3; Tesseract is Apache-2.0), reading the `eng` and `jpn` models of Debian's
+  `tesseract-ocr-eng` and `tesseract-ocr-jpn`. The models load once per process, so a read costs about
+  65 ms of one core where the command line costs about 230 ms, most of it loading `jpn` again for every
+  image. The default; the worker runs it in child processes (`model.verifier.ocr_processes`), so a crash
+  of the engine costs one read, not the worker.
+- `tesseract`: the same through Debian's `tesseract-ocr` command line, as a subprocess that reads a PNG on
+  stdin and writes TSV on stdout: no temporary files, a hard timeout, one thread (`OMP_THREAD_LIMIT=1`).
 - `rapidocr`: `rapidocr-onnxruntime` from PyPI (Apache-2.0; onnxruntime is MIT), whose wheel carries the
   PP-OCR detection and recognition models. Optional: installed with the `rapidocr` extra. Its recogniser
   reads Latin and Chinese characters and drops Japanese kana.
@@ -36,7 +41,7 @@ class VerifierUnavailable(RuntimeError):
 class VerifierConfig:
     """How the verifier runs its engine; recorded on the model card so a version names its verifier."""
 
-    engine: str = "tesseract"
+    engine: str = "tesserocr"
     languages: str = "eng+jpn"
     side: int = 512  # the image's long side as the engine sees it
     page_segmentation: int = 11  # tesseract: 11 = sparse text, find as much text as possible in no order
@@ -130,6 +135,87 @@ class TesseractEngine:
         return boxes
 
 
+# Where Debian's tesseract-ocr-eng / -jpn put the models; TESSDATA_PREFIX overrides.
+_TESSDATA_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
+
+
+def tessdata_dir() -> str:
+    """The folder holding `eng.traineddata` and `jpn.traineddata`."""
+    configured = os.environ.get("TESSDATA_PREFIX")
+    if configured:
+        return configured
+    for candidate in _TESSDATA_DIRS:
+        if os.path.isdir(candidate):
+            return candidate
+    raise VerifierUnavailable(
+        "no Tesseract models found: apt-get install tesseract-ocr-eng tesseract-ocr-jpn "
+        "(or set TESSDATA_PREFIX)"
+    )
+
+
+class TesserocrEngine:
+    """Tesseract 5 through its C++ API: the models stay loaded between reads. Not thread-safe."""
+
+    name = "tesserocr"
+
+    def __init__(self, config: VerifierConfig) -> None:
+        """Load the configured language models once.
+
+        Raises:
+            VerifierUnavailable: tesserocr or a language model is missing.
+        """
+        try:
+            import tesserocr
+        except ImportError as exc:
+            raise VerifierUnavailable("tesserocr is not installed (pip install tesserocr)") from exc
+        self._tesserocr = tesserocr
+        path = tessdata_dir()
+        missing = [
+            lang for lang in config.languages.split("+") if not os.path.isfile(f"{path}/{lang}.traineddata")
+        ]
+        if missing:
+            raise VerifierUnavailable(f"Tesseract language models missing in {path}: {', '.join(missing)}")
+        self._api = tesserocr.PyTessBaseAPI(path=path, lang=config.languages, psm=config.page_segmentation)
+        # Tesseract's diagnostics ("Estimating resolution as ...") would go to stderr, into the worker's logs.
+        self._api.SetVariable("debug_file", os.devnull)
+        self._timeout_ms = int(config.timeout_s * 1000)
+
+    def version(self) -> str:
+        """`tesserocr <version> (tesseract <version>)`."""
+        tesseract = self._tesserocr.tesseract_version().split()[1]
+        return f"tesserocr {self._tesserocr.__version__} (tesseract {tesseract})"
+
+    def read(self, image: Image.Image) -> list[ReadBox]:
+        """Word boxes of one image (read in greyscale, as the command line engine reads it)."""
+        from tesserocr import RIL, iterate_level
+
+        self._api.SetImage(image.convert("L"))
+        if not self._api.Recognize(timeout=self._timeout_ms):
+            raise VerifierUnavailable(f"tesseract failed or ran past {self._timeout_ms} ms")
+        boxes = []
+        iterator = self._api.GetIterator()
+        for word in iterate_level(iterator, RIL.WORD) if iterator is not None else ():
+            box = word.BoundingBox(RIL.WORD)
+            if box is None:
+                continue
+            try:
+                text = word.GetUTF8Text(RIL.WORD)
+            except RuntimeError:  # a box in which nothing was recognised
+                text = ""
+            left, top, right, bottom = box
+            boxes.append(
+                ReadBox(
+                    left=float(left),
+                    top=float(top),
+                    width=float(right - left),
+                    height=float(bottom - top),
+                    confidence=max(0.0, float(word.Confidence(RIL.WORD))),
+                    characters=len("".join(text.split())),
+                )
+            )
+        return boxes
+
+
 class RapidOcrEngine:
     """RapidOCR (PP-OCR detection + recognition on onnxruntime), line boxes."""
 
@@ -175,8 +261,10 @@ class RapidOcrEngine:
 
 def make_engine(config: VerifierConfig) -> OcrEngine:
     """The engine the config names."""
+    if config.engine == "tesserocr":
+        return TesserocrEngine(config)
     if config.engine == "tesseract":
         return TesseractEngine(config)
     if config.engine == "rapidocr":
         return RapidOcrEngine(config)
-    raise ValueError(f"unknown OCR engine {config.engine!r} (tesseract or rapidocr)")
+    raise ValueError(f"unknown OCR engine {config.engine!r} (tesserocr, tesseract or rapidocr)")

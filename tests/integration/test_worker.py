@@ -559,7 +559,9 @@ def _with_cascade(model_dir: Path, out: Path, engine_version: str) -> TextCascad
     rule = CascadeRule(weights=(0.0, 5.0, 0, 0, 0, 0, 0), bias=-5.0, means=(0.0,) * 7, scales=(1.0,) * 7)
     cascade = TextCascade(
         base_model_version=card.model_version,
-        verifier=VerifierConfig(timeout_s=20),
+        # The command-line engine (run inside the worker's OCR child processes), so that the crashing
+        # `tesseract` on PATH is the one that reads.
+        verifier=VerifierConfig(engine="tesseract", timeout_s=20),
         engine_version=engine_version,
         policy=CascadePolicy(send_from=0.0, rule=rule, threshold=0.5),
     )

@@ -8,8 +8,9 @@ model's own.
 `VerificationStage` runs the reads off the event loop. It downloads the image again, through its own
 SSRF-safe fetcher with the same limits: the decode processes never send raw bytes back to the worker (that
 would copy every upload across a pipe to serve the few the verifier reads). The reads run on a small thread
-pool: the OCR engine is a subprocess (Tesseract, one core each), so a thread only waits for it, and the
-pool's size is how many cores the verifier may take.
+pool, each thread with its own OCR child process (`model.verifier.ocr_processes`: the engine's models stay
+loaded, and a crash or hang of the engine costs one read), so a thread only waits, and the pool's size is
+how many cores the verifier may take.
 
 A read that fails (download error, a bad image, an engine timeout or crash) never loses the event and is
 never dead-lettered: the model's own decision at its card's threshold stands, recorded as
@@ -21,11 +22,10 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from model.cascade import CascadePolicy
-from model.decode import ImageLimits
 from model.verifier.features import TextFeatures
-from model.verifier.text_verifier import TextVerifier
 from worker.stages.prepare import Fetcher
 
 MODEL = "model"
@@ -91,23 +91,27 @@ class Reading:
     seconds: float
 
 
+class Reader(Protocol):
+    """Image bytes in, the verifier's features out (`OcrProcessReader`; a `TextVerifier` in tests)."""
+
+    def features(self, data: bytes) -> TextFeatures:
+        """Read one image; raises on any failure."""
+        ...
+
+
 class VerificationStage:
     """Downloads and reads images on a thread pool; `submit(url)` returns a future of `Reading`."""
 
-    def __init__(
-        self, fetcher: Fetcher, verifier: TextVerifier, *, workers: int, limits: ImageLimits
-    ) -> None:
+    def __init__(self, fetcher: Fetcher, reader: Reader, *, workers: int) -> None:
         """Create the stage.
 
         Args:
             fetcher: Downloads bytes (normally its own `BackgroundFetcher`).
-            verifier: The text verifier the model card names.
+            reader: Reads an image with the verifier the model card names, with the worker's image limits.
             workers: Reads at once (each takes about one core while its engine runs).
-            limits: The image limits of the worker's decoding.
         """
         self._fetcher = fetcher
-        self._verifier = verifier
-        self._limits = limits
+        self._reader = reader
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="alocc-verify"
         )
@@ -135,7 +139,7 @@ class VerificationStage:
 
     def _read(self, data: bytes, started: float, result: concurrent.futures.Future[Reading]) -> None:
         try:
-            features = self._verifier.features(data, limits=self._limits)
+            features = self._reader.features(data)
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return

@@ -8,7 +8,6 @@ import pytest
 from fakes import FakeFetcher
 from PIL import Image
 
-from model.decode import DEFAULT_LIMITS
 from model.errors import UnsupportedImageFormat
 from model.verifier import ReadBox, TextVerifier, VerifierUnavailable
 from worker.failures import HttpError
@@ -42,7 +41,7 @@ def _png() -> bytes:
 def test_a_read_downloads_the_image_and_returns_its_features_and_failures_raise_per_image() -> None:
     engine = StubEngine()
     fetcher = FakeFetcher({"card": _png(), "junk": b"not an image"})
-    stage = VerificationStage(fetcher, TextVerifier(engine=engine), workers=2, limits=DEFAULT_LIMITS)
+    stage = VerificationStage(fetcher, TextVerifier(engine=engine), workers=2)
     try:
         reading = stage.submit("fake://card").result(timeout=10)
         assert reading.features.read_characters == 12 and reading.features.lines == 1

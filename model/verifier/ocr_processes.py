@@ -1,0 +1,258 @@
+"""The text verifier in child processes: a crash or a hang of the OCR engine costs one read, not the caller.
+
+An OCR engine is native code fed with uploads from strangers. In the worker it runs in children started as
+`python -m model.verifier.ocr_processes CONFIG_JSON` (plain subprocesses: nothing of the parent, its
+threads or its Kafka client is forked into them). Each child loads the engine's models once and then reads
+one image at a time: raw upload bytes in, features out. It decodes the bytes itself, with the worker's
+image limits, so a hostile image meets the decoder there too.
+
+`OcrProcessReader.features(data)` runs on the calling thread's own child (started on first use). A child
+that dies, or answers nothing within the engine's timeout plus a margin, is killed and replaced by the
+next read; the read in progress raises `VerifierUnavailable`, which the worker turns into the model's own
+decision for that image.
+
+Wire format (pipes; the parent is the only peer, so no authentication and no pickle): each message is
+`struct ">I"` (length) followed by that many bytes. Parent -> child: the image bytes. Child -> parent:
+JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
+image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
+text never crosses the pipe.
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from model.decode import ImageLimits
+from model.verifier.engines import VerifierConfig, VerifierUnavailable
+from model.verifier.features import TextFeatures
+
+_HEADER = struct.Struct(">I")
+_START_TIMEOUT_S = 60.0  # loading the language models takes about 0.2 s; a loaded host, much more
+_MARGIN_S = 5.0  # beyond the engine's own timeout, before a silent child is killed
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+class OcrProcess:
+    """One child process running the verifier; one read at a time."""
+
+    def __init__(self, config: VerifierConfig, limits: ImageLimits) -> None:
+        """Start the child and wait until its engine is loaded.
+
+        Raises:
+            VerifierUnavailable: the child could not start its engine (the message says why).
+        """
+        self._timeout_s = config.timeout_s + _MARGIN_S
+        payload = json.dumps(
+            {
+                "verifier": dataclasses.asdict(config),
+                "limits": {
+                    "max_bytes": limits.max_bytes,
+                    "max_pixels": limits.max_pixels,
+                    "allowed_formats": sorted(limits.allowed_formats),
+                },
+            }
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "model.verifier.ocr_processes", payload],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        ready = self._receive(time.monotonic() + _START_TIMEOUT_S)
+        if not ready.get("ready"):
+            self.close()
+            raise VerifierUnavailable(f"{ready.get('error')}: {ready.get('message')}")
+        self.engine_version = str(ready["engine"])
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._process.pid
+
+    def features(self, data: bytes) -> TextFeatures:
+        """Read one image in the child.
+
+        Raises:
+            VerifierUnavailable: the child failed on this image, died, or did not answer in time; the
+                child is then killed (the caller starts another).
+        """
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(_HEADER.pack(len(data)) + data)
+            stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            self.close()
+            raise VerifierUnavailable(f"the OCR process died ({self._exit_status()})") from exc
+        answer = self._receive(time.monotonic() + self._timeout_s)
+        if not answer.get("ok"):
+            error, message = answer.get("error"), answer.get("message")
+            # The engine's own failures keep their message; others (a bad image) are named by their class.
+            raise VerifierUnavailable(
+                message if error == VerifierUnavailable.__name__ else f"{error}: {message}"
+            )
+        return TextFeatures(**answer["features"])
+
+    def _receive(self, deadline: float) -> dict[str, Any]:
+        stdout = self._process.stdout
+        assert stdout is not None
+        header = self._read_exactly(stdout.fileno(), _HEADER.size, deadline)
+        (length,) = _HEADER.unpack(header)
+        if length > _MAX_MESSAGE:
+            self.close()
+            raise VerifierUnavailable(f"the OCR process sent a {length}-byte message")
+        message: dict[str, Any] = json.loads(self._read_exactly(stdout.fileno(), length, deadline))
+        return message
+
+    def _read_exactly(self, fd: int, count: int, deadline: float) -> bytes:
+        chunks: list[bytes] = []
+        left = count
+        while left:
+            remaining = deadline - time.monotonic()
+            readable = select.select([fd], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+            if not readable:
+                self.close()
+                raise VerifierUnavailable(f"the OCR process did not answer within {self._timeout_s:.0f} s")
+            chunk = os.read(fd, left)
+            if not chunk:
+                self.close()
+                raise VerifierUnavailable(f"the OCR process died ({self._exit_status()})")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def _exit_status(self) -> str:
+        code = self._process.poll()
+        if code is None:
+            return "still running"
+        return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child still runs."""
+        return self._process.poll() is None
+
+    def close(self) -> None:
+        """Stop the child: end of input first, then a kill if it lingers."""
+        if self._process.poll() is None:
+            try:
+                if self._process.stdin is not None:
+                    self._process.stdin.close()
+                self._process.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                self._process.kill()
+                self._process.wait(timeout=5)
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+class OcrProcessReader:
+    """`features(data)` on the calling thread's own `OcrProcess`; thread-safe, one child per thread."""
+
+    def __init__(self, config: VerifierConfig, limits: ImageLimits) -> None:
+        """Remember how to start children; the first read of each thread starts its child."""
+        self._config = config
+        self._limits = limits
+        self._local = threading.local()
+        self._children: list[OcrProcess] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def check(self) -> str:
+        """Start a child, stop it, and return its engine's version: a start-up check.
+
+        Raises:
+            VerifierUnavailable: the engine cannot run here (the message says why).
+        """
+        child = OcrProcess(self._config, self._limits)
+        child.close()
+        return child.engine_version
+
+    def features(self, data: bytes) -> TextFeatures:
+        """Read one image; raises `VerifierUnavailable` when the child fails (see `OcrProcess.features`)."""
+        child = self._child()
+        try:
+            return child.features(data)
+        finally:
+            if not child.alive:
+                self._local.child = None
+
+    def _child(self) -> OcrProcess:
+        child: OcrProcess | None = getattr(self._local, "child", None)
+        if child is not None and child.alive:
+            return child
+        with self._lock:
+            if self._closed:
+                raise VerifierUnavailable("the verifier is closed")
+        child = OcrProcess(self._config, self._limits)
+        with self._lock:
+            self._children = [c for c in self._children if c.alive] + [child]
+        self._local.child = child
+        return child
+
+    def pids(self) -> list[int]:
+        """Process ids of the live children."""
+        with self._lock:
+            return [child.pid for child in self._children if child.alive]
+
+    def close(self) -> None:
+        """Stop every child."""
+        with self._lock:
+            self._closed = True
+            children, self._children = self._children, []
+        for child in children:
+            child.close()
+
+
+def child_main(config_json: str) -> int:
+    """The child's loop: read images from stdin, write features to stdout, until stdin ends."""
+    from model.verifier.text_verifier import TextVerifier
+
+    out = sys.stdout.buffer
+    source = sys.stdin.buffer
+
+    def send(message: dict[str, Any]) -> None:
+        body = json.dumps(message).encode()
+        out.write(_HEADER.pack(len(body)) + body)
+        out.flush()
+
+    config = json.loads(config_json)
+    limits = ImageLimits(
+        max_bytes=config["limits"]["max_bytes"],
+        max_pixels=config["limits"]["max_pixels"],
+        allowed_formats=frozenset(config["limits"]["allowed_formats"]),
+    )
+    try:
+        verifier = TextVerifier(VerifierConfig(**config["verifier"]))
+        send({"ready": True, "engine": verifier.engine.version()})
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
+        send({"ready": False, "error": type(exc).__name__, "message": str(exc)[:500]})
+        return 1
+    while True:
+        header = source.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return 0  # the parent closed our input: stop
+        (length,) = _HEADER.unpack(header)
+        data = source.read(length)
+        try:
+            features = verifier.features(data, limits=limits)
+        except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer
+            send({"ok": False, "error": type(exc).__name__, "message": str(exc)[:300]})
+            continue
+        send({"ok": True, "features": features.as_dict()})
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1]))

@@ -1,0 +1,81 @@
+"""The verifier in child processes: reads, per-image errors, and a child that dies or hangs."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from model.decode import DEFAULT_LIMITS
+from model.verifier import VerifierConfig, VerifierUnavailable, make_engine, ocr_processes
+from model.verifier.ocr_processes import OcrProcessReader
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+
+def _engine_available() -> bool:
+    try:
+        make_engine(VerifierConfig())
+    except VerifierUnavailable:
+        return False
+    return os.path.isfile(FONT)
+
+
+pytestmark = pytest.mark.skipif(not _engine_available(), reason="tesserocr or its language models missing")
+
+
+def _card() -> bytes:
+    card = Image.new("RGB", (320, 200), (250, 248, 240))
+    ImageDraw.Draw(card).text((20, 75), "CLOSED TODAY", font=ImageFont.truetype(FONT, 36), fill=(20, 20, 20))
+    buffer = io.BytesIO()
+    card.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def reader() -> Iterator[OcrProcessReader]:
+    instance = OcrProcessReader(VerifierConfig(timeout_s=1.0), DEFAULT_LIMITS)
+    yield instance
+    instance.close()
+
+
+def test_a_child_reads_images_and_answers_a_bad_one_with_its_reason(reader: OcrProcessReader) -> None:
+    assert reader.check().startswith("tesserocr ")
+
+    features = reader.features(_card())
+    with pytest.raises(VerifierUnavailable, match="UnsupportedImageFormat"):
+        reader.features(b"not an image")
+
+    assert features.read_characters >= 8 and features.lines == 1
+    assert len(reader.pids()) == 1  # the same child answered both
+
+
+def test_a_killed_child_fails_its_read_and_the_next_read_gets_a_new_child(reader: OcrProcessReader) -> None:
+    reader.features(_card())
+    (first,) = reader.pids()
+
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(VerifierUnavailable, match="died"):
+        reader.features(_card())
+
+    assert reader.features(_card()).read_characters >= 8
+    assert reader.pids() and first not in reader.pids()
+
+
+def test_a_child_that_hangs_is_killed_after_the_timeout(
+    reader: OcrProcessReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ocr_processes, "_MARGIN_S", 0.5)
+    reader.features(_card())
+    (child,) = reader.pids()
+    os.kill(child, signal.SIGSTOP)  # a hang: alive, silent
+
+    with pytest.raises(VerifierUnavailable, match="did not answer"):
+        reader.features(_card())
+
+    assert child not in reader.pids()
+    assert reader.features(_card()).read_characters >= 8
