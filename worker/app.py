@@ -45,6 +45,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -194,6 +195,7 @@ class Worker:
         verification: VerificationStage | None = None,
         decisions: CascadeDecisions | None = None,
         serving_version: str | None = None,
+        end_offsets: dict[TopicPartitionKey, int] | None = None,
         topics: Topics,
         settings: LoopSettings,
         guard: FailureRateGuard,
@@ -214,6 +216,8 @@ class Worker:
             decisions: Turns model scores (and the verifier's features) into verdicts; model alone by default.
             serving_version: The version records are written under (the cascade's when one is served);
                 default: the model's.
+            end_offsets: A bounded run (replay): per partition, the first offset not to process. A message
+                at or past it is left unconsumed and its partition paused, so its offset is never committed.
             topics: Topic names.
             settings: Loop knobs.
             guard: Failure-rate guard.
@@ -232,6 +236,8 @@ class Worker:
         if self._decisions.policy is not None and verification is None:
             raise ValueError("a cascade policy needs its verification stage")
         self._serving_version = serving_version or scoring.model_version
+        self._end_offsets = dict(end_offsets or {})
+        self._at_end: set[TopicPartitionKey] = set()  # assigned partitions that reached their end offset
         self._topics = topics
         self._settings = settings
         self._guard = guard
@@ -274,6 +280,7 @@ class Worker:
         max_events: int | None = None,
         idle_timeout: float | None = None,
         install_signal_handlers: bool = False,
+        done: Callable[[], bool] | None = None,
     ) -> RunStats:
         """Run until stopped, `max_events` consumed and finished, or `idle_timeout` seconds without input.
 
@@ -281,6 +288,8 @@ class Worker:
             max_events: Stop taking input after this many messages; return once they are committed.
             idle_timeout: Return once nothing arrived for this long and nothing is in flight.
             install_signal_handlers: Stop on SIGTERM/SIGINT (main thread only).
+            done: Asked whenever nothing is in flight; return once it says True (a replay: the whole
+                range committed, by this process or the others of its group).
 
         Raises:
             FatalWorkerError: the worker cannot continue; nothing in flight was committed.
@@ -333,6 +342,9 @@ class Worker:
                     break
                 if limit_reached and idle:
                     break
+                if done is not None and idle and done():
+                    log.info("bounded run complete")
+                    break
                 if idle_timeout is not None and idle and time.monotonic() - last_input >= idle_timeout:
                     log.info("idle: exiting", idle_seconds=idle_timeout)
                     break
@@ -361,6 +373,8 @@ class Worker:
         consumer = self._consumer
         if intake_open == self._paused or self._assignment_changed:
             assignment = consumer.assignment()
+            if intake_open:  # a partition at its end offset stays paused
+                assignment = [tp for tp in assignment if (tp.topic, tp.partition) not in self._at_end]
             if assignment:
                 (consumer.resume if intake_open else consumer.pause)(assignment)
             self._paused = not intake_open
@@ -408,6 +422,14 @@ class Worker:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         assert topic is not None and partition is not None and offset is not None
         key = (topic, partition)
+        end = self._end_offsets.get(key)
+        if end is not None and offset >= end:
+            # Past the bounded range: not ours to process. Pause the partition; the message (and any
+            # others already fetched) stay uncommitted, so the group's offset stays at the end.
+            if key not in self._at_end:
+                self._at_end.add(key)
+                self._consumer.pause([TopicPartition(topic, partition)])
+            return
         epoch = self._epochs.setdefault(key, self._new_epoch())
         item = InFlight(
             topic=topic,
@@ -719,6 +741,10 @@ class Worker:
     def _forget(self, keys: set[TopicPartitionKey]) -> None:
         """Drop uncommitted work of these partitions; results still in flight for them are ignored."""
         self._ledger.drop(keys)
+        if self._at_end & keys:
+            # A rewound partition at its end must fetch again from the seek: let the next poll resume it.
+            self._at_end -= keys
+            self._assignment_changed = True
         for key in keys:
             self._epochs.pop(key, None)
         self._batcher.discard(lambda item: item.tp in keys)
@@ -734,6 +760,7 @@ class Worker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._epochs[(tp.topic, tp.partition)] = self._new_epoch()
+            self._at_end.discard((tp.topic, tp.partition))
         self._assignment_changed = True
         self.metrics.rebalances.labels("assigned").inc(len(partitions))
         log.info("partitions assigned", partitions=[f"{tp.topic}[{tp.partition}]" for tp in partitions])

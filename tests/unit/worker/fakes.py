@@ -355,6 +355,7 @@ def make_rig(
     start_when_idle: bool = False,
     store: FakeStore | None = None,
     cascade: tuple[CascadePolicy, FakeVerification] | None = None,
+    end_offsets: dict[int, int] | None = None,
 ) -> Rig:
     """Build a worker over fakes (with a text cascade: its policy and a fake verifier stage)."""
     consumer = FakeConsumer(partitions)
@@ -372,6 +373,7 @@ def make_rig(
         verification=cascade[1] if cascade else None,  # type: ignore[arg-type]
         decisions=CascadeDecisions(cascade[0] if cascade else None),
         serving_version=f"{scorer.model_version}-ocr-test" if cascade else None,
+        end_offsets={(INPUT, p): end for p, end in (end_offsets or {}).items()},
         topics=Topics(INPUT, "exclusions", "dlq"),
         settings=LoopSettings(
             max_batch=max_batch,

@@ -330,3 +330,21 @@ def test_the_verifier_decides_the_images_the_model_sends_it_and_a_failed_read_fa
     assert {(e.image_id, e.decided_by) for e in events} == {("a", "verifier"), ("d", "model_fallback")}
     assert (stats.verifier_reads, stats.verifier_failures) == (2, 1)
     assert verification.closed
+
+
+def test_a_bounded_run_stops_each_partition_at_its_end_offset_and_returns_when_done() -> None:
+    events = {p: [(f"{p}-{i}".encode(), event_bytes(f"{p}-{i}", "photo")) for i in range(5)] for p in (0, 1)}
+    rig = make_rig(events, end_offsets={0: 2, 1: 5})
+    asked: list[bool] = []
+
+    def done() -> bool:
+        asked.append(True)
+        return rig.consumer.committed == {0: 2, 1: 5}
+
+    stats = rig.worker.run(idle_timeout=10, done=done)
+
+    assert stats.committed == 7
+    assert rig.consumer.committed == {0: 2, 1: 5}  # nothing at or past partition 0's end
+    assert sorted(rig.store.rows) == sorted(["0-0", "0-1", *(f"1-{i}" for i in range(5))])
+    assert 0 in rig.consumer.paused
+    assert asked and stats.seconds < 5  # returned on `done`, not on the idle timeout
