@@ -57,6 +57,7 @@ def build_worker(
     scorer: BatchScorer | None = None,
     store: ScoreStore | None = None,
     serve_health: bool = True,
+    end_offsets: dict[tuple[str, int], int] | None = None,
 ) -> Worker:
     """Create every stage and client from `settings`.
 
@@ -65,6 +66,7 @@ def build_worker(
         scorer: An already loaded model (tests, benchmarks); default loads `settings.model`.
         store: A score store to use instead of one built from `settings.redis`.
         serve_health: Start the metrics/health HTTP server when its port is not 0.
+        end_offsets: A bounded run (replay): per (topic, partition), the first offset not to process.
     """
     loaded = scorer if scorer is not None else load_scorer(settings)
     closers: list[Any] = []
@@ -113,6 +115,7 @@ def build_worker(
         verification=verification,
         decisions=CascadeDecisions(cascade.policy if cascade is not None else None),
         serving_version=version,
+        end_offsets=end_offsets,
         topics=Topics(settings.topics.input, settings.topics.exclusions, settings.topics.dead_letter),
         settings=LoopSettings(
             max_batch=settings.batch.max_size,

@@ -627,3 +627,52 @@ def test_the_cascade_is_served_and_a_verifier_killed_mid_batch_loses_nothing(
     assert sorted(e.image_id for e in published) == sorted(excluded)
     assert {e.model_version for e in published} <= {cascade.version}
     assert env.redis.get(f"{env.prefix.rstrip(':')}:active_version") == cascade.version.encode()
+
+
+# ----------------------------------------------------------------------------- replay
+def test_a_replay_rescores_its_range_in_shadow_and_resumes_after_sigkill(env: Env) -> None:
+    """`alocc replay --since`: only the range, under the replayed version, active pointer untouched, nothing
+    published; SIGKILLed mid-way and started again, it finishes with every event of the range scored."""
+    input_topic, exclusions, dead_letter = env.new_topic(2), env.new_topic(1), env.new_topic(1)
+    hour_ago = int((time.time() - 3600) * 1000)
+    old = good_events(env, 20, prefix="old")
+    for key, value in old:  # uploaded an hour ago: before the range
+        env.producer.produce(input_topic, key=key.encode(), value=value, timestamp=hour_ago)
+    in_range = good_events(env, 300, prefix="new")
+    produce(env.producer, input_topic, in_range)
+    active_key = f"{env.prefix.rstrip(':')}:active_version"
+    env.redis.set(active_key, "the-live-version")
+    group = f"test-replay-{uuid.uuid4().hex[:8]}"
+    process_env = worker_process_env(env, "unused", input_topic, exclusions, dead_letter)
+    since = dt.datetime.fromtimestamp(time.time() - 600, dt.UTC).isoformat()
+    command = [sys.executable, "-m", "alocc.cli", "replay", "--since", since, "--group", group, "--json"]
+    new_ids = [key for key, _ in in_range]
+
+    first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while len(env.records(new_ids)) < 30:
+            assert time.monotonic() < deadline, "the first replay made no progress"
+            assert first.poll() is None, "the first replay exited early"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert len(env.records(new_ids)) < len(new_ids), "killed too late to test anything"
+
+    second = subprocess.run(
+        command, env=process_env, cwd=REPO_ROOT, capture_output=True, timeout=180, check=False
+    )
+    assert second.returncode == 0, second.stderr.decode()[-2000:]
+    summary = json.loads(second.stdout.decode().strip().splitlines()[-1])
+
+    assert summary["complete"] and summary["left"] == 0 and summary["range_events"] == len(in_range)
+    assert summary["model_version"] == env.scorer.model_version and summary["group"] == group
+    assert 0 < summary["left_at_start"] < len(in_range)  # the restart resumed, it did not start over
+    assert len(env.records(new_ids)) == len(in_range)
+    assert env.records([key for key, _ in old]) == {}  # outside the range
+    assert committed_total(env.bootstrap, group, input_topic, 2) == len(old) + len(in_range)
+    assert env.redis.get(active_key) == b"the-live-version"  # shadow: the pointer is untouched
+    assert env.consume_all(exclusions, timeout=5) == []  # and nothing was published
