@@ -19,6 +19,18 @@ def register(subcommands: Any) -> None:
     get.add_argument("--model-version", help="read this model version instead of the active one")
     get.set_defaults(handler=run_scores_get)
 
+    indexer = subcommands.add_parser(
+        "indexer",
+        help="the reference indexer: the excluded images, rebuilt from the exclusion topic",
+        description="Read the exclusion topic (ALOCC_TOPICS__EXCLUSIONS) from the beginning with "
+        "read_committed and print the excluded image ids as one JSON list; with --follow, keep reading and "
+        "print each change as a JSON line. The reference for search's indexer (docs/SEARCH-CONTRACT.md).",
+    )
+    indexer.add_argument(
+        "--follow", action="store_true", help="after the bootstrap, print changes as they come"
+    )
+    indexer.set_defaults(handler=run_indexer)
+
 
 def get_help() -> str:
     """Description of `alocc scores get`."""
@@ -45,4 +57,29 @@ def run_scores_get(args: argparse.Namespace) -> int:
         return 1
     for result in results:
         print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def run_indexer(args: argparse.Namespace) -> int:
+    """`alocc indexer`."""
+    from search_client.reference_indexer import ReferenceIndexer
+    from worker.settings import Settings
+
+    settings = Settings()
+    indexer = ReferenceIndexer(settings.kafka.librdkafka_config(), settings.topics.exclusions)
+    try:
+        state = indexer.catch_up()
+        print(json.dumps(sorted(state.excluded)))
+        sys.stdout.flush()
+        while args.follow:
+            indexer.poll(
+                1.0,
+                on_change=lambda e: print(
+                    json.dumps({"image_id": e.image_id, "excluded": e.excluded}), flush=True
+                ),
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        indexer.close()
     return 0

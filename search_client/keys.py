@@ -4,6 +4,9 @@
 - `{prefix}:active_version` — string: the model version whose scores search should read.
 - `{prefix}:published:{image_id}` — string "1"/"0": the image's exclusion state as the active version last
   published it (whichever version that was); the writer's, not a reader's, key.
+- `{prefix}:switches` — list, newest first: one JSON entry per change of the active version
+  (`{"who", "at", "from", "to"}`), written by `alocc promote` and `alocc rollback`.
+- `{prefix}:replay:{group}` — hash: a replay group's offset range (`alocc replay`).
 """
 
 from __future__ import annotations
@@ -30,3 +33,16 @@ class KeyLayout:
     def active_version(self) -> str:
         """Key of the active model version pointer."""
         return f"{self.prefix}:{ACTIVE_VERSION_KEY}"
+
+    @property
+    def switch_log(self) -> str:
+        """Key of the list of active-version switches, newest first."""
+        return f"{self.prefix}:switches"
+
+    def version_of(self, record_key: str) -> str | None:
+        """The model version of a record key (versions hold no ':'), or None for another key."""
+        head = f"{self.prefix}:score:"
+        if not record_key.startswith(head):
+            return None
+        version, sep, _image = record_key[len(head) :].partition(":")
+        return version if sep else None

@@ -43,10 +43,11 @@ def register(subcommands: Any) -> None:
     worker.add_argument("--max-events", type=int, metavar="N", help="stop taking input after N events")
     worker.set_defaults(handler=run_worker)
 
-    from worker import replay_commands, version_diff
+    from worker import promotion_commands, replay_commands, version_diff
 
     version_diff.register(subcommands)
     replay_commands.register(subcommands)
+    promotion_commands.register(subcommands)
 
 
 def run_worker(args: argparse.Namespace) -> int:

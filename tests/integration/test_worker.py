@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import torch
@@ -676,3 +677,143 @@ def test_a_replay_rescores_its_range_in_shadow_and_resumes_after_sigkill(env: En
     assert committed_total(env.bootstrap, group, input_topic, 2) == len(old) + len(in_range)
     assert env.redis.get(active_key) == b"the-live-version"  # shadow: the pointer is untouched
     assert env.consume_all(exclusions, timeout=5) == []  # and nothing was published
+
+
+# ----------------------------------------------------------------------------- promotion
+@pytest.fixture(scope="module")
+def second_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, samples: tuple[SampleSet, ImageServer], tiny_model_dir: Path
+) -> Path:
+    """Another tiny model (version B), its threshold at the median of its scores on the samples, so that
+    it decides some images differently from the first."""
+    from model.preprocess import preprocess
+
+    torch.manual_seed(1)
+    spec = NetworkSpec(architecture="strided", input_size=32, width=8, r_depth=2)
+    directory = tmp_path_factory.mktemp("second-model")
+    card = save_checkpoint(directory, build_networks(spec), read_card(tiny_model_dir))
+    sample_set, server = samples
+    names = sample_set.cards + sample_set.photos
+    images = [preprocess(httpx.get(server.url(name)).content, 32) for name in names]
+    scores = sorted(
+        float(s) for s in Scorer.load(directory, device="cpu").raw_scores(torch.stack(images)).d_x
+    )
+    median = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+    write_card(
+        directory, dataclasses.replace(card, thresholds={"d_x": ThresholdRecord(median, "uncalibrated")})
+    )
+    return directory
+
+
+def test_promote_publishes_only_what_changes_and_rollback_restores_the_old_set(
+    env: Env, second_model_dir: Path
+) -> None:
+    """A serves; B is replayed in shadow; promote B publishes exactly the changed decisions and the
+    reference indexer then holds B's set; uploads during the rollout are scored by both and published by
+    the active one; rollback restores A's set the same way."""
+    from search_client.reference_indexer import ReferenceIndexer
+
+    scorer_b = Scorer.load(second_model_dir, device="cpu")
+    version_a, version_b = env.scorer.model_version, scorer_b.model_version
+    assert version_a != version_b
+    input_topic, exclusions, dead_letter = env.new_topic(2), env.new_topic(1), env.new_topic(1)
+    first = good_events(env, 24, prefix="before")
+    produce(env.producer, input_topic, first)
+    ids = [key for key, _ in first]
+
+    # 1. A serves: it claims the pointer and publishes its exclusions.
+    worker_a = build_worker(
+        env.settings(input_topic, exclusions, dead_letter, env.new_group_id()), scorer=env.scorer
+    )
+    assert worker_a.run(max_events=len(first), idle_timeout=30).committed == len(first)
+    active_key = f"{env.prefix.rstrip(':')}:active_version"
+    assert env.redis.get(active_key) == version_a.encode()
+    published_by_a = len(env.consume_all(exclusions))
+
+    cli_env = worker_process_env(env, "unused", input_topic, exclusions, dead_letter)
+    cli_env["ALOCC_MODEL__PATH"] = str(second_model_dir)
+
+    def alocc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alocc.cli", *args],
+            env=cli_env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    # 2. B cannot be promoted before it has scores; a replay scores them in shadow.
+    refused = alocc("promote", version_b)
+    assert refused.returncode == 1 and "alocc replay" in refused.stderr
+    replay = alocc("replay", "--group", f"test-replay-{uuid.uuid4().hex[:8]}", "--json")
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert env.redis.get(active_key) == version_a.encode()
+    assert len(env.consume_all(exclusions)) == published_by_a  # shadow: nothing published
+
+    # 3. The diff says what promotion will publish.
+    diff = json.loads(alocc("diff", version_a, version_b, "--json").stdout)
+    decided_a = {
+        k: r["excluded"] == "1" for k, r in records_for(env.redis, env.prefix, version_a, ids).items()
+    }
+    decided_b = {
+        k: r["excluded"] == "1" for k, r in records_for(env.redis, env.prefix, version_b, ids).items()
+    }
+    changed = {k for k in ids if decided_a[k] != decided_b[k]}
+    assert changed, "the two tiny models should disagree somewhere"
+    assert diff["newly_excluded"] + diff["no_longer_excluded"] == len(changed)
+
+    # 4. Promote B: exactly the changes are published; the indexer now holds B's set.
+    promoted = alocc("promote", version_b, "--who", "test", "--json")
+    assert promoted.returncode == 0, promoted.stderr[-2000:]
+    summary = json.loads(promoted.stdout)
+    assert (summary["from"], summary["to"]) == (version_a, version_b)
+    events = [ExclusionEvent.model_validate_json(r.value) for r in env.consume_all(exclusions)]
+    by_promotion = events[published_by_a:]
+    assert sorted(e.image_id for e in by_promotion) == sorted(changed)
+    assert all(e.model_version == version_b and e.excluded == decided_b[e.image_id] for e in by_promotion)
+    assert summary["published_excluded"] + summary["published_included"] == len(changed)
+
+    def indexed() -> set[str]:
+        indexer = ReferenceIndexer({"bootstrap.servers": env.bootstrap}, exclusions)
+        try:
+            return indexer.catch_up(30).excluded
+        finally:
+            indexer.close()
+
+    assert indexed() == {k for k in ids if decided_b[k]}
+    assert alocc("promote", version_b, "--json").returncode == 0  # again: nothing new to publish
+    assert len(env.consume_all(exclusions)) == len(events)
+
+    # 5. During the rollout both versions score new uploads; only the active one (B) publishes.
+    later_topic = env.new_topic(1)
+    later = good_events(env, 12, prefix="later")
+    produce(env.producer, later_topic, later)
+    shadow_a = env.settings(later_topic, exclusions, dead_letter, env.new_group_id())
+    shadow_a = shadow_a.model_copy(update={"model": shadow_a.model.model_copy(update={"shadow": True})})
+    assert build_worker(shadow_a, scorer=env.scorer).run(max_events=12, idle_timeout=30).committed == 12
+    serving_b = env.settings(later_topic, exclusions, dead_letter, env.new_group_id())
+    assert build_worker(serving_b, scorer=scorer_b).run(max_events=12, idle_timeout=30).committed == 12
+    later_ids = [key for key, _ in later]
+    for key, record in records_for(env.redis, env.prefix, version_b, later_ids).items():
+        decided_b[key] = record["excluded"] == "1"
+    for key, record in records_for(env.redis, env.prefix, version_a, later_ids).items():
+        decided_a[key] = record["excluded"] == "1"
+    assert set(decided_b) == set(decided_a) == set(ids) | set(later_ids)
+    assert indexed() == {k for k, excluded in decided_b.items() if excluded}
+
+    # 6. Roll back: A again, through the same differences, recorded in the switch log.
+    rolled = alocc("rollback", "--who", "test", "--json")
+    assert rolled.returncode == 0, rolled.stderr[-2000:]
+    assert json.loads(rolled.stdout)["to"] == version_a
+    assert env.redis.get(active_key) == version_a.encode()
+    assert indexed() == {k for k, excluded in decided_a.items() if excluded}
+    listing = json.loads(alocc("models", "list", "--json").stdout)
+    assert listing["active"] == version_a
+    assert [(s["from_version"], s["to_version"]) for s in listing["switches"][:2]] == [
+        (version_b, version_a),
+        (version_a, version_b),
+    ]
+    images = {v["version"]: v["images"] for v in listing["versions"]}
+    assert images[version_a] == images[version_b] == len(ids) + len(later_ids)
