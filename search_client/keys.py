@@ -21,9 +21,14 @@ class KeyLayout:
         """Create the layout for keys starting with `prefix:`."""
         self.prefix = prefix
 
+    @property
+    def records_prefix(self) -> str:
+        """What every record key starts with: `{prefix}:score:`, then the version, ':' and the image id."""
+        return f"{self.prefix}:score:"
+
     def record(self, model_version: str, image_id: str) -> str:
         """Key of one image's hash under one model version."""
-        return f"{self.prefix}:score:{model_version}:{image_id}"
+        return f"{self.records_prefix}{model_version}:{image_id}"
 
     def published_state(self, image_id: str) -> str:
         """Key of an image's last published exclusion state (written by the active version's workers)."""
@@ -41,7 +46,7 @@ class KeyLayout:
 
     def version_of(self, record_key: str) -> str | None:
         """The model version of a record key (versions hold no ':'), or None for another key."""
-        head = f"{self.prefix}:score:"
+        head = self.records_prefix
         if not record_key.startswith(head):
             return None
         version, sep, _image = record_key[len(head) :].partition(":")

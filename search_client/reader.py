@@ -1,4 +1,4 @@
-"""Batch reads for search: resolve the active model version, then one pipelined round trip."""
+"""Batch reads for search: the active version and its records in one round trip (one script)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,23 @@ import redis
 
 from search_client.keys import KeyLayout
 
+# KEYS[1] = the active-version pointer; ARGV[1] = the record key prefix ("<prefix>:score:"), ARGV[2..] = ids.
+# Returns {active or "", fields of each id's record under it (flat lists, empty when missing)}: the pointer
+# and the records are read in one round trip and one atomic step, so a promotion between the two reads
+# cannot mix versions. The record keys are built inside the script: fine on one Redis; a Redis Cluster
+# would need the keys in one hash slot.
+_READ_ACTIVE_SCRIPT = """
+local active = redis.call('GET', KEYS[1])
+if not active then
+  return {''}
+end
+local out = {active}
+for i = 2, #ARGV do
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. active .. ':' .. ARGV[i])
+end
+return out
+"""
+
 
 class ScoreReader:
     """Reads score records of the active (or a named) model version."""
@@ -18,6 +35,7 @@ class ScoreReader:
         """Create the reader over a client (decode_responses=True)."""
         self._client = client
         self._keys = KeyLayout(prefix)
+        self._read_active = client.register_script(_READ_ACTIVE_SCRIPT)
 
     def active_version(self) -> str | None:
         """The model version search reads, or None if no worker has claimed one yet."""
@@ -32,13 +50,24 @@ class ScoreReader:
             model_version: Read this version instead of the active one (shadow comparisons).
         """
         ids = list(image_ids)
-        version = model_version or self.active_version()
-        if version is None:
-            return [{"image_id": image_id, "found": False} for image_id in ids]
+        if model_version is None:
+            return self.get_active(ids)
+        version = model_version
         pipe = self._client.pipeline(transaction=False)
         for image_id in ids:
             pipe.hgetall(self._keys.record(version, image_id))
         return [decode_record(image_id, raw) for image_id, raw in zip(ids, pipe.execute(), strict=True)]
+
+    def get_active(self, image_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Records of the active version, with the pointer read in the same round trip (one script)."""
+        ids = list(image_ids)
+        reply = self._read_active(keys=[self._keys.active_version], args=[self._keys.records_prefix, *ids])
+        if not reply or not reply[0]:
+            return [{"image_id": image_id, "found": False} for image_id in ids]
+        return [
+            decode_record(image_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+            for image_id, flat in zip(ids, reply[1:], strict=True)
+        ]
 
 
 def decode_record(image_id: str, raw: dict[str, str]) -> dict[str, Any]:
