@@ -47,6 +47,25 @@ def register(subcommands: Any) -> None:
     bench.add_argument("--rss-prefix", help=argparse.SUPPRESS)
     bench.set_defaults(handler=run_bench)
 
+    replay_bench = subcommands.add_parser(
+        "replay-bench",
+        help="how fast alocc replay rescores (by partitions and processes); Redis memory per million images",
+        description=_doc("tools/replay_bench.py"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay_bench.add_argument("--events", type=int, default=100_000, help="events in the replayed range")
+    replay_bench.add_argument(
+        "--runs",
+        nargs="+",
+        default=["3:1"],
+        help="configurations PARTITIONS:PROCESSES, each a fresh replay (default 3:1)",
+    )
+    replay_bench.add_argument(
+        "--card-share", type=float, default=0.05, help="share of cards among the images"
+    )
+    replay_bench.add_argument("--images", type=int, default=200, help="distinct sample images served")
+    replay_bench.set_defaults(handler=run_replay_bench)
+
     demo = subcommands.add_parser(
         "demo",
         help="end-to-end demo: serve images, produce events, run the worker, summarise",
@@ -68,3 +87,23 @@ def run_demo(args: argparse.Namespace) -> int:
     from tools.demo import main as demo_main
 
     return demo_main(args)
+
+
+def _doc(relative: str) -> str:
+    """A module's docstring, read without importing it (it imports Kafka)."""
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / relative).read_text(encoding="utf-8")
+    return ast.get_docstring(ast.parse(source)) or ""
+
+
+def run_replay_bench(args: argparse.Namespace) -> int:
+    """`alocc replay-bench`."""
+    from tools.replay_bench import main
+
+    runs = []
+    for text in args.runs:
+        partitions, _, processes = text.partition(":")
+        runs.append((int(partitions), int(processes or 1)))
+    return main(args.events, runs, args.card_share, args.images)
