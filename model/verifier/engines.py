@@ -202,17 +202,8 @@ class TesserocrEngine:
                 text = word.GetUTF8Text(RIL.WORD)
             except RuntimeError:  # a box in which nothing was recognised
                 text = ""
-            left, top, right, bottom = box
-            boxes.append(
-                ReadBox(
-                    left=float(left),
-                    top=float(top),
-                    width=float(right - left),
-                    height=float(bottom - top),
-                    confidence=max(0.0, float(word.Confidence(RIL.WORD))),
-                    characters=len("".join(text.split())),
-                )
-            )
+            confidence = max(0.0, float(word.Confidence(RIL.WORD)))
+            boxes.append(_box(box, confidence, text))
         return boxes
 
 
@@ -246,17 +237,14 @@ class RapidOcrEngine:
             points = np.asarray(corners, dtype=np.float32)
             left, top = points.min(axis=0)
             right, bottom = points.max(axis=0)
-            boxes.append(
-                ReadBox(
-                    left=float(left),
-                    top=float(top),
-                    width=float(right - left),
-                    height=float(bottom - top),
-                    confidence=100.0 * float(score),
-                    characters=len("".join(str(text).split())),
-                )
-            )
+            boxes.append(_box((left, top, right, bottom), 100.0 * float(score), str(text)))
         return boxes
+
+
+def _box(corners: Sequence[Any], confidence: float, text: str) -> ReadBox:
+    """A `ReadBox` from (left, top, right, bottom), a 0-100 confidence and the text (only counted)."""
+    left, top, right, bottom = (float(value) for value in corners)
+    return ReadBox(left, top, right - left, bottom - top, confidence, len("".join(text.split())))
 
 
 def make_engine(config: VerifierConfig) -> OcrEngine:

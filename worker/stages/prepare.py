@@ -16,7 +16,7 @@ import concurrent.futures
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from model.errors import ImageError
 from worker.failures import BadInput, CorruptImage, from_image_error
@@ -55,6 +55,40 @@ class PreparedImage:
     decode_s: float
 
 
+T = TypeVar("T")
+
+
+def fetch_then(
+    fetcher: Fetcher,
+    url: str,
+    pool: concurrent.futures.Executor,
+    step: Callable[[bytes, float, concurrent.futures.Future[T]], None],
+) -> concurrent.futures.Future[T]:
+    """Download `url`, then run `step(data, fetch_seconds, result)` on `pool`; returns `result`.
+
+    A failed or cancelled download fails or cancels `result` without running `step`; `step` must settle
+    `result` itself.
+    """
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+    started = time.monotonic()
+
+    def fetched(download: concurrent.futures.Future[bytes]) -> None:
+        if download.cancelled():
+            result.cancel()
+            return
+        error = download.exception()
+        if error is not None:
+            result.set_exception(error)
+            return
+        try:
+            pool.submit(step, download.result(), time.monotonic() - started, result)
+        except RuntimeError as exc:  # pool shut down while closing
+            result.set_exception(exc)
+
+    fetcher.submit(url).add_done_callback(fetched)
+    return result
+
+
 class ImagePreparer:
     """Chains a fetcher and a decode thread pool; `submit(url)` returns a future of `PreparedImage`."""
 
@@ -74,26 +108,7 @@ class ImagePreparer:
 
     def submit(self, url: str) -> concurrent.futures.Future[PreparedImage]:
         """Fetch and decode `url`; the future raises a `BadInput` subclass for bad input."""
-        result: concurrent.futures.Future[PreparedImage] = concurrent.futures.Future()
-        started = time.monotonic()
-
-        def fetched(download: concurrent.futures.Future[bytes]) -> None:
-            if download.cancelled():
-                result.cancel()
-                return
-            error = download.exception()
-            if error is not None:
-                result.set_exception(error)
-                return
-            data = download.result()
-            fetch_s = time.monotonic() - started
-            try:
-                self._pool.submit(self._decode_one, data, fetch_s, result)
-            except RuntimeError as exc:  # pool shut down while closing
-                result.set_exception(exc)
-
-        self._fetcher.submit(url).add_done_callback(fetched)
-        return result
+        return fetch_then(self._fetcher, url, self._pool, self._decode_one)
 
     def _decode_one(
         self, data: bytes, fetch_s: float, result: concurrent.futures.Future[PreparedImage]

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from model.cascade import CascadePolicy
 from model.verifier.features import TextFeatures
-from worker.stages.prepare import Fetcher
+from worker.stages.prepare import Fetcher, fetch_then
 
 MODEL = "model"
 VERIFIER = "verifier"
@@ -118,32 +118,16 @@ class VerificationStage:
 
     def submit(self, url: str) -> concurrent.futures.Future[Reading]:
         """Download and read `url`; the future raises on any failure (the caller falls back)."""
-        result: concurrent.futures.Future[Reading] = concurrent.futures.Future()
+        return fetch_then(self._fetcher, url, self._pool, self._read)
+
+    def _read(self, data: bytes, fetch_s: float, result: concurrent.futures.Future[Reading]) -> None:
         started = time.monotonic()
-
-        def fetched(download: concurrent.futures.Future[bytes]) -> None:
-            if download.cancelled():
-                result.cancel()
-                return
-            error = download.exception()
-            if error is not None:
-                result.set_exception(error)
-                return
-            try:
-                self._pool.submit(self._read, download.result(), started, result)
-            except RuntimeError as exc:  # pool shut down while closing
-                result.set_exception(exc)
-
-        self._fetcher.submit(url).add_done_callback(fetched)
-        return result
-
-    def _read(self, data: bytes, started: float, result: concurrent.futures.Future[Reading]) -> None:
         try:
             features = self._reader.features(data)
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return
-        result.set_result(Reading(features, time.monotonic() - started))
+        result.set_result(Reading(features, fetch_s + time.monotonic() - started))
 
     def close(self) -> None:
         """Stop the read threads (reads not started are cancelled)."""
