@@ -78,11 +78,17 @@ def _millis(when: dt.datetime) -> int:
 
 
 def compute_range(
-    consumer: Consumer, topic: str, since: dt.datetime | None, until: dt.datetime | None
+    consumer: Consumer,
+    topic: str,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    explicit: dict[int, tuple[int, int]] | None = None,
 ) -> ReplayRange:
     """The offsets of the range in every partition of `topic`, from the broker's timestamp index.
 
-    A partition with no message at or after a timestamp gets its end offset for it.
+    A partition with no message at or after a timestamp gets its end offset for it. With `explicit`
+    (partition -> (start, end)), those offsets instead, and every other partition is skipped (an empty
+    range at its beginning).
 
     Raises:
         KafkaException: the broker could not answer.
@@ -92,6 +98,14 @@ def compute_range(
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise ValueError(f"topic {topic!r} not found")
     partitions = sorted(metadata.partitions)
+    if explicit is not None:
+        unknown = set(explicit) - set(partitions)
+        if unknown:
+            raise ValueError(f"topic {topic!r} has no partition {sorted(unknown)}")
+        spans = {p: explicit.get(p, (0, 0)) for p in partitions}
+        return ReplayRange(
+            topic, {p: s for p, (s, _) in spans.items()}, {p: e for p, (_, e) in spans.items()}
+        )
     watermarks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
 
     def offsets_at(when: dt.datetime | None, default: int) -> dict[int, int]:

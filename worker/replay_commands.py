@@ -20,6 +20,21 @@ def parse_time(text: str) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
+def parse_offsets(text: str) -> dict[int, tuple[int, int]]:
+    """`0:100-200,3:0-50` -> {0: (100, 200), 3: (0, 50)}."""
+    offsets: dict[int, tuple[int, int]] = {}
+    try:
+        for part in text.split(","):
+            partition, _, span = part.strip().partition(":")
+            start, _, end = span.partition("-")
+            offsets[int(partition)] = (int(start), int(end))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected PARTITION:START-END,..., got {text!r}") from exc
+    if any(start < 0 or end < start for start, end in offsets.values()):
+        raise argparse.ArgumentTypeError(f"offsets must satisfy 0 <= START <= END: {text!r}")
+    return offsets
+
+
 def replay_description() -> str:
     """`worker.replay`'s docstring, read without importing it (it imports Kafka)."""
     import ast
@@ -41,6 +56,12 @@ def register(subcommands: Any) -> None:
         "--since", type=parse_time, help="first upload time to rescore (RFC 3339; default: all)"
     )
     parser.add_argument("--until", type=parse_time, help="rescore up to this time (default: the topic's end)")
+    parser.add_argument(
+        "--offsets",
+        type=parse_offsets,
+        help="an explicit range: PARTITION:START-END,... (END exclusive; other partitions skipped)",
+    )
+    parser.add_argument("--model", help="checkpoint directory to replay with (default: ALOCC_MODEL__PATH)")
     parser.add_argument("--group", help="consumer group (default alocc-replay-<version>)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(handler=run_replay)
@@ -72,6 +93,8 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(base.observability.log_level, base.observability.log_format)
+    if args.model:
+        base = base.model_copy(update={"model": base.model.model_copy(update={"path": args.model})})
     try:
         scorer = load_scorer(base)
     except ModelError as exc:
@@ -87,7 +110,7 @@ def run_replay(args: argparse.Namespace) -> int:
     if replay is None:
         probe = Consumer({**config, "enable.auto.commit": False})
         try:
-            proposed = compute_range(probe, settings.topics.input, args.since, args.until)
+            proposed = compute_range(probe, settings.topics.input, args.since, args.until, args.offsets)
         finally:
             probe.close()
         replay, _ = record.claim(proposed)
