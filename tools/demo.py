@@ -126,6 +126,9 @@ def main(args: argparse.Namespace) -> int:
             "topics": base.topics.model_copy(update=topics),
             "fetch": base.fetch.model_copy(update={"allow_private_networks": True}),
             "observability": base.observability.model_copy(update={"port": 0}),
+            # The demo deploys the default model as the serving one: with `if_missing`, a pointer left at
+            # another version (an earlier default, a promotion) would make it a shadow that publishes nothing.
+            "redis": base.redis.model_copy(update={"active_version_policy": "always"}),
         }
     )
     print(f"model       {scorer.model_version} (mode {scorer.mode}, threshold {scorer.threshold():.4f})")
