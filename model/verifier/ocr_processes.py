@@ -240,6 +240,11 @@ def child_main(config_json: str) -> int:
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
         send({"ready": False, "error": type(exc).__name__, "message": str(exc)[:500]})
         return 1
+    # From here every failure is answered over the pipe; the native libraries' own messages on stderr
+    # ("Error in pixScanForForeground: invalid box") would be stray non-JSON lines in the worker's logs.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     while True:
         header = source.read(_HEADER.size)
         if len(header) < _HEADER.size:
