@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from alocc.docstrings import module_docstring
+
 
 def register(subcommands: Any) -> None:
     """Attach `alocc bench` and `alocc demo` to the root parser's subparsers."""
@@ -50,7 +52,7 @@ def register(subcommands: Any) -> None:
     replay_bench = subcommands.add_parser(
         "replay-bench",
         help="how fast alocc replay rescores (by partitions and processes); Redis memory per million images",
-        description=_doc("tools/replay_bench.py"),
+        description=module_docstring("tools/replay_bench.py"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay_bench.add_argument("--events", type=int, default=100_000, help="events in the replayed range")
@@ -87,15 +89,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from tools.demo import main as demo_main
 
     return demo_main(args)
-
-
-def _doc(relative: str) -> str:
-    """A module's docstring, read without importing it (it imports Kafka)."""
-    import ast
-    from pathlib import Path
-
-    source = (Path(__file__).resolve().parents[1] / relative).read_text(encoding="utf-8")
-    return ast.get_docstring(ast.parse(source)) or ""
 
 
 def run_replay_bench(args: argparse.Namespace) -> int:

@@ -172,16 +172,10 @@ def build_verification(settings: Settings, cascade: TextCascade, closers: list[A
     Raises:
         ConfigurationError: the OCR engine or its language models are not installed.
     """
-    from model.preprocess import ImageLimits
     from model.verifier import VerifierUnavailable
     from model.verifier.ocr_processes import OcrProcessReader
 
-    limits = ImageLimits(
-        max_bytes=settings.fetch.max_bytes,
-        max_pixels=settings.decode.max_pixels,
-        allowed_formats=frozenset(settings.decode.allowed_formats),
-    )
-    reader = OcrProcessReader(cascade.verifier, limits)
+    reader = OcrProcessReader(cascade.verifier, image_limits(settings))
     try:
         installed = reader.check()
     except VerifierUnavailable as exc:
@@ -207,19 +201,26 @@ def build_verification(settings: Settings, cascade: TextCascade, closers: list[A
     return VerificationStage(fetcher, reader, workers=settings.verifier.workers)
 
 
+def image_limits(settings: Settings) -> Any:
+    """The limits on an image (`model.decode.ImageLimits`), as decoding and the verifier both apply them."""
+    from model.preprocess import ImageLimits
+
+    return ImageLimits(
+        max_bytes=settings.fetch.max_bytes,
+        max_pixels=settings.decode.max_pixels,
+        allowed_formats=frozenset(settings.decode.allowed_formats),
+    )
+
+
 def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> Preparer:
     """The fetch + decode stage: child processes (`decode.processes` > 0) or threads in this process.
 
     Anything that must be closed after the preparer is appended to `closers`.
     """
     from model.decode import warm_up
-    from model.preprocess import ImageLimits, preprocess_uint8
+    from model.preprocess import preprocess_uint8
 
-    limits = ImageLimits(
-        max_bytes=settings.fetch.max_bytes,
-        max_pixels=settings.decode.max_pixels,
-        allowed_formats=frozenset(settings.decode.allowed_formats),
-    )
+    limits = image_limits(settings)
     if settings.decode.processes > 0:
         config = ChildConfig(
             fetch=settings.fetch.model_dump(mode="json"),

@@ -32,6 +32,7 @@ from confluent_kafka import Producer
 
 from schemas.events import ExclusionEvent
 from search_client.keys import KeyLayout
+from worker.version_diff import scored_keys
 
 log = structlog.get_logger("alocc.promotion")
 
@@ -119,16 +120,11 @@ class PromotionResult:
         }
 
 
-def _glob_escape(text: str) -> str:
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
-
-
 def scored_images(client: redis.Redis, keys: KeyLayout, version: str) -> Iterator[str]:
     """Ids of the images with a record under `version` (SCAN: each at least once, in no order)."""
     prefix = keys.record(version, "")
-    for key in client.scan_iter(match=_glob_escape(prefix) + "*", count=_SCAN_COUNT):
-        text = key if isinstance(key, str) else key.decode()
-        yield text[len(prefix) :]
+    for key in scored_keys(client, keys, version):
+        yield key[len(prefix) :]
 
 
 def missing_scores(client: redis.Redis, keys: KeyLayout, old: str, new: str) -> list[str]:

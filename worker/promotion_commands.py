@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from alocc.docstrings import module_docstring
+
 
 def _who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
@@ -24,7 +26,7 @@ def register(subcommands: Any) -> None:
     promote = subcommands.add_parser(
         "promote",
         help="make a model version the one search reads; publish only the decisions that change",
-        description=_module_doc(),
+        description=module_docstring("worker/promotion.py"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     promote.add_argument("version", help="the model version to make active")
@@ -34,7 +36,7 @@ def register(subcommands: Any) -> None:
     rollback = subcommands.add_parser(
         "rollback",
         help="make the previously active version active again, the same way",
-        description=_module_doc(),
+        description=module_docstring("worker/promotion.py"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(rollback)
@@ -59,13 +61,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="switch even where scores are missing")
     parser.add_argument("--who", default=_who(), help="who switches, for the record (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-
-
-def _module_doc() -> str:
-    import ast
-
-    source = (Path(__file__).parent / "promotion.py").read_text(encoding="utf-8")
-    return ast.get_docstring(ast.parse(source)) or ""
 
 
 def run_promote(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any
 
+from alocc.docstrings import module_docstring
+
 
 def parse_time(text: str) -> dt.datetime:
     """An RFC 3339 time (a naive one is taken as UTC)."""
@@ -35,21 +37,12 @@ def parse_offsets(text: str) -> dict[int, tuple[int, int]]:
     return offsets
 
 
-def replay_description() -> str:
-    """`worker.replay`'s docstring, read without importing it (it imports Kafka)."""
-    import ast
-    from pathlib import Path
-
-    source = (Path(__file__).parent / "replay.py").read_text(encoding="utf-8")
-    return ast.get_docstring(ast.parse(source)) or ""
-
-
 def register(subcommands: Any) -> None:
     """Attach `alocc replay` to the root parser's subparsers."""
     parser = subcommands.add_parser(
         "replay",
         help="rescore a time range of the upload topic with the configured model, in shadow",
-        description=replay_description(),
+        description=module_docstring("worker/replay.py"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

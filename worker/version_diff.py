@@ -84,7 +84,7 @@ def read_decisions(client: redis.Redis, keys: KeyLayout, version: str) -> dict[s
                 decisions[key[len(prefix) :]] = Decision(float(score), excluded == "1")
         batch.clear()
 
-    for key in _scan(client, _glob_escape(prefix) + "*"):
+    for key in scored_keys(client, keys, version):
         batch.append(key)
         if len(batch) >= _SCAN_COUNT:
             flush()
@@ -93,7 +93,9 @@ def read_decisions(client: redis.Redis, keys: KeyLayout, version: str) -> dict[s
     return decisions
 
 
-def _scan(client: redis.Redis, pattern: str) -> Iterator[str]:
+def scored_keys(client: redis.Redis, keys: KeyLayout, version: str) -> Iterator[str]:
+    """Keys of every record under `version` (SCAN: each at least once, in no order)."""
+    pattern = _glob_escape(keys.record(version, "")) + "*"
     for key in client.scan_iter(match=pattern, count=_SCAN_COUNT):
         yield key if isinstance(key, str) else key.decode()
 
