@@ -36,7 +36,7 @@ from model.verifier.measure import spread
 TRAIN_CARDS = "train/target"
 TRAIN_OTHER = ("train/negatives", "train/structured")
 CALIB = "calib/other"
-EVAL_CARDS = ("eval/target", "check/target")
+EVAL_CARDS = ("eval/target", "check/target", "check/one-line")
 EVAL_OTHER = "eval/other"
 DEFAULT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.1)
 # About 275 ms per Tesseract read on one core: 3% of uploads read is about 8 core-ms per upload, within the

@@ -15,6 +15,8 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
     check/target/      CHECK-family cards: fonts and layouts in neither TRAIN nor HELD-OUT, photos of
                        VAL-role files (unseen designs to judge recipes on without looking at eval/; with
                        val/other as the photos and calib/other for the threshold)
+    check/one-line/    one short line of large text on a plain ground, in CHECK fonts: the design the
+                       team's measurements found hardest for both the model and word-counting OCR
 
 Every image is a pure function of (seed, split, index), so the same seed gives the same files
 whatever the number of worker processes.
@@ -42,8 +44,9 @@ from model.data.dataset_errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
-# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target
-DATASET_VERSION = "alocc-data-7"
+# 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target;
+# 8: check/one-line (every file of version 7 is drawn exactly as before)
+DATASET_VERSION = "alocc-data-8"
 
 
 class Scale(StrEnum):
@@ -67,6 +70,7 @@ class SplitPlan:
     # from one roll, so shares of 0 leave every other draw of the folder exactly as before.
     soft_share: float = 0.0
     structured_share: float = 0.0
+    layout: str | None = None  # cards of this one layout only (a family's or a named-only one)
 
 
 # New folders go at the end: an item's random stream is keyed by its folder's index in PLANS.
@@ -80,6 +84,7 @@ PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("eval/other", False, Family.HELDOUT, Role.EVAL, mix=(0.45, 0.35, 0.2)),
     SplitPlan("train/structured", False, Family.TRAIN, Role.TRAIN, structured_share=1.0),
     SplitPlan("check/target", True, Family.CHECK, Role.VAL),
+    SplitPlan("check/one-line", True, Family.CHECK, Role.VAL, layout="one_line"),
 )
 
 COUNTS: dict[Scale, dict[str, int]] = {
@@ -93,6 +98,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "eval/other": 1000,
         "train/structured": 600,
         "check/target": 500,
+        "check/one-line": 300,
     },
     Scale.SMALL: {
         "train/target": 24,
@@ -104,6 +110,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "eval/other": 16,
         "train/structured": 8,
         "check/target": 8,
+        "check/one-line": 8,
     },
 }
 
@@ -138,7 +145,7 @@ def render_item(seed: int, folder: str, index: int) -> tuple[Image.Image, dict[s
     plan = next(p for p in PLANS if p.folder == folder)
     rng = item_rng(seed, folder, index)
     if plan.target:
-        image, info = _card_generator(plan.family, plan.role).render(rng)
+        image, info = _card_generator(plan.family, plan.role).render(rng, layout=plan.layout)
         record: dict[str, object] = {"kind": "card", "source": f"cards-{plan.family.value}", **info.as_dict()}
         stem = f"card-{info.layout}-{index:05d}"
     else:

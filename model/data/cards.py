@@ -22,8 +22,9 @@ from model.data.layouts import Canvas, CardContent
 
 # cards-2: TRAIN adds boxed_vertical and photo_banner; cards-3: TRAIN adds column_notice and photo_side;
 # cards-4: TRAIN draws a third of its flat light backgrounds dark; cards-5: half of them;
-# cards-6: the CHECK family (TRAIN and HELD-OUT cards are drawn exactly as in cards-5).
-GENERATOR_VERSION = "cards-6"
+# cards-6: the CHECK family (TRAIN and HELD-OUT cards are drawn exactly as in cards-5);
+# cards-7: the named-only one_line layout (every earlier card is drawn exactly as in cards-6).
+GENERATOR_VERSION = "cards-7"
 # The held-out cards a cards-3 model missed most were light text on dark backgrounds; TRAIN had them
 # on about one card in eight (flat dark), now about one in three. HELD-OUT keeps the old mix and draws.
 _TRAIN_DARKER = 0.5
@@ -139,7 +140,8 @@ class CardGenerator:
 
         Args:
             seed: an integer seed or a generator; equal seeds give identical cards.
-            layout: force one of the family's layouts (default: drawn at random).
+            layout: force one of the family's layouts or a named-only one (`layouts.NAMED_ONLY`),
+                drawn in the family's fonts and words (default: one of the family's, at random).
 
         Returns:
             The RGB card (long side `size`) and a description of what went into it.
@@ -152,9 +154,10 @@ class CardGenerator:
             w, h = round(RENDER_LONG_SIDE * aw / ah), RENDER_LONG_SIDE
         layout_name = str(rng.choice(sorted(self.layouts)))
         if layout is not None:
-            if layout not in self.layouts:
+            if layout not in self.layouts and layout not in layouts.NAMED_ONLY:
                 raise UnknownLayout(
                     f"layout {layout!r} is not in the {self.family.value} family: {sorted(self.layouts)}"
+                    f" (named-only: {sorted(layouts.NAMED_ONLY)})"
                 )
             layout_name = layout
         lang = "ja" if layout_name in layouts.JAPANESE_ONLY or rng.random() < 0.65 else "en"
@@ -183,8 +186,10 @@ class CardGenerator:
         accent = drawing.accent_color(rng)
         frame_style = drawing.frame(ImageDraw.Draw(image), (w, h), accent if rng.random() < 0.6 else ink, rng)
         canvas = Canvas(image, rng, title_font.path, body_font.path, ink, accent, surface, self.photos)
-        self.layouts[layout_name](canvas, content)
+        (self.layouts.get(layout_name) or layouts.NAMED_ONLY[layout_name])(canvas, content)
         out = self._finish(image, rng)
+        if layout_name in layouts.PLAIN_GROUND:  # record what is visible, not what was painted over
+            bg_style, frame_style = "plain", "none"
         info = CardInfo(
             family=self.family.value,
             layout=layout_name,

@@ -7,7 +7,8 @@ photo banner above the notice, framed photo beside (or below) the notice. HELD-O
 header band, zebra-striped size chart, vertical Japanese columns, photo beside text, dotted-leader
 price list, sticky note. CHECK (a second set of unseen designs, never trained on and not the
 evaluation set): business-day calendar, photo with a caption strip, notched coupon, vertical
-notice on a hanging scroll.
+notice on a hanging scroll. ONE-LINE (only where a folder asks for it by name, so the random draws of
+the families above stay as they were): one short line of large text on a plain ground.
 """
 
 from __future__ import annotations
@@ -832,6 +833,35 @@ def hanging_scroll(cv: Canvas, c: CardContent) -> None:
     _tategaki_columns(cv, [c.title, *c.body[:2]], box, cv.title_font, ink)
 
 
+# The longest text a one-line card carries: a headline, not a sentence.
+_ONE_LINE_MAX_CHARS = {"ja": 10, "en": 18}
+
+
+def one_line(cv: Canvas, c: CardContent) -> None:
+    """One short line of large text on a plain ground, and nothing else ("SOLD OUT", "臨時休業").
+
+    The hardest design for both stages: the model has learned cards as blocks of text, and an OCR rule
+    that counts words reads one or two. The ground is repainted flat, so no frame, panel or photo stays.
+    """
+    w, h = cv.size
+    rng = cv.rng
+    limit = _ONE_LINE_MAX_CHARS[c.lang]
+    candidates = [t for t in (c.title, c.sale_word) if t and len(t) <= limit]
+    text = (
+        candidates[int(rng.integers(0, len(candidates)))]
+        if candidates
+        else min((c.title, c.sale_word), key=len)
+    )
+    ground = drawing.light_color(rng) if rng.random() < 0.7 else drawing.dark_color(rng)
+    ink = drawing.text_color_for(ground, rng)
+    cv.draw().rectangle([0, 0, w, h], fill=ground)
+    f = drawing.fit_font(cv.title_font, text, w * rng.uniform(0.45, 0.9), h * rng.uniform(0.1, 0.25), 400)
+    left, top, right, bottom = f.getbbox(text)
+    x = (w - (right - left)) / 2 - left
+    y = h * rng.uniform(0.3, 0.7) - (bottom - top) / 2 - top
+    cv.draw().text((x, y), text, font=f, fill=ink)
+
+
 Layout = Callable[[Canvas, CardContent], None]
 
 LAYOUTS: dict[Family, dict[str, Layout]] = {
@@ -861,6 +891,11 @@ LAYOUTS: dict[Family, dict[str, Layout]] = {
         "hanging_scroll": hanging_scroll,
     },
 }
+
+# Layouts a folder draws only by name (SplitPlan.layout), outside every family's random draw.
+NAMED_ONLY: dict[str, Layout] = {"one_line": one_line}
+# Layouts that paint over the whole background (and any frame) with one flat colour.
+PLAIN_GROUND: frozenset[str] = frozenset({"one_line"})
 
 # Layouts that need Japanese text (vertical writing is meaningless for Latin script).
 JAPANESE_ONLY: frozenset[str] = frozenset(

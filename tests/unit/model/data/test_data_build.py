@@ -55,6 +55,7 @@ def test_sources_per_split(small: tuple[Path, dict]) -> None:
     assert by_folder["train/target"] == {"cards-train"}
     assert by_folder["eval/target"] == {"cards-heldout"}
     assert by_folder["check/target"] == {"cards-check"}
+    assert by_folder["check/one-line"] == {"cards-check"}
     # No photo file feeds two different splits among train/val/calib/eval.
     used: dict[str, set[str]] = {}
     for rec in manifest["files"]:
@@ -72,7 +73,17 @@ def test_smooth_and_structured_negatives_are_for_training_only() -> None:
     structured = {plan.folder for plan in build.PLANS if plan.structured_share > 0}
     assert soft == {"train/negatives"}
     assert structured == {"train/structured"}
-    assert [plan.folder for plan in build.PLANS[-2:]] == ["train/structured", "check/target"]
+    assert [plan.folder for plan in build.PLANS[-3:]] == [
+        "train/structured",
+        "check/target",
+        "check/one-line",
+    ]
+
+
+def test_the_one_line_folder_holds_one_line_cards_only(small: tuple[Path, dict]) -> None:
+    _, manifest = small
+    layouts = {rec["layout"] for rec in manifest["files"] if rec["file"].startswith("check/one-line/")}
+    assert layouts == {"one_line"}
 
 
 def test_items_are_reproducible(small: tuple[Path, dict]) -> None:

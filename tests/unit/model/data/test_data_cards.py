@@ -84,3 +84,19 @@ def test_darker_backgrounds_change_nothing_when_off_and_darken_light_ones_when_o
     all_dark = draw(1.0)
     assert "flat_light" in plain and "flat_light" not in all_dark
     assert all_dark.count("flat_dark") > plain.count("flat_dark")
+
+
+def test_a_one_line_card_is_one_short_line_on_a_plain_ground() -> None:
+    # Named-only: drawn in the CHECK family's fonts when a folder asks for it, never by the random draw.
+    gen = CardGenerator(Family.CHECK, _fake_photos)
+    for seed in range(8):
+        img, info = gen.render(seed, layout="one_line")
+        assert (info.layout, info.background, info.frame) == ("one_line", "plain", "none")
+        gray = np.asarray(img.convert("L"), dtype=np.int16)
+        ground = int(np.median(gray))
+        ink = np.abs(gray - ground) > 40
+        assert 0.005 < ink.mean() < 0.25, seed  # text is there, and the rest is empty
+        rows = np.flatnonzero(ink.any(axis=1))
+        # One line: the ink sits in one band no taller than a quarter of the card (plus blur / JPEG slack).
+        assert rows[-1] - rows[0] <= img.height * 0.27, seed
+    assert "one_line" not in {name for family in LAYOUTS.values() for name in family}
