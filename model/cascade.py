@@ -2,7 +2,9 @@
 
 - model score < `send_from`: a product, decided by the model alone (most uploads; about 2 ms each);
 - model score >= `send_from`: the verifier reads the image, and a small logistic rule on the model score and
-  the verifier's features gives the cascade score; the image is a card when it reaches `threshold`.
+  the verifier's features gives the cascade score; the image is a card when it reaches `threshold`;
+- where the policy has a plain-line gate (`model.screen`), an image that looks like one line of text on a
+  plain ground is read too, whatever the model scored: the model scores such cards like products.
 
 The cascade score of an image the verifier never saw is 0, so one number ranks every image, and the
 project's conformal rule (`model.calibrate.conformal_threshold`) sets `threshold` on calibration photos
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from model.screen import PlainLineGate
 from model.verifier.engines import VerifierConfig
 
 # The rule's inputs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a few);
@@ -128,34 +131,52 @@ class CascadePolicy:
     send_from: float  # model score at or above which the verifier reads the image
     rule: CascadeRule
     threshold: float  # cascade score at or above which the image is a card
+    gate: PlainLineGate | None = None  # also read what looks like one line on a plain ground
 
-    def sends(self, model_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-        """Which images the verifier must read."""
-        return np.asarray(model_scores, dtype=np.float64) >= self.send_from
+    def sends(self, model_scores: npt.ArrayLike, looks: npt.ArrayLike | None = None) -> npt.NDArray[np.bool_]:
+        """Which images the verifier must read; `looks` (`model.screen.plain_line_looks`) where gated.
+
+        Raises:
+            ValueError: the policy has a gate and `looks` is missing (the decision would silently differ
+                from the one the policy was calibrated for).
+        """
+        sent = np.asarray(model_scores, dtype=np.float64) >= self.send_from
+        if self.gate is not None:
+            if looks is None:
+                raise ValueError("this cascade has a plain-line gate: pass the images' looks")
+            sent = sent | self.gate.sends(looks)
+        return sent
 
     def cascade_scores(
-        self, model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any] | None]
+        self,
+        model_scores: npt.ArrayLike,
+        features: Sequence[Mapping[str, Any] | None],
+        looks: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
-        """The cascade score per image: 0 below `send_from`; the rule's probability above.
+        """The cascade score per image: 0 where not sent; the rule's probability where read.
 
         `features[i]` may be None where the image was not sent. A sent image without features (the verifier
         failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
         """
         scores = np.asarray(model_scores, dtype=np.float64)
         out = np.zeros(len(scores))
-        sent = [int(i) for i in np.flatnonzero(self.sends(scores)) if features[int(i)] is not None]
+        sent = [int(i) for i in np.flatnonzero(self.sends(scores, looks)) if features[int(i)] is not None]
         if sent:
             rows = [row for row in (features[i] for i in sent) if row is not None]
             out[sent] = self.rule.probability(rule_inputs(scores[sent], rows))
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready record (the card stores it)."""
-        return {
+        """A JSON-ready record (the card stores it); a policy without a gate writes no gate field, so the
+        versions of cards written before the gate existed stay as they were."""
+        record: dict[str, Any] = {
             "send_from": float(self.send_from),
             "threshold": float(self.threshold),
             "rule": self.rule.to_json(),
         }
+        if self.gate is not None:
+            record["plain_line_gate"] = self.gate.to_json()
+        return record
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> CascadePolicy:
@@ -163,7 +184,13 @@ class CascadePolicy:
         threshold = float(record["threshold"])
         if not math.isfinite(threshold):
             raise ValueError("the cascade threshold must be finite")
-        return cls(float(record["send_from"]), CascadeRule.from_json(record["rule"]), threshold)
+        gate = record.get("plain_line_gate")
+        return cls(
+            float(record["send_from"]),
+            CascadeRule.from_json(record["rule"]),
+            threshold,
+            PlainLineGate.from_json(gate) if gate is not None else None,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """`alocc cascade evaluate`: the model alone, the verifier alone and the served cascade, side by side.
 
 For the checkpoint's own text cascade (its card's `text_cascade`), on every evaluation folder of a dataset
-built by `alocc data build` (`eval/target`, `check/target`, `eval/other` with its photos, products and
-products carrying printed words), per family:
+built by `alocc data build` (`eval/target`, `check/target`, `check/one-line`, `eval/other` with its
+photos, products and products carrying printed words), per family:
 
 - **model only**: the model's score at its card's threshold (what the worker does without the verifier);
 - **verifier only**: the verifier reads every image; a rule on its features alone (the cascade's rule
@@ -34,6 +34,7 @@ from model.cascade import CascadePolicy, CascadeRule, TextCascade, fit_rule, rul
 from model.cascade_fit import (
     CALIB,
     TRAIN_CARDS,
+    TRAIN_ONE_LINE,
     TRAIN_OTHER,
     EvalFolder,
     Measurements,
@@ -49,7 +50,7 @@ def verifier_only_policy(measured: Measurements, per_folder: int, alpha: float) 
     """A rule on the verifier's features alone, fitted like the cascade's and calibrated on all photos."""
     from model.calibrate import conformal_threshold  # imports torch
 
-    train_cards = measured.files(TRAIN_CARDS, per_folder)
+    train_cards = measured.files(TRAIN_CARDS, per_folder) + measured.files(TRAIN_ONE_LINE, per_folder)
     train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
     keys = train_cards + train_other
     inputs = rule_inputs(np.full(len(keys), 0.5), measured.features(keys))  # logit(0.5) = 0: no model
@@ -80,7 +81,7 @@ def evaluate_cascade(
     measured: Measurements, cascade: TextCascade, model_threshold: float, *, per_folder: int, alpha: float
 ) -> dict[str, Any]:
     """The three columns for every evaluation folder and family; see the module docstring."""
-    folders = load_eval_folders(measured, 0.0, None)  # send_from 0: the verifier reads every image
+    folders = load_eval_folders(measured, 0.0, None, None)  # send_from 0: the verifier reads every image
     alone = verifier_only_policy(measured, per_folder, alpha)
     policy = cascade.policy
     columns = {
@@ -88,8 +89,8 @@ def evaluate_cascade(
         "verifier_only": family_rates(folders, [verifier_only_flags(alone, f) for f in folders]),
         "cascade": family_rates(
             folders,
-            [policy.cascade_scores(f.scores, f.features) >= policy.threshold for f in folders],
-            [policy.sends(f.scores) for f in folders],
+            [policy.cascade_scores(f.scores, f.features, f.looks) >= policy.threshold for f in folders],
+            [policy.sends(f.scores, f.looks) for f in folders],
         ),
     }
     sample = [key for key in measured.files(folders[-1].folder, _TIMED_READS)]

@@ -2,17 +2,21 @@
 
 What is used for what (nothing of an evaluation family steers a choice):
 
-- fit the logistic rule: `train/target` against `train/negatives` + `train/structured` (N per folder);
+- fit the logistic rule: `train/target` and `train/one-line` against `train/negatives` +
+  `train/structured` (N per folder);
+- fit the plain-line gate (`model.screen`): its bounds pass 95% of `train/one-line` cards;
 - the share grid (`send_from` per share) and the conformal threshold: `calib/other` (photos fitting never
   saw);
 - choose the operating point: the verifier's budget (its share of calibration photos), then recall on the
   training cards: the point with the best training-card recall within the budget, the larger share on a tie
   (reading more costs nothing the budget did not allow, and the curve shows it misses fewer unseen cards);
-- report: `eval/target`, `check/target`, `eval/other` (with its products carrying text), per family.
+- report: `eval/target`, `check/target`, `check/one-line`, `eval/other` (with its products carrying text),
+  per family.
 
-The verifier reads only the images at or above the lowest `send_from` of the grid: the rest are decided
-by the model at every grid point. Model scores and verifier features are cached as JSON lines in the
-output folder, keyed by the file's path in the dataset, so a second run reads no image twice.
+The verifier reads only the images at or above the lowest `send_from` of the grid, or that the gate
+sends: the rest are decided by the model at every grid point. Model scores, plain-line looks and verifier
+features are cached as JSON lines in the output folder, keyed by the file's path in the dataset, so a
+second run reads no image twice.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from tqdm import tqdm
 
 from model.cascade import CascadePolicy, fit_rule, rule_inputs
 from model.data.folder import iter_image_files
+from model.screen import PlainLineGate, plain_line_looks
 from model.verifier.engines import VerifierConfig
 from model.verifier.measure import spread
 
 TRAIN_CARDS = "train/target"
+TRAIN_ONE_LINE = "train/one-line"  # the one-line design, for the rule and the gate (never the model)
 TRAIN_OTHER = ("train/negatives", "train/structured")
 CALIB = "calib/other"
 EVAL_CARDS = ("eval/target", "check/target", "check/one-line")
@@ -85,6 +91,7 @@ class Measurements:
         self.config = config
         self.model_dir = model_dir
         self._scores = JsonLinesCache(out / "model-scores.jsonl")
+        self._looks = JsonLinesCache(out / "plain-line-looks.jsonl")
         self._features = JsonLinesCache(
             out / f"features-{config.engine}-{config.side}-psm{config.page_segmentation}.jsonl"
         )
@@ -115,6 +122,11 @@ class Measurements:
         """The model's score of each file."""
         records = self._scores.get_many(keys, self._score, chunk=max(1, len(keys)))
         return np.array([record["score"] for record in records])
+
+    def looks(self, keys: Sequence[str]) -> np.ndarray:
+        """`(N, 2)` plain-line looks (`model.screen`) of each file, on the model's own input pixels."""
+        records = self._looks.get_many(keys, self._look, chunk=256)
+        return np.array([[record["flat_share"], record["busy_rows"]] for record in records]).reshape(-1, 2)
 
     def features(self, keys: Sequence[str]) -> list[dict[str, Any]]:
         """The verifier's features of each file (read now where not cached)."""
@@ -152,6 +164,15 @@ class Measurements:
         )
         return [{"score": record["score"]} for record in records]
 
+    def _look(self, keys: list[str]) -> list[dict[str, Any]]:
+        from model.preprocess import preprocess_uint8
+
+        size = self._load_scorer().input_size
+        rows = plain_line_looks(
+            np.stack([preprocess_uint8((self.data / key).read_bytes(), size) for key in keys])
+        )
+        return [{"flat_share": float(flat), "busy_rows": float(busy)} for flat, busy in rows]
+
     def _read(self, keys: list[str]) -> list[dict[str, Any]]:
         verifier = self.verifier()
         rows = []
@@ -162,10 +183,13 @@ class Measurements:
 
 
 def _sent_features(
-    measured: Measurements, keys: list[str], scores: np.ndarray, send_from: float
+    measured: Measurements, keys: list[str], scores: np.ndarray, send_from: float, gated: np.ndarray | None
 ) -> list[dict[str, Any] | None]:
-    """Features for the files at or above `send_from` (read where needed), None for the rest."""
-    sent = [key for key, score in zip(keys, scores, strict=True) if score >= send_from]
+    """Features for the files at or above `send_from` or `gated` (read where needed), None for the rest."""
+    sent_mask = scores >= send_from
+    if gated is not None:
+        sent_mask = sent_mask | gated
+    sent = [key for key, send in zip(keys, sent_mask, strict=True) if send]
     by_key = dict(zip(sent, measured.features(sent), strict=True))
     return [by_key.get(key) for key in keys]
 
@@ -186,43 +210,46 @@ def fit_and_calibrate(
     """Everything `alocc cascade fit` reports; see the module docstring."""
     from model.calibrate import conformal_threshold  # imports torch: not at `alocc --help` time
 
-    # 1. The rule, on training families only.
-    train_cards = measured.files(TRAIN_CARDS, per_folder)
+    # 1. The rule and the gate, on training families only.
+    train_cards = measured.files(TRAIN_CARDS, per_folder) + measured.files(TRAIN_ONE_LINE, per_folder)
     train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
     train_keys = train_cards + train_other
     train_scores = measured.scores(train_keys)
     train_features = measured.features(train_keys)
     labels = np.array([True] * len(train_cards) + [False] * len(train_other))
     rule = fit_rule(rule_inputs(train_scores, train_features), labels)
+    gate = PlainLineGate.fit(measured.looks(measured.files(TRAIN_ONE_LINE, per_folder)))
 
     # 2. The share grid and the conformal threshold, on calibration photos.
     calib_keys = measured.files(CALIB)
     calib_scores = measured.scores(calib_keys)
+    calib_looks = measured.looks(calib_keys)
     grid = sorted({float(np.quantile(calib_scores, 1.0 - share, method="lower")) for share in shares})
-    calib_features = _sent_features(measured, calib_keys, calib_scores, grid[0])
+    calib_features = _sent_features(measured, calib_keys, calib_scores, grid[0], gate.sends(calib_looks))
 
     # 3. Every grid point: calibrate, then measure on the training cards; choose on those alone.
     card_scores, card_features = train_scores[: len(train_cards)], train_features[: len(train_cards)]
+    card_looks = measured.looks(train_cards)
     curve = []
     for send_from in grid:
-        draft = CascadePolicy(send_from, rule, threshold=1.0)
+        draft = CascadePolicy(send_from, rule, threshold=1.0, gate=gate)
         calibrated = conformal_threshold(
-            draft.cascade_scores(calib_scores, calib_features).astype(np.float32), alpha
+            draft.cascade_scores(calib_scores, calib_features, calib_looks).astype(np.float32), alpha
         )
-        policy = CascadePolicy(send_from, rule, calibrated.threshold)
-        card_flags = policy.cascade_scores(card_scores, card_features) >= policy.threshold
+        policy = CascadePolicy(send_from, rule, calibrated.threshold, gate)
+        card_flags = policy.cascade_scores(card_scores, card_features, card_looks) >= policy.threshold
         curve.append(
             CurvePoint(
                 policy=policy,
-                calib_share=_rate(policy.sends(calib_scores)),
+                calib_share=_rate(policy.sends(calib_scores, calib_looks)),
                 train_card_recall=_rate(card_flags),
-                train_cards_sent=_rate(policy.sends(card_scores)),
+                train_cards_sent=_rate(policy.sends(card_scores, card_looks)),
             )
         )
     chosen = choose_point(curve, budget_share, len(calib_keys))
 
     # 4. Report every grid point on the evaluation families (the choice above did not look at them).
-    evaluation = load_eval_folders(measured, grid[0], eval_per_folder)
+    evaluation = load_eval_folders(measured, grid[0], eval_per_folder, gate)
     return {
         "model_version": measured.model_version(),
         "verifier": {**vars(measured.config)},
@@ -231,6 +258,7 @@ def fit_and_calibrate(
         "engine_version": measured.engine_version(),
         "rule": rule.to_json(),
         "fit": {"cards": len(train_cards), "other": len(train_other)},
+        "gate_share_calib_photos": _rate(gate.sends(calib_looks)),
         "calibration_photos": len(calib_keys),
         "chosen_send_from": chosen.policy.send_from,
         "curve": [{**point.as_json(), "eval": evaluate_policy(point.policy, evaluation)} for point in curve],
@@ -276,25 +304,32 @@ class EvalFolder:
     folder: str
     cards: bool  # a folder of cards (report misses) or of other images (report flags)
     scores: np.ndarray
+    looks: np.ndarray  # (N, 2) plain-line looks (`model.screen`)
     features: list[dict[str, Any] | None]  # read from the grid's lowest send_from up; None below it
     kinds: list[str]  # the family (card layout, photo kind) of each image
 
 
-def load_eval_folders(measured: Measurements, read_from: float, per_folder: int | None) -> list[EvalFolder]:
-    """The evaluation folders with what every policy at or above `read_from` needs."""
+def load_eval_folders(
+    measured: Measurements, read_from: float, per_folder: int | None, gate: PlainLineGate | None
+) -> list[EvalFolder]:
+    """The evaluation folders with what every policy at or above `read_from` (or sent by `gate`) needs."""
     from model.evaluate import load_subkind_manifest, subkind_of  # imports torch
 
     folders = []
     for folder in (*EVAL_CARDS, EVAL_OTHER):
         keys = measured.files(folder, per_folder)
         scores = measured.scores(keys)
+        looks = measured.looks(keys)
         manifest = load_subkind_manifest(measured.data / folder)
         folders.append(
             EvalFolder(
                 folder=folder,
                 cards=folder in EVAL_CARDS,
                 scores=scores,
-                features=_sent_features(measured, keys, scores, read_from),
+                looks=looks,
+                features=_sent_features(
+                    measured, keys, scores, read_from, gate.sends(looks) if gate is not None else None
+                ),
                 kinds=[subkind_of(measured.data / key, measured.data / folder, manifest) for key in keys],
             )
         )
@@ -305,8 +340,8 @@ def evaluate_policy(policy: CascadePolicy, folders: Sequence[EvalFolder]) -> dic
     """Misses per card family, flags per photo kind, and the verifier share, for one policy."""
     return family_rates(
         folders,
-        [policy.cascade_scores(ev.scores, ev.features) >= policy.threshold for ev in folders],
-        [policy.sends(ev.scores) for ev in folders],
+        [policy.cascade_scores(ev.scores, ev.features, ev.looks) >= policy.threshold for ev in folders],
+        [policy.sends(ev.scores, ev.looks) for ev in folders],
     )
 
 

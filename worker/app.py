@@ -525,7 +525,7 @@ class Worker:
                 continue
             item.pixels = None  # free the tensor now; the record waits for its commit
             score, excluded = float(result.scores[row]), bool(result.excluded[row])
-            verdict = self._decisions.screen(score, excluded, result.threshold)
+            verdict = self._decisions.screen(score, excluded, result.threshold, result.looks[row])
             if verdict is not None:
                 now.append((item, verdict))
             else:

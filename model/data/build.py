@@ -17,6 +17,8 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
                        val/other as the photos and calib/other for the threshold)
     check/one-line/    one short line of large text on a plain ground, in CHECK fonts: the design the
                        team's measurements found hardest for both the model and word-counting OCR
+    train/one-line/    the same design in TRAIN fonts and words: the cascade's fit set for it (the
+                       model never trains on it; see model/cascade_fit.py)
 
 Every image is a pure function of (seed, split, index), so the same seed gives the same files
 whatever the number of worker processes.
@@ -45,7 +47,7 @@ from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
 # 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target;
-# 8: check/one-line (every file of version 7 is drawn exactly as before)
+# 8: check/one-line and train/one-line (every file of version 7 is drawn exactly as before)
 DATASET_VERSION = "alocc-data-8"
 
 
@@ -85,6 +87,7 @@ PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("train/structured", False, Family.TRAIN, Role.TRAIN, structured_share=1.0),
     SplitPlan("check/target", True, Family.CHECK, Role.VAL),
     SplitPlan("check/one-line", True, Family.CHECK, Role.VAL, layout="one_line"),
+    SplitPlan("train/one-line", True, Family.TRAIN, Role.TRAIN, layout="one_line"),
 )
 
 COUNTS: dict[Scale, dict[str, int]] = {
@@ -99,6 +102,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "train/structured": 600,
         "check/target": 500,
         "check/one-line": 300,
+        "train/one-line": 300,
     },
     Scale.SMALL: {
         "train/target": 24,
@@ -111,6 +115,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "train/structured": 8,
         "check/target": 8,
         "check/one-line": 8,
+        "train/one-line": 8,
     },
 }
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from model.preprocess import normalise
+from model.screen import plain_line_looks
 
 
 class BatchScorer(Protocol):
@@ -35,6 +36,7 @@ class ScoredBatch:
 
     scores: np.ndarray  # (N,) float32
     excluded: np.ndarray  # (N,) bool
+    looks: np.ndarray  # (N, 2) plain-line looks of the same pixels (`model.screen`), for the cascade's gate
     threshold: float
     mode: str
     model_version: str
@@ -85,6 +87,7 @@ class ScoringStage:
         return ScoredBatch(
             scores=np.asarray(result.scores, dtype=np.float32),
             excluded=np.asarray(result.excluded, dtype=bool),
+            looks=plain_line_looks(batch),
             threshold=float(result.threshold),
             mode=str(mode),
             model_version=str(result.model_version),

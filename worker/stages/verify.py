@@ -1,7 +1,8 @@
 """The cascade's second stage in the worker: the text verifier reads the images the model is unsure of.
 
 `CascadeDecisions` turns a model score into a verdict, or says that the verifier must read the image
-(model score >= the card's `send_from`; about 3% of uploads at the shipped point); the verifier's
+(model score >= the card's `send_from`, or, where the card has a plain-line gate, a picture that looks like
+one line of text on a plain ground: `model.screen`); the verifier's
 features then give the verdict (`model.cascade.CascadePolicy`). Without a cascade every verdict is the
 model's own.
 
@@ -24,7 +25,10 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from model.cascade import CascadePolicy
+import numpy as np
+import numpy.typing as npt
+
+from model.cascade import CascadePolicy, rule_inputs
 from model.verifier.features import TextFeatures
 from worker.stages.prepare import Fetcher, fetch_then
 
@@ -53,19 +57,29 @@ class CascadeDecisions:
         """Decide with `policy`, or with the model alone when it is None."""
         self.policy = policy
 
-    def screen(self, model_score: float, model_excluded: bool, model_threshold: float) -> Verdict | None:
-        """The model's verdict, or None when the verifier must read the image."""
+    def screen(
+        self,
+        model_score: float,
+        model_excluded: bool,
+        model_threshold: float,
+        look: npt.ArrayLike | None = None,
+    ) -> Verdict | None:
+        """The model's verdict, or None when the verifier must read the image.
+
+        `look` is the image's plain-line look (`model.screen.plain_line_looks`), which a gated policy needs.
+        """
         if self.policy is None:
             return Verdict(model_score, model_excluded, model_threshold, MODEL, model_score)
-        if model_score >= self.policy.send_from:
+        looks = None if look is None else np.asarray(look, dtype=np.float64).reshape(1, -1)
+        if self.policy.sends([model_score], looks)[0]:
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
 
     def verified(self, model_score: float, features: TextFeatures) -> Verdict:
-        """The cascade's verdict once the verifier read the image."""
+        """The cascade's verdict once the verifier read the image (it was sent: the rule decides)."""
         assert self.policy is not None
         row = features.as_dict()
-        score = float(self.policy.cascade_scores([model_score], [row])[0])
+        score = float(self.policy.rule.probability(rule_inputs([model_score], [row]))[0])
         return Verdict(
             score,
             score >= self.policy.threshold,

@@ -22,12 +22,18 @@ def _folders() -> list[EvalFolder]:
     cards = EvalFolder(
         "eval/target",
         True,
-        np.array([0.9, 0.2, 0.95, 0.6]),
-        [_row(True), _row(True), _row(False), _row(True)],
-        ["card:a", "card:a", "card:b", "card:b"],
+        scores=np.array([0.9, 0.2, 0.95, 0.6]),
+        looks=np.zeros((4, 2)),
+        features=[_row(True), _row(True), _row(False), _row(True)],
+        kinds=["card:a", "card:a", "card:b", "card:b"],
     )
     other = EvalFolder(
-        "eval/other", False, np.array([0.1, 0.7, 0.05]), [_row(False), _row(True), _row(False)], ["photo"] * 3
+        "eval/other",
+        False,
+        scores=np.array([0.1, 0.7, 0.05]),
+        looks=np.zeros((3, 2)),
+        features=[_row(False), _row(True), _row(False)],
+        kinds=["photo"] * 3,
     )
     return [cards, other]
 

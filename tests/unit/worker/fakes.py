@@ -250,9 +250,17 @@ class FakeFetcher:
 
 
 def fake_decode(data: bytes) -> torch.Tensor:
-    """Payload -> uniform image: b"card" -> white (excluded by FakeScorer), b"photo" -> black."""
+    """Payload -> image: b"card" -> white (excluded by FakeScorer), b"photo" -> black, b"line" -> one white
+    row on black (a one-line card: scores low, looks plain), b"texture" -> a checkerboard (scores 0.5)."""
     if data == b"corrupt":
         raise CorruptImage("simulated corrupt image")
+    if data == b"line":
+        image = torch.zeros((3, SIZE, SIZE), dtype=torch.uint8)
+        image[:, SIZE // 2, 1:-1] = 255
+        return image
+    if data == b"texture":
+        board = (torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None, :]) % 2 * 255
+        return board.to(torch.uint8).expand(3, SIZE, SIZE).contiguous()
     value = 255 if data.startswith(b"card") else 0
     return torch.full((3, SIZE, SIZE), value, dtype=torch.uint8)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import threading
 import time
@@ -11,6 +12,7 @@ import pytest
 from fakes import FakeStore, FakeVerification, event_bytes, make_rig
 
 from model.cascade import CascadePolicy, CascadeRule
+from model.screen import PlainLineGate
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from worker.failures import FailureRateExceeded, StoreUnavailable
 from worker.guard import FailureRateGuard
@@ -330,6 +332,38 @@ def test_the_verifier_decides_the_images_the_model_sends_it_and_a_failed_read_fa
     assert {(e.image_id, e.decided_by) for e in events} == {("a", "verifier"), ("d", "model_fallback")}
     assert (stats.verifier_reads, stats.verifier_failures) == (2, 1)
     assert verification.closed
+
+
+def test_a_gated_cascade_also_sends_what_looks_like_one_line_on_a_plain_ground() -> None:
+    # The model sends nothing here (send_from 0.99); the gate sends the one-line picture, not the black
+    # photo (nothing on it) nor the texture (busy everywhere).
+    policy = dataclasses.replace(
+        _reads_text_policy(), send_from=0.99, gate=PlainLineGate(flat_from=0.6, rows_to=0.4)
+    )
+    verification = FakeVerification({"line": 6})
+    rig = make_rig(
+        {
+            0: [
+                (b"a", event_bytes("a", "line")),
+                (b"b", event_bytes("b", "photo")),
+                (b"c", event_bytes("c", "texture")),
+            ]
+        },
+        payloads={"line": b"line", "photo": b"photo", "texture": b"texture"},
+        cascade=(policy, verification),
+    )
+
+    stats = rig.worker.run(max_events=3, idle_timeout=5)
+
+    assert stats.committed == 3 and stats.dead_lettered == 0
+    assert verification.requests == ["fake://line"]
+    rows = rig.store.rows
+    assert {image: (rows[image].decided_by, rows[image].excluded) for image in rows} == {
+        "a": ("verifier", True),
+        "b": ("model", False),
+        "c": ("model", False),
+    }
+    assert rows["a"].model_score < 0.2  # the model alone would have let it through
 
 
 def test_a_bounded_run_stops_each_partition_at_its_end_offset_and_returns_when_done() -> None:

@@ -73,17 +73,19 @@ def test_smooth_and_structured_negatives_are_for_training_only() -> None:
     structured = {plan.folder for plan in build.PLANS if plan.structured_share > 0}
     assert soft == {"train/negatives"}
     assert structured == {"train/structured"}
-    assert [plan.folder for plan in build.PLANS[-3:]] == [
+    assert [plan.folder for plan in build.PLANS[-4:]] == [
         "train/structured",
         "check/target",
         "check/one-line",
+        "train/one-line",
     ]
 
 
 def test_the_one_line_folder_holds_one_line_cards_only(small: tuple[Path, dict]) -> None:
     _, manifest = small
-    layouts = {rec["layout"] for rec in manifest["files"] if rec["file"].startswith("check/one-line/")}
-    assert layouts == {"one_line"}
+    for folder, source in (("check/one-line", "cards-check"), ("train/one-line", "cards-train")):
+        records = [rec for rec in manifest["files"] if rec["file"].startswith(folder + "/")]
+        assert {(rec["layout"], rec["source"]) for rec in records} == {("one_line", source)}
 
 
 def test_items_are_reproducible(small: tuple[Path, dict]) -> None:

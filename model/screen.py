@@ -1,0 +1,90 @@
+"""A second, cheap screen beside the model's score: does the picture look like one line on a plain ground?
+
+The model has learned cards as blocks of text, so a card that is one short line of large text on an empty
+ground ("SOLD OUT", "臨時休業") scores like a product, and a score band would never show it to the verifier.
+What such a card looks like is easy to measure on the model's own input (the same `(3, S, S)` uint8
+pixels, so training, fitting and serving see one preprocessing): most of the picture is flat, and what is
+not flat sits in a few rows. Two numbers per image, from the grey image's neighbour differences:
+
+- `flat_share`: the share of pixels whose gradient stays under `BUSY_GRADIENT` grey levels;
+- `busy_rows`: the share of rows holding at least `ROW_BUSY_PIXELS` pixels that are not flat.
+
+`PlainLineGate` sends an image to the verifier when `flat_share >= flat_from` and `0 < busy_rows <= rows_to`
+(a picture with nothing on it is not sent);
+`model.cascade_fit` sets both on the training family's one-line cards (`train/one-line`) and reports what
+the gate adds to the verifier's share of calibration photos. It costs a few microseconds per image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+# A neighbour difference under this many grey levels (0-255) is flat: a plain ground after JPEG.
+BUSY_GRADIENT = 3.0
+# A row with fewer busy pixels than this is empty (one stray pixel of noise does not make a line).
+ROW_BUSY_PIXELS = 2
+LOOK_NAMES = ("flat_share", "busy_rows")
+
+
+def plain_line_looks(pixels: Any) -> npt.NDArray[np.float64]:
+    """`(N, 2)` [flat_share, busy_rows] for uint8 pixels `(N, 3, S, S)` or one image `(3, S, S)`.
+
+    Takes a torch tensor (on any device) or a numpy array; the arithmetic is numpy's on the CPU copy.
+    """
+    array = np.asarray(pixels.cpu() if hasattr(pixels, "cpu") else pixels, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[1] != 3:
+        raise ValueError(f"expected (N, 3, S, S) pixels, got {array.shape}")
+    gray = array.mean(axis=1)
+    gradient = np.zeros_like(gray)
+    gradient[:, :, :-1] = np.abs(np.diff(gray, axis=2))
+    gradient[:, :-1, :] = np.maximum(gradient[:, :-1, :], np.abs(np.diff(gray, axis=1)))
+    busy = gradient >= BUSY_GRADIENT
+    flat_share = 1.0 - busy.mean(axis=(1, 2))
+    busy_rows = (busy.sum(axis=2) >= ROW_BUSY_PIXELS).mean(axis=1)
+    return np.stack([flat_share, busy_rows], axis=1).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class PlainLineGate:
+    """Send to the verifier what looks like one line on a plain ground, whatever the model scored."""
+
+    flat_from: float
+    rows_to: float
+
+    def sends(self, looks: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which images (rows of `plain_line_looks`) the gate sends."""
+        array = np.asarray(looks, dtype=np.float64).reshape(-1, len(LOOK_NAMES))
+        return (array[:, 0] >= self.flat_from) & (array[:, 1] > 0) & (array[:, 1] <= self.rows_to)
+
+    def to_json(self) -> dict[str, float]:
+        """A JSON-ready record (the card stores it); floats always, as the cascade's digest needs."""
+        return {"flat_from": float(self.flat_from), "rows_to": float(self.rows_to)}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> PlainLineGate:
+        """Read what `to_json` wrote."""
+        flat_from, rows_to = float(record["flat_from"]), float(record["rows_to"])
+        if not (math.isfinite(flat_from) and math.isfinite(rows_to)):
+            raise ValueError("the plain-line gate's bounds must be finite")
+        return cls(flat_from, rows_to)
+
+    @classmethod
+    def fit(cls, one_line_looks: npt.ArrayLike, recall: float = 0.95) -> PlainLineGate:
+        """Bounds that pass about `recall` of the given one-line cards: each bound at its (1 - recall) / 2
+        quantile, so the two cut the same share."""
+        array = np.asarray(one_line_looks, dtype=np.float64).reshape(-1, len(LOOK_NAMES))
+        if not len(array):
+            raise ValueError("fitting the gate needs one-line cards")
+        tail = (1.0 - recall) / 2
+        return cls(
+            flat_from=float(np.quantile(array[:, 0], tail, method="lower")),
+            rows_to=float(np.quantile(array[:, 1], 1.0 - tail, method="higher")),
+        )
