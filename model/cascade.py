@@ -4,7 +4,10 @@
 - model score >= `send_from`: the verifier reads the image, and a small logistic rule on the model score and
   the verifier's features gives the cascade score; the image is a card when it reaches `threshold`;
 - where the policy has a plain-line gate (`model.screen`), an image that looks like one line of text on a
-  plain ground is read too, whatever the model scored: the model scores such cards like products.
+  plain ground is read too, whatever the model scored: the model scores such cards like products. What
+  the gate passes is decided by a rule of its own (`gate_rule`, fitted on one-line cards against the
+  training pictures the gate also passes): the two kinds of picture differ, and one rule for both would
+  weigh an empty ground for every image.
 
 The cascade score of an image the verifier never saw is 0, so one number ranks every image, and the
 project's conformal rule (`model.calibrate.conformal_threshold`) sets `threshold` on calibration photos
@@ -132,6 +135,11 @@ class CascadePolicy:
     rule: CascadeRule
     threshold: float  # cascade score at or above which the image is a card
     gate: PlainLineGate | None = None  # also read what looks like one line on a plain ground
+    gate_rule: CascadeRule | None = None  # decides the images the gate passes, whatever their score
+
+    def __post_init__(self) -> None:
+        if (self.gate is None) != (self.gate_rule is None):
+            raise ValueError("a plain-line gate needs its own rule, and a gate rule needs its gate")
 
     def sends(self, model_scores: npt.ArrayLike, looks: npt.ArrayLike | None = None) -> npt.NDArray[np.bool_]:
         """Which images the verifier must read; `looks` (`model.screen.plain_line_looks`) where gated.
@@ -163,7 +171,28 @@ class CascadePolicy:
         sent = [int(i) for i in np.flatnonzero(self.sends(scores, looks)) if features[int(i)] is not None]
         if sent:
             rows = [row for row in (features[i] for i in sent) if row is not None]
-            out[sent] = self.rule.probability(rule_inputs(scores[sent], rows))
+            sent_looks = (
+                None if looks is None else np.asarray(looks, dtype=np.float64).reshape(len(scores), -1)[sent]
+            )
+            out[sent] = self.read_scores(scores[sent], rows, sent_looks)
+        return out
+
+    def read_scores(
+        self,
+        model_scores: npt.ArrayLike,
+        features: Sequence[Mapping[str, Any]],
+        looks: npt.ArrayLike | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """The cascade score of images the verifier read: `gate_rule` where the gate passes the image's
+        look, `rule` elsewhere. A gated policy needs `looks` (see `sends`)."""
+        scores = np.asarray(model_scores, dtype=np.float64)
+        inputs = rule_inputs(scores, features)
+        out = self.rule.probability(inputs)
+        if self.gate is not None and self.gate_rule is not None:
+            if looks is None:
+                raise ValueError("this cascade has a plain-line gate: pass the images' looks")
+            gated = self.gate.sends(looks)
+            out[gated] = self.gate_rule.probability(inputs[gated])
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -174,8 +203,8 @@ class CascadePolicy:
             "threshold": float(self.threshold),
             "rule": self.rule.to_json(),
         }
-        if self.gate is not None:
-            record["plain_line_gate"] = self.gate.to_json()
+        if self.gate is not None and self.gate_rule is not None:
+            record["plain_line_gate"] = {**self.gate.to_json(), "rule": self.gate_rule.to_json()}
         return record
 
     @classmethod
@@ -190,6 +219,7 @@ class CascadePolicy:
             CascadeRule.from_json(record["rule"]),
             threshold,
             PlainLineGate.from_json(gate) if gate is not None else None,
+            CascadeRule.from_json(gate["rule"]) if gate is not None else None,
         )
 
 

@@ -112,6 +112,7 @@ class _AwaitingVerifier:
     model_excluded: bool
     model_threshold: float
     mode: str
+    look: Any  # the image's plain-line look (`model.screen`): which of the cascade's rules decides
     future: concurrent.futures.Future[Reading] | None = None
 
 
@@ -529,13 +530,15 @@ class Worker:
             if verdict is not None:
                 now.append((item, verdict))
             else:
-                self._send_to_verifier(item, score, excluded, result)
+                self._send_to_verifier(item, score, excluded, result, result.looks[row])
         self._store_and_finish(now, result.mode)
         self._batch_done = True
 
-    def _send_to_verifier(self, item: InFlight, score: float, excluded: bool, result: ScoredBatch) -> None:
+    def _send_to_verifier(
+        self, item: InFlight, score: float, excluded: bool, result: ScoredBatch, look: Any
+    ) -> None:
         assert self._verification is not None and item.event is not None
-        awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode)
+        awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode, look)
         future = self._verification.submit(item.event.image_url)
         self._verifying += 1
         self.metrics.verifier_in_flight.set(self._verifying)
@@ -572,7 +575,7 @@ class Worker:
             self.stats.verifier_reads += 1
             self.metrics.verifier_reads.labels("read").inc()
             self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
-            return self._decisions.verified(awaiting.model_score, reading.features)
+            return self._decisions.verified(awaiting.model_score, reading.features, awaiting.look)
         self.stats.verifier_failures += 1
         self.metrics.verifier_reads.labels("failed").inc()
         reason = describe_failure(error)

@@ -28,7 +28,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from model.cascade import CascadePolicy, rule_inputs
+from model.cascade import CascadePolicy
 from model.verifier.features import TextFeatures
 from worker.stages.prepare import Fetcher, fetch_then
 
@@ -75,11 +75,14 @@ class CascadeDecisions:
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
 
-    def verified(self, model_score: float, features: TextFeatures) -> Verdict:
-        """The cascade's verdict once the verifier read the image (it was sent: the rule decides)."""
+    def verified(
+        self, model_score: float, features: TextFeatures, look: npt.ArrayLike | None = None
+    ) -> Verdict:
+        """The cascade's verdict once the verifier read the image (the rule for its look decides)."""
         assert self.policy is not None
         row = features.as_dict()
-        score = float(self.policy.rule.probability(rule_inputs([model_score], [row]))[0])
+        looks = None if look is None else np.asarray(look, dtype=np.float64).reshape(1, -1)
+        score = float(self.policy.read_scores([model_score], [row], looks)[0])
         return Verdict(
             score,
             score >= self.policy.threshold,

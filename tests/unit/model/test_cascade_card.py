@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import TinyModelFactory
 
 from model.cascade import CascadePolicy, CascadeRule, TextCascade
 from model.cascade_card import attach, cascade_from_fit
-from model.cascade_fit import CurvePoint, choose_point
+from model.cascade_fit import CurvePoint, choose_point, send_from_for_share
 from model.checkpoint import load_checkpoint, read_card, save_checkpoint
 from model.errors import ConfigError
 from model.verifier.engines import VerifierConfig
@@ -58,13 +59,24 @@ def _point(share: float, recall: float) -> CurvePoint:
     return CurvePoint(CascadePolicy(1 - share, _RULE, 0.2), share, recall, 1.0)
 
 
-def test_the_chosen_point_is_the_best_training_recall_within_the_budget_the_larger_share_on_a_tie() -> None:
-    curve = [_point(0.1, 1.0), _point(0.05, 1.0), _point(0.0305, 1.0), _point(0.02, 1.0), _point(0.01, 0.9)]
-    # 3.05% of 2,000 photos is 61: the grid's one photo above 3% is within the budget; 3.1% is not.
+def test_the_chosen_point_is_the_largest_share_within_the_budget_whatever_the_training_recall() -> None:
+    curve = [_point(0.1, 1.0), _point(0.05, 0.97), _point(0.0305, 0.99), _point(0.02, 1.0), _point(0.01, 0.9)]
+    # 3.05% of 2,000 photos is 61: one photo above 3% is within the budget; 3.1% is not.
     assert choose_point(curve, 0.03, 2000).calib_share == 0.0305
     assert choose_point([*curve[:2], _point(0.031, 1.0), *curve[3:]], 0.03, 2000).calib_share == 0.02
-    assert choose_point([_point(0.03, 0.9), _point(0.02, 1.0)], 0.03, 2000).calib_share == 0.02
-    assert choose_point([_point(0.1, 1.0), _point(0.05, 1.0)], 0.03, 2000).calib_share == 0.05
+    assert choose_point(curve, 0.05, 2000).calib_share == 0.05
+    assert choose_point([_point(0.1, 1.0), _point(0.05, 1.0)], 0.03, 2000).calib_share == 0.05  # none fits
+
+
+def test_the_grid_counts_the_gates_images_in_the_share() -> None:
+    scores = np.linspace(0.0, 0.99, 100)
+    gated = np.zeros(100, dtype=bool)
+    gated[:3] = True  # three low-scoring pictures the gate reads anyway
+
+    send_from = send_from_for_share(scores, gated, 0.10)
+
+    assert ((scores >= send_from) | gated).sum() == 10
+    assert send_from_for_share(scores, gated, 0.02) > 1.0  # the gate alone reads more: none by score
 
 
 def _fit_report(model_version: str) -> dict[str, Any]:

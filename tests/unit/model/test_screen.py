@@ -59,15 +59,28 @@ def test_the_gate_fits_on_one_line_cards_and_sends_them_but_not_photos_or_blank_
 def test_a_gated_policy_reads_what_the_gate_sends_needs_the_looks_and_keeps_old_cards_json() -> None:
     rule = CascadeRule(weights=(0.0, 5.0, 0, 0, 0, 0, 0), bias=-5.0, means=(0.0,) * 7, scales=(1.0,) * 7)
     plain = CascadePolicy(send_from=0.5, rule=rule, threshold=0.5)
-    gated = CascadePolicy(send_from=0.5, rule=rule, threshold=0.5, gate=PlainLineGate(0.8, 0.3))
+    # The gate's own rule: a card when the ground is empty (standardised at 0.5: emptiness 0.99 gives p = 1).
+    gate_rule = CascadeRule(
+        weights=(0, 0, 0, 0, 0, 0, 50.0), bias=0.0, means=(0.0,) * 6 + (0.5,), scales=(1.0,) * 7
+    )
+    gated = CascadePolicy(0.5, rule, 0.5, gate=PlainLineGate(0.8, 0.3), gate_rule=gate_rule)
     scores = np.array([0.1, 0.1, 0.9])
     looks = plain_line_looks(np.stack([_one_line(), _photo(4), _photo(5)]))
-    read = {"read_characters": 8, "read_boxes": 2, "read_area": 0.05, "lines": 1}
-    features = [{**read, "largest_text_height": 0.2, "ground_emptiness": 0.99}] * 3
+    read = {"read_characters": 8, "read_boxes": 2, "read_area": 0.05, "lines": 1, "largest_text_height": 0.2}
+    features = [
+        {**read, "ground_emptiness": 0.99},
+        {**read, "ground_emptiness": 0.2},
+        {**read, "ground_emptiness": 0.2},
+    ]
 
     assert plain.sends(scores).tolist() == [False, False, True]
     assert gated.sends(scores, looks).tolist() == [True, False, True]
     assert (gated.cascade_scores(scores, features, looks) >= 0.5).tolist() == [True, False, True]
+    # The look picks the rule, not the score: the gate's weighs the ground, the model's the characters read.
+    by_gate, by_model = gated.read_scores([0.1, 0.1], [features[1], features[1]], looks[:2])
+    assert by_gate < 0.01 and by_model > 0.99
+    with pytest.raises(ValueError, match="own rule"):
+        CascadePolicy(0.5, rule, 0.5, gate=PlainLineGate(0.8, 0.3))
     with pytest.raises(ValueError, match="looks"):
         gated.sends(scores)
     assert "plain_line_gate" not in plain.to_json()  # the versions of earlier cards do not change

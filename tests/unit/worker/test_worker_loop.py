@@ -337,8 +337,9 @@ def test_the_verifier_decides_the_images_the_model_sends_it_and_a_failed_read_fa
 def test_a_gated_cascade_also_sends_what_looks_like_one_line_on_a_plain_ground() -> None:
     # The model sends nothing here (send_from 0.99); the gate sends the one-line picture, not the black
     # photo (nothing on it) nor the texture (busy everywhere).
+    base = _reads_text_policy()
     policy = dataclasses.replace(
-        _reads_text_policy(), send_from=0.99, gate=PlainLineGate(flat_from=0.6, rows_to=0.4)
+        base, send_from=0.99, gate=PlainLineGate(flat_from=0.6, rows_to=0.4), gate_rule=base.rule
     )
     verification = FakeVerification({"line": 6})
     rig = make_rig(
