@@ -5,7 +5,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SERVICES := deploy/local/services
-DATASET ?= data/v7
+DATASET ?= data/v8
 ONLY ?=
 CYCLES ?= 50
 export ALOCC_VENV := $(VENV)
@@ -41,7 +41,7 @@ dataset: setup ## build the training/calibration/evaluation dataset into $(DATAS
 model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 25 min on 2 CPU cores with bf16 support, more on a busy host)
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
-cascade: setup ## fit the text cascade over the default model on $(DATASET) and attach it to the model's card (about 4 min: Tesseract reads about 2,500 images)
+cascade: setup ## fit the text cascade over the default model on $(DATASET) and attach it to the model's card (about 5 min: Tesseract reads about 3,000 images)
 	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesserocr
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json
 
