@@ -2,10 +2,13 @@
 
 What is used for what (nothing of an evaluation family steers a choice):
 
-- fit the logistic rule: `train/target` against `train/negatives` + `train/structured` (N per folder);
+- fit the main logistic rule: `val/target` against `val/other`, where the model's scores are honest (it
+  trained on `train/target` and, as outlier exposure, on `train/negatives` + `train/structured`, and
+  scores those more confidently than anything new; a rule fitted there over-trusts the model);
 - fit the plain-line gate (`model.screen`): its bounds pass 95% of `train/one-line` cards; and its own
   rule, for the pictures it passes: those `train/one-line` cards against every training negative it
-  passes (all of `train/negatives` and `train/structured`, not N per folder: few pass);
+  passes (all of `train/negatives` and `train/structured`: few pass, and nearly none of `val/other`). The
+  negatives' model scores are not honest there, so this rule gives the model's score no weight;
 - the share grid (`send_from` per share) and the conformal threshold: `calib/other` (photos fitting never
   saw);
 - choose the operating point: the largest share of calibration photos the verifier's budget allows
@@ -41,6 +44,8 @@ from model.verifier.engines import VerifierConfig
 from model.verifier.measure import spread
 
 TRAIN_CARDS = "train/target"
+VAL_CARDS = "val/target"
+VAL_OTHER = "val/other"
 TRAIN_ONE_LINE = "train/one-line"  # the one-line design, for the rule and the gate (never the model)
 TRAIN_OTHER = ("train/negatives", "train/structured")
 CALIB = "calib/other"
@@ -220,10 +225,10 @@ def fit_and_calibrate(
     train_cards = measured.files(TRAIN_CARDS, per_folder)
     one_line = measured.files(TRAIN_ONE_LINE, per_folder)
     train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
-    rule = _fit_on(measured, train_cards, train_other)
+    rule = fit_rule_on(measured, measured.files(VAL_CARDS), measured.files(VAL_OTHER))
     gate = PlainLineGate.fit(measured.looks(one_line))
     gated_other = [key for folder in TRAIN_OTHER for key in _passing(measured, gate, measured.files(folder))]
-    gate_rule = _fit_on(measured, _passing(measured, gate, one_line), gated_other)
+    gate_rule = fit_rule_on(measured, _passing(measured, gate, one_line), gated_other, with_model=False)
     train_cards = train_cards + one_line  # choosing weighs both designs
     train_scores = measured.scores(train_cards)
     train_features = measured.features(train_cards)
@@ -284,11 +289,18 @@ def _passing(measured: Measurements, gate: PlainLineGate, keys: list[str]) -> li
     return [key for key, passes in zip(keys, gate.sends(measured.looks(keys)), strict=True) if passes]
 
 
-def _fit_on(measured: Measurements, cards: list[str], other: list[str]) -> CascadeRule:
-    """A logistic rule: `cards` against `other`, on model scores and verifier features."""
+def fit_rule_on(
+    measured: Measurements, cards: list[str], other: list[str], *, with_model: bool = True
+) -> CascadeRule:
+    """A logistic rule: `cards` against `other`, on model scores (unless not `with_model`: the rule then
+    gives the score no weight) and verifier features."""
     keys = cards + other
     labels = np.array([True] * len(cards) + [False] * len(other))
-    return fit_rule(rule_inputs(measured.scores(keys), measured.features(keys)), labels)
+    scores = measured.scores(keys) if with_model else np.full(len(keys), 0.5)  # logit(0.5) = 0
+    rule = fit_rule(rule_inputs(scores, measured.features(keys)), labels)
+    if with_model:
+        return rule
+    return CascadeRule((0.0, *rule.weights[1:]), rule.bias, rule.means, rule.scales)
 
 
 def send_from_for_share(scores: np.ndarray, gated: np.ndarray, share: float) -> float:

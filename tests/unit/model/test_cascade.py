@@ -10,7 +10,7 @@ import pytest
 
 from model.calibrate import conformal_threshold
 from model.cascade import RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
-from model.cascade_fit import JsonLinesCache
+from model.cascade_fit import JsonLinesCache, fit_rule_on
 
 
 def _features(characters: int, area: float, emptiness: float) -> dict[str, float]:
@@ -119,3 +119,32 @@ def test_the_fit_cache_keeps_each_chunk_as_soon_as_it_is_computed(tmp_path: Path
     assert sorted(again.records) == ["a", "bb"]
     assert [r["value"] for r in again.get_many(["bb", "a", "ccc"], compute, chunk=2)] == [2, 1, 3]
     assert calls[-1] == ["ccc"]
+
+
+class _Measured:
+    """Model scores and verifier features by key, as `Measurements` serves them."""
+
+    def __init__(self, scores: np.ndarray, features: list[dict[str, float]]) -> None:
+        self._scores = {str(i): float(s) for i, s in enumerate(scores)}
+        self._features = {str(i): f for i, f in enumerate(features)}
+
+    def scores(self, keys: list[str]) -> np.ndarray:
+        return np.array([self._scores[k] for k in keys])
+
+    def features(self, keys: list[str]) -> list[dict[str, float]]:
+        return [self._features[k] for k in keys]
+
+
+def test_a_rule_fitted_without_the_model_gives_its_score_no_weight() -> None:
+    scores, features, labels = _training_set(np.random.default_rng(3))
+    measured = _Measured(scores, features)
+    cards = [str(i) for i in np.flatnonzero(labels)]
+    other = [str(i) for i in np.flatnonzero(~labels)]
+
+    with_model = fit_rule_on(measured, cards, other)  # type: ignore[arg-type]
+    text_only = fit_rule_on(measured, cards, other, with_model=False)  # type: ignore[arg-type]
+
+    assert with_model.weights[0] > 0 and text_only.weights[0] == 0.0
+    row = rule_inputs([0.01, 0.99], [features[0], features[0]])
+    assert text_only.probability(row)[0] == text_only.probability(row)[1]  # the score changes nothing
+    assert with_model.probability(row)[0] < with_model.probability(row)[1]
