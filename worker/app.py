@@ -540,6 +540,7 @@ class Worker:
         assert self._verification is not None and item.event is not None
         awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode, look)
         future = self._verification.submit(item.event.image_url)
+        self.metrics.verifier_sends.labels(self._decisions.route(look)).inc()
         self._verifying += 1
         self.metrics.verifier_in_flight.set(self._verifying)
         future.add_done_callback(functools.partial(self._on_read, awaiting))

@@ -65,6 +65,14 @@ class WorkerMetrics:
             ["result"],
             registry=r,
         )
+        self.verifier_sends = Counter(
+            "alocc_verifier_sends_total",
+            "Images sent to the text verifier, by route: model_score (at or above the card's send_from) or "
+            "plain_line (the gate: one line on a plain ground; its own rule decides). The gate's share is a "
+            "cost the card's budget assumed from calibration photos: watch it on real uploads.",
+            ["route"],
+            registry=r,
+        )
         self.verifier_in_flight = Gauge(
             "alocc_verifier_in_flight", "Images the text verifier is downloading or reading.", registry=r
         )

@@ -35,6 +35,9 @@ from worker.stages.prepare import Fetcher, fetch_then
 MODEL = "model"
 VERIFIER = "verifier"
 MODEL_FALLBACK = "model_fallback"
+# Why an image was sent to the verifier; the route also names the rule that decides it.
+SCORE_ROUTE = "model_score"
+PLAIN_LINE_ROUTE = "plain_line"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,13 @@ class CascadeDecisions:
         if self.policy.sends([model_score], looks)[0]:
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
+
+    def route(self, look: npt.ArrayLike | None) -> str:
+        """The route of an image the verifier reads: the gate's where the gate passes its look."""
+        gate = None if self.policy is None else self.policy.gate
+        if gate is not None and look is not None and gate.sends(np.asarray(look).reshape(1, -1))[0]:
+            return PLAIN_LINE_ROUTE
+        return SCORE_ROUTE
 
     def verified(
         self, model_score: float, features: TextFeatures, look: npt.ArrayLike | None = None

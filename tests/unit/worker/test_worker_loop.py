@@ -365,6 +365,9 @@ def test_a_gated_cascade_also_sends_what_looks_like_one_line_on_a_plain_ground()
         "c": ("model", False),
     }
     assert rows["a"].model_score < 0.2  # the model alone would have let it through
+    sends = rig.worker.metrics.registry.get_sample_value
+    assert sends("alocc_verifier_sends_total", {"route": "plain_line"}) == 1.0
+    assert sends("alocc_verifier_sends_total", {"route": "model_score"}) is None
 
 
 def test_a_bounded_run_stops_each_partition_at_its_end_offset_and_returns_when_done() -> None:
