@@ -470,8 +470,58 @@ def run_fit(args: argparse.Namespace) -> int:
         eval_per_folder=args.eval_per_folder,
     )
     (args.out / f"cascade-{args.engine}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_curve(report, args.out / f"cascade-curve-{args.engine}.png")
     print(format_curve(report))
     return 0
+
+
+def plot_curve(report: dict[str, Any], path: Path) -> None:
+    """Misses per card folder and flags of `eval/other` against the share of calibration photos read,
+    with the budget and the chosen point: the curve the operating point is picked from."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless
+    import matplotlib.pyplot as plt
+
+    curve = sorted(report["curve"], key=lambda point: point["verifier_share_calib_photos"])
+    shares = [100 * point["verifier_share_calib_photos"] for point in curve]
+    figure, (misses, flags) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    card_folders = [folder for folder, rates in curve[0]["eval"].items() if rates["measure"] == "missed"]
+    for folder in card_folders:
+        misses.plot(shares, [100 * p["eval"][folder]["rate"] for p in curve], marker="o", label=folder)
+    misses.plot(
+        shares,
+        [100 * (1 - p["train_card_recall"]) for p in curve],
+        marker="o",
+        linestyle=":",
+        label="training cards",
+    )
+    misses.set_ylabel("cards missed (%)")
+    flags.plot(
+        shares,
+        [100 * p["eval"][EVAL_OTHER]["rate"] for p in curve],
+        marker="o",
+        label=EVAL_OTHER,
+        color="black",
+    )
+    flags.set_ylabel("pictures flagged (%)")
+    flags.set_xlabel("share of calibration photos the verifier reads (%)")
+    chosen = 100 * next(
+        p["verifier_share_calib_photos"] for p in curve if p["send_from"] == report["chosen_send_from"]
+    )
+    for axis in (misses, flags):
+        axis.axvline(
+            100 * report["budget_share"], color="tab:red", linestyle="--", linewidth=1, label="budget"
+        )
+        axis.axvline(chosen, color="tab:green", linewidth=4, alpha=0.25, label="chosen")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle(
+        f"The verifier-share curve ({report['verifier']['engine']}, alpha {report['alpha']})", fontsize=10
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def format_curve(report: dict[str, Any]) -> str:

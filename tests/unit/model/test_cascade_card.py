@@ -13,7 +13,7 @@ from conftest import TinyModelFactory
 
 from model.cascade import CascadePolicy, CascadeRule, TextCascade
 from model.cascade_card import attach, cascade_from_fit
-from model.cascade_fit import CurvePoint, choose_point, send_from_for_share
+from model.cascade_fit import CurvePoint, choose_point, plot_curve, send_from_for_share
 from model.checkpoint import load_checkpoint, read_card, save_checkpoint
 from model.errors import ConfigError
 from model.verifier.engines import VerifierConfig
@@ -132,3 +132,23 @@ def test_attach_refuses_a_fit_over_another_model(tmp_path: Path, tiny_model: Tin
     del report["engine_version"]
     with pytest.raises(ConfigError, match="engine's version"):
         cascade_from_fit(report, saved)
+
+
+def test_the_curve_plot_shows_every_card_folder_and_the_flags(tmp_path: Path) -> None:
+    def rates(miss: float, flag: float) -> dict[str, Any]:
+        return {
+            "eval/target": {"rate": miss, "measure": "missed"},
+            "check/one-line": {"rate": 2 * miss, "measure": "missed"},
+            "eval/other": {"rate": flag, "measure": "flagged"},
+        }
+
+    curve = [
+        {"send_from": sf, "verifier_share_calib_photos": share, "train_card_recall": 0.9, "eval": rates(m, f)}
+        for sf, share, m, f in ((0.2, 0.05, 0.01, 0.004), (0.5, 0.02, 0.03, 0.008))
+    ]
+    report = {"curve": curve, "chosen_send_from": 0.2, "budget_share": 0.05, "alpha": 0.003}
+    report["verifier"] = {"engine": "tesserocr"}
+
+    plot_curve(report, tmp_path / "curve.png")
+
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
