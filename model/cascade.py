@@ -223,6 +223,26 @@ class CascadePolicy:
         )
 
 
+def card_cascade(record: Mapping[str, Any] | None, model_version: str) -> TextCascade | None:
+    """The text cascade a model card records (`ModelCard.text_cascade`), checked against the loaded model.
+
+    Raises:
+        ValueError: the record is unreadable or edited by hand, or was fitted over other weights.
+    """
+    if record is None:
+        return None
+    try:
+        cascade = TextCascade.from_json(record)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"the model card's text cascade is unreadable: {exc!r}") from exc
+    if cascade.base_model_version != model_version:
+        raise ValueError(
+            f"the card's text cascade was fitted over {cascade.base_model_version}, "
+            f"not over the loaded model {model_version}"
+        )
+    return cascade
+
+
 @dataclass(frozen=True)
 class TextCascade:
     """The cascade as a model card records it (`ModelCard.text_cascade`), so that one version names it whole.

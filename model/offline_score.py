@@ -1,11 +1,15 @@
 """`alocc score`: score image files or folders offline, one JSON line per image.
 
-This is the embedded default: no Kafka, no Redis, just the model. Each image is preprocessed by
-`model.preprocess.preprocess` and scored by `Scorer.score`, exactly as the worker does, so a score
-printed here equals the one the worker would store for the same bytes and model.
+This is the embedded default: no Kafka, no Redis. Each image is decoded by `model.preprocess` and scored
+by `Scorer.score`, exactly as the worker does; where the model's card carries a text cascade, the images it
+sends to the verifier are read here, in this process, and decided by `model.cascade_decisions` as the
+worker decides them. So a decision printed here equals the one the worker would store for the same bytes
+and model card (`--model-only` scores the model alone, as `ALOCC_VERIFIER__ENABLED=false` does).
 
 Output, in input order (folders expanded recursively and sorted):
     {"path": ..., "score": 0.93, "excluded": true, "mode": "d_x", "threshold": 0.81, "model_version": ...}
+    with a cascade also "model_score", "decided_by" (model, verifier, model_fallback), "verifier" (the
+    features it read, never text) and, after a failed read, "fallback_reason";
     {"path": ..., "error": "CorruptImage", "message": "..."}
 The error name is the exception's class name, the same reason a dead-letter record carries. The exit
 code is 0 when every image was scored, 1 when some could not be, and 2 when the model itself could
@@ -23,7 +27,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from model.cascade import TextCascade
     from model.scoring import Scorer
+    from model.verifier.text_verifier import TextVerifier
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -58,18 +64,23 @@ def expand_paths(paths: Sequence[str | Path]) -> Iterator[Path | tuple[Path, str
 
 
 def _load(path: Path, size: int) -> Any:
-    """Preprocess one file; return the tensor or (error class name, message)."""
+    """Decode one file; return its `(3, S, S)` uint8 tensor or (error class name, message)."""
     from model.errors import ImageError
-    from model.preprocess import preprocess
+    from model.preprocess import preprocess_uint8
 
     try:
-        return preprocess(path.read_bytes(), size)
+        return preprocess_uint8(path.read_bytes(), size)
     except (ImageError, OSError) as exc:
         return (type(exc).__name__, str(exc))
 
 
 def score_paths(
-    scorer: Scorer, items: Iterable[Path | tuple[Path, str, str]], *, batch_size: int = 64, workers: int = 2
+    scorer: Scorer,
+    items: Iterable[Path | tuple[Path, str, str]],
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    cascade: tuple[TextCascade, TextVerifier] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Score files in batches and yield one result record per item, in input order.
 
@@ -78,6 +89,7 @@ def score_paths(
         items: files, or (path, error, message) for inputs already known to be bad.
         batch_size: images per `Scorer.score` call.
         workers: decoding threads.
+        cascade: the card's text cascade and a verifier to read with; None scores the model alone.
 
     Yields:
         A score record or an error record per item.
@@ -86,14 +98,19 @@ def score_paths(
 
     import torch
 
+    from model.preprocess import normalise
+    from model.screen import plain_line_looks
+
     def flush(pending: list[tuple[Path, Future[Any] | tuple[str, str]]]) -> Iterator[dict[str, Any]]:
         loaded = [(path, v.result() if isinstance(v, Future) else v) for path, v in pending]
         good = [i for i, (_, value) in enumerate(loaded) if isinstance(value, torch.Tensor)]
         tensors = [value for _, value in loaded if isinstance(value, torch.Tensor)]
         scored: dict[int, dict[str, Any]] = {}
         if good:
-            batch = scorer.score(torch.stack(tensors))
-            for i, score, excluded in zip(good, batch.scores, batch.excluded, strict=True):
+            pixels = torch.stack(tensors)  # uint8, normalised as the worker's scoring stage does
+            batch = scorer.score(normalise(pixels))
+            looks = plain_line_looks(pixels) if cascade is not None else None
+            for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):
                 scored[i] = {
                     "score": float(score),
                     "excluded": bool(excluded),
@@ -101,6 +118,8 @@ def score_paths(
                     "threshold": batch.threshold,
                     "model_version": batch.model_version,
                 }
+                if cascade is not None and looks is not None:
+                    scored[i].update(_decide(cascade, loaded[i][0], scored[i], looks[row]))
         for i, (path, value) in enumerate(loaded):
             if i in scored:
                 yield {"path": str(path), **scored[i]}
@@ -123,6 +142,37 @@ def score_paths(
             yield from flush(pending)
 
 
+def _decide(
+    cascade: tuple[TextCascade, TextVerifier], path: Path, model: dict[str, Any], look: Any
+) -> dict[str, Any]:
+    """The cascade's decision for one scored image, read here if the policy sends it (as the worker does)."""
+    from model.cascade_decisions import CascadeDecisions, describe_failure
+    from model.errors import ImageError
+    from model.verifier.engines import VerifierUnavailable
+
+    text_cascade, verifier = cascade
+    decisions = CascadeDecisions(text_cascade.policy)
+    score, excluded, threshold = model["score"], model["excluded"], model["threshold"]
+    verdict = decisions.screen(score, excluded, threshold, look)
+    if verdict is None:
+        try:
+            verdict = decisions.verified(score, verifier.features(path.read_bytes()), look)
+        except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
+            verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))
+    record: dict[str, Any] = {
+        "score": verdict.score,
+        "excluded": verdict.excluded,
+        "threshold": verdict.threshold,
+        "model_version": text_cascade.version,
+        "model_score": verdict.model_score,
+        "decided_by": verdict.decided_by,
+        "verifier": verdict.features,
+    }
+    if verdict.fallback_reason:
+        record["fallback_reason"] = verdict.fallback_reason
+    return record
+
+
 def write_lines(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
     """Write records as JSON lines (flushed per line); return how many were errors."""
     failed = 0
@@ -139,9 +189,12 @@ def register(subcommands: Any) -> None:
         "score",
         help="score image files or folders offline, one JSON line per image",
         description=(
-            "Scores images with the model (no services needed). Prints one JSON line per image: "
-            "path, score, excluded, mode, threshold, model_version; or path, error, message when the "
-            "image cannot be read. Exit code 1 when some images failed, 2 when the model cannot load."
+            "Scores images with the model (no services needed) and, where the model's card carries a text "
+            "cascade, reads the images it sends to the verifier, deciding each as the worker would. Prints "
+            "one JSON line per image: path, score, excluded, mode, threshold, model_version (with a "
+            "cascade also model_score, decided_by and the verifier's features); or path, error, message "
+            "when the image cannot be read. Exit code 1 when some images failed, 2 when the model or its "
+            "verifier cannot load."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
@@ -149,6 +202,11 @@ def register(subcommands: Any) -> None:
     p.add_argument("--mode", choices=("d_x", "d_rx", "cascade"), help="score mode (default: the card's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument(
+        "--model-only",
+        action="store_true",
+        help="score the model alone, without the card's text cascade (its own version and threshold)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -162,12 +220,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_MODEL_ERROR
     try:
         scorer = Scorer.load(args.model, device=args.device, mode=args.mode)
-    except ModelError as exc:
+        cascade = None if args.model_only else _load_cascade(scorer)
+    except (ModelError, ValueError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_MODEL_ERROR
     try:
         failed = write_lines(
-            score_paths(scorer, expand_paths(args.paths), batch_size=args.batch_size), sys.stdout
+            score_paths(scorer, expand_paths(args.paths), batch_size=args.batch_size, cascade=cascade),
+            sys.stdout,
         )
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, like other line-oriented tools, and
@@ -175,3 +235,22 @@ def run(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _load_cascade(scorer: Scorer) -> tuple[TextCascade, TextVerifier] | None:
+    """The card's text cascade and a verifier for it, or None when the card has none.
+
+    Raises:
+        ValueError: the card's cascade is unreadable or over other weights, or its engine is missing.
+    """
+    from model.cascade import card_cascade
+    from model.verifier.engines import VerifierUnavailable
+    from model.verifier.text_verifier import TextVerifier
+
+    cascade = card_cascade(scorer.card.text_cascade, scorer.model_version)
+    if cascade is None:
+        return None
+    try:
+        return cascade, TextVerifier(cascade.verifier)
+    except VerifierUnavailable as exc:
+        raise ValueError(f"{exc} (--model-only scores without the card's text cascade)") from exc

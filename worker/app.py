@@ -54,6 +54,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
+from model.cascade_decisions import CascadeDecisions, Verdict, describe_failure
 from schemas.events import ImageUploaded
 from worker.committer import Committer
 from worker.failures import BadInput, InvalidEvent, KafkaFatalError, WorkerError
@@ -70,7 +71,7 @@ from worker.stages.output import OutputRecord, dead_letter_record
 from worker.stages.prepare import PreparedImage, Preparer
 from worker.stages.score import ScoredBatch, ScoringStage
 from worker.stages.store import ScoreStore
-from worker.stages.verify import CascadeDecisions, Reading, Verdict, VerificationStage, describe_failure
+from worker.stages.verify import Reading, VerificationStage
 
 log = structlog.get_logger("alocc.worker")
 

@@ -10,7 +10,8 @@ import structlog
 import torch
 from confluent_kafka import Consumer
 
-from model.cascade import TextCascade
+from model.cascade import TextCascade, card_cascade
+from model.cascade_decisions import CascadeDecisions
 from search_client import connect
 from worker.app import LoopSettings, Topics, Worker
 from worker.failures import ConfigurationError
@@ -24,7 +25,7 @@ from worker.stages.fetch import BackgroundFetcher
 from worker.stages.prepare import ImagePreparer, Preparer
 from worker.stages.score import BatchScorer, ScoringStage
 from worker.stages.store import ScoreStore
-from worker.stages.verify import CascadeDecisions, VerificationStage
+from worker.stages.verify import VerificationStage
 
 log = structlog.get_logger("alocc.worker")
 
@@ -143,18 +144,12 @@ def served_cascade(settings: Settings, scorer: Any) -> TextCascade | None:
         ConfigurationError: the card's cascade is unreadable or was fitted over other weights.
     """
     card = getattr(scorer, "card", None)  # test doubles of the scorer carry no card
-    record = getattr(card, "text_cascade", None)
-    if record is None:
-        return None
     try:
-        cascade = TextCascade.from_json(record)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigurationError(f"the model card's text cascade is unreadable: {exc}") from exc
-    if cascade.base_model_version != scorer.model_version:
-        raise ConfigurationError(
-            f"the card's text cascade was fitted over {cascade.base_model_version}, "
-            f"not over the loaded model {scorer.model_version}"
-        )
+        cascade = card_cascade(getattr(card, "text_cascade", None), scorer.model_version)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if cascade is None:
+        return None
     if not settings.verifier.enabled:
         log.warning(
             "text verifier disabled: serving the model alone under its own version",

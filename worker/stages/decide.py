@@ -1,6 +1,6 @@
 """Store a scored batch in Redis and decide what each event publishes: the stage between score and commit.
 
-For every event it builds the score record from the event and its verdict (`worker.stages.verify`),
+For every event it builds the score record from the event and its verdict (`model.cascade_decisions`),
 writes all of them in one pipelined compare-and-set (`ScoreStore.write_batch`), and turns each write's
 outcome into a decision: the event's outcome (`scored`, `excluded`, or `stale` when a newer event of the
 image is already stored) and the exclusion event to publish, if the decision is news for the search indexer
@@ -17,10 +17,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from model.cascade_decisions import Verdict
 from schemas.events import ImageUploaded
 from worker.stages.output import OutputRecord, exclusion_record, should_publish
 from worker.stages.store import ScoreRecord, ScoreStore, WriteStatus
-from worker.stages.verify import Verdict
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,8 @@ class ScoreRecord:
     mode: str
     model_version: str
     scored_at: dt.datetime
-    # The cascade's part: the model's own score, which stage decided (`worker.stages.verify`), the verifier's
-    # features when it read the image, and why it could not when the model's decision stood in for it.
+    # The cascade's part: the model's own score, which stage decided (`model.cascade_decisions`), the
+    # verifier's features when it read the image, and why it could not when the model's decision stood in.
     model_score: float | None = None
     decided_by: str = "model"
     verifier: dict[str, float] | None = None

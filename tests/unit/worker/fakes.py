@@ -19,6 +19,7 @@ import torch
 from confluent_kafka import TopicPartition
 
 from model.cascade import CascadePolicy
+from model.cascade_decisions import CascadeDecisions
 from model.errors import CorruptImage
 from model.verifier import TextFeatures, VerifierUnavailable
 from worker.app import LoopSettings, Topics, Worker
@@ -29,7 +30,7 @@ from worker.stages.output import OutputRecord
 from worker.stages.prepare import ImagePreparer
 from worker.stages.score import ScoringStage
 from worker.stages.store import ScoreRecord, WriteOutcome, WriteStatus
-from worker.stages.verify import CascadeDecisions, Reading
+from worker.stages.verify import Reading
 
 INPUT = "in"
 SIZE = 8

@@ -10,12 +10,12 @@ import pytest
 from confluent_kafka import TopicPartition
 from fakes import FakeStore, event_bytes
 
+from model.cascade_decisions import MODEL, MODEL_FALLBACK, VERIFIER, Verdict
 from schemas.events import ExclusionEvent, ImageUploaded
 from worker.committer import Committer
 from worker.sink import CommitAborted
 from worker.stages.decide import DecisionStage
 from worker.stages.output import OutputRecord
-from worker.stages.verify import MODEL, MODEL_FALLBACK, VERIFIER, Verdict
 
 
 class RecordingSink:

@@ -8,10 +8,11 @@ import pytest
 from fakes import FakeFetcher
 from PIL import Image
 
+from model.cascade_decisions import describe_failure
 from model.errors import UnsupportedImageFormat
 from model.verifier import ReadBox, TextVerifier, VerifierUnavailable
 from worker.failures import HttpError
-from worker.stages.verify import VerificationStage, describe_failure
+from worker.stages.verify import VerificationStage
 
 
 class StubEngine:

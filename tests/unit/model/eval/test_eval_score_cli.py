@@ -10,6 +10,7 @@ import torch
 from eval_helpers import make_tiny_checkpoint, write_photo_images, write_text_images
 
 from alocc.cli import main
+from model.checkpoint import read_card
 from model.offline_score import EXIT_MODEL_ERROR, EXIT_OK, EXIT_SOME_FAILED
 from model.preprocess import preprocess
 from model.scoring import Scorer
@@ -90,3 +91,47 @@ def test_bad_model_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code = main(["score", str(tmp_path), "--model", str(tmp_path / "no-model")])
     assert code == EXIT_MODEL_ERROR
     assert "CheckpointError" in capsys.readouterr().err
+
+
+def _with_text_cascade(model_dir: Path, out: Path) -> str:
+    """A copy of the checkpoint whose card reads every image with Tesseract: a card when it reads words."""
+    import dataclasses
+    import shutil
+
+    from model.cascade import CascadePolicy, CascadeRule, TextCascade
+    from model.checkpoint import write_card
+    from model.verifier.engines import VerifierConfig
+
+    card = read_card(model_dir)
+    rule = CascadeRule(weights=(0.0, 5.0, 0, 0, 0, 0, 0), bias=-10.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+    cascade = TextCascade(card.model_version, VerifierConfig(), "test", CascadePolicy(0.0, rule, 0.5))
+    shutil.copytree(model_dir, out)
+    write_card(out, dataclasses.replace(card, text_cascade=cascade.to_json()))
+    return cascade.version
+
+
+def test_the_cards_text_cascade_is_served_offline_as_the_worker_serves_it(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    version = _with_text_cascade(tiny_model, tmp_path / "model")
+    notice = tmp_path / "notice.png"
+    image = Image.new("RGB", (480, 240), (250, 250, 245))
+    ImageDraw.Draw(image).text(
+        (30, 80), "SHOP CLOSED TODAY", fill=(10, 10, 10), font=ImageFont.load_default(40)
+    )
+    image.save(notice)
+    photo = write_photo_images(tmp_path / "photos", 1)[0]
+
+    assert main(["score", str(notice), str(photo), "--model", str(tmp_path / "model")]) == EXIT_OK
+    read, smooth = _lines(capsys)
+    assert {read["model_version"], smooth["model_version"]} == {version}
+    assert (read["decided_by"], smooth["decided_by"]) == ("verifier", "verifier")  # send_from 0: all read
+    assert read["verifier"]["read_characters"] >= 10 and read["excluded"] is True  # type: ignore[index]
+    assert smooth["excluded"] is False
+    assert isinstance(read["model_score"], float) and read["threshold"] == 0.5
+
+    assert main(["score", str(notice), "--model-only", "--model", str(tmp_path / "model")]) == EXIT_OK
+    (alone,) = _lines(capsys)
+    assert alone["model_version"] == read_card(tmp_path / "model").model_version and "decided_by" not in alone
