@@ -169,8 +169,9 @@ def _cards(paths: list[Path]) -> dict[str, dict[str, Any]]:
         cascade = card.text_cascade
         if cascade is not None:
             policy = cascade["policy"]
+            gate = " and one-line looks" if policy.get("plain_line_gate") else ""
             parts.append(
-                f"text cascade {cascade['engine_version']}: reads from {policy['send_from']:.4f}, "
+                f"text cascade {cascade['engine_version']}: reads from {policy['send_from']:.4f}{gate}, "
                 f"threshold {policy['threshold']:.4f}"
             )
             measured = cascade.get("measured", {})
