@@ -652,7 +652,12 @@ def test_a_replay_rescores_its_range_in_shadow_and_resumes_after_sigkill(env: En
     first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
-        while len(env.records(new_ids)) < 30:
+        # Kill once progress is committed, not merely stored: records are written before their offsets
+        # are committed (an offset waits for the verifier's reads of its batch), and a kill between the
+        # two rightly restarts from the range's start.
+        while len(env.records(new_ids)) < 30 or committed_total(env.bootstrap, group, input_topic, 2) <= len(
+            old
+        ):
             assert time.monotonic() < deadline, "the first replay made no progress"
             assert first.poll() is None, "the first replay exited early"
             time.sleep(0.05)
