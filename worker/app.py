@@ -527,11 +527,12 @@ class Worker:
                 continue
             item.pixels = None  # free the tensor now; the record waits for its commit
             score, excluded = float(result.scores[row]), bool(result.excluded[row])
-            verdict = self._decisions.screen(score, excluded, result.threshold, result.looks[row])
+            look = None if result.looks is None else result.looks[row]
+            verdict = self._decisions.screen(score, excluded, result.threshold, look)
             if verdict is not None:
                 now.append((item, verdict))
             else:
-                self._send_to_verifier(item, score, excluded, result, result.looks[row])
+                self._send_to_verifier(item, score, excluded, result, look)
         self._store_and_finish(now, result.mode)
         self._batch_done = True
 

@@ -112,7 +112,11 @@ def build_worker(
         sink=build_sink(settings),
         store=store,
         preparer=preparer,
-        scoring=ScoringStage(loaded, warm_up_batches=(1, settings.batch.max_size)),
+        scoring=ScoringStage(
+            loaded,
+            warm_up_batches=(1, settings.batch.max_size),
+            with_looks=cascade is not None and cascade.policy.gate is not None,
+        ),
         verification=verification,
         decisions=CascadeDecisions(cascade.policy if cascade is not None else None),
         serving_version=version,

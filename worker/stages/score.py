@@ -36,7 +36,8 @@ class ScoredBatch:
 
     scores: np.ndarray  # (N,) float32
     excluded: np.ndarray  # (N,) bool
-    looks: np.ndarray  # (N, 2) plain-line looks of the same pixels (`model.screen`), for the cascade's gate
+    # (N, 2) plain-line looks of the same pixels (`model.screen`) where the cascade has a gate, else None
+    looks: np.ndarray | None
     threshold: float
     mode: str
     model_version: str
@@ -46,7 +47,9 @@ class ScoredBatch:
 class ScoringStage:
     """Runs `BatchScorer.score` on a dedicated thread."""
 
-    def __init__(self, scorer: BatchScorer, *, warm_up_batches: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, scorer: BatchScorer, *, warm_up_batches: tuple[int, ...] = (), with_looks: bool = False
+    ) -> None:
         """Create the stage around a loaded model.
 
         Device placement, pinned memory, non-blocking copies, bf16 autocast and splitting a batch on
@@ -60,8 +63,12 @@ class ScoringStage:
                 on the stage's own thread: torch keeps a CPU thread team per calling thread, and the
                 team to warm is the one that scores real batches. In cascade mode this warms D(X)
                 only: blank images do not pass the gate to R.
+            with_looks: Also compute each image's plain-line look (the served cascade has a gate). Off
+                otherwise: it costs about 0.12 ms an image on this CPU, a share of a GPU host's scoring
+                thread worth keeping.
         """
         self._scorer = scorer
+        self._with_looks = with_looks
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-score")
         blank = torch.zeros(3, scorer.input_size, scorer.input_size, dtype=torch.uint8)
         for size in warm_up_batches:
@@ -87,7 +94,7 @@ class ScoringStage:
         return ScoredBatch(
             scores=np.asarray(result.scores, dtype=np.float32),
             excluded=np.asarray(result.excluded, dtype=bool),
-            looks=plain_line_looks(batch),
+            looks=plain_line_looks(batch) if self._with_looks else None,
             threshold=float(result.threshold),
             mode=str(mode),
             model_version=str(result.model_version),

@@ -378,7 +378,7 @@ def make_rig(
         sink=sink,
         store=store,  # type: ignore[arg-type]
         preparer=preparer,
-        scoring=ScoringStage(scorer),
+        scoring=ScoringStage(scorer, with_looks=bool(cascade and cascade[0].gate is not None)),
         verification=cascade[1] if cascade else None,  # type: ignore[arg-type]
         decisions=CascadeDecisions(cascade[0] if cascade else None),
         serving_version=f"{scorer.model_version}-ocr-test" if cascade else None,
