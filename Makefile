@@ -5,7 +5,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SERVICES := deploy/local/services
-DATASET ?= data/v8
+DATASET ?= data/v9
 ONLY ?=
 CYCLES ?= 50
 export ALOCC_VENV := $(VENV)

@@ -49,7 +49,7 @@ VAL_OTHER = "val/other"
 TRAIN_ONE_LINE = "train/one-line"  # the one-line design, for the rule and the gate (never the model)
 TRAIN_OTHER = ("train/negatives", "train/structured")
 CALIB = "calib/other"
-EVAL_CARDS = ("eval/target", "check/target", "check/one-line")
+EVAL_CARDS = ("eval/target", "check/target", "check/one-line", "check/photographed")
 EVAL_OTHER = "eval/other"
 DEFAULT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.1)
 # The budget comes from the cost alone. A read costs about 67 core-ms in the worker (Tesseract's C++ API,

@@ -19,6 +19,8 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
                        team's measurements found hardest for both the model and word-counting OCR
     train/one-line/    the same design in TRAIN fonts and words: the cascade's fit set for it (the
                        model never trains on it; see model/cascade_fit.py)
+    check/photographed/ CHECK-family cards photographed in a scene: tilted, unevenly lit, blurred
+                       (model/data/photographed.py); measured only
 
 Every image is a pure function of (seed, split, index), so the same seed gives the same files
 whatever the number of worker processes.
@@ -41,14 +43,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.data import cards, layouts, photos, phrases, samples, splits
+from model.data import cards, layouts, photographed, photos, phrases, samples, splits
 from model.data.dataset_errors import DatasetLayoutError
 from model.data.fonts import FAMILY_FONTS, Family
 from model.data.splits import Role
 
 # 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target;
-# 8: check/one-line and train/one-line (every file of version 7 is drawn exactly as before)
-DATASET_VERSION = "alocc-data-8"
+# 8: check/one-line and train/one-line (every file of version 7 is drawn exactly as before);
+# 9: check/photographed (every file of version 8 is drawn exactly as before)
+DATASET_VERSION = "alocc-data-9"
 
 
 class Scale(StrEnum):
@@ -73,6 +76,7 @@ class SplitPlan:
     soft_share: float = 0.0
     structured_share: float = 0.0
     layout: str | None = None  # cards of this one layout only (a family's or a named-only one)
+    photographed: bool = False  # cards photographed in a scene of the role's photos
 
 
 # New folders go at the end: an item's random stream is keyed by its folder's index in PLANS.
@@ -88,6 +92,7 @@ PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("check/target", True, Family.CHECK, Role.VAL),
     SplitPlan("check/one-line", True, Family.CHECK, Role.VAL, layout="one_line"),
     SplitPlan("train/one-line", True, Family.TRAIN, Role.TRAIN, layout="one_line"),
+    SplitPlan("check/photographed", True, Family.CHECK, Role.VAL, photographed=True),
 )
 
 COUNTS: dict[Scale, dict[str, int]] = {
@@ -103,6 +108,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "check/target": 500,
         "check/one-line": 300,
         "train/one-line": 300,
+        "check/photographed": 300,
     },
     Scale.SMALL: {
         "train/target": 24,
@@ -116,6 +122,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "check/target": 8,
         "check/one-line": 8,
         "train/one-line": 8,
+        "check/photographed": 8,
     },
 }
 
@@ -150,8 +157,12 @@ def render_item(seed: int, folder: str, index: int) -> tuple[Image.Image, dict[s
     plan = next(p for p in PLANS if p.folder == folder)
     rng = item_rng(seed, folder, index)
     if plan.target:
-        image, info = _card_generator(plan.family, plan.role).render(rng, layout=plan.layout)
+        generator = _card_generator(plan.family, plan.role)
+        image, info = generator.render(rng, layout=plan.layout)
         record: dict[str, object] = {"kind": "card", "source": f"cards-{plan.family.value}", **info.as_dict()}
+        if plan.photographed:
+            image = photographed.photograph(image, rng, generator.photos, LONG_SIDE)
+            record.update(photographed=True, width=image.width, height=image.height)
         stem = f"card-{info.layout}-{index:05d}"
     else:
         roll = rng.random() if plan.soft_share + plan.structured_share > 0 else 1.0

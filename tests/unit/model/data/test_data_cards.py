@@ -100,3 +100,19 @@ def test_a_one_line_card_is_one_short_line_on_a_plain_ground() -> None:
         # One line: the ink sits in one band no taller than a quarter of the card (plus blur / JPEG slack).
         assert rows[-1] - rows[0] <= img.height * 0.27, seed
     assert "one_line" not in {name for family in LAYOUTS.values() for name in family}
+
+
+def test_a_photographed_card_is_a_scene_of_the_asked_size_with_the_card_in_it() -> None:
+    from model.data.photographed import photograph
+
+    def night(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+        return Image.new("RGB", size, (0, 0, 0))
+
+    white_card = Image.new("RGB", (200, 150), (255, 255, 255))
+    a = photograph(white_card, np.random.default_rng(7), night, 256)
+    b = photograph(white_card, np.random.default_rng(7), night, 256)
+
+    assert max(a.size) == 256 and a.mode == "RGB"
+    assert a.tobytes() == b.tobytes()  # same generator, same picture
+    lit = np.asarray(a.convert("L")) > 100  # the card, dimmed by the uneven light, on a black scene
+    assert 0.1 < lit.mean() < 0.7
