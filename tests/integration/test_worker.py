@@ -34,6 +34,7 @@ from model.checkpoint import WEIGHTS_FILE, ModelCard, ThresholdRecord, read_card
 from model.networks import build_networks
 from model.presets import NetworkSpec
 from model.scoring import Scorer
+from model.screen import PlainLineGate
 from model.verifier import VerifierConfig
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from tools.sample_images import ImageServer, SampleSet, write_samples
@@ -564,7 +565,9 @@ def _with_cascade(model_dir: Path, out: Path, engine_version: str) -> TextCascad
         # `tesseract` on PATH is the one that reads.
         verifier=VerifierConfig(engine="tesseract", timeout_s=20),
         engine_version=engine_version,
-        policy=CascadePolicy(send_from=0.0, rule=rule, threshold=0.5),
+        # With a plain-line gate that passes nearly everything, deciding by the same rule: the served path
+        # that computes every image's look and routes by it runs end to end, and decides as before.
+        policy=CascadePolicy(0.0, rule, 0.5, gate=PlainLineGate(flat_from=0.0, rows_to=1.0), gate_rule=rule),
     )
     out.mkdir()
     shutil.copyfile(model_dir / WEIGHTS_FILE, out / WEIGHTS_FILE)
