@@ -149,11 +149,16 @@ class CascadePolicy:
                 from the one the policy was calibrated for).
         """
         sent = np.asarray(model_scores, dtype=np.float64) >= self.send_from
-        if self.gate is not None:
-            if looks is None:
-                raise ValueError("this cascade has a plain-line gate: pass the images' looks")
-            sent = sent | self.gate.sends(looks)
-        return sent
+        gated = self._gated(looks)
+        return sent if gated is None else sent | gated
+
+    def _gated(self, looks: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | None:
+        """Which images the gate passes; None for a policy without a gate."""
+        if self.gate is None:
+            return None
+        if looks is None:
+            raise ValueError("this cascade has a plain-line gate: pass the images' looks")
+        return self.gate.sends(looks)
 
     def cascade_scores(
         self,
@@ -188,10 +193,8 @@ class CascadePolicy:
         scores = np.asarray(model_scores, dtype=np.float64)
         inputs = rule_inputs(scores, features)
         out = self.rule.probability(inputs)
-        if self.gate is not None and self.gate_rule is not None:
-            if looks is None:
-                raise ValueError("this cascade has a plain-line gate: pass the images' looks")
-            gated = self.gate.sends(looks)
+        gated = self._gated(looks)
+        if gated is not None and self.gate_rule is not None:
             out[gated] = self.gate_rule.probability(inputs[gated])
         return out
 

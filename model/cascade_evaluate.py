@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from model.cascade import CascadePolicy, CascadeRule, TextCascade, fit_rule, rule_inputs
+from model.cascade import CascadePolicy, TextCascade, rule_inputs
 from model.cascade_fit import (
     CALIB,
     TRAIN_CARDS,
@@ -39,6 +39,7 @@ from model.cascade_fit import (
     EvalFolder,
     Measurements,
     family_rates,
+    fit_rule_on,
     load_eval_folders,
 )
 from model.errors import ConfigError
@@ -52,10 +53,7 @@ def verifier_only_policy(measured: Measurements, per_folder: int, alpha: float) 
 
     train_cards = measured.files(TRAIN_CARDS, per_folder) + measured.files(TRAIN_ONE_LINE, per_folder)
     train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
-    keys = train_cards + train_other
-    inputs = rule_inputs(np.full(len(keys), 0.5), measured.features(keys))  # logit(0.5) = 0: no model
-    fitted = fit_rule(inputs, np.array([True] * len(train_cards) + [False] * len(train_other)))
-    rule = CascadeRule((0.0, *fitted.weights[1:]), fitted.bias, fitted.means, fitted.scales)
+    rule = fit_rule_on(measured, train_cards, train_other, with_model=False)
     calib = measured.files(CALIB)
     scores = rule.probability(rule_inputs(np.full(len(calib), 0.5), measured.features(calib)))
     return CascadePolicy(0.0, rule, conformal_threshold(scores.astype(np.float32), alpha).threshold)

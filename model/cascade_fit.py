@@ -222,16 +222,15 @@ def fit_and_calibrate(
     from model.calibrate import conformal_threshold  # imports torch: not at `alocc --help` time
 
     # 1. The rules and the gate, on training families only.
-    train_cards = measured.files(TRAIN_CARDS, per_folder)
+    val_cards, val_other = measured.files(VAL_CARDS), measured.files(VAL_OTHER)
+    rule = fit_rule_on(measured, val_cards, val_other)
     one_line = measured.files(TRAIN_ONE_LINE, per_folder)
-    train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
-    rule = fit_rule_on(measured, measured.files(VAL_CARDS), measured.files(VAL_OTHER))
     gate = PlainLineGate.fit(measured.looks(one_line))
+    gated_one_line = _passing(measured, gate, one_line)
     gated_other = [key for folder in TRAIN_OTHER for key in _passing(measured, gate, measured.files(folder))]
-    gate_rule = fit_rule_on(measured, _passing(measured, gate, one_line), gated_other, with_model=False)
-    train_cards = train_cards + one_line  # choosing weighs both designs
-    train_scores = measured.scores(train_cards)
-    train_features = measured.features(train_cards)
+    gate_rule = fit_rule_on(measured, gated_one_line, gated_other, with_model=False)
+    train_cards = measured.files(TRAIN_CARDS, per_folder) + one_line  # choosing weighs both designs
+    card_scores, card_features = measured.scores(train_cards), measured.features(train_cards)
 
     # 2. The share grid and the conformal threshold, on calibration photos.
     calib_keys = measured.files(CALIB)
@@ -242,7 +241,6 @@ def fit_and_calibrate(
     calib_features = _sent_features(measured, calib_keys, calib_scores, grid[0], calib_gated)
 
     # 3. Every grid point: calibrate, then measure on the training cards; choose on those alone.
-    card_scores, card_features = train_scores, train_features
     card_looks = measured.looks(train_cards)
     curve = []
     for send_from in grid:
@@ -271,13 +269,13 @@ def fit_and_calibrate(
         "budget_share": budget_share,
         "engine_version": measured.engine_version(),
         "rule": rule.to_json(),
-        "gate_fit": {"one_line_cards": len(_passing(measured, gate, one_line)), "other": len(gated_other)},
+        # What each rule was fitted on, and the training cards the point was measured on.
         "fit": {
-            "cards": len(train_cards) - len(one_line),
-            "one_line_cards": len(one_line),
-            "other": len(train_other),
+            "rule": {"cards": len(val_cards), "other": len(val_other), "folders": [VAL_CARDS, VAL_OTHER]},
+            "gate_rule": {"one_line_cards": len(gated_one_line), "other": len(gated_other)},
+            "training_cards": len(train_cards),
         },
-        "gate_share_calib_photos": _rate(gate.sends(calib_looks)),
+        "gate_share_calib_photos": _rate(calib_gated),
         "calibration_photos": len(calib_keys),
         "chosen_send_from": chosen.policy.send_from,
         "curve": [{**point.as_json(), "eval": evaluate_policy(point.policy, evaluation)} for point in curve],

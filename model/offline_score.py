@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from model.cascade import TextCascade
+    from model.cascade_decisions import CascadeDecisions
     from model.scoring import Scorer
     from model.verifier.text_verifier import TextVerifier
 
@@ -98,8 +99,13 @@ def score_paths(
 
     import torch
 
+    from model.cascade_decisions import CascadeDecisions
     from model.preprocess import normalise
     from model.screen import plain_line_looks
+
+    decisions = CascadeDecisions(cascade[0].policy) if cascade is not None else None
+    # Looks only where the cascade has a plain-line gate, as the worker's scoring stage does.
+    with_looks = decisions is not None and decisions.policy is not None and decisions.policy.gate is not None
 
     def flush(pending: list[tuple[Path, Future[Any] | tuple[str, str]]]) -> Iterator[dict[str, Any]]:
         loaded = [(path, v.result() if isinstance(v, Future) else v) for path, v in pending]
@@ -109,7 +115,7 @@ def score_paths(
         if good:
             pixels = torch.stack(tensors)  # uint8, normalised as the worker's scoring stage does
             batch = scorer.score(normalise(pixels))
-            looks = plain_line_looks(pixels) if cascade is not None else None
+            looks = plain_line_looks(pixels) if with_looks else None
             for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):
                 scored[i] = {
                     "score": float(score),
@@ -118,8 +124,9 @@ def score_paths(
                     "threshold": batch.threshold,
                     "model_version": batch.model_version,
                 }
-                if cascade is not None and looks is not None:
-                    scored[i].update(_decide(cascade, loaded[i][0], scored[i], looks[row]))
+                if cascade is not None and decisions is not None:
+                    look = None if looks is None else looks[row]
+                    scored[i].update(_decide(cascade, decisions, loaded[i][0], scored[i], look))
         for i, (path, value) in enumerate(loaded):
             if i in scored:
                 yield {"path": str(path), **scored[i]}
@@ -143,15 +150,18 @@ def score_paths(
 
 
 def _decide(
-    cascade: tuple[TextCascade, TextVerifier], path: Path, model: dict[str, Any], look: Any
+    cascade: tuple[TextCascade, TextVerifier],
+    decisions: CascadeDecisions,
+    path: Path,
+    model: dict[str, Any],
+    look: Any,
 ) -> dict[str, Any]:
     """The cascade's decision for one scored image, read here if the policy sends it (as the worker does)."""
-    from model.cascade_decisions import CascadeDecisions, describe_failure
+    from model.cascade_decisions import describe_failure
     from model.errors import ImageError
     from model.verifier.engines import VerifierUnavailable
 
     text_cascade, verifier = cascade
-    decisions = CascadeDecisions(text_cascade.policy)
     score, excluded, threshold = model["score"], model["excluded"], model["threshold"]
     verdict = decisions.screen(score, excluded, threshold, look)
     if verdict is None:
