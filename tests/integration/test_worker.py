@@ -411,6 +411,24 @@ def worker_process_env(
     }
 
 
+def start_and_sigkill_once(
+    command: list[str], process_env: dict[str, str], progressed: Callable[[], bool], what: str
+) -> None:
+    """Start `command`, SIGKILL it as soon as `progressed()` holds (within 90 s, while it still runs)."""
+    process = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not progressed():
+            assert time.monotonic() < deadline, f"the first {what} made no progress"
+            assert process.poll() is None, f"the first {what} exited early"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
     """SIGKILL mid-stream, restart: every event gets a record, each exclusion is seen once."""
     input_topic, exclusions, dead_letter = env.new_topic(3), env.new_topic(1), env.new_topic(1)
@@ -419,18 +437,9 @@ def test_a_killed_worker_restarted_loses_nothing(env: Env) -> None:
     group = env.new_group_id()
     process_env = worker_process_env(env, group, input_topic, exclusions, dead_letter)
     command = [sys.executable, "-m", "alocc.cli", "worker", "--exit-when-idle", "4"]
-    first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 90
-        while committed_total(env.bootstrap, group, input_topic, 3) < 10:
-            assert time.monotonic() < deadline, "the first worker made no progress"
-            assert first.poll() is None, "the first worker exited early"
-            time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    start_and_sigkill_once(
+        command, process_env, lambda: committed_total(env.bootstrap, group, input_topic, 3) >= 10, "worker"
+    )
     assert committed_total(env.bootstrap, group, input_topic, 3) < len(items), (
         "killed too late to test anything"
     )
@@ -652,23 +661,18 @@ def test_a_replay_rescores_its_range_in_shadow_and_resumes_after_sigkill(env: En
     command = [sys.executable, "-m", "alocc.cli", "replay", "--since", since, "--group", group, "--json"]
     new_ids = [key for key, _ in in_range]
 
-    first = subprocess.Popen(command, env=process_env, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 90
-        # Kill once progress is committed, not merely stored: records are written before their offsets
-        # are committed (an offset waits for the verifier's reads of its batch), and a kill between the
-        # two rightly restarts from the range's start.
-        while len(env.records(new_ids)) < 30 or committed_total(env.bootstrap, group, input_topic, 2) <= len(
-            old
-        ):
-            assert time.monotonic() < deadline, "the first replay made no progress"
-            assert first.poll() is None, "the first replay exited early"
-            time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    # Kill once progress is committed, not merely stored: records are written before their offsets are
+    # committed (an offset waits for the verifier's reads of its batch), and a kill between the two rightly
+    # restarts from the range's start.
+    start_and_sigkill_once(
+        command,
+        process_env,
+        lambda: (
+            len(env.records(new_ids)) >= 30
+            and committed_total(env.bootstrap, group, input_topic, 2) > len(old)
+        ),
+        "replay",
+    )
     assert len(env.records(new_ids)) < len(new_ids), "killed too late to test anything"
 
     second = subprocess.run(
