@@ -79,12 +79,15 @@ def evaluate_cascade(
     measured: Measurements, cascade: TextCascade, model_threshold: float, *, per_folder: int, alpha: float
 ) -> dict[str, Any]:
     """The three columns for every evaluation folder and family; see the module docstring."""
-    folders = load_eval_folders(measured, 0.0, None, None)  # send_from 0: the verifier reads every image
-    alone = verifier_only_policy(measured, per_folder, alpha)
+    # send_from 0: the verifier reads every image; the page reading alone for the verifier-only column,
+    # and as the policy reads them (the gate's images with its line reading too) for the cascade.
+    pages = load_eval_folders(measured, 0.0, None, None)
     policy = cascade.policy
+    folders = load_eval_folders(measured, 0.0, None, policy.gate) if policy.gate is not None else pages
+    alone = verifier_only_policy(measured, per_folder, alpha)
     columns = {
         "model_only": family_rates(folders, [f.scores >= model_threshold for f in folders]),
-        "verifier_only": family_rates(folders, [verifier_only_flags(alone, f) for f in folders]),
+        "verifier_only": family_rates(pages, [verifier_only_flags(alone, f) for f in pages]),
         "cascade": family_rates(
             folders,
             [policy.cascade_scores(f.scores, f.features, f.looks) >= policy.threshold for f in folders],

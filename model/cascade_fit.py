@@ -41,6 +41,7 @@ from model.cascade import CascadePolicy, CascadeRule, fit_rule, rule_inputs
 from model.data.folder import iter_image_files
 from model.screen import PlainLineGate, plain_line_looks
 from model.verifier.engines import VerifierConfig
+from model.verifier.line_read import LineRead
 from model.verifier.measure import spread
 
 TRAIN_CARDS = "train/target"
@@ -59,6 +60,7 @@ DEFAULT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.1)
 # a mix of 5% cards reading 5% of calibration photos reads about 0.95 * 5% * 1.7 + 5% = 13% of events:
 # about 8.8 core-ms per event, with room for photos that drift further.
 DEFAULT_BUDGET_SHARE = 0.05
+DEFAULT_LINE_READ = LineRead()  # how the verifier reads what the gate sends, besides the page
 
 
 class JsonLinesCache:
@@ -103,9 +105,9 @@ class Measurements:
         self.model_dir = model_dir
         self._scores = JsonLinesCache(out / "model-scores.jsonl")
         self._looks = JsonLinesCache(out / "plain-line-looks.jsonl")
-        self._features = JsonLinesCache(
-            out / f"features-{config.engine}-{config.side}-psm{config.page_segmentation}.jsonl"
-        )
+        self._out = out
+        self._features = JsonLinesCache(out / f"{self._features_stem()}.jsonl")
+        self._line_features: dict[LineRead, JsonLinesCache] = {}
         self._scorer: Any = None
         self._verifier: Any = None
         self._progress = tqdm(desc=f"verifier ({config.engine})", unit="img", file=sys.stderr)
@@ -139,9 +141,20 @@ class Measurements:
         records = self._looks.get_many(keys, self._look, chunk=256)
         return np.array([[record["flat_share"], record["busy_rows"]] for record in records]).reshape(-1, 2)
 
-    def features(self, keys: Sequence[str]) -> list[dict[str, Any]]:
-        """The verifier's features of each file (read now where not cached)."""
-        return self._features.get_many(keys, self._read)
+    def features(self, keys: Sequence[str], line_read: LineRead | None = None) -> list[dict[str, Any]]:
+        """The verifier's features of each file (read now where not cached); with `line_read`, of the
+        better of the page's and the line's reading, as the verifier reads what the gate sends."""
+        if line_read is None:
+            return self._features.get_many(keys, self._read)
+        if line_read not in self._line_features:
+            stem = f"{self._features_stem()}-line-psm{line_read.page_segmentation}-h{line_read.text_height}"
+            self._line_features[line_read] = JsonLinesCache(self._out / f"{stem}.jsonl")
+        return self._line_features[line_read].get_many(
+            keys, lambda part: self._read(part, line_read=line_read)
+        )
+
+    def _features_stem(self) -> str:
+        return f"features-{self.config.engine}-{self.config.side}-psm{self.config.page_segmentation}"
 
     def model_version(self) -> str:
         """The version of the model being screened with."""
@@ -184,25 +197,46 @@ class Measurements:
         )
         return [{"flat_share": float(flat), "busy_rows": float(busy)} for flat, busy in rows]
 
-    def _read(self, keys: list[str]) -> list[dict[str, Any]]:
+    def _read(self, keys: list[str], line_read: LineRead | None = None) -> list[dict[str, Any]]:
         verifier = self.verifier()
         rows = []
         for key in keys:
-            rows.append(verifier.features((self.data / key).read_bytes()).as_dict())
+            rows.append(verifier.features((self.data / key).read_bytes(), line_read=line_read).as_dict())
             self._progress.update()
         return rows
 
 
 def _sent_features(
-    measured: Measurements, keys: list[str], scores: np.ndarray, send_from: float, gated: np.ndarray | None
+    measured: Measurements,
+    keys: list[str],
+    scores: np.ndarray,
+    send_from: float,
+    *,
+    gate: PlainLineGate | None,
+    looks: np.ndarray,
 ) -> list[dict[str, Any] | None]:
-    """Features for the files at or above `send_from` or `gated` (read where needed), None for the rest."""
-    sent_mask = scores >= send_from
-    if gated is not None:
-        sent_mask = sent_mask | gated
+    """Features for the files at or above `send_from` or that `gate` passes (read where needed, as the
+    verifier reads them: the gate's with its line reading), None for the rest."""
+    gated = gate.sends(looks) if gate is not None else np.zeros(len(keys), dtype=bool)
+    sent_mask = (scores >= send_from) | gated
     sent = [key for key, send in zip(keys, sent_mask, strict=True) if send]
-    by_key = dict(zip(sent, measured.features(sent), strict=True))
+    by_key = _gate_aware_features(measured, sent, gate)
     return [by_key.get(key) for key in keys]
+
+
+def _gate_aware_features(
+    measured: Measurements, keys: list[str], gate: PlainLineGate | None
+) -> dict[str, dict[str, Any]]:
+    """The features of `keys` as the verifier reads them for a policy with `gate`."""
+    if gate is None or gate.line_read is None:
+        return dict(zip(keys, measured.features(keys), strict=True))
+    gated = set(_passing(measured, gate, keys))
+    page = [key for key in keys if key not in gated]
+    line = [key for key in keys if key in gated]
+    return {
+        **dict(zip(page, measured.features(page), strict=True)),
+        **dict(zip(line, measured.features(line, gate.line_read), strict=True)),
+    }
 
 
 def _rate(flags: np.ndarray) -> float:
@@ -217,6 +251,7 @@ def fit_and_calibrate(
     alpha: float,
     budget_share: float,
     eval_per_folder: int | None = None,
+    line_read: LineRead | None = DEFAULT_LINE_READ,
 ) -> dict[str, Any]:
     """Everything `alocc cascade fit` reports; see the module docstring."""
     from model.calibrate import conformal_threshold  # imports torch: not at `alocc --help` time
@@ -225,12 +260,13 @@ def fit_and_calibrate(
     val_cards, val_other = measured.files(VAL_CARDS), measured.files(VAL_OTHER)
     rule = fit_rule_on(measured, val_cards, val_other)
     one_line = measured.files(TRAIN_ONE_LINE, per_folder)
-    gate = PlainLineGate.fit(measured.looks(one_line))
+    gate = PlainLineGate.fit(measured.looks(one_line), line_read=line_read)
     gated_one_line = _passing(measured, gate, one_line)
     gated_other = [key for folder in TRAIN_OTHER for key in _passing(measured, gate, measured.files(folder))]
-    gate_rule = fit_rule_on(measured, gated_one_line, gated_other, with_model=False)
+    gate_rule = fit_rule_on(measured, gated_one_line, gated_other, with_model=False, line_read=line_read)
     train_cards = measured.files(TRAIN_CARDS, per_folder) + one_line  # choosing weighs both designs
-    card_scores, card_features = measured.scores(train_cards), measured.features(train_cards)
+    card_scores = measured.scores(train_cards)
+    card_features = [_gate_aware_features(measured, train_cards, gate)[key] for key in train_cards]
 
     # 2. The share grid and the conformal threshold, on calibration photos.
     calib_keys = measured.files(CALIB)
@@ -238,7 +274,7 @@ def fit_and_calibrate(
     calib_looks = measured.looks(calib_keys)
     calib_gated = gate.sends(calib_looks)
     grid = sorted({send_from_for_share(calib_scores, calib_gated, share) for share in shares})
-    calib_features = _sent_features(measured, calib_keys, calib_scores, grid[0], calib_gated)
+    calib_features = _sent_features(measured, calib_keys, calib_scores, grid[0], gate=gate, looks=calib_looks)
 
     # 3. Every grid point: calibrate, then measure on the training cards; choose on those alone.
     card_looks = measured.looks(train_cards)
@@ -288,14 +324,19 @@ def _passing(measured: Measurements, gate: PlainLineGate, keys: list[str]) -> li
 
 
 def fit_rule_on(
-    measured: Measurements, cards: list[str], other: list[str], *, with_model: bool = True
+    measured: Measurements,
+    cards: list[str],
+    other: list[str],
+    *,
+    with_model: bool = True,
+    line_read: LineRead | None = None,
 ) -> CascadeRule:
     """A logistic rule: `cards` against `other`, on model scores (unless not `with_model`: the rule then
-    gives the score no weight) and verifier features."""
+    gives the score no weight) and verifier features (read with `line_read` too where given)."""
     keys = cards + other
     labels = np.array([True] * len(cards) + [False] * len(other))
     scores = measured.scores(keys) if with_model else np.full(len(keys), 0.5)  # logit(0.5) = 0
-    rule = fit_rule(rule_inputs(scores, measured.features(keys)), labels)
+    rule = fit_rule(rule_inputs(scores, measured.features(keys, line_read)), labels)
     if with_model:
         return rule
     return CascadeRule((0.0, *rule.weights[1:]), rule.bias, rule.means, rule.scales)
@@ -371,9 +412,7 @@ def load_eval_folders(
                 cards=folder in EVAL_CARDS,
                 scores=scores,
                 looks=looks,
-                features=_sent_features(
-                    measured, keys, scores, read_from, gate.sends(looks) if gate is not None else None
-                ),
+                features=_sent_features(measured, keys, scores, read_from, gate=gate, looks=looks),
                 kinds=[subkind_of(measured.data / key, measured.data / folder, manifest) for key in keys],
             )
         )
@@ -451,6 +490,13 @@ def register(subcommands: Any) -> None:
         help="`alocc verifier measure --out` files to reuse",
     )
     fit.add_argument("--shares", type=float, nargs="+", default=list(DEFAULT_SHARES), help="verifier shares")
+    fit.add_argument(
+        "--gate-reading",
+        choices=["line", "page"],
+        default="line",
+        help="how the verifier reads what the plain-line gate sends: also the line alone "
+        "(`model.verifier.line_read`), or the page only, as before (default %(default)s)",
+    )
     fit.set_defaults(handler=run_fit)
 
 
@@ -466,6 +512,7 @@ def run_fit(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         budget_share=args.budget_share,
         eval_per_folder=args.eval_per_folder,
+        line_read=DEFAULT_LINE_READ if args.gate_reading == "line" else None,
     )
     (args.out / f"cascade-{args.engine}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_curve(report, args.out / f"cascade-curve-{args.engine}.png")

@@ -10,7 +10,8 @@ not flat sits in a few rows. Two numbers per image, from the grey image's neighb
 - `busy_rows`: the share of rows holding at least `ROW_BUSY_PIXELS` pixels that are not flat.
 
 `PlainLineGate` sends an image to the verifier when `flat_share >= flat_from` and `0 < busy_rows <= rows_to`
-(a picture with nothing on it is not sent);
+(a picture with nothing on it is not sent), and says how the verifier reads what it sends: where the gate
+has a `line_read`, the line is also cut out and read alone (`model.verifier.line_read`);
 `model.cascade_fit` sets both on the training family's one-line cards (`train/one-line`) and reports what
 the gate adds to the verifier's share of calibration photos. It costs a few microseconds per image.
 """
@@ -24,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from model.verifier.line_read import LineRead
 
 # A neighbour difference under this many grey levels (0-255) is flat: a plain ground after JPEG.
 BUSY_GRADIENT = 3.0
@@ -58,15 +61,20 @@ class PlainLineGate:
 
     flat_from: float
     rows_to: float
+    line_read: LineRead | None = None  # how the verifier reads the gate's images besides the page reading
 
     def sends(self, looks: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Which images (rows of `plain_line_looks`) the gate sends."""
         array = np.asarray(looks, dtype=np.float64).reshape(-1, len(LOOK_NAMES))
         return (array[:, 0] >= self.flat_from) & (array[:, 1] > 0) & (array[:, 1] <= self.rows_to)
 
-    def to_json(self) -> dict[str, float]:
-        """A JSON-ready record (the card stores it); floats always, as the cascade's digest needs."""
-        return {"flat_from": float(self.flat_from), "rows_to": float(self.rows_to)}
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (the card stores it); floats always, as the cascade's digest needs. A gate
+        without a line reading writes no such field, so the versions of cards written before it stay."""
+        record: dict[str, Any] = {"flat_from": float(self.flat_from), "rows_to": float(self.rows_to)}
+        if self.line_read is not None:
+            record["line_read"] = self.line_read.to_json()
+        return record
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> PlainLineGate:
@@ -74,12 +82,15 @@ class PlainLineGate:
         flat_from, rows_to = float(record["flat_from"]), float(record["rows_to"])
         if not (math.isfinite(flat_from) and math.isfinite(rows_to)):
             raise ValueError("the plain-line gate's bounds must be finite")
-        return cls(flat_from, rows_to)
+        line_read = record.get("line_read")
+        return cls(flat_from, rows_to, LineRead.from_json(line_read) if line_read is not None else None)
 
     @classmethod
-    def fit(cls, one_line_looks: npt.ArrayLike, recall: float = 0.95) -> PlainLineGate:
+    def fit(
+        cls, one_line_looks: npt.ArrayLike, recall: float = 0.95, line_read: LineRead | None = None
+    ) -> PlainLineGate:
         """Bounds that pass about `recall` of the given one-line cards: each bound at its (1 - recall) / 2
-        quantile, so the two cut the same share."""
+        quantile, so the two cut the same share. `line_read` is kept as given."""
         array = np.asarray(one_line_looks, dtype=np.float64).reshape(-1, len(LOOK_NAMES))
         if not len(array):
             raise ValueError("fitting the gate needs one-line cards")
@@ -87,4 +98,5 @@ class PlainLineGate:
         return cls(
             flat_from=float(np.quantile(array[:, 0], tail, method="lower")),
             rows_to=float(np.quantile(array[:, 1], 1.0 - tail, method="higher")),
+            line_read=line_read,
         )

@@ -57,8 +57,9 @@ class OcrEngine(Protocol):
         """The engine's version string, for the model card."""
         ...
 
-    def read(self, image: Image.Image) -> list[ReadBox]:
-        """Boxes read in `image` (RGB, at the side the config asks for; the engine converts as it needs)."""
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        """Boxes read in `image` (RGB, at the side the config asks for; the engine converts as it needs),
+        with Tesseract's `page_segmentation` (the config's when None; engines without one ignore it)."""
         ...
 
 
@@ -101,8 +102,9 @@ class TesseractEngine:
         """The first line of `tesseract --version`, e.g. `tesseract 5.3.0`."""
         return self._run(["--version"], b"").splitlines()[0].strip()
 
-    def read(self, image: Image.Image) -> list[ReadBox]:
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
         """Word boxes of one image (read in greyscale: a third of the bytes to encode, the same words)."""
+        psm = self._config.page_segmentation if page_segmentation is None else page_segmentation
         png = io.BytesIO()
         image.convert("L").save(png, format="PNG", compress_level=1)
         tsv = self._run(
@@ -112,7 +114,7 @@ class TesseractEngine:
                 "-l",
                 self._config.languages,
                 "--psm",
-                str(self._config.page_segmentation),
+                str(psm),
                 "tsv",
             ],
             png.getvalue(),
@@ -179,16 +181,18 @@ class TesserocrEngine:
         # Tesseract's diagnostics ("Estimating resolution as ...") would go to stderr, into the worker's logs.
         self._api.SetVariable("debug_file", os.devnull)
         self._timeout_ms = int(config.timeout_s * 1000)
+        self._page_segmentation = config.page_segmentation
 
     def version(self) -> str:
         """`tesserocr <version> (tesseract <version>)`."""
         tesseract = self._tesserocr.tesseract_version().split()[1]
         return f"tesserocr {self._tesserocr.__version__} (tesseract {tesseract})"
 
-    def read(self, image: Image.Image) -> list[ReadBox]:
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
         """Word boxes of one image (read in greyscale, as the command line engine reads it)."""
         from tesserocr import RIL, iterate_level
 
+        self._api.SetPageSegMode(self._page_segmentation if page_segmentation is None else page_segmentation)
         self._api.SetImage(image.convert("L"))
         if not self._api.Recognize(timeout=self._timeout_ms):
             raise VerifierUnavailable(f"tesseract failed or ran past {self._timeout_ms} ms")
@@ -229,8 +233,10 @@ class RapidOcrEngine:
 
         return f"rapidocr-onnxruntime {version('rapidocr-onnxruntime')}"
 
-    def read(self, image: Image.Image) -> list[ReadBox]:
-        """Line boxes of one image (axis-aligned hulls of the detected quadrilaterals)."""
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        """Line boxes of one image (axis-aligned hulls of the detected quadrilaterals); PP-OCR finds lines
+        itself, so `page_segmentation` does not apply."""
+        del page_segmentation
         result, _elapsed = self._engine(np.asarray(image.convert("RGB")))
         boxes = []
         for corners, text, score in result or []:

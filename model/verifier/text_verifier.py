@@ -8,6 +8,7 @@ from PIL import Image
 from model.decode import ImageLimits, decode_for_reading
 from model.verifier.engines import OcrEngine, VerifierConfig, make_engine
 from model.verifier.features import TextFeatures, features_from_boxes
+from model.verifier.line_read import LineRead, line_boxes
 
 
 class TextVerifier:
@@ -22,13 +23,24 @@ class TextVerifier:
         self.config = config or VerifierConfig()
         self.engine = engine or make_engine(self.config)
 
-    def features(self, source: bytes | Image.Image, *, limits: ImageLimits | None = None) -> TextFeatures:
-        """The features of one image.
+    def features(
+        self,
+        source: bytes | Image.Image,
+        *,
+        limits: ImageLimits | None = None,
+        line_read: LineRead | None = None,
+    ) -> TextFeatures:
+        """The features of one image; with `line_read`, of the better of two readings (the page's, and the
+        line's: `model.verifier.line_read`), the one that read more characters (the page's on a tie).
 
         Raises:
             ImageError: the bytes are not an acceptable image (as in `model.decode`).
             VerifierUnavailable: the engine failed on this image (timeout, crash).
         """
         image = decode_for_reading(source, self.config.side, limits=limits)
-        boxes = self.engine.read(image)
-        return features_from_boxes(boxes, np.asarray(image.convert("L"), dtype=np.uint8))
+        gray = np.asarray(image.convert("L"), dtype=np.uint8)
+        page = features_from_boxes(self.engine.read(image), gray)
+        if line_read is None:
+            return page
+        line = features_from_boxes(line_boxes(self.engine, image, line_read), gray)
+        return line if line.read_characters > page.read_characters else page

@@ -131,7 +131,8 @@ class _Measured:
     def scores(self, keys: list[str]) -> np.ndarray:
         return np.array([self._scores[k] for k in keys])
 
-    def features(self, keys: list[str]) -> list[dict[str, float]]:
+    def features(self, keys: list[str], line_read: object = None) -> list[dict[str, float]]:
+        assert line_read is None  # these fits read the page only
         return [self._features[k] for k in keys]
 
 

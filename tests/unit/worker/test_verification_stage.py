@@ -26,7 +26,8 @@ class StubEngine:
     def version(self) -> str:
         return "stub 1"
 
-    def read(self, image: Image.Image) -> list[ReadBox]:
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        del page_segmentation
         if self.crash:
             raise VerifierUnavailable("stub engine crashed")
         width, height = image.size

@@ -1,0 +1,101 @@
+"""A second reading for pictures of one line on a plain ground: the line alone, cut out and read as a line.
+
+Tesseract's sparse-text reading (page segmentation 11), which suits a card of many lines, reads nothing at
+all in some one-line cards whose text is perfectly clear (a large "送料無料" on a flat ground): its layout
+analysis does not find a text block in so much empty space. Cut out, scaled to a text height Tesseract reads
+well and read as one raw line (page segmentation 13, no layout analysis), the same line is read. On the
+training family's one-line cards that the plain-line gate (`model.screen`) passes, the sparse reading found
+nothing in 13 of 288; the line reading read all 13, and reads nothing or a character or two in most
+training photos the gate passes.
+
+`LineRead` is part of the cascade's record (the plain-line gate carries it), so the card's version names it;
+`line_boxes` cuts out and reads the line, and returns the boxes in the coordinates of the whole picture,
+so the verifier's features (area, text height, empty ground) keep their meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from model.verifier.features import ReadBox
+
+# A neighbour difference of this many grey levels is part of the drawing, not JPEG noise on a flat ground.
+_INK_GRADIENT = 12.0
+# A row or column with fewer inked pixels than this is empty (a stray pixel does not widen the line).
+_INK_PIXELS = 2
+
+
+class LineEngine(Protocol):
+    """What `line_boxes` needs of an OCR engine (`model.verifier.engines.OcrEngine`)."""
+
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        """Boxes read in `image`, with the given page segmentation where the engine has one."""
+        ...
+
+
+@dataclass(frozen=True)
+class LineRead:
+    """How the line is read: Tesseract's page segmentation, and the text height it is scaled to (pixels)."""
+
+    page_segmentation: int = 13  # raw line: one line of text, no layout analysis
+    text_height: int = 32
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.text_height <= 256:
+            raise ValueError(f"text_height must be 8-256 pixels, got {self.text_height}")
+
+    def to_json(self) -> dict[str, int]:
+        """A JSON-ready record (the card stores it)."""
+        return {"page_segmentation": int(self.page_segmentation), "text_height": int(self.text_height)}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> LineRead:
+        """Read what `to_json` wrote."""
+        return cls(int(record["page_segmentation"]), int(record["text_height"]))
+
+
+def line_extent(gray: npt.NDArray[np.uint8]) -> tuple[int, int, int, int] | None:
+    """`(left, top, right, bottom)` (exclusive) around everything drawn on the image; None if nothing is."""
+    image = gray.astype(np.float32)
+    ink = np.zeros(image.shape, dtype=bool)
+    ink[:, :-1] = np.abs(np.diff(image, axis=1)) >= _INK_GRADIENT
+    ink[:-1, :] |= np.abs(np.diff(image, axis=0)) >= _INK_GRADIENT
+    rows = np.flatnonzero(ink.sum(axis=1) >= _INK_PIXELS)
+    cols = np.flatnonzero(ink.sum(axis=0) >= _INK_PIXELS)
+    if not len(rows) or not len(cols):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def line_boxes(engine: LineEngine, image: Image.Image, line_read: LineRead) -> list[ReadBox]:
+    """Cut out what is drawn on `image`, with a margin of half its height (at least 8 pixels), scale it so
+    the drawing is `text_height` pixels high, read it as one line, and map the boxes back onto `image`."""
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    extent = line_extent(gray)
+    if extent is None:
+        return []
+    left, top, right, bottom = extent
+    margin = max(8, (bottom - top) // 2)
+    left, top = max(0, left - margin), max(0, top - margin)
+    right, bottom = min(image.width, right + margin), min(image.height, bottom + margin)
+    scale = 2 * line_read.text_height / (bottom - top)  # the drawing fills about half the cut-out's height
+    size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+    if size[0] * size[1] > 16 * image.width * image.height:  # a hairline cut-out: not worth an enlargement
+        return []
+    cut = image.crop((left, top, right, bottom)).resize(size, Image.Resampling.BICUBIC)
+    return [
+        replace(
+            box,
+            left=left + box.left / scale,
+            top=top + box.top / scale,
+            width=box.width / scale,
+            height=box.height / scale,
+        )
+        for box in engine.read(cut, page_segmentation=line_read.page_segmentation)
+    ]

@@ -1,0 +1,85 @@
+"""The line reading: cut out what is drawn, read it as one line, map the boxes back onto the picture."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from model.screen import PlainLineGate
+from model.verifier import ReadBox, TextVerifier, VerifierConfig
+from model.verifier.line_read import LineRead, line_boxes, line_extent
+
+JAPANESE_FONT = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"
+
+
+def _one_line_card(size: int = 56) -> Image.Image:
+    card = Image.new("RGB", (512, 512), (250, 248, 240))
+    font = ImageFont.truetype(JAPANESE_FONT, size)
+    ImageDraw.Draw(card).text((256, 256), "送料無料", font=font, fill=(20, 20, 20), anchor="mm")
+    return card
+
+
+class _WholeCutOut:
+    """An engine that reads one box over the whole image it is given, and remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[tuple[int, int], int | None]] = []
+
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        self.seen.append((image.size, page_segmentation))
+        return [ReadBox(0, 0, image.width, image.height, confidence=90, characters=4)]
+
+
+def test_the_extent_is_what_is_drawn_and_none_on_a_blank_ground() -> None:
+    gray = np.full((100, 200), 240, dtype=np.uint8)
+    assert line_extent(gray) is None
+    gray[40:60, 50:150] = 20
+    left, top, right, bottom = line_extent(gray) or (0, 0, 0, 0)
+    assert (left, right) == pytest.approx((49, 150), abs=1)
+    assert (top, bottom) == pytest.approx((39, 60), abs=1)
+
+
+def test_the_cut_out_is_scaled_to_the_text_height_and_boxes_come_back_in_picture_coordinates() -> None:
+    image = Image.new("RGB", (400, 300), (240, 240, 240))
+    ImageDraw.Draw(image).rectangle([100, 140, 299, 159], fill=(20, 20, 20))  # a 20-pixel high "line"
+    engine = _WholeCutOut()
+
+    (box,) = line_boxes(engine, image, LineRead(page_segmentation=13, text_height=32))
+
+    ((_, cut_height), psm) = engine.seen[0]
+    assert psm == 13
+    assert cut_height == 64  # the drawing, 32 pixels high, fills half the cut-out
+    # The box of the whole cut-out, mapped back: the line with its margin of half its height.
+    assert box.top == pytest.approx(140 - 10, abs=1.5)
+    assert box.top + box.height == pytest.approx(160 + 10, abs=1.5)
+    assert box.left == pytest.approx(100 - 10, abs=1.5)
+    assert box.left + box.width == pytest.approx(300 + 10, abs=1.5)
+    assert line_boxes(engine, Image.new("RGB", (400, 300), (240, 240, 240)), LineRead()) == []
+
+
+def test_line_read_records_round_trip_and_a_gate_without_one_writes_no_field() -> None:
+    gate = PlainLineGate(0.8, 0.3, line_read=LineRead(13, 40))
+    assert PlainLineGate.from_json(gate.to_json()) == gate
+    assert "line_read" not in PlainLineGate(0.8, 0.3).to_json()  # earlier cards' versions stay
+    with pytest.raises(ValueError, match="text_height"):
+        LineRead(13, 4)
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
+def test_the_line_reading_reads_a_one_line_card_that_the_page_reading_misses() -> None:
+    buffer = io.BytesIO()
+    _one_line_card().save(buffer, format="PNG")
+    verifier = TextVerifier(VerifierConfig())
+
+    page = verifier.features(buffer.getvalue())
+    both = verifier.features(buffer.getvalue(), line_read=LineRead())
+
+    assert page.read_characters == 0  # Tesseract's sparse-text reading finds no block in so much ground
+    assert both.read_characters >= 3
+    assert both.lines == 1
+    assert 0.05 < both.largest_text_height < 0.2  # in the picture's coordinates, not the cut-out's
+    assert both.ground_emptiness > 0.9
