@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from model.cascade import CascadePolicy
 from model.verifier.features import TextFeatures
+from model.verifier.line_read import LineRead
 
 MODEL = "model"
 VERIFIER = "verifier"
@@ -72,6 +73,13 @@ class CascadeDecisions:
         if gate is not None and look is not None and gate.sends(np.asarray(look).reshape(1, -1))[0]:
             return PLAIN_LINE_ROUTE
         return SCORE_ROUTE
+
+    def line_read(self, look: npt.ArrayLike | None) -> LineRead | None:
+        """How the verifier must also read an image it is sent: the gate's line reading on its route."""
+        if self.route(look) != PLAIN_LINE_ROUTE:
+            return None
+        assert self.policy is not None and self.policy.gate is not None
+        return self.policy.gate.line_read
 
     def verified(
         self, model_score: float, features: TextFeatures, look: npt.ArrayLike | None = None

@@ -166,7 +166,8 @@ def _decide(
     verdict = decisions.screen(score, excluded, threshold, look)
     if verdict is None:
         try:
-            verdict = decisions.verified(score, verifier.features(path.read_bytes()), look)
+            features = verifier.features(path.read_bytes(), line_read=decisions.line_read(look))
+            verdict = decisions.verified(score, features, look)
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
             verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))
     record: dict[str, Any] = {

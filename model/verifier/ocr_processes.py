@@ -12,7 +12,9 @@ next read; the read in progress raises `VerifierUnavailable`, which the worker t
 decision for that image.
 
 Wire format (pipes; the parent is the only peer, so no authentication and no pickle): each message is
-`struct ">I"` (length) followed by that many bytes. Parent -> child: the image bytes. Child -> parent:
+`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HH"` (the line reading's
+page segmentation and text height, both 0 for none: `model.verifier.line_read`), then the image bytes
+as a message. Child -> parent:
 JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
 image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
 text never crosses the pipe.
@@ -36,8 +38,10 @@ from typing import Any
 from model.decode import ImageLimits
 from model.verifier.engines import VerifierConfig, VerifierUnavailable
 from model.verifier.features import TextFeatures
+from model.verifier.line_read import LineRead
 
 _HEADER = struct.Struct(">I")
+_LINE_READ = struct.Struct(">HH")
 _START_TIMEOUT_S = 60.0  # loading the language models takes about 0.2 s; a loaded host, much more
 _MARGIN_S = 5.0  # beyond the engine's own timeout, before a silent child is killed
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -80,8 +84,8 @@ class OcrProcess:
         """The child's process id."""
         return self._process.pid
 
-    def features(self, data: bytes) -> TextFeatures:
-        """Read one image in the child.
+    def features(self, data: bytes, *, line_read: LineRead | None = None) -> TextFeatures:
+        """Read one image in the child (with the line reading too, where given).
 
         Raises:
             VerifierUnavailable: the child failed on this image, died, or did not answer in time; the
@@ -90,7 +94,8 @@ class OcrProcess:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            stdin.write(_HEADER.pack(len(data)) + data)
+            line = (line_read.page_segmentation, line_read.text_height) if line_read else (0, 0)
+            stdin.write(_LINE_READ.pack(*line) + _HEADER.pack(len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.close()
@@ -180,11 +185,11 @@ class OcrProcessReader:
         child.close()
         return child.engine_version
 
-    def features(self, data: bytes) -> TextFeatures:
+    def features(self, data: bytes, *, line_read: LineRead | None = None) -> TextFeatures:
         """Read one image; raises `VerifierUnavailable` when the child fails (see `OcrProcess.features`)."""
         child = self._child()
         try:
-            return child.features(data)
+            return child.features(data, line_read=line_read)
         finally:
             if not child.alive:
                 self._local.child = None
@@ -246,13 +251,15 @@ def child_main(config_json: str) -> int:
     os.dup2(devnull, 2)
     os.close(devnull)
     while True:
-        header = source.read(_HEADER.size)
-        if len(header) < _HEADER.size:
+        header = source.read(_LINE_READ.size + _HEADER.size)
+        if len(header) < _LINE_READ.size + _HEADER.size:
             return 0  # the parent closed our input: stop
-        (length,) = _HEADER.unpack(header)
+        page_segmentation, text_height = _LINE_READ.unpack(header[: _LINE_READ.size])
+        (length,) = _HEADER.unpack(header[_LINE_READ.size :])
         data = source.read(length)
         try:
-            features = verifier.features(data, limits=limits)
+            line_read = LineRead(page_segmentation, text_height) if text_height else None
+            features = verifier.features(data, limits=limits, line_read=line_read)
         except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer
             send({"ok": False, "error": type(exc).__name__, "message": str(exc)[:300]})
             continue

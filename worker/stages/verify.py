@@ -17,11 +17,13 @@ never dead-lettered: the model's own decision at its card's threshold stands, re
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from model.verifier.features import TextFeatures
+from model.verifier.line_read import LineRead
 from worker.stages.prepare import Fetcher, fetch_then
 
 
@@ -36,8 +38,8 @@ class Reading:
 class Reader(Protocol):
     """Image bytes in, the verifier's features out (`OcrProcessReader`; a `TextVerifier` in tests)."""
 
-    def features(self, data: bytes) -> TextFeatures:
-        """Read one image; raises on any failure."""
+    def features(self, data: bytes, *, line_read: LineRead | None = None) -> TextFeatures:
+        """Read one image (with the line reading too, where given); raises on any failure."""
         ...
 
 
@@ -58,14 +60,22 @@ class VerificationStage:
             max_workers=workers, thread_name_prefix="alocc-verify"
         )
 
-    def submit(self, url: str) -> concurrent.futures.Future[Reading]:
-        """Download and read `url`; the future raises on any failure (the caller falls back)."""
-        return fetch_then(self._fetcher, url, self._pool, self._read)
+    def submit(self, url: str, *, line_read: LineRead | None = None) -> concurrent.futures.Future[Reading]:
+        """Download and read `url` (with `line_read` too, for the plain-line gate's images); the future
+        raises on any failure (the caller falls back)."""
+        return fetch_then(self._fetcher, url, self._pool, functools.partial(self._read, line_read=line_read))
 
-    def _read(self, data: bytes, fetch_s: float, result: concurrent.futures.Future[Reading]) -> None:
+    def _read(
+        self,
+        data: bytes,
+        fetch_s: float,
+        result: concurrent.futures.Future[Reading],
+        *,
+        line_read: LineRead | None,
+    ) -> None:
         started = time.monotonic()
         try:
-            features = self._reader.features(data)
+            features = self._reader.features(data, line_read=line_read)
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return

@@ -22,6 +22,7 @@ from model.cascade import CascadePolicy
 from model.cascade_decisions import CascadeDecisions
 from model.errors import CorruptImage
 from model.verifier import TextFeatures, VerifierUnavailable
+from model.verifier.line_read import LineRead
 from worker.app import LoopSettings, Topics, Worker
 from worker.failures import BadInput, HttpError
 from worker.guard import FailureRateGuard
@@ -303,10 +304,12 @@ class FakeVerification:
         self.characters = characters
         self.delay_s = delay_s
         self.requests: list[str] = []
+        self.line_reads: dict[str, LineRead | None] = {}  # url: the line reading it was asked for
         self.closed = False
 
-    def submit(self, url: str) -> concurrent.futures.Future[Reading]:
+    def submit(self, url: str, *, line_read: LineRead | None = None) -> concurrent.futures.Future[Reading]:
         self.requests.append(url)
+        self.line_reads[url] = line_read
         future: concurrent.futures.Future[Reading] = concurrent.futures.Future()
         count = self.characters.get(url.removeprefix("fake://"))
 

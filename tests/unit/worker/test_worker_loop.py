@@ -13,6 +13,7 @@ from fakes import FakeStore, FakeVerification, event_bytes, make_rig
 
 from model.cascade import CascadePolicy, CascadeRule
 from model.screen import PlainLineGate
+from model.verifier.line_read import LineRead
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from worker.failures import FailureRateExceeded, StoreUnavailable
 from worker.guard import FailureRateGuard
@@ -338,9 +339,8 @@ def test_a_gated_cascade_also_sends_what_looks_like_one_line_on_a_plain_ground()
     # The model sends nothing here (send_from 0.99); the gate sends the one-line picture, not the black
     # photo (nothing on it) nor the texture (busy everywhere).
     base = _reads_text_policy()
-    policy = dataclasses.replace(
-        base, send_from=0.99, gate=PlainLineGate(flat_from=0.6, rows_to=0.4), gate_rule=base.rule
-    )
+    gate = PlainLineGate(flat_from=0.6, rows_to=0.4, line_read=LineRead())
+    policy = dataclasses.replace(base, send_from=0.99, gate=gate, gate_rule=base.rule)
     verification = FakeVerification({"line": 6})
     rig = make_rig(
         {
@@ -358,6 +358,7 @@ def test_a_gated_cascade_also_sends_what_looks_like_one_line_on_a_plain_ground()
 
     assert stats.committed == 3 and stats.dead_lettered == 0
     assert verification.requests == ["fake://line"]
+    assert verification.line_reads == {"fake://line": LineRead()}  # the gate's images: the line read too
     rows = rig.store.rows
     assert {image: (rows[image].decided_by, rows[image].excluded) for image in rows} == {
         "a": ("verifier", True),

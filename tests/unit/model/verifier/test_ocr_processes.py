@@ -13,9 +13,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from model.decode import DEFAULT_LIMITS
 from model.verifier import VerifierConfig, VerifierUnavailable, make_engine, ocr_processes
+from model.verifier.line_read import LineRead
 from model.verifier.ocr_processes import OcrProcess, OcrProcessReader
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+JAPANESE_FONT = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"
 
 
 def _engine_available() -> bool:
@@ -53,6 +55,21 @@ def test_a_child_reads_images_and_answers_a_bad_one_with_its_reason(reader: OcrP
 
     assert features.read_characters >= 8 and features.lines == 1
     assert len(reader.pids()) == 1  # the same child answered both
+
+
+def test_a_child_reads_the_line_too_when_asked(reader: OcrProcessReader) -> None:
+    card = Image.new("RGB", (512, 512), (250, 248, 240))
+    font = ImageFont.truetype(JAPANESE_FONT, 56)
+    ImageDraw.Draw(card).text((256, 256), "送料無料", font=font, fill=(20, 20, 20), anchor="mm")
+    buffer = io.BytesIO()
+    card.save(buffer, format="PNG")
+
+    page = reader.features(buffer.getvalue())
+    both = reader.features(buffer.getvalue(), line_read=LineRead())
+    again = reader.features(buffer.getvalue())  # the line reading was asked for one image only
+
+    assert page.read_characters == 0 and again.read_characters == 0
+    assert both.read_characters >= 3
 
 
 def test_a_read_from_a_child_that_died_fails_with_the_reason() -> None:
