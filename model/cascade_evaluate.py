@@ -115,8 +115,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['cascade_version']}: model threshold {report['model_threshold']:.4f}, verifier reads from "
         f"{report['send_from']:.4f}, cascade threshold {report['cascade_threshold']:.4f}; "
         f"a read costs {report['read_ms']:.0f} ms",
-        "| folder / family | images | measure | model only | verifier only | cascade | verifier share |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| folder / family | images | measure | model only | verifier only | cascade | cascade, 95% interval "
+        "| verifier share |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for folder, result in columns["cascade"].items():
         measure = result["measure"]
@@ -126,9 +127,10 @@ def format_table(report: dict[str, Any]) -> str:
             share = (
                 result["verifier_share"] if family == "all" else counts.get("verifier_share", float("nan"))
             )
+            low, high = counts.get("interval95", (float("nan"), float("nan")))
             lines.append(
                 f"| {folder} / {family} | {counts['images']} | {measure} | {rates[0]:.1%} | {rates[1]:.1%} | "
-                f"{counts['rate']:.1%} | {share:.1%} |"
+                f"{counts['rate']:.1%} | {100 * low:.1f}-{100 * high:.1f}% | {share:.1%} |"
             )
     return "\n".join(lines)
 

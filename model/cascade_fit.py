@@ -433,20 +433,28 @@ def family_rates(
     flagged: Sequence[np.ndarray],
     sent: Sequence[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Per folder and family: the share missed (card folders) or flagged (the others), and where `sent`
-    is given, the share the verifier read."""
+    """Per folder and family: the share missed (card folders) or flagged (the others) with its exact 95%
+    interval (`model.metrics.rate_interval`: what a family of a few hundred images can resolve), and where
+    `sent` is given, the share the verifier read."""
+    from model.metrics import rate_interval
+
     result: dict[str, Any] = {}
     for index, ev in enumerate(folders):
         wrong = ~flagged[index] if ev.cards else flagged[index]
-        families: dict[str, dict[str, float]] = {}
+        families: dict[str, dict[str, Any]] = {}
         for kind in sorted(set(ev.kinds)):
             mask = np.array([k == kind for k in ev.kinds])
-            families[kind] = {"images": int(mask.sum()), "rate": _rate(wrong[mask])}
+            families[kind] = {
+                "images": int(mask.sum()),
+                "rate": _rate(wrong[mask]),
+                "interval95": list(rate_interval(int(wrong[mask].sum()), int(mask.sum()))),
+            }
             if sent is not None:
                 families[kind]["verifier_share"] = _rate(sent[index][mask])
         result[ev.folder] = {
             "images": len(ev.scores),
             "rate": _rate(wrong),
+            "interval95": list(rate_interval(int(wrong.sum()), len(wrong))),
             "measure": "missed" if ev.cards else "flagged",
             "families": families,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from model.cascade import CascadePolicy, CascadeRule
 from model.cascade_evaluate import format_table, plot_band, verifier_only_flags
@@ -46,7 +47,10 @@ def test_rates_per_family_count_misses_of_cards_and_flags_of_the_rest_with_the_s
     rates = family_rates(folders, flagged, sent)
 
     assert rates["eval/target"]["rate"] == 0.25 and rates["eval/target"]["measure"] == "missed"
-    assert rates["eval/target"]["families"]["card:a"] == {"images": 2, "rate": 0.5, "verifier_share": 0.5}
+    card_a = rates["eval/target"]["families"]["card:a"]
+    assert (card_a["images"], card_a["rate"], card_a["verifier_share"]) == (2, 0.5, 0.5)
+    low, high = card_a["interval95"]  # 1 of 2: the exact interval is wide
+    assert low == pytest.approx(0.0126, abs=1e-4) and high == pytest.approx(0.9874, abs=1e-4)
     assert rates["eval/other"]["rate"] == 1 / 3 and rates["eval/other"]["measure"] == "flagged"
     assert "verifier_share" not in family_rates(folders, flagged)["eval/other"]
 
@@ -78,6 +82,17 @@ def test_the_table_and_the_band_plot_show_all_three_columns(tmp_path: Path) -> N
     table = format_table(report)
     plot_band(report, tmp_path / "band.png")
 
-    assert "| eval/target / card:a | 2 | missed | 50.0% | 0.0% | 50.0% | 50.0% |" in table
-    assert "| eval/other / all | 3 | flagged | 0.0% | 33.3% | 33.3% | 33.3% |" in table
+    assert "| eval/target / card:a | 2 | missed | 50.0% | 0.0% | 50.0% | 1.3-98.7% | 50.0% |" in table
+    assert "| eval/other / all | 3 | flagged | 0.0% | 33.3% | 33.3% | 0.8-90.6% | 33.3% |" in table
     assert (tmp_path / "band.png").stat().st_size > 10_000
+
+
+def test_the_rate_interval_is_exact_and_closed_at_the_ends() -> None:
+    from model.metrics import rate_interval
+
+    low, high = rate_interval(3, 438)
+    assert low == pytest.approx(0.00141, abs=1e-5) and high == pytest.approx(0.01989, abs=1e-5)
+    assert rate_interval(0, 10)[0] == 0.0 and rate_interval(10, 10)[1] == 1.0
+    assert all(np.isnan(rate_interval(0, 0)))
+    with pytest.raises(ValueError):
+        rate_interval(5, 4)
