@@ -33,8 +33,8 @@ import numpy.typing as npt
 from model.screen import PlainLineGate
 from model.verifier.engines import VerifierConfig
 
-# The rule's inputs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a few);
-# the model score as its logit, so the rule can weigh it against the text.
+# The main rule's inputs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a
+# few); the model score as its logit, so the rule can weigh it against the text.
 RULE_INPUTS = (
     "model_logit",
     "log_read_characters",
@@ -44,26 +44,42 @@ RULE_INPUTS = (
     "largest_text_height",
     "ground_emptiness",
 )
+# The gate's rule also sees the drawing's shape (measured where the line is read: the gate's pictures), so
+# a line of glyphs that no reading makes sense of is told apart from a product on a flat ground.
+GATE_RULE_INPUTS = (*RULE_INPUTS, "log_drawing_marks", "log_drawing_glyphs", "drawing_aspect")
+# Each input but the model's logit: the feature it comes from, and whether it enters as log1p.
+_FEATURE_INPUTS: dict[str, tuple[str, bool]] = {
+    "log_read_characters": ("read_characters", True),
+    "log_read_boxes": ("read_boxes", True),
+    "read_area": ("read_area", False),
+    "log_lines": ("lines", True),
+    "largest_text_height": ("largest_text_height", False),
+    "ground_emptiness": ("ground_emptiness", False),
+    "log_drawing_marks": ("drawing_marks", True),
+    "log_drawing_glyphs": ("drawing_glyphs", True),
+    "drawing_aspect": ("drawing_aspect", False),
+}
 _LOGIT_EPS = 1e-6
 
 
 def rule_inputs(
-    model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any]]
+    model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any]], names: Sequence[str] = RULE_INPUTS
 ) -> npt.NDArray[np.float64]:
-    """The (N, len(RULE_INPUTS)) inputs of the rule for N images: model scores and verifier features."""
+    """The (N, len(names)) inputs of a rule for N images: model scores and verifier features."""
     scores = np.clip(np.asarray(model_scores, dtype=np.float64), _LOGIT_EPS, 1 - _LOGIT_EPS)
     if len(features) != len(scores):
         raise ValueError(f"{len(scores)} scores but {len(features)} feature rows")
-    columns = [
-        np.log(scores / (1 - scores)),
-        np.log1p([float(row["read_characters"]) for row in features]),
-        np.log1p([float(row["read_boxes"]) for row in features]),
-        np.array([float(row["read_area"]) for row in features]),
-        np.log1p([float(row["lines"]) for row in features]),
-        np.array([float(row["largest_text_height"]) for row in features]),
-        np.array([float(row["ground_emptiness"]) for row in features]),
-    ]
-    return np.stack(columns, axis=1) if len(scores) else np.zeros((0, len(RULE_INPUTS)))
+    if not len(scores):
+        return np.zeros((0, len(names)))
+    columns = []
+    for name in names:
+        if name == "model_logit":
+            columns.append(np.log(scores / (1 - scores)))
+            continue
+        feature, log = _FEATURE_INPUTS[name]
+        values = np.array([float(row[feature]) for row in features])
+        columns.append(np.log1p(values) if log else values)
+    return np.stack(columns, axis=1)
 
 
 @dataclass(frozen=True)
@@ -74,9 +90,23 @@ class CascadeRule:
     bias: float
     means: tuple[float, ...]
     scales: tuple[float, ...]
+    inputs: tuple[str, ...] = RULE_INPUTS  # what each weight weighs (`rule_inputs` names)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.inputs if name != "model_logit" and name not in _FEATURE_INPUTS]
+        if unknown:
+            raise ValueError(f"the rule weighs inputs this code does not know: {unknown}")
+        if not len(self.weights) == len(self.means) == len(self.scales) == len(self.inputs):
+            raise ValueError("a rule needs one weight, mean and scale per input")
+
+    def score(
+        self, model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any]]
+    ) -> npt.NDArray[np.float64]:
+        """P(card) for each image, from its model score and verifier features."""
+        return self.probability(rule_inputs(model_scores, features, self.inputs))
 
     def probability(self, inputs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """P(card) for each row of `rule_inputs`."""
+        """P(card) for each row of `rule_inputs(..., self.inputs)`."""
         standard = (inputs - np.array(self.means)) / np.array(self.scales)
         logits = standard @ np.array(self.weights) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
@@ -84,7 +114,7 @@ class CascadeRule:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the card stores it)."""
         return {
-            "inputs": list(RULE_INPUTS),
+            "inputs": list(self.inputs),
             # Floats always: the cascade's version is a digest of this JSON, and 0 and 0.0 print differently.
             "weights": [float(w) for w in self.weights],
             "bias": float(self.bias),
@@ -94,21 +124,25 @@ class CascadeRule:
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> CascadeRule:
-        """Read what `to_json` wrote; refuses a rule over other inputs."""
-        if list(record["inputs"]) != list(RULE_INPUTS):
-            raise ValueError(
-                f"the rule was fitted on inputs {record['inputs']}, this code has {list(RULE_INPUTS)}"
-            )
+        """Read what `to_json` wrote; refuses a rule over inputs this code does not compute."""
         return cls(
             weights=tuple(float(w) for w in record["weights"]),
             bias=float(record["bias"]),
             means=tuple(float(m) for m in record["means"]),
             scales=tuple(float(s) for s in record["scales"]),
+            inputs=tuple(str(name) for name in record["inputs"]),
         )
 
 
-def fit_rule(inputs: npt.NDArray[np.float64], labels: npt.ArrayLike, *, c: float = 1.0) -> CascadeRule:
-    """Fit the rule: cards (label True) against everything else, classes weighted equally."""
+def fit_rule(
+    inputs: npt.NDArray[np.float64],
+    labels: npt.ArrayLike,
+    *,
+    c: float = 1.0,
+    names: Sequence[str] = RULE_INPUTS,
+) -> CascadeRule:
+    """Fit the rule on `rule_inputs(..., names)`: cards (label True) against everything else, classes
+    weighted equally."""
     from sklearn.linear_model import LogisticRegression
 
     y = np.asarray(labels, dtype=bool)
@@ -124,6 +158,7 @@ def fit_rule(inputs: npt.NDArray[np.float64], labels: npt.ArrayLike, *, c: float
         bias=float(model.intercept_[0]),
         means=tuple(float(m) for m in means),
         scales=tuple(float(s) for s in scales),
+        inputs=tuple(names),
     )
 
 
@@ -191,11 +226,12 @@ class CascadePolicy:
         """The cascade score of images the verifier read: `gate_rule` where the gate passes the image's
         look, `rule` elsewhere. A gated policy needs `looks` (see `sends`)."""
         scores = np.asarray(model_scores, dtype=np.float64)
-        inputs = rule_inputs(scores, features)
-        out = self.rule.probability(inputs)
+        out = self.rule.score(scores, features)
         gated = self._gated(looks)
-        if gated is not None and self.gate_rule is not None:
-            out[gated] = self.gate_rule.probability(inputs[gated])
+        if gated is not None and self.gate_rule is not None and gated.any():
+            out[gated] = self.gate_rule.score(
+                scores[gated], [features[int(i)] for i in np.flatnonzero(gated)]
+            )
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from model.cascade import CascadePolicy, TextCascade, rule_inputs
+from model.cascade import CascadePolicy, TextCascade
 from model.cascade_fit import (
     CALIB,
     TRAIN_CARDS,
@@ -55,7 +55,7 @@ def verifier_only_policy(measured: Measurements, per_folder: int, alpha: float) 
     train_other = [key for folder in TRAIN_OTHER for key in measured.files(folder, per_folder)]
     rule = fit_rule_on(measured, train_cards, train_other, with_model=False)
     calib = measured.files(CALIB)
-    scores = rule.probability(rule_inputs(np.full(len(calib), 0.5), measured.features(calib)))
+    scores = rule.score(np.full(len(calib), 0.5), measured.features(calib))
     return CascadePolicy(0.0, rule, conformal_threshold(scores.astype(np.float32), alpha).threshold)
 
 
@@ -63,7 +63,7 @@ def verifier_only_flags(policy: CascadePolicy, folder: EvalFolder) -> np.ndarray
     """The verifier-only decision of every image of a folder (all of them read)."""
     rows = [row for row in folder.features if row is not None]
     assert len(rows) == len(folder.scores), "the verifier-only column needs every image read"
-    return policy.rule.probability(rule_inputs(np.full(len(rows), 0.5), rows)) >= policy.threshold
+    return policy.rule.score(np.full(len(rows), 0.5), rows) >= policy.threshold
 
 
 def time_reads(measured: Measurements, keys: Sequence[str]) -> float:

@@ -27,6 +27,7 @@ second run reads no image twice.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model.cascade import CascadePolicy, CascadeRule, fit_rule, rule_inputs
+from model.cascade import GATE_RULE_INPUTS, RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
 from model.data.folder import iter_image_files
 from model.screen import PlainLineGate, plain_line_looks
 from model.verifier.engines import VerifierConfig
@@ -147,7 +148,8 @@ class Measurements:
         if line_read is None:
             return self._features.get_many(keys, self._read)
         if line_read not in self._line_features:
-            stem = f"{self._features_stem()}-line-psm{line_read.page_segmentation}-h{line_read.text_height}"
+            line = f"line-psm{line_read.page_segmentation}-h{line_read.text_height}-shape"
+            stem = f"{self._features_stem()}-{line}"
             self._line_features[line_read] = JsonLinesCache(self._out / f"{stem}.jsonl")
         return self._line_features[line_read].get_many(
             keys, lambda part: self._read(part, line_read=line_read)
@@ -263,7 +265,15 @@ def fit_and_calibrate(
     gate = PlainLineGate.fit(measured.looks(one_line), line_read=line_read)
     gated_one_line = _passing(measured, gate, one_line)
     gated_other = [key for folder in TRAIN_OTHER for key in _passing(measured, gate, measured.files(folder))]
-    gate_rule = fit_rule_on(measured, gated_one_line, gated_other, with_model=False, line_read=line_read)
+    gate_rule = fit_rule_on(
+        measured,
+        gated_one_line,
+        gated_other,
+        with_model=False,
+        line_read=line_read,
+        # The drawing's shape is measured where the line is read.
+        names=GATE_RULE_INPUTS if line_read is not None else RULE_INPUTS,
+    )
     train_cards = measured.files(TRAIN_CARDS, per_folder) + one_line  # choosing weighs both designs
     card_scores = measured.scores(train_cards)
     card_features = [_gate_aware_features(measured, train_cards, gate)[key] for key in train_cards]
@@ -330,16 +340,17 @@ def fit_rule_on(
     *,
     with_model: bool = True,
     line_read: LineRead | None = None,
+    names: Sequence[str] = RULE_INPUTS,
 ) -> CascadeRule:
-    """A logistic rule: `cards` against `other`, on model scores (unless not `with_model`: the rule then
-    gives the score no weight) and verifier features (read with `line_read` too where given)."""
+    """A logistic rule over `names`: `cards` against `other`, on model scores (unless not `with_model`:
+    the rule then gives the score no weight) and verifier features (read with `line_read` too where given)."""
     keys = cards + other
     labels = np.array([True] * len(cards) + [False] * len(other))
     scores = measured.scores(keys) if with_model else np.full(len(keys), 0.5)  # logit(0.5) = 0
-    rule = fit_rule(rule_inputs(scores, measured.features(keys, line_read)), labels)
+    rule = fit_rule(rule_inputs(scores, measured.features(keys, line_read), names), labels, names=names)
     if with_model:
         return rule
-    return CascadeRule((0.0, *rule.weights[1:]), rule.bias, rule.means, rule.scales)
+    return dataclasses.replace(rule, weights=(0.0, *rule.weights[1:]))
 
 
 def send_from_for_share(scores: np.ndarray, gated: np.ndarray, share: float) -> float:

@@ -51,6 +51,11 @@ class TextFeatures:
     lines: int  # lines of read boxes (boxes that overlap vertically form one line)
     largest_text_height: float  # the tallest read box, as a fraction of the image's height
     ground_emptiness: float  # fraction of the image outside read boxes that is flat (no edges)
+    # The drawing's shape (`model.verifier.line_read.drawing_shape`), measured where the line is read too
+    # (the plain-line gate's pictures); 0 for a page reading alone.
+    drawing_marks: int = 0
+    drawing_glyphs: int = 0
+    drawing_aspect: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
         """The features by name (the order of the dataclass), for records and tables."""

@@ -11,6 +11,10 @@ training photos the gate passes.
 `LineRead` is part of the cascade's record (the plain-line gate carries it), so the card's version names it;
 `line_boxes` cuts out and reads the line, and returns the boxes in the coordinates of the whole picture,
 so the verifier's features (area, text height, empty ground) keep their meaning.
+
+`drawing_shape` measures, without reading, whether the drawing is made of glyphs: a line of text is many
+separate marks of about the line's height side by side, a product cut out on a flat ground is one or two
+large shapes. The gate's pictures that no reading makes sense of are told apart by that shape.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from model.verifier.features import ReadBox
 _INK_GRADIENT = 12.0
 # A row or column with fewer inked pixels than this is empty (a stray pixel does not widen the line).
 _INK_PIXELS = 2
+# A pixel is ink when it differs from the ground (the median of the picture's border) by this many grey
+# levels: cards set their text apart from a flat ground; JPEG noise and soft shading stay under it.
+_INK_CONTRAST = 40.0
+# Marks smaller than this many pixels are specks, not parts of a glyph.
+_MARK_PIXELS = 6
+# A mark at least this share of the drawing's height is a glyph (or a glyph's main stroke): the parts of a
+# line of text are about as tall as the line; accents, dots and a product's small details are not.
+_GLYPH_HEIGHT = 0.3
+# The drawing's width over its height, capped: a hairline would give any number.
+_MAX_ASPECT = 30.0
 
 
 class LineEngine(Protocol):
@@ -58,6 +72,36 @@ class LineRead:
     def from_json(cls, record: Mapping[str, Any]) -> LineRead:
         """Read what `to_json` wrote."""
         return cls(int(record["page_segmentation"]), int(record["text_height"]))
+
+
+@dataclass(frozen=True)
+class DrawingShape:
+    """What is drawn on a flat ground, as separate marks: how many, how many glyph-sized, how wide."""
+
+    marks: int  # connected marks of ink, specks excluded
+    glyphs: int  # marks at least _GLYPH_HEIGHT of the drawing's height
+    aspect: float  # the drawing's width over its height (0 where nothing is drawn)
+
+
+def drawing_shape(gray: npt.NDArray[np.uint8]) -> DrawingShape:
+    """The shape of what is drawn on `gray` (H, W), against the ground the picture's border shows."""
+    from scipy import ndimage  # scikit-learn's dependency; imported where the gate's pictures are read
+
+    image = gray.astype(np.float32)
+    ground = float(np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])))
+    labels, count = ndimage.label(np.abs(image - ground) > _INK_CONTRAST)
+    if not count:
+        return DrawingShape(0, 0, 0.0)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    found = ndimage.find_objects(labels)
+    boxes = [box for box, size in zip(found, sizes, strict=True) if box is not None and size >= _MARK_PIXELS]
+    if not boxes:
+        return DrawingShape(0, 0, 0.0)
+    top, bottom = min(b[0].start for b in boxes), max(b[0].stop for b in boxes)
+    left, right = min(b[1].start for b in boxes), max(b[1].stop for b in boxes)
+    height = bottom - top
+    glyphs = sum(1 for b in boxes if b[0].stop - b[0].start >= _GLYPH_HEIGHT * height)
+    return DrawingShape(len(boxes), glyphs, min(_MAX_ASPECT, (right - left) / max(height, 1)))
 
 
 def line_extent(gray: npt.NDArray[np.uint8]) -> tuple[int, int, int, int] | None:

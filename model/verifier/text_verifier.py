@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from PIL import Image
 
 from model.decode import ImageLimits, decode_for_reading
 from model.verifier.engines import OcrEngine, VerifierConfig, make_engine
 from model.verifier.features import TextFeatures, features_from_boxes
-from model.verifier.line_read import LineRead, line_boxes
+from model.verifier.line_read import LineRead, drawing_shape, line_boxes
 
 
 class TextVerifier:
@@ -31,7 +33,8 @@ class TextVerifier:
         line_read: LineRead | None = None,
     ) -> TextFeatures:
         """The features of one image; with `line_read`, of the better of two readings (the page's, and the
-        line's: `model.verifier.line_read`), the one that read more characters (the page's on a tie).
+        line's: `model.verifier.line_read`), the one that read more characters (the page's on a tie), and
+        the drawing's shape.
 
         Raises:
             ImageError: the bytes are not an acceptable image (as in `model.decode`).
@@ -43,4 +46,10 @@ class TextVerifier:
         if line_read is None:
             return page
         line = features_from_boxes(line_boxes(self.engine, image, line_read), gray)
-        return line if line.read_characters > page.read_characters else page
+        shape = drawing_shape(gray)
+        return dataclasses.replace(
+            line if line.read_characters > page.read_characters else page,
+            drawing_marks=shape.marks,
+            drawing_glyphs=shape.glyphs,
+            drawing_aspect=shape.aspect,
+        )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model.calibrate import conformal_threshold
-from model.cascade import RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
+from model.cascade import GATE_RULE_INPUTS, RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
 from model.cascade_fit import JsonLinesCache, fit_rule_on
 
 
@@ -56,8 +56,27 @@ def test_a_fitted_rule_separates_legible_text_from_photos_and_round_trips_throug
     assert probabilities[labels].min() > probabilities[~labels].max()
     again = CascadeRule.from_json(rule.to_json())
     assert np.allclose(again.probability(rule_inputs(scores, features)), probabilities)
-    with pytest.raises(ValueError, match="fitted on inputs"):
-        CascadeRule.from_json({**rule.to_json(), "inputs": ["other"]})
+    with pytest.raises(ValueError, match="does not know"):
+        CascadeRule.from_json({**rule.to_json(), "inputs": ["other"] * len(RULE_INPUTS)})
+    with pytest.raises(ValueError, match="one weight"):
+        CascadeRule.from_json({**rule.to_json(), "inputs": list(RULE_INPUTS[:3])})
+
+
+def test_a_rule_over_the_drawings_shape_weighs_its_own_inputs() -> None:
+    scores, features, labels = _training_set(np.random.default_rng(1))
+    # Cards are lines of many glyphs; the rest one or two large shapes.
+    shaped = [
+        {**row, "drawing_marks": 12 if card else 2, "drawing_glyphs": 8 if card else 1, "drawing_aspect": 5.0}
+        for row, card in zip(features, labels, strict=True)
+    ]
+    rule = fit_rule(rule_inputs(scores, shaped, GATE_RULE_INPUTS), labels, names=GATE_RULE_INPUTS)
+
+    assert rule.inputs == GATE_RULE_INPUTS and len(rule.weights) == len(GATE_RULE_INPUTS)
+    assert CascadeRule.from_json(rule.to_json()) == rule
+    card = {**shaped[int(np.flatnonzero(labels)[0])], "read_characters": 0, "read_boxes": 0}
+    assert rule.score([0.5], [card])[0] > rule.score([0.5], [{**card, "drawing_glyphs": 1}])[0]
+    with pytest.raises(KeyError):
+        rule.score([0.5], [features[0]])  # a page reading alone has no shape to weigh
 
 
 def test_below_send_from_the_model_decides_and_the_verifier_is_not_needed() -> None:

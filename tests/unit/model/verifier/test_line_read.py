@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from model.screen import PlainLineGate
 from model.verifier import ReadBox, TextVerifier, VerifierConfig
-from model.verifier.line_read import LineRead, line_boxes, line_extent
+from model.verifier.line_read import DrawingShape, LineRead, drawing_shape, line_boxes, line_extent
 
 JAPANESE_FONT = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"
 
@@ -83,3 +83,17 @@ def test_the_line_reading_reads_a_one_line_card_that_the_page_reading_misses() -
     assert both.lines == 1
     assert 0.05 < both.largest_text_height < 0.2  # in the picture's coordinates, not the cut-out's
     assert both.ground_emptiness > 0.9
+    assert both.drawing_glyphs >= 4 and page.drawing_glyphs == 0  # the shape comes with the line reading
+
+
+def test_a_line_of_text_is_many_glyphs_and_a_cut_out_product_is_one_shape() -> None:
+    line = drawing_shape(np.asarray(_one_line_card().convert("L")))
+    product = Image.new("L", (512, 512), 245)
+    ImageDraw.Draw(product).ellipse([150, 180, 360, 330], fill=90)  # one solid shape on a flat ground
+    ImageDraw.Draw(product).rectangle([240, 120, 270, 185], fill=60)  # its handle, touching it
+    shape = drawing_shape(np.asarray(product))
+
+    assert line.glyphs >= 4 and line.marks >= line.glyphs  # 送料無料: four glyphs, some in several marks
+    assert 2.5 < line.aspect < 6
+    assert (shape.marks, shape.glyphs) == (1, 1)
+    assert drawing_shape(np.full((64, 64), 200, dtype=np.uint8)) == DrawingShape(0, 0, 0.0)
