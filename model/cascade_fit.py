@@ -61,7 +61,10 @@ DEFAULT_SHARES = (0.01, 0.02, 0.03, 0.05, 0.1)
 # a mix of 5% cards reading 5% of calibration photos reads about 0.95 * 5% * 1.7 + 5% = 13% of events:
 # about 8.8 core-ms per event, with room for photos that drift further.
 DEFAULT_BUDGET_SHARE = 0.05
-DEFAULT_LINE_READ = LineRead()  # how the verifier reads what the gate sends, besides the page
+# How the verifier reads what the gate sends, besides the page: the line, where the drawing has at least
+# two glyph-sized marks (every training one-line card has; 60 of the 65 training negatives the gate passes
+# have one mark or none, and are read as a page only).
+DEFAULT_LINE_READ = LineRead(min_glyphs=2)
 
 
 class JsonLinesCache:
@@ -148,8 +151,9 @@ class Measurements:
         if line_read is None:
             return self._features.get_many(keys, self._read)
         if line_read not in self._line_features:
-            line = f"line-psm{line_read.page_segmentation}-h{line_read.text_height}-shape"
-            stem = f"{self._features_stem()}-{line}"
+            read = line_read
+            stem = f"{self._features_stem()}-line-psm{read.page_segmentation}-h{read.text_height}"
+            stem += f"-g{read.min_glyphs}-shape"
             self._line_features[line_read] = JsonLinesCache(self._out / f"{stem}.jsonl")
         return self._line_features[line_read].get_many(
             keys, lambda part: self._read(part, line_read=line_read)

@@ -59,19 +59,30 @@ class LineRead:
 
     page_segmentation: int = 13  # raw line: one line of text, no layout analysis
     text_height: int = 32
+    # Read the line only where the drawing has at least this many glyph-sized marks (`drawing_shape`): a
+    # product cut out on a flat ground is one shape, and a line reading of it costs a read for nothing.
+    min_glyphs: int = 0
 
     def __post_init__(self) -> None:
         if not 8 <= self.text_height <= 256:
             raise ValueError(f"text_height must be 8-256 pixels, got {self.text_height}")
+        if self.min_glyphs < 0:
+            raise ValueError(f"min_glyphs must be >= 0, got {self.min_glyphs}")
 
     def to_json(self) -> dict[str, int]:
-        """A JSON-ready record (the card stores it)."""
-        return {"page_segmentation": int(self.page_segmentation), "text_height": int(self.text_height)}
+        """A JSON-ready record (the card stores it); `min_glyphs` only where set, so the versions of cards
+        written before it stay."""
+        record = {"page_segmentation": int(self.page_segmentation), "text_height": int(self.text_height)}
+        if self.min_glyphs:
+            record["min_glyphs"] = int(self.min_glyphs)
+        return record
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> LineRead:
         """Read what `to_json` wrote."""
-        return cls(int(record["page_segmentation"]), int(record["text_height"]))
+        return cls(
+            int(record["page_segmentation"]), int(record["text_height"]), int(record.get("min_glyphs", 0))
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ def drawing_shape(gray: npt.NDArray[np.uint8]) -> DrawingShape:
     left, right = min(b[1].start for b in boxes), max(b[1].stop for b in boxes)
     height = bottom - top
     glyphs = sum(1 for b in boxes if b[0].stop - b[0].start >= _GLYPH_HEIGHT * height)
-    return DrawingShape(len(boxes), glyphs, min(_MAX_ASPECT, (right - left) / max(height, 1)))
+    return DrawingShape(len(boxes), glyphs, float(min(_MAX_ASPECT, (right - left) / max(height, 1))))
 
 
 def line_extent(gray: npt.NDArray[np.uint8]) -> tuple[int, int, int, int] | None:

@@ -33,8 +33,8 @@ class TextVerifier:
         line_read: LineRead | None = None,
     ) -> TextFeatures:
         """The features of one image; with `line_read`, of the better of two readings (the page's, and the
-        line's: `model.verifier.line_read`), the one that read more characters (the page's on a tie), and
-        the drawing's shape.
+        line's: `model.verifier.line_read`, where the drawing has the glyphs it asks for), the one that read
+        more characters (the page's on a tie), and the drawing's shape.
 
         Raises:
             ImageError: the bytes are not an acceptable image (as in `model.decode`).
@@ -45,10 +45,13 @@ class TextVerifier:
         page = features_from_boxes(self.engine.read(image), gray)
         if line_read is None:
             return page
-        line = features_from_boxes(line_boxes(self.engine, image, line_read), gray)
         shape = drawing_shape(gray)
+        best = page
+        if shape.glyphs >= line_read.min_glyphs:
+            line = features_from_boxes(line_boxes(self.engine, image, line_read), gray)
+            best = line if line.read_characters > page.read_characters else page
         return dataclasses.replace(
-            line if line.read_characters > page.read_characters else page,
+            best,
             drawing_marks=shape.marks,
             drawing_glyphs=shape.glyphs,
             drawing_aspect=shape.aspect,

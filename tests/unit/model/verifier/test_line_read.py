@@ -97,3 +97,25 @@ def test_a_line_of_text_is_many_glyphs_and_a_cut_out_product_is_one_shape() -> N
     assert 2.5 < line.aspect < 6
     assert (shape.marks, shape.glyphs) == (1, 1)
     assert drawing_shape(np.full((64, 64), 200, dtype=np.uint8)) == DrawingShape(0, 0, 0.0)
+
+
+class _CountingEngine(_WholeCutOut):
+    """Reads nothing, and counts the readings it was asked for."""
+
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        self.seen.append((image.size, page_segmentation))
+        return []
+
+
+def test_a_drawing_without_the_glyphs_asked_for_is_read_as_a_page_only() -> None:
+    product = Image.new("RGB", (512, 512), (245, 245, 245))
+    ImageDraw.Draw(product).ellipse([150, 180, 360, 330], fill=(90, 60, 40))
+    engine = _CountingEngine()
+    verifier = TextVerifier(engine=engine)  # type: ignore[arg-type]
+
+    verifier.features(product, line_read=LineRead(min_glyphs=2))
+    assert [psm for _, psm in engine.seen] == [None]  # the page only: one shape is not a line of glyphs
+    verifier.features(_one_line_card(), line_read=LineRead(min_glyphs=2))
+    assert [psm for _, psm in engine.seen] == [None, None, 13]
+    assert LineRead.from_json(LineRead(min_glyphs=2).to_json()) == LineRead(min_glyphs=2)
+    assert "min_glyphs" not in LineRead().to_json()  # earlier cards' versions stay
