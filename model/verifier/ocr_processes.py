@@ -12,9 +12,9 @@ next read; the read in progress raises `VerifierUnavailable`, which the worker t
 decision for that image.
 
 Wire format (pipes; the parent is the only peer, so no authentication and no pickle): each message is
-`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HH"` (the line reading's
-page segmentation and text height, both 0 for none: `model.verifier.line_read`), then the image bytes
-as a message. Child -> parent:
+`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHH"` (the line reading's
+page segmentation, text height and least glyphs, all 0 for none: `model.verifier.line_read`), then the
+image bytes as a message. Child -> parent:
 JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
 image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
 text never crosses the pipe.
@@ -41,7 +41,22 @@ from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 
 _HEADER = struct.Struct(">I")
-_LINE_READ = struct.Struct(">HH")
+_LINE_READ = struct.Struct(">HHH")
+
+
+def pack_line_read(line_read: LineRead | None) -> bytes:
+    """The line reading as the parent sends it with an image (zeros: none)."""
+    if line_read is None:
+        return _LINE_READ.pack(0, 0, 0)
+    return _LINE_READ.pack(line_read.page_segmentation, line_read.text_height, line_read.min_glyphs)
+
+
+def unpack_line_read(data: bytes) -> LineRead | None:
+    """What `pack_line_read` sent."""
+    page_segmentation, text_height, min_glyphs = _LINE_READ.unpack(data)
+    return LineRead(page_segmentation, text_height, min_glyphs) if text_height else None
+
+
 _START_TIMEOUT_S = 60.0  # loading the language models takes about 0.2 s; a loaded host, much more
 _MARGIN_S = 5.0  # beyond the engine's own timeout, before a silent child is killed
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -94,8 +109,7 @@ class OcrProcess:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            line = (line_read.page_segmentation, line_read.text_height) if line_read else (0, 0)
-            stdin.write(_LINE_READ.pack(*line) + _HEADER.pack(len(data)) + data)
+            stdin.write(pack_line_read(line_read) + _HEADER.pack(len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.close()
@@ -254,11 +268,10 @@ def child_main(config_json: str) -> int:
         header = source.read(_LINE_READ.size + _HEADER.size)
         if len(header) < _LINE_READ.size + _HEADER.size:
             return 0  # the parent closed our input: stop
-        page_segmentation, text_height = _LINE_READ.unpack(header[: _LINE_READ.size])
         (length,) = _HEADER.unpack(header[_LINE_READ.size :])
         data = source.read(length)
         try:
-            line_read = LineRead(page_segmentation, text_height) if text_height else None
+            line_read = unpack_line_read(header[: _LINE_READ.size])
             features = verifier.features(data, limits=limits, line_read=line_read)
         except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer
             send({"ok": False, "error": type(exc).__name__, "message": str(exc)[:300]})
