@@ -220,7 +220,7 @@ def rate_interval(events: int, trials: int, confidence: float = 0.95) -> tuple[f
     What a per-family rate can resolve: 3 photos flagged of 438 (0.7%) is 0.14-2.0% at 95%, so a target of
     0.3% is neither met nor refuted by that count alone. `(nan, nan)` for no trials.
     """
-    from scipy.stats import beta  # scipy comes with scikit-learn; imported here, not at CLI start
+    from scipy.stats import beta  # imported here, not at CLI start
 
     if trials <= 0:
         return float("nan"), float("nan")

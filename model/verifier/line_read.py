@@ -96,7 +96,7 @@ class DrawingShape:
 
 def drawing_shape(gray: npt.NDArray[np.uint8]) -> DrawingShape:
     """The shape of what is drawn on `gray` (H, W), against the ground the picture's border shows."""
-    from scipy import ndimage  # scikit-learn's dependency; imported where the gate's pictures are read
+    from scipy import ndimage  # imported where the gate's pictures are read, not at OCR process start
 
     image = gray.astype(np.float32)
     ground = float(np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])))
