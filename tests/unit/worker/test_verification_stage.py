@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import io
-import os
 
 import pytest
 from fakes import FakeFetcher
-from PIL import Image, ImageDraw, ImageFont
+from ocr_samples import JAPANESE_FONT, LATIN_FONT, engine_reads, one_line_card, png
+from PIL import Image
 
 from model.cascade_decisions import describe_failure
 from model.decode import DEFAULT_LIMITS
 from model.errors import UnsupportedImageFormat
-from model.verifier import ReadBox, TextVerifier, VerifierConfig, VerifierUnavailable, make_engine
+from model.verifier import ReadBox, TextVerifier, VerifierConfig, VerifierUnavailable
 from model.verifier.line_read import LineRead
 from model.verifier.ocr_processes import OcrProcessReader
 from worker.failures import HttpError
 from worker.stages.verify import VerificationStage
-
-JAPANESE_FONT = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"
-LATIN_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 
 class StubEngine:
@@ -68,31 +65,12 @@ def test_a_read_downloads_the_image_and_returns_its_features_and_failures_raise_
         stage.close()
 
 
-def _engine_available() -> bool:
-    try:
-        make_engine(VerifierConfig())
-    except VerifierUnavailable:
-        return False
-    return os.path.isfile(JAPANESE_FONT)
-
-
-@pytest.mark.skipif(not _engine_available(), reason="tesserocr or its language models missing")
+@pytest.mark.skipif(not engine_reads(JAPANESE_FONT), reason="tesserocr or its language models missing")
 def test_the_gates_pictures_are_read_as_lines_through_the_ocr_processes() -> None:
     """Stage, reader, pipe and child together: the line reading and its glyph rule arrive whole."""
-    card = Image.new("RGB", (512, 512), (250, 248, 240))
-    ImageDraw.Draw(card).text(
-        (256, 256), "送料無料", font=ImageFont.truetype(JAPANESE_FONT, 56), fill=(20, 20, 20), anchor="mm"
-    )
     # One large glyph: the line reading reads it, but one glyph-sized mark is not a line to read.
-    letter = Image.new("RGB", (512, 512), (250, 248, 240))
-    ImageDraw.Draw(letter).text(
-        (256, 256), "W", font=ImageFont.truetype(LATIN_FONT, 120), fill=(20, 20, 20), anchor="mm"
-    )
-    payloads = {}
-    for name, image in (("card", card), ("letter", letter)):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        payloads[name] = buffer.getvalue()
+    letter = one_line_card("W", font=LATIN_FONT, size=120)
+    payloads = {"card": png(one_line_card()), "letter": png(letter)}
     reader = OcrProcessReader(VerifierConfig(timeout_s=5.0), DEFAULT_LIMITS)
     stage = VerificationStage(FakeFetcher(payloads), reader, workers=1)
     gate_reading = LineRead(min_glyphs=2)

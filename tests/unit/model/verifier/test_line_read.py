@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import shutil
-
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from ocr_samples import JAPANESE_FONT, engine_reads, one_line_card, png
+from PIL import Image, ImageDraw
 
 from model.screen import PlainLineGate
 from model.verifier import ReadBox, TextVerifier, VerifierConfig
 from model.verifier.line_read import DrawingShape, LineRead, drawing_shape, line_boxes, line_extent
-
-JAPANESE_FONT = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"
-
-
-def _one_line_card(size: int = 56) -> Image.Image:
-    card = Image.new("RGB", (512, 512), (250, 248, 240))
-    font = ImageFont.truetype(JAPANESE_FONT, size)
-    ImageDraw.Draw(card).text((256, 256), "送料無料", font=font, fill=(20, 20, 20), anchor="mm")
-    return card
 
 
 class _WholeCutOut:
@@ -69,14 +58,13 @@ def test_line_read_records_round_trip_and_a_gate_without_one_writes_no_field() -
         LineRead(13, 4)
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
+@pytest.mark.skipif(not engine_reads(JAPANESE_FONT), reason="tesserocr or its models or fonts missing")
 def test_the_line_reading_reads_a_one_line_card_that_the_page_reading_misses() -> None:
-    buffer = io.BytesIO()
-    _one_line_card().save(buffer, format="PNG")
+    card = png(one_line_card())
     verifier = TextVerifier(VerifierConfig())
 
-    page = verifier.features(buffer.getvalue())
-    both = verifier.features(buffer.getvalue(), line_read=LineRead())
+    page = verifier.features(card)
+    both = verifier.features(card, line_read=LineRead())
 
     assert page.read_characters == 0  # Tesseract's sparse-text reading finds no block in so much ground
     assert both.read_characters >= 3
@@ -87,7 +75,7 @@ def test_the_line_reading_reads_a_one_line_card_that_the_page_reading_misses() -
 
 
 def test_a_line_of_text_is_many_glyphs_and_a_cut_out_product_is_one_shape() -> None:
-    line = drawing_shape(np.asarray(_one_line_card().convert("L")))
+    line = drawing_shape(np.asarray(one_line_card().convert("L")))
     product = Image.new("L", (512, 512), 245)
     ImageDraw.Draw(product).ellipse([150, 180, 360, 330], fill=90)  # one solid shape on a flat ground
     ImageDraw.Draw(product).rectangle([240, 120, 270, 185], fill=60)  # its handle, touching it
@@ -115,7 +103,7 @@ def test_a_drawing_without_the_glyphs_asked_for_is_read_as_a_page_only() -> None
 
     verifier.features(product, line_read=LineRead(min_glyphs=2))
     assert [psm for _, psm in engine.seen] == [None]  # the page only: one shape is not a line of glyphs
-    verifier.features(_one_line_card(), line_read=LineRead(min_glyphs=2))
+    verifier.features(one_line_card(), line_read=LineRead(min_glyphs=2))
     assert [psm for _, psm in engine.seen] == [None, None, 13]
     assert LineRead.from_json(LineRead(min_glyphs=2).to_json()) == LineRead(min_glyphs=2)
     assert "min_glyphs" not in LineRead().to_json()  # earlier cards' versions stay

@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import time
 from collections.abc import Iterator
 
 import pytest
+from ocr_samples import LATIN_FONT, engine_reads, one_line_card, png
 from PIL import Image, ImageDraw, ImageFont
 
 from model.decode import DEFAULT_LIMITS
-from model.verifier import VerifierConfig, VerifierUnavailable, make_engine, ocr_processes
+from model.verifier import VerifierConfig, VerifierUnavailable, ocr_processes
 from model.verifier.line_read import LineRead
 from model.verifier.ocr_processes import OcrProcess, OcrProcessReader
 
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
-JAPANESE_FONT = "/usr/share/fonts/opentype/ipaexfont-gothic/ipaexg.ttf"
-
-
-def _engine_available() -> bool:
-    try:
-        make_engine(VerifierConfig())
-    except VerifierUnavailable:
-        return False
-    return os.path.isfile(FONT)
-
-
-pytestmark = pytest.mark.skipif(not _engine_available(), reason="tesserocr or its language models missing")
+pytestmark = pytest.mark.skipif(
+    not engine_reads(LATIN_FONT), reason="tesserocr or its language models missing"
+)
 
 
 def _card() -> bytes:
     card = Image.new("RGB", (320, 200), (250, 248, 240))
-    ImageDraw.Draw(card).text((20, 75), "CLOSED TODAY", font=ImageFont.truetype(FONT, 36), fill=(20, 20, 20))
-    buffer = io.BytesIO()
-    card.save(buffer, format="PNG")
-    return buffer.getvalue()
+    font = ImageFont.truetype(LATIN_FONT, 36)
+    ImageDraw.Draw(card).text((20, 75), "CLOSED TODAY", font=font, fill=(20, 20, 20))
+    return png(card)
 
 
 @pytest.fixture
@@ -58,15 +47,11 @@ def test_a_child_reads_images_and_answers_a_bad_one_with_its_reason(reader: OcrP
 
 
 def test_a_child_reads_the_line_too_when_asked(reader: OcrProcessReader) -> None:
-    card = Image.new("RGB", (512, 512), (250, 248, 240))
-    font = ImageFont.truetype(JAPANESE_FONT, 56)
-    ImageDraw.Draw(card).text((256, 256), "送料無料", font=font, fill=(20, 20, 20), anchor="mm")
-    buffer = io.BytesIO()
-    card.save(buffer, format="PNG")
+    card = png(one_line_card())
 
-    page = reader.features(buffer.getvalue())
-    both = reader.features(buffer.getvalue(), line_read=LineRead())
-    again = reader.features(buffer.getvalue())  # the line reading was asked for one image only
+    page = reader.features(card)
+    both = reader.features(card, line_read=LineRead())
+    again = reader.features(card)  # the line reading was asked for one image only
 
     assert page.read_characters == 0 and again.read_characters == 0
     assert both.read_characters >= 3
