@@ -62,15 +62,14 @@ class CascadeDecisions:
         """
         if self.policy is None:
             return Verdict(model_score, model_excluded, model_threshold, MODEL, model_score)
-        looks = None if look is None else np.asarray(look, dtype=np.float64).reshape(1, -1)
-        if self.policy.sends([model_score], looks)[0]:
+        if self.policy.sends([model_score], _one_row(look))[0]:
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
 
     def route(self, look: npt.ArrayLike | None) -> str:
         """The route of an image the verifier reads: the gate's where the gate passes its look."""
-        gate = None if self.policy is None else self.policy.gate
-        if gate is not None and look is not None and gate.sends(np.asarray(look).reshape(1, -1))[0]:
+        gate, looks = None if self.policy is None else self.policy.gate, _one_row(look)
+        if gate is not None and looks is not None and gate.sends(looks)[0]:
             return PLAIN_LINE_ROUTE
         return SCORE_ROUTE
 
@@ -87,8 +86,7 @@ class CascadeDecisions:
         """The cascade's verdict once the verifier read the image (the rule for its look decides)."""
         assert self.policy is not None
         row = features.as_dict()
-        looks = None if look is None else np.asarray(look, dtype=np.float64).reshape(1, -1)
-        score = float(self.policy.read_scores([model_score], [row], looks)[0])
+        score = float(self.policy.read_scores([model_score], [row], _one_row(look))[0])
         return Verdict(
             score,
             score >= self.policy.threshold,
@@ -104,6 +102,11 @@ class CascadeDecisions:
         return Verdict(
             model_score, model_excluded, model_threshold, MODEL_FALLBACK, model_score, fallback_reason=reason
         )
+
+
+def _one_row(look: npt.ArrayLike | None) -> npt.NDArray[np.float64] | None:
+    """One image's look as the `(1, 2)` rows the policy takes; None stays None."""
+    return None if look is None else np.asarray(look, dtype=np.float64).reshape(1, -1)
 
 
 def describe_failure(error: BaseException) -> str:

@@ -323,7 +323,8 @@ def fit_and_calibrate(
     chosen = choose_point(curve, budget_share, len(calib_keys))
     # The training family's one-line cards that fitted neither the gate nor its rule: the chosen point's
     # recall on a design the model never learned, measured apart from everything fitted on.
-    held_out = [key for key in measured.files(TRAIN_ONE_LINE) if key not in set(one_line)]
+    fitted = set(one_line)
+    held_out = [key for key in measured.files(TRAIN_ONE_LINE) if key not in fitted]
     held_scores, held_looks = measured.scores(held_out), measured.looks(held_out)
     held_features = _sent_features(
         measured, held_out, held_scores, chosen.policy.send_from, gate=gate, looks=held_looks
