@@ -33,9 +33,10 @@ import numpy.typing as npt
 from model.screen import PlainLineGate
 from model.verifier.engines import VerifierConfig
 
-# The main rule's inputs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a
-# few); the model score as its logit, so the rule can weigh it against the text.
-RULE_INPUTS = (
+# What every rule weighs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a
+# few); the model score as its logit, so the rule can weigh it against the text. Cards fitted before the
+# main rule weighed confident characters (`ocr-5698fe08` and older) weigh exactly these.
+BASE_RULE_INPUTS = (
     "model_logit",
     "log_read_characters",
     "log_read_boxes",
@@ -44,9 +45,12 @@ RULE_INPUTS = (
     "largest_text_height",
     "ground_emptiness",
 )
+# The main rule also weighs the characters read with high confidence: the calibration photos that score
+# highest read short runs of symbols at middling confidence, and the threshold is set among them.
+RULE_INPUTS = (*BASE_RULE_INPUTS, "log_confident_characters")
 # The gate's rule also sees the drawing's shape (measured where the line is read: the gate's pictures), so
 # a line of glyphs that no reading makes sense of is told apart from a product on a flat ground.
-GATE_RULE_INPUTS = (*RULE_INPUTS, "log_drawing_marks", "log_drawing_glyphs", "drawing_aspect")
+GATE_RULE_INPUTS = (*BASE_RULE_INPUTS, "log_drawing_marks", "log_drawing_glyphs", "drawing_aspect")
 # Each input but the model's logit: the feature it comes from, and whether it enters as log1p.
 _FEATURE_INPUTS: dict[str, tuple[str, bool]] = {
     "log_read_characters": ("read_characters", True),
@@ -55,6 +59,7 @@ _FEATURE_INPUTS: dict[str, tuple[str, bool]] = {
     "log_lines": ("lines", True),
     "largest_text_height": ("largest_text_height", False),
     "ground_emptiness": ("ground_emptiness", False),
+    "log_confident_characters": ("confident_characters", True),
     "log_drawing_marks": ("drawing_marks", True),
     "log_drawing_glyphs": ("drawing_glyphs", True),
     "drawing_aspect": ("drawing_aspect", False),

@@ -45,6 +45,7 @@ from model.cascade import GATE_RULE_INPUTS, RULE_INPUTS, CascadePolicy, CascadeR
 from model.data.folder import iter_image_files
 from model.screen import PlainLineGate, plain_line_looks
 from model.verifier.engines import VerifierConfig
+from model.verifier.features import CONFIDENT_READ
 from model.verifier.line_read import LineRead
 from model.verifier.measure import spread
 
@@ -167,7 +168,9 @@ class Measurements:
         )
 
     def _features_stem(self) -> str:
-        return f"features-{self.config.engine}-{self.config.side}-psm{self.config.page_segmentation}"
+        # The confidence that counts a character as confidently read is part of what a cached row means.
+        config = self.config
+        return f"features-{config.engine}-{config.side}-psm{config.page_segmentation}-c{CONFIDENT_READ:g}"
 
     def model_version(self) -> str:
         """The version of the model being screened with."""

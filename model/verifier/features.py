@@ -21,6 +21,11 @@ import numpy.typing as npt
 # A box counts as read when the engine's confidence (0-100) reaches this. Tesseract's own tools print
 # words from 60 up; RapidOCR's recogniser scores a clean read above 0.8 (reported here as 80).
 READ_CONFIDENCE = 60.0
+# A read box counts as confidently read from this confidence up. Fine regular textures (planks, window
+# rows, fabric) are read as short runs of symbols at 60-90; a card's words come back at 90 and above, so
+# the characters read this surely tell the two apart where a count from 60 does not (chosen on the
+# training family: `docs/CASCADE.md`).
+CONFIDENT_READ = 90.0
 # A pixel of the ground is "empty" when its local gradient stays under this (grey levels, 0-255): the
 # flat or softly shaded background of a card; photographs rarely have large areas so calm.
 _EMPTY_GRADIENT = 6.0
@@ -51,6 +56,7 @@ class TextFeatures:
     lines: int  # lines of read boxes (boxes that overlap vertically form one line)
     largest_text_height: float  # the tallest read box, as a fraction of the image's height
     ground_emptiness: float  # fraction of the image outside read boxes that is flat (no edges)
+    confident_characters: int  # characters in the boxes read with confidence >= CONFIDENT_READ
     # The drawing's shape (`model.verifier.line_read.drawing_shape`), measured where the line is read too
     # (the plain-line gate's pictures); 0 for a page reading alone.
     drawing_marks: int = 0
@@ -83,6 +89,7 @@ def features_from_boxes(boxes: Sequence[ReadBox], gray: npt.NDArray[np.uint8]) -
         lines=_count_lines(read),
         largest_text_height=max((box.height for box in read), default=0.0) / max(height, 1),
         ground_emptiness=_ground_emptiness(gray, mask),
+        confident_characters=sum(box.characters for box in read if box.confidence >= CONFIDENT_READ),
     )
 
 

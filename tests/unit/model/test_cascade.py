@@ -21,6 +21,7 @@ def _features(characters: int, area: float, emptiness: float) -> dict[str, float
         "lines": 2 if characters else 0,
         "largest_text_height": 0.1 if characters else 0.0,
         "ground_emptiness": emptiness,
+        "confident_characters": characters,
     }
 
 

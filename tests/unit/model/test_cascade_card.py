@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 from conftest import TinyModelFactory
 
-from model.cascade import CascadePolicy, CascadeRule, TextCascade
+from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
 from model.cascade_card import attach, cascade_from_fit
 from model.cascade_fit import CurvePoint, choose_point, plot_curve, send_from_for_share
 from model.checkpoint import load_checkpoint, read_card, save_checkpoint
 from model.errors import ConfigError
 from model.verifier.engines import VerifierConfig
 
-_RULE = CascadeRule(weights=(1.0,) * 7, bias=-1.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+_RULE = CascadeRule(
+    weights=(1.0,) * 7, bias=-1.0, means=(0.0,) * 7, scales=(1.0,) * 7, inputs=BASE_RULE_INPUTS
+)
 
 
 def _cascade(**changes: Any) -> TextCascade:

@@ -26,6 +26,7 @@ def _read(characters: int, *, glyphs: int = 0, emptiness: float = 0.4) -> dict[s
         "lines": min(characters, 4) // 2,
         "largest_text_height": 0.1 if characters else 0.0,
         "ground_emptiness": emptiness,
+        "confident_characters": characters,
         "drawing_marks": glyphs,
         "drawing_glyphs": glyphs,
         "drawing_aspect": 4.0 if glyphs > 1 else 1.0,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.cascade import CascadePolicy, CascadeRule
+from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule
 from model.screen import LOOK_NAMES, PlainLineGate, plain_line_looks
 
 S = 32
@@ -57,11 +57,21 @@ def test_the_gate_fits_on_one_line_cards_and_sends_them_but_not_photos_or_blank_
 
 
 def test_a_gated_policy_reads_what_the_gate_sends_needs_the_looks_and_keeps_old_cards_json() -> None:
-    rule = CascadeRule(weights=(0.0, 5.0, 0, 0, 0, 0, 0), bias=-5.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+    rule = CascadeRule(
+        weights=(0.0, 5.0, 0, 0, 0, 0, 0),
+        bias=-5.0,
+        means=(0.0,) * 7,
+        scales=(1.0,) * 7,
+        inputs=BASE_RULE_INPUTS,
+    )
     plain = CascadePolicy(send_from=0.5, rule=rule, threshold=0.5)
     # The gate's own rule: a card when the ground is empty (standardised at 0.5: emptiness 0.99 gives p = 1).
     gate_rule = CascadeRule(
-        weights=(0, 0, 0, 0, 0, 0, 50.0), bias=0.0, means=(0.0,) * 6 + (0.5,), scales=(1.0,) * 7
+        weights=(0, 0, 0, 0, 0, 0, 50.0),
+        bias=0.0,
+        means=(0.0,) * 6 + (0.5,),
+        scales=(1.0,) * 7,
+        inputs=BASE_RULE_INPUTS,
     )
     gated = CascadePolicy(0.5, rule, 0.5, gate=PlainLineGate(0.8, 0.3), gate_rule=gate_rule)
     scores = np.array([0.1, 0.1, 0.9])

@@ -317,7 +317,9 @@ class FakeVerification:
             if count is None:
                 future.set_exception(VerifierUnavailable("tesseract failed: simulated crash"))
                 return
-            features = TextFeatures(count, count, count, 0.1 if count else 0.0, 1 if count else 0, 0.1, 0.8)
+            features = TextFeatures(
+                count, count, count, 0.1 if count else 0.0, 1 if count else 0, 0.1, 0.8, count
+            )
             future.set_result(Reading(features, self.delay_s))
 
         threading.Timer(self.delay_s, answer).start()

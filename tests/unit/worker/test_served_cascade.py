@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from model.cascade import CascadePolicy, CascadeRule, TextCascade
+from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
 from model.verifier import VerifierConfig
 from worker.factory import served_cascade
 from worker.failures import ConfigurationError
@@ -26,7 +26,9 @@ class _Scorer:
 
 
 def _cascade(base: str) -> TextCascade:
-    rule = CascadeRule(weights=(1.0,) * 7, bias=0.0, means=(0.0,) * 7, scales=(1.0,) * 7)
+    rule = CascadeRule(
+        weights=(1.0,) * 7, bias=0.0, means=(0.0,) * 7, scales=(1.0,) * 7, inputs=BASE_RULE_INPUTS
+    )
     return TextCascade(base, VerifierConfig(), "tesseract 5.3.0", CascadePolicy(0.3, rule, 0.2))
 
 

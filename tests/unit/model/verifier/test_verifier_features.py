@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from model.errors import UnsupportedImageFormat
 from model.verifier import ReadBox, TextFeatures, TextVerifier, VerifierConfig, features_from_boxes
+from model.verifier.features import CONFIDENT_READ, READ_CONFIDENCE
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
@@ -40,6 +41,20 @@ def test_features_count_only_confident_boxes_with_characters() -> None:
     assert features.largest_text_height == pytest.approx(0.3)
     assert features.read_area == pytest.approx((50 * 20 + 40 * 18 + 80 * 30) / (100 * 200))
     assert features.ground_emptiness == pytest.approx(1.0)  # a flat white ground
+
+
+def test_confident_characters_count_only_boxes_read_at_high_confidence() -> None:
+    gray = np.full((100, 200), 255, dtype=np.uint8)
+    boxes = [
+        _box(10, 10, 50, 20, confidence=96, characters=5),  # a card's word
+        _box(70, 10, 20, 20, confidence=75, characters=2),  # a texture read as "ーー": read, not confident
+        _box(10, 50, 20, 20, confidence=40, characters=3),  # not read at all
+    ]
+
+    features = features_from_boxes(boxes, gray)
+
+    assert (features.read_characters, features.confident_characters) == (7, 5)
+    assert CONFIDENT_READ > READ_CONFIDENCE
 
 
 def test_emptiness_is_low_on_a_busy_picture_and_high_on_a_plain_ground() -> None:
