@@ -27,9 +27,10 @@ import httpx
 import pytest
 import redis
 import torch
+from cascade_samples import characters_rule
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
+from model.cascade import CascadePolicy, TextCascade
 from model.checkpoint import WEIGHTS_FILE, ModelCard, ThresholdRecord, read_card, save_checkpoint, write_card
 from model.networks import build_networks
 from model.presets import NetworkSpec
@@ -567,13 +568,7 @@ def _with_cascade(model_dir: Path, out: Path, engine_version: str) -> TextCascad
     """A copy of the tiny model whose card serves a text cascade that sends every image to the verifier
     and calls an image a card when the verifier read characters in it."""
     card = read_card(model_dir)
-    rule = CascadeRule(
-        weights=(0.0, 5.0, 0, 0, 0, 0, 0),
-        bias=-5.0,
-        means=(0.0,) * 7,
-        scales=(1.0,) * 7,
-        inputs=BASE_RULE_INPUTS,
-    )
+    rule = characters_rule()
     cascade = TextCascade(
         base_model_version=card.model_version,
         # The command-line engine (run inside the worker's OCR child processes), so that the crashing

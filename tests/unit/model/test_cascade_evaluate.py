@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cascade_samples import characters_rule
 
-from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule
+from model.cascade import CascadePolicy
 from model.cascade_evaluate import format_table, plot_band, verifier_only_flags
 from model.cascade_fit import EvalFolder, family_rates
 
@@ -56,13 +57,7 @@ def test_rates_per_family_count_misses_of_cards_and_flags_of_the_rest_with_the_s
 
 
 def test_the_table_and_the_band_plot_show_all_three_columns(tmp_path: Path) -> None:
-    rule = CascadeRule(
-        weights=(0.0, 5.0, 0, 0, 0, 0, 0),
-        bias=-5.0,
-        means=(0.0,) * 7,
-        scales=(1.0,) * 7,
-        inputs=BASE_RULE_INPUTS,
-    )
+    rule = characters_rule()
     alone = CascadePolicy(0.0, rule, 0.5)
     folders = _folders()
     assert verifier_only_flags(alone, folders[0]).tolist() == [True, True, False, True]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cascade_samples import characters_rule
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule
 from model.screen import LOOK_NAMES, PlainLineGate, plain_line_looks
@@ -57,13 +58,7 @@ def test_the_gate_fits_on_one_line_cards_and_sends_them_but_not_photos_or_blank_
 
 
 def test_a_gated_policy_reads_what_the_gate_sends_needs_the_looks_and_keeps_old_cards_json() -> None:
-    rule = CascadeRule(
-        weights=(0.0, 5.0, 0, 0, 0, 0, 0),
-        bias=-5.0,
-        means=(0.0,) * 7,
-        scales=(1.0,) * 7,
-        inputs=BASE_RULE_INPUTS,
-    )
+    rule = characters_rule()
     plain = CascadePolicy(send_from=0.5, rule=rule, threshold=0.5)
     # The gate's own rule: a card when the ground is empty (standardised at 0.5: emptiness 0.99 gives p = 1).
     gate_rule = CascadeRule(

@@ -9,9 +9,10 @@ import threading
 import time
 
 import pytest
+from cascade_samples import characters_rule
 from fakes import FakeStore, FakeVerification, event_bytes, make_rig
 
-from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule
+from model.cascade import CascadePolicy
 from model.screen import PlainLineGate
 from model.verifier.line_read import LineRead
 from schemas.events import DeadLetterHeaders, ExclusionEvent
@@ -289,13 +290,7 @@ def test_a_partial_batch_while_another_image_is_on_its_way(start_when_idle: bool
 
 def _reads_text_policy() -> CascadePolicy:
     # A card when the verifier read characters (log1p(20) * 5 - 5 = 10: p = 1.0), else not (p = 0.007).
-    rule = CascadeRule(
-        weights=(0.0, 5.0, 0, 0, 0, 0, 0),
-        bias=-5.0,
-        means=(0.0,) * 7,
-        scales=(1.0,) * 7,
-        inputs=BASE_RULE_INPUTS,
-    )
+    rule = characters_rule()
     return CascadePolicy(send_from=0.3, rule=rule, threshold=0.5)
 
 

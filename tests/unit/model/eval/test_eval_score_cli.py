@@ -98,18 +98,14 @@ def _with_text_cascade(model_dir: Path, out: Path) -> str:
     import dataclasses
     import shutil
 
-    from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
+    from cascade_samples import characters_rule
+
+    from model.cascade import CascadePolicy, TextCascade
     from model.checkpoint import write_card
     from model.verifier.engines import VerifierConfig
 
     card = read_card(model_dir)
-    rule = CascadeRule(
-        weights=(0.0, 5.0, 0, 0, 0, 0, 0),
-        bias=-10.0,
-        means=(0.0,) * 7,
-        scales=(1.0,) * 7,
-        inputs=BASE_RULE_INPUTS,
-    )
+    rule = characters_rule(bias=-10.0)
     cascade = TextCascade(card.model_version, VerifierConfig(), "test", CascadePolicy(0.0, rule, 0.5))
     shutil.copytree(model_dir, out)
     write_card(out, dataclasses.replace(card, text_cascade=cascade.to_json()))
