@@ -62,26 +62,45 @@ class LineRead:
     # Read the line only where the drawing has at least this many glyph-sized marks (`drawing_shape`): a
     # product cut out on a flat ground is one shape, and a line reading of it costs a read for nothing.
     min_glyphs: int = 0
+    # Where the drawing has fewer glyph-sized marks than `min_glyphs`, read nothing, not even the page: the
+    # picture is weighed on its shape and ground alone. No one-line card of any set has fewer than two, and
+    # no picture with fewer was flagged with its page read; products cut out on a flat ground (most of what
+    # the gate passes) cost a page reading each for nothing.
+    skip_page: bool = False
 
     def __post_init__(self) -> None:
         if not 8 <= self.text_height <= 256:
             raise ValueError(f"text_height must be 8-256 pixels, got {self.text_height}")
         if self.min_glyphs < 0:
             raise ValueError(f"min_glyphs must be >= 0, got {self.min_glyphs}")
+        if self.skip_page and not self.min_glyphs:
+            raise ValueError("skip_page needs min_glyphs: it skips the page where the glyphs are fewer")
 
-    def to_json(self) -> dict[str, int]:
-        """A JSON-ready record (the card stores it); `min_glyphs` only where set, so the versions of cards
-        written before it stay."""
-        record = {"page_segmentation": int(self.page_segmentation), "text_height": int(self.text_height)}
+    def to_json(self) -> dict[str, int | bool]:
+        """A JSON-ready record (the card stores it); `min_glyphs` and `skip_page` only where set, so the
+        versions of cards written before them stay."""
+        record: dict[str, int | bool] = {
+            "page_segmentation": int(self.page_segmentation),
+            "text_height": int(self.text_height),
+        }
         if self.min_glyphs:
             record["min_glyphs"] = int(self.min_glyphs)
+        if self.skip_page:
+            record["skip_page"] = True
         return record
+
+    def skips(self, shape: DrawingShape) -> bool:
+        """Whether a picture of this shape is read at all (the page's reading included)."""
+        return self.skip_page and shape.glyphs < self.min_glyphs
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> LineRead:
         """Read what `to_json` wrote."""
         return cls(
-            int(record["page_segmentation"]), int(record["text_height"]), int(record.get("min_glyphs", 0))
+            int(record["page_segmentation"]),
+            int(record["text_height"]),
+            int(record.get("min_glyphs", 0)),
+            bool(record.get("skip_page", False)),
         )
 
 

@@ -12,9 +12,9 @@ next read; the read in progress raises `VerifierUnavailable`, which the worker t
 decision for that image.
 
 Wire format (pipes; the parent is the only peer, so no authentication and no pickle): each message is
-`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHH"` (the line reading's
-page segmentation, text height and least glyphs, all 0 for none: `model.verifier.line_read`), then the
-image bytes as a message. Child -> parent:
+`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHHH"` (the line reading's
+page segmentation, text height, least glyphs and skip_page, all 0 for none: `model.verifier.line_read`),
+then the image bytes as a message. Child -> parent:
 JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
 image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
 text never crosses the pipe.
@@ -41,20 +41,22 @@ from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 
 _HEADER = struct.Struct(">I")
-_LINE_READ = struct.Struct(">HHH")
+_LINE_READ = struct.Struct(">HHHH")
 
 
 def pack_line_read(line_read: LineRead | None) -> bytes:
     """The line reading as the parent sends it with an image (zeros: none)."""
     if line_read is None:
-        return _LINE_READ.pack(0, 0, 0)
-    return _LINE_READ.pack(line_read.page_segmentation, line_read.text_height, line_read.min_glyphs)
+        return _LINE_READ.pack(0, 0, 0, 0)
+    return _LINE_READ.pack(
+        line_read.page_segmentation, line_read.text_height, line_read.min_glyphs, int(line_read.skip_page)
+    )
 
 
 def unpack_line_read(data: bytes) -> LineRead | None:
     """What `pack_line_read` sent."""
-    page_segmentation, text_height, min_glyphs = _LINE_READ.unpack(data)
-    return LineRead(page_segmentation, text_height, min_glyphs) if text_height else None
+    page_segmentation, text_height, min_glyphs, skip_page = _LINE_READ.unpack(data)
+    return LineRead(page_segmentation, text_height, min_glyphs, bool(skip_page)) if text_height else None
 
 
 _START_TIMEOUT_S = 60.0  # loading the language models takes about 0.2 s; a loaded host, much more

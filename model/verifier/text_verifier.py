@@ -34,7 +34,8 @@ class TextVerifier:
     ) -> TextFeatures:
         """The features of one image; with `line_read`, of the better of two readings (the page's, and the
         line's: `model.verifier.line_read`, where the drawing has the glyphs it asks for), the one that read
-        more characters (the page's on a tie), and the drawing's shape.
+        more characters (the page's on a tie), and the drawing's shape; nothing read at all where the line
+        reading skips a drawing with fewer glyphs (`LineRead.skip_page`).
 
         Raises:
             ImageError: the bytes are not an acceptable image (as in `model.decode`).
@@ -42,10 +43,13 @@ class TextVerifier:
         """
         image = decode_for_reading(source, self.config.side, limits=limits)
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
-        page = features_from_boxes(self.engine.read(image), gray)
         if line_read is None:
-            return page
+            return features_from_boxes(self.engine.read(image), gray)
         shape = drawing_shape(gray)
+        if line_read.skips(shape):
+            page = features_from_boxes([], gray)  # nothing read: the shape and the ground decide
+        else:
+            page = features_from_boxes(self.engine.read(image), gray)
         best = page
         if shape.glyphs >= line_read.min_glyphs:
             line = features_from_boxes(line_boxes(self.engine, image, line_read), gray)

@@ -107,3 +107,21 @@ def test_a_drawing_without_the_glyphs_asked_for_is_read_as_a_page_only() -> None
     assert [psm for _, psm in engine.seen] == [None, None, 13]
     assert LineRead.from_json(LineRead(min_glyphs=2).to_json()) == LineRead(min_glyphs=2)
     assert "min_glyphs" not in LineRead().to_json()  # earlier cards' versions stay
+
+
+def test_with_skip_page_a_drawing_without_the_glyphs_is_not_read_at_all() -> None:
+    product = Image.new("RGB", (512, 512), (245, 245, 245))
+    ImageDraw.Draw(product).ellipse([150, 180, 360, 330], fill=(90, 60, 40))
+    engine = _CountingEngine()
+    verifier = TextVerifier(engine=engine)  # type: ignore[arg-type]
+    skipping = LineRead(min_glyphs=2, skip_page=True)
+
+    features = verifier.features(product, line_read=skipping)
+    assert engine.seen == []  # one shape: neither the page nor the line is read
+    assert (features.read_characters, features.drawing_glyphs) == (0, 1) and features.ground_emptiness > 0.5
+    verifier.features(one_line_card(), line_read=skipping)
+    assert [psm for _, psm in engine.seen] == [None, 13]  # a line of glyphs: the page and the line
+    assert LineRead.from_json(skipping.to_json()) == skipping
+    assert "skip_page" not in LineRead(min_glyphs=2).to_json()  # earlier cards' versions stay
+    with pytest.raises(ValueError, match="skip_page needs min_glyphs"):
+        LineRead(skip_page=True)

@@ -57,7 +57,9 @@ def test_a_child_reads_the_line_too_when_asked(reader: OcrProcessReader) -> None
     assert both.read_characters >= 3
 
 
-@pytest.mark.parametrize("line_read", [None, LineRead(), LineRead(13, 40, min_glyphs=2)])
+@pytest.mark.parametrize(
+    "line_read", [None, LineRead(), LineRead(13, 40, min_glyphs=2), LineRead(min_glyphs=2, skip_page=True)]
+)
 def test_the_line_reading_crosses_the_pipe_whole(line_read: LineRead | None) -> None:
     assert ocr_processes.unpack_line_read(ocr_processes.pack_line_read(line_read)) == line_read
 
