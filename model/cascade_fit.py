@@ -286,7 +286,11 @@ def fit_and_calibrate(
         gated_one_line,
         gated_other,
         with_model=False,
-        line_read=line_read,
+        # Fitted on what the page reading of every gated picture says, products cut out on a flat ground
+        # included: a picture the served reading skips (`LineRead.skip_page`) is one no rule fitted this
+        # way flagged, on any set, and fitting on its empty reading would teach the rule that reading
+        # little means a product, which costs the one-line cards that read little.
+        line_read=None if line_read is None else dataclasses.replace(line_read, skip_page=False),
         # The drawing's shape is measured where the line is read.
         names=GATE_RULE_INPUTS if line_read is not None else RULE_INPUTS,
     )
