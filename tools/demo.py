@@ -32,7 +32,7 @@ from schemas.events import DeadLetterHeaders, ExclusionEvent
 from search_client import ScoreReader
 from tools.sample_images import ImageServer, SampleSet, make_event, write_samples
 from worker.factory import build_worker, load_scorer, redis_client, served_cascade
-from worker.logs import configure_logging, kafka_client_logger
+from worker.logs import configure_logging
 from worker.settings import Settings
 
 _event = functools.partial(make_event, shop_id="demo-shop")
@@ -73,7 +73,6 @@ def _read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Any]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "logger": kafka_client_logger(),
             "group.id": f"demo-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -147,9 +146,7 @@ def main(args: argparse.Namespace) -> int:
         with ImageServer(Path(folder)) as server:
             events = demo_events(samples, server, run_id)
             _create_topics(bootstrap, list(topics.values()), partitions=3)
-            producer = Producer(
-                {"bootstrap.servers": bootstrap, "enable.idempotence": True, "logger": kafka_client_logger()}
-            )
+            producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
             for key, value in events:
                 producer.produce(topics["input"], key=key.encode(), value=value)
             producer.flush(30)

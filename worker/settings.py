@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from worker.logs import kafka_client_logger
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,14 +69,12 @@ class KafkaSettings(BaseModel):
         default=0.2, gt=0, le=1.0, description="Longest single poll; keeps signals responsive."
     )
 
-    def librdkafka_config(self) -> dict[str, Any]:
-        """The connection and security properties common to consumer and producer (secrets revealed), and
-        the logger librdkafka's own lines go through (`worker.logs`)."""
-        config: dict[str, Any] = {
+    def librdkafka_config(self) -> dict[str, str | int | bool]:
+        """The connection and security properties common to consumer and producer (secrets revealed)."""
+        config: dict[str, str | int | bool] = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,
-            "logger": kafka_client_logger(),
         }
         optional: dict[str, str | SecretStr | None] = {
             "sasl.mechanism": self.sasl_mechanism,
@@ -95,7 +91,7 @@ class KafkaSettings(BaseModel):
         config.update(self.extra)
         return config
 
-    def consumer_config(self) -> dict[str, Any]:
+    def consumer_config(self) -> dict[str, str | int | bool]:
         """librdkafka consumer properties: manual commits, cooperative-sticky rebalancing."""
         return {
             **self.librdkafka_config(),
@@ -112,9 +108,9 @@ class KafkaSettings(BaseModel):
             "queued.max.messages.kbytes": 8192,
         }
 
-    def producer_config(self) -> dict[str, Any]:
+    def producer_config(self) -> dict[str, str | int | bool]:
         """librdkafka producer properties: idempotent always, transactional when `transactional`."""
-        config: dict[str, Any] = {
+        config: dict[str, str | int | bool] = {
             **self.librdkafka_config(),
             "enable.idempotence": True,
             "acks": "all",
