@@ -206,6 +206,36 @@ def decode_pixels(source: bytes | Image.Image, size: int, *, limits: ImageLimits
     return np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy
 
 
+QUADRANTS = 4
+
+
+def decode_quadrants(
+    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None
+) -> np.ndarray:
+    """Decode like `decode_pixels`, and return the picture's four corner squares: `(4, size, size, 3)` uint8.
+
+    The picture (all of it, no centre crop) is resized so its short side is `2 * size`, and the four
+    `size`-pixel squares at its corners are cut out: top left, top right, bottom left, bottom right. On a
+    square picture they are its quarters; on a wide or tall one they cover its ends. The model sees each
+    at the same scale as a whole card twice the size, so a notice printed across one part of a photograph
+    (a caption strip, a panel beside the picture) fills a part the way a card fills the whole (see
+    `model.quadrants`). Raises the same errors as `decode_pixels`.
+    """
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    image = _load_rgb(source, limits or DEFAULT_LIMITS, size * 4)
+    width, height = image.size
+    scale = 2 * size / min(width, height)
+    resized = (max(2 * size, round(width * scale)), max(2 * size, round(height * scale)))
+    try:
+        pixels = np.asarray(image.resize(resized, Image.Resampling.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode image: {exc}") from exc
+    bottom, right = resized[1] - size, resized[0] - size
+    corners = ((0, 0), (0, right), (bottom, 0), (bottom, right))
+    return np.stack([pixels[y : y + size, x : x + size] for y, x in corners])
+
+
 def decode_for_reading(
     source: bytes | Image.Image, long_side: int, *, limits: ImageLimits | None = None
 ) -> Image.Image:

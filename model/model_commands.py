@@ -26,6 +26,7 @@ _OPTIONAL_REGISTRARS = (
     "model.cascade_fit",
     "model.cascade_card",
     "model.cascade_evaluate",
+    "model.cascade_quadrants",
 )
 
 # Each group parser's own subparsers, so that several modules can add actions to one group.

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from model.decode import decode_quadrants
 from model.errors import CorruptImage, ImageError, ImageTooLarge, UnsupportedImageFormat
 from model.preprocess import ImageLimits, normalise, preprocess, preprocess_uint8
 
@@ -193,3 +194,41 @@ def test_warm_up_decodes_only_allowed_formats(
     monkeypatch.setattr(model.decode, "decode_pixels", recording)
     model.decode.warm_up(16, ImageLimits(allowed_formats=formats))
     assert seen and set(seen) <= formats
+
+
+def _four_colours(width: int, height: int) -> Image.Image:
+    image = Image.new("RGB", (width, height))
+    half_w, half_h = width // 2, height // 2
+    for (x, y), colour in zip(
+        ((0, 0), (half_w, 0), (0, half_h), (half_w, half_h)),
+        ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)),
+        strict=True,
+    ):
+        image.paste(colour, (x, y, x + half_w, y + half_h))
+    return image
+
+
+def test_quadrants_of_a_square_picture_are_its_quarters() -> None:
+    parts = decode_quadrants(encode(_four_colours(400, 400), "PNG"), 32)
+    assert parts.shape == (4, 32, 32, 3) and parts.dtype == np.uint8
+    # Away from the seams each quarter is one flat colour, in reading order.
+    centres = [tuple(int(v) for v in part[16, 16]) for part in parts]
+    assert centres == [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+
+
+def test_quadrants_of_a_wide_picture_are_its_ends() -> None:
+    image = Image.new("RGB", (800, 200), (255, 255, 255))
+    image.paste((0, 0, 0), (0, 0, 100, 200))  # a dark band at the left end only
+    parts = decode_quadrants(encode(image, "PNG"), 32)
+    assert parts.shape == (4, 32, 32, 3)
+    assert parts[0, :, :5].max() == 0 and parts[2, :, :5].max() == 0  # left corners see the band
+    assert parts[1].min() == 255 and parts[3].min() == 255  # right corners do not
+
+
+def test_quadrants_share_the_checks_of_decode_pixels() -> None:
+    with pytest.raises(UnsupportedImageFormat):
+        decode_quadrants(b"not an image", 32)
+    with pytest.raises(ImageTooLarge):
+        decode_quadrants(encode(Image.new("RGB", (64, 64)), "PNG"), 32, limits=ImageLimits(max_pixels=100))
+    with pytest.raises(ValueError):
+        decode_quadrants(encode(Image.new("RGB", (64, 64)), "PNG"), 0)

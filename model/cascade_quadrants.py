@@ -1,0 +1,363 @@
+"""`alocc cascade quadrants`: what the quadrant route (`model.quadrants`) reaches, measured before serving.
+
+Two measurements, in the order the choice must be made:
+
+1. **The choice, on the training family** (`--held-out-model`, `--held-out-layouts`): a discriminator
+   trained without some of the training layouts (see `docs/CASCADE.md` for its command) stands in for a
+   model meeting designs it never learned. The served recipe's main rule is refitted on its scores
+   (`val/target` of the layouts it learned against `val/other`) and calibrated on `calib/other`; at the
+   served card's reading share, each split of that share between the whole picture's score and the
+   largest part score is measured on the training cards of the layouts it never learned: how many are
+   sent, how many caught, and how many calibration photos are flagged when each source is left out in
+   turn. The whole-picture share with the most caught is the route's `--whole-share`.
+2. **The report, on the evaluation families**: the served card's cascade (its gate, rules and reading
+   share) with the route at `--whole-share`, its threshold recalibrated on `calib/other` at each
+   `--alpha`, per evaluation family, beside the served cascade as it is.
+
+Nothing served changes: the worker does not compute part scores yet. Part scores are cached per model
+version in `--out` (`quadrant-scores-<version>.jsonl`; about 15 ms per picture with the default model on
+two cores); verifier features come from the fit's caches (`alocc cascade fit`), read where missing.
+Writes `cascade-quadrants.json` and prints both tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.cascade import RULE_INPUTS, CascadePolicy, TextCascade, fit_rule, rule_inputs
+from model.cascade_fit import (
+    CALIB,
+    JsonLinesCache,
+    Measurements,
+    _sent_features,
+    family_rates,
+    load_eval_folders,
+)
+from model.errors import ConfigError
+from model.quadrants import route_bounds
+
+# The whole picture's share of the reading budget, chosen on the training family's simulation (the most
+# held-out-layout cards caught; `docs/CASCADE.md`): the model's own score sends only the calibration photos
+# it is surest of, the parts send the rest.
+DEFAULT_WHOLE_SHARE = 0.0025
+SIMULATED_WHOLE_SHARES = (0.0025, 0.005, 0.01)
+_BATCH = 64
+
+
+class PartScores:
+    """The whole-picture score and the largest part score of dataset files for one model, cached."""
+
+    def __init__(self, data: Path, out: Path, model_dir: str | None) -> None:
+        from model.scoring import Scorer  # imports torch
+
+        self.data = data
+        self.scorer = Scorer.load(model_dir, device="cpu")
+        self._cache = JsonLinesCache(out / f"quadrant-scores-{self.scorer.model_version}.jsonl")
+
+    def get(self, keys: Sequence[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """`(whole, largest part)` scores of each file."""
+        from tqdm import tqdm
+
+        progress = tqdm(desc=f"parts ({self.scorer.model_version})", unit="img", file=sys.stderr)
+        records = self._cache.get_many(keys, lambda part: self._score(part, progress), chunk=_BATCH)
+        progress.close()
+        return np.array([r["whole"] for r in records]), np.array([r["parts"] for r in records])
+
+    def _score(self, keys: list[str], progress: Any) -> list[dict[str, float]]:
+        import torch
+
+        from model.decode import decode_pixels, decode_quadrants
+        from model.preprocess import normalise
+        from model.quadrants import largest_part_scores
+        from model.scoring import ScoreMode
+
+        size = self.scorer.input_size
+        sources = [(self.data / key).read_bytes() for key in keys]
+        wholes = np.stack([decode_pixels(source, size) for source in sources])
+        parts = np.stack([decode_quadrants(source, size) for source in sources])
+        pixels = torch.from_numpy(wholes).permute(0, 3, 1, 2).contiguous()
+        whole = self.scorer.score(normalise(pixels), ScoreMode.D_X).scores
+        largest = largest_part_scores(self.scorer, parts)
+        progress.update(len(keys))
+        return [{"whole": float(w), "parts": float(p)} for w, p in zip(whole, largest, strict=True)]
+
+
+def _layout(key: str) -> str:
+    """`card-photo_side-00012.jpg` -> `photo_side`."""
+    return key.rsplit("/", 1)[-1].split("-")[1]
+
+
+def _source(key: str) -> str:
+    """The photo's source: its file name without the kind and the number (`photo-skimage-00012.jpg`)."""
+    return re.sub(r"-\d+\.\w+$", "", key.rsplit("/", 1)[-1]).split("-", 1)[-1]
+
+
+def simulate_held_out(
+    measured: Measurements,
+    parts: PartScores,
+    held_out: Sequence[str],
+    share: float,
+    *,
+    alpha: float,
+    whole_shares: Sequence[float] = SIMULATED_WHOLE_SHARES,
+) -> list[dict[str, Any]]:
+    """One row per split of `share`: the whole score alone first, then each of `whole_shares`."""
+    from model.calibrate import conformal_threshold  # imports torch
+
+    val_cards = measured.files("val/target")
+    seen = [key for key in val_cards if _layout(key) not in held_out]
+    unseen_val = [key for key in val_cards if _layout(key) in held_out]
+    unseen = [key for key in measured.files("train/target") if _layout(key) in held_out]
+    other, calib = measured.files("val/other"), measured.files(CALIB)
+    if not unseen or not seen:
+        raise ConfigError(f"no training cards of the layouts {list(held_out)}, or none of the others")
+    keys = [*seen, *unseen_val, *unseen, *other, *calib]
+    whole, largest = parts.get(keys)
+    score = dict(zip(keys, whole, strict=True))
+    part = dict(zip(keys, largest, strict=True))
+    features = dict(zip(keys, measured.features(keys), strict=True))
+
+    def inputs(group: Sequence[str]) -> npt.NDArray[np.float64]:
+        return rule_inputs([score[k] for k in group], [features[k] for k in group], RULE_INPUTS)
+
+    labels = np.r_[np.ones(len(seen)), np.zeros(len(other))].astype(bool)
+    rule = fit_rule(np.vstack([inputs(seen), inputs(other)]), labels, names=RULE_INPUTS)
+    calib_whole = np.array([score[k] for k in calib])
+    calib_parts = np.array([part[k] for k in calib])
+    rows = []
+    for whole_share in (share, *whole_shares):
+        send_from, parts_from = route_bounds(calib_whole, calib_parts, share, whole_share)
+
+        def cascade(group: Sequence[str], lo: float = send_from, hi: float = parts_from) -> Any:
+            sent = np.array([score[k] >= lo or part[k] >= hi for k in group])
+            out = np.zeros(len(group))
+            if sent.any():
+                out[sent] = rule.probability(inputs([k for k, s in zip(group, sent, strict=True) if s]))
+            return out, sent
+
+        calib_scores, calib_sent = cascade(calib)
+        threshold = conformal_threshold(calib_scores.astype(np.float32), alpha).threshold
+        by_source: dict[str, list[int]] = {}
+        for index, key in enumerate(calib):
+            by_source.setdefault(_source(key), []).append(index)
+        left_out_flags = 0
+        for members in by_source.values():
+            rest = np.delete(calib_scores, members).astype(np.float32)
+            left_out_flags += int(np.sum(calib_scores[members] >= conformal_threshold(rest, alpha).threshold))
+        caught, sent = cascade(unseen)
+        rows.append(
+            {
+                "route": "whole picture only" if whole_share == share else f"whole {whole_share:g} + parts",
+                "whole_share": whole_share,
+                "send_from": send_from,
+                "parts_send_from": parts_from,
+                "calib_sent": float(calib_sent.mean()),
+                "threshold": float(threshold),
+                "unseen_cards": len(unseen),
+                "unseen_sent": float(sent.mean()),
+                "unseen_caught": float(np.mean(caught >= threshold)),
+                "unseen_caught_of_sent": float(np.mean(caught[sent] >= threshold)) if sent.any() else 0.0,
+                "unseen_val_caught": float(np.mean(cascade(unseen_val)[0] >= threshold))
+                if unseen_val
+                else None,
+                "calib_flags_source_left_out": left_out_flags,
+            }
+        )
+    return rows
+
+
+def served_with_route(
+    measured: Measurements,
+    parts: PartScores,
+    policy: CascadePolicy,
+    whole_share: float,
+    alphas: Sequence[float],
+) -> list[dict[str, Any]]:
+    """Per evaluation family: the served cascade as it is, then with the route at each of `alphas`."""
+    from model.calibrate import conformal_threshold  # imports torch
+
+    folders = load_eval_folders(measured, 0.0, None, policy.gate)
+    calib = measured.files(CALIB)
+    calib_scores, calib_looks = measured.scores(calib), measured.looks(calib)
+    calib_features = _sent_features(measured, calib, calib_scores, 0.0, gate=policy.gate, looks=calib_looks)
+    calib_gated = policy.sends(np.full(len(calib), -1.0), calib_looks)  # the gate's photos alone
+    share = float(policy.sends(calib_scores, calib_looks).mean())
+    calib_whole, calib_parts = parts.get(calib)
+    send_from, parts_from = route_bounds(calib_whole, calib_parts, share, whole_share, calib_gated)
+
+    def decide(
+        keys: Sequence[str], scores: np.ndarray, features: Sequence[Any], looks: np.ndarray, route: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        sent = policy.sends(scores, looks)
+        if route:
+            whole, largest = parts.get(keys)
+            sent = (
+                (whole >= send_from) | (largest >= parts_from) | policy.sends(np.full(len(keys), -1.0), looks)
+            )
+        out = np.zeros(len(keys))
+        index = np.flatnonzero(sent & np.array([row is not None for row in features]))
+        if len(index):
+            out[index] = policy.read_scores(scores[index], [features[int(i)] for i in index], looks[index])
+        return out, sent
+
+    def rates(route: bool, threshold: float) -> dict[str, Any]:
+        decided = [decide(measured.files(f.folder), f.scores, f.features, f.looks, route) for f in folders]
+        return family_rates(folders, [out >= threshold for out, _ in decided], [sent for _, sent in decided])
+
+    rows = [
+        {
+            "route": "served",
+            "alpha": None,
+            "threshold": policy.threshold,
+            **_summary(rates(False, policy.threshold)),
+        }
+    ]
+    calib_route = decide(calib, calib_scores, calib_features, calib_looks, True)[0]
+    for alpha in alphas:
+        threshold = float(conformal_threshold(calib_route.astype(np.float32), alpha).threshold)
+        rows.append(
+            {
+                "route": f"whole {whole_share:g} + parts",
+                "alpha": alpha,
+                "send_from": send_from,
+                "parts_send_from": parts_from,
+                "threshold": threshold,
+                **_summary(rates(True, threshold)),
+            }
+        )
+    return rows
+
+
+def _summary(rates: dict[str, Any]) -> dict[str, Any]:
+    """Rates per folder and per family, and the verifier's share of each folder."""
+    return {
+        folder: {
+            "rate": result["rate"],
+            "verifier_share": result["verifier_share"],
+            "families": {name: family["rate"] for name, family in result["families"].items()},
+        }
+        for folder, result in rates.items()
+    }
+
+
+def format_tables(report: dict[str, Any]) -> str:
+    """The simulation's table (when measured) and the evaluation's."""
+    lines = []
+    if report.get("held_out"):
+        lines += [
+            f"Training family, layouts {', '.join(report['held_out_layouts'])} never learned "
+            f"({report['held_out_model']}), reading share {report['share']:.4f}:",
+            "| route | calib read | threshold | unseen cards sent | caught | of sent | unseen val caught "
+            "| calib flags, source left out |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in report["held_out"]:
+            val = row["unseen_val_caught"]
+            lines.append(
+                f"| {row['route']} | {row['calib_sent']:.2%} | {row['threshold']:.3f} "
+                f"| {row['unseen_sent']:.1%} "
+                f"| {row['unseen_caught']:.1%} | {row['unseen_caught_of_sent']:.1%} "
+                f"| {'-' if val is None else f'{val:.1%}'} | {row['calib_flags_source_left_out']} |"
+            )
+        lines.append("")
+    columns = [
+        ("eval/target", None, "eval/target missed"),
+        ("check/target", None, "check/target missed"),
+        ("check/target", "card:caption_strip", "caption strip"),
+        ("check/one-line", None, "one-line"),
+        ("check/photographed", None, "photographed"),
+        ("eval/other", None, "eval/other flagged"),
+        ("eval/other", "photo", "photos"),
+        ("eval/other", "printed", "printed words"),
+    ]
+    lines += [
+        f"Evaluation families, {report['model_version']}:",
+        "| route | alpha | threshold | "
+        + " | ".join(name for _, _, name in columns)
+        + " | eval/other read |",
+        "| --- " * (len(columns) + 4) + "|",
+    ]
+    for row in report["evaluation"]:
+        cells = [
+            row[folder]["rate"] if family is None else row[folder]["families"].get(family, float("nan"))
+            for folder, family, _ in columns
+        ]
+        alpha = "card" if row["alpha"] is None else f"{row['alpha']:g}"
+        lines.append(
+            f"| {row['route']} | {alpha} | {row['threshold']:.4f} | "
+            + " | ".join(f"{cell:.1%}" for cell in cells)
+            + f" | {row['eval/other']['verifier_share']:.1%} |"
+        )
+    return "\n".join(lines)
+
+
+def register(subcommands: Any) -> None:
+    """Attach `alocc cascade quadrants` to the root parser's subparsers."""
+    from model.model_commands import add_grouped_command
+
+    parser = add_grouped_command(
+        subcommands,
+        group="cascade",
+        group_help="the model + text verifier cascade",
+        action="quadrants",
+        action_help="measure the quadrant route: chosen on held-out training layouts, reported per family",
+        description=__doc__,
+    )
+    parser.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the fit's caches; JSON goes here")
+    parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
+    parser.add_argument("--held-out-model", help="a discriminator trained without --held-out-layouts")
+    parser.add_argument("--held-out-layouts", nargs="+", default=[], help="the layouts it never learned")
+    parser.add_argument(
+        "--whole-share",
+        type=float,
+        default=DEFAULT_WHOLE_SHARE,
+        help="share of calibration photos the whole picture's score sends (default %(default)s)",
+    )
+    parser.add_argument(
+        "--alpha", type=float, nargs="+", default=[0.003, 0.001], help="target false-positive rates"
+    )
+    parser.set_defaults(handler=run_quadrants)
+
+
+def run_quadrants(args: argparse.Namespace) -> int:
+    """`alocc cascade quadrants`."""
+    from model.scoring import Scorer  # imports torch
+
+    if bool(args.held_out_model) != bool(args.held_out_layouts):
+        raise ConfigError("--held-out-model and --held-out-layouts go together")
+    card = Scorer.load(args.model, device="cpu").card
+    if card.text_cascade is None:
+        raise ConfigError("this checkpoint's card has no text cascade: `alocc cascade attach` first")
+    cascade = TextCascade.from_json(card.text_cascade)
+    policy, alpha = cascade.policy, float(cascade.calibration.get("target_fpr", 0.003))
+    measured = Measurements(args.data, args.out, cascade.verifier, args.model)
+    calib = measured.files(CALIB)
+    share = float(policy.sends(measured.scores(calib), measured.looks(calib)).mean())
+    gated = float(policy.sends(np.full(len(calib), -1.0), measured.looks(calib)).mean())
+    report: dict[str, Any] = {"model_version": card.model_version, "whole_share": args.whole_share}
+    if args.held_out_model:
+        held_out_parts = PartScores(args.data, args.out, args.held_out_model)
+        report.update(
+            held_out_model=held_out_parts.scorer.model_version,
+            held_out_layouts=list(args.held_out_layouts),
+            # The served score route's share: what the model's score reads beside the gate.
+            share=share - gated,
+            held_out=simulate_held_out(
+                measured, held_out_parts, args.held_out_layouts, share - gated, alpha=alpha
+            ),
+        )
+    parts = PartScores(args.data, args.out, args.model)
+    report["evaluation"] = served_with_route(measured, parts, policy, args.whole_share, args.alpha)
+    (args.out / "cascade-quadrants.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(format_tables(report))
+    return 0
