@@ -176,19 +176,33 @@ class CascadePolicy:
     threshold: float  # cascade score at or above which the image is a card
     gate: PlainLineGate | None = None  # also read what looks like one line on a plain ground
     gate_rule: CascadeRule | None = None  # decides the images the gate passes, whatever their score
+    # Also read where the largest part score (`model.quadrants`) reaches this; the main rule decides them.
+    parts_send_from: float | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
             raise ValueError("a plain-line gate needs its own rule, and a gate rule needs its gate")
+        if self.parts_send_from is not None and not math.isfinite(self.parts_send_from):
+            raise ValueError("the quadrant route's bound must be finite")
 
-    def sends(self, model_scores: npt.ArrayLike, looks: npt.ArrayLike | None = None) -> npt.NDArray[np.bool_]:
-        """Which images the verifier must read; `looks` (`model.screen.plain_line_looks`) where gated.
+    def sends(
+        self,
+        model_scores: npt.ArrayLike,
+        looks: npt.ArrayLike | None = None,
+        part_scores: npt.ArrayLike | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """Which images the verifier must read; `looks` (`model.screen.plain_line_looks`) where gated, the
+        largest part scores (`model.quadrants.largest_part_scores`) where the policy has the quadrant route.
 
         Raises:
-            ValueError: the policy has a gate and `looks` is missing (the decision would silently differ
-                from the one the policy was calibrated for).
+            ValueError: the policy has a gate and `looks` is missing, or a quadrant route and `part_scores`
+                is missing (the decision would silently differ from the one the policy was calibrated for).
         """
         sent = np.asarray(model_scores, dtype=np.float64) >= self.send_from
+        if self.parts_send_from is not None:
+            if part_scores is None:
+                raise ValueError("this cascade has a quadrant route: pass the images' largest part scores")
+            sent |= np.asarray(part_scores, dtype=np.float64).reshape(sent.shape) >= self.parts_send_from
         gated = self._gated(looks)
         return sent if gated is None else sent | gated
 
@@ -205,6 +219,7 @@ class CascadePolicy:
         model_scores: npt.ArrayLike,
         features: Sequence[Mapping[str, Any] | None],
         looks: npt.ArrayLike | None = None,
+        part_scores: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score per image: 0 where not sent; the rule's probability where read.
 
@@ -213,7 +228,11 @@ class CascadePolicy:
         """
         scores = np.asarray(model_scores, dtype=np.float64)
         out = np.zeros(len(scores))
-        sent = [int(i) for i in np.flatnonzero(self.sends(scores, looks)) if features[int(i)] is not None]
+        sent = [
+            int(i)
+            for i in np.flatnonzero(self.sends(scores, looks, part_scores))
+            if features[int(i)] is not None
+        ]
         if sent:
             rows = [row for row in (features[i] for i in sent) if row is not None]
             sent_looks = (
@@ -240,8 +259,8 @@ class CascadePolicy:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready record (the card stores it); a policy without a gate writes no gate field, so the
-        versions of cards written before the gate existed stay as they were."""
+        """A JSON-ready record (the card stores it); a policy without a gate or a quadrant route writes no
+        field for it, so the versions of cards written before they existed stay as they were."""
         record: dict[str, Any] = {
             "send_from": float(self.send_from),
             "threshold": float(self.threshold),
@@ -249,6 +268,8 @@ class CascadePolicy:
         }
         if self.gate is not None and self.gate_rule is not None:
             record["plain_line_gate"] = {**self.gate.to_json(), "rule": self.gate_rule.to_json()}
+        if self.parts_send_from is not None:
+            record["parts_send_from"] = float(self.parts_send_from)
         return record
 
     @classmethod
@@ -264,6 +285,7 @@ class CascadePolicy:
             threshold,
             PlainLineGate.from_json(gate) if gate is not None else None,
             CascadeRule.from_json(gate["rule"]) if gate is not None else None,
+            float(record["parts_send_from"]) if record.get("parts_send_from") is not None else None,
         )
 
 

@@ -1,8 +1,9 @@
 """The cascade's decisions, one for the worker and for offline scoring: a verdict for every image.
 
 `CascadeDecisions` turns a model score into a verdict, or says that the verifier must read the image
-(model score >= the card's `send_from`, or, where the card has a plain-line gate, a picture that looks like
-one line of text on a plain ground: `model.screen`); the verifier's features then give the verdict
+(model score >= the card's `send_from`; where the card has a plain-line gate, a picture that looks like
+one line of text on a plain ground: `model.screen`; where it has the quadrant route, a picture one of whose
+corners scores like a card: `model.quadrants`); the verifier's features then give the verdict
 (`model.cascade.CascadePolicy`). Without a cascade every verdict is the model's own. A read that failed
 keeps the model's own decision at its card's threshold, recorded as `decided_by = "model_fallback"`.
 
@@ -27,6 +28,7 @@ MODEL_FALLBACK = "model_fallback"
 # Why an image was sent to the verifier; the route also names the rule that decides it.
 SCORE_ROUTE = "model_score"
 PLAIN_LINE_ROUTE = "plain_line"
+PARTS_ROUTE = "quadrants"  # decided by the main rule, like the score route
 
 
 @dataclass(frozen=True)
@@ -55,22 +57,34 @@ class CascadeDecisions:
         model_excluded: bool,
         model_threshold: float,
         look: npt.ArrayLike | None = None,
+        part_score: float | None = None,
     ) -> Verdict | None:
         """The model's verdict, or None when the verifier must read the image.
 
-        `look` is the image's plain-line look (`model.screen.plain_line_looks`), which a gated policy needs.
+        `look` is the image's plain-line look (`model.screen.plain_line_looks`), which a gated policy needs;
+        `part_score` its largest part score (`model.quadrants`), which a policy with the quadrant route needs.
         """
         if self.policy is None:
             return Verdict(model_score, model_excluded, model_threshold, MODEL, model_score)
-        if self.policy.sends([model_score], _one_row(look))[0]:
+        parts = None if part_score is None else [part_score]
+        if self.policy.sends([model_score], _one_row(look), parts)[0]:
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
 
-    def route(self, look: npt.ArrayLike | None) -> str:
-        """The route of an image the verifier reads: the gate's where the gate passes its look."""
+    def route(self, look: npt.ArrayLike | None, model_score: float | None = None) -> str:
+        """The route of an image the verifier reads: the gate's where the gate passes its look; else the
+        quadrant route's where the model's own score (when given) would not have sent it."""
         gate, looks = None if self.policy is None else self.policy.gate, _one_row(look)
         if gate is not None and looks is not None and gate.sends(looks)[0]:
             return PLAIN_LINE_ROUTE
+        routed = self.policy is not None and self.policy.parts_send_from is not None
+        if (
+            routed
+            and model_score is not None
+            and self.policy is not None
+            and model_score < self.policy.send_from
+        ):
+            return PARTS_ROUTE
         return SCORE_ROUTE
 
     def line_read(self, look: npt.ArrayLike | None) -> LineRead | None:

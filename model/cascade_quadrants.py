@@ -75,20 +75,19 @@ class PartScores:
     def _score(self, keys: list[str], progress: Any) -> list[dict[str, float]]:
         import torch
 
-        from model.decode import decode_pixels, decode_quadrants
+        from model.decode import decode_with_parts
         from model.preprocess import normalise
-        from model.quadrants import largest_part_scores
+        from model.quadrants import largest_part_scores, split_parts
         from model.scoring import ScoreMode
 
-        size = self.scorer.input_size
-        sources = [(self.data / key).read_bytes() for key in keys]
-        wholes = np.stack([decode_pixels(source, size) for source in sources])
-        parts = np.stack([decode_quadrants(source, size) for source in sources])
-        pixels = torch.from_numpy(wholes).permute(0, 3, 1, 2).contiguous()
-        whole = self.scorer.score(normalise(pixels), ScoreMode.D_X).scores
+        # The worker's path: each picture decoded whole and in parts, the parts scored as one batch.
+        decoded = [decode_with_parts((self.data / key).read_bytes(), self.scorer.input_size) for key in keys]
+        whole, parts = split_parts(torch.from_numpy(np.stack(decoded)).permute(0, 1, 4, 2, 3).contiguous())
+        assert parts is not None
+        scores = self.scorer.score(normalise(whole), ScoreMode.D_X).scores
         largest = largest_part_scores(self.scorer, parts)
         progress.update(len(keys))
-        return [{"whole": float(w), "parts": float(p)} for w, p in zip(whole, largest, strict=True)]
+        return [{"whole": float(w), "parts": float(p)} for w, p in zip(scores, largest, strict=True)]
 
 
 def _layout(key: str) -> str:

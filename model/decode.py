@@ -236,6 +236,17 @@ def decode_quadrants(
     return np.stack([pixels[y : y + size, x : x + size] for y, x in corners])
 
 
+def decode_with_parts(
+    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None
+) -> np.ndarray:
+    """`(1 + QUADRANTS, size, size, 3)` uint8: the model's input (`decode_pixels`), then the four corner
+    squares (`decode_quadrants`), for a cascade with the quadrant route. The picture is decoded twice, so
+    the whole picture's pixels stay exactly those the model was trained and calibrated on."""
+    return np.concatenate(
+        [decode_pixels(source, size, limits=limits)[None], decode_quadrants(source, size, limits=limits)]
+    )
+
+
 def decode_for_reading(
     source: bytes | Image.Image, long_side: int, *, limits: ImageLimits | None = None
 ) -> Image.Image:

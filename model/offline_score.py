@@ -64,13 +64,14 @@ def expand_paths(paths: Sequence[str | Path]) -> Iterator[Path | tuple[Path, str
             yield (path, "FileNotFoundError", "no such file or directory")
 
 
-def _load(path: Path, size: int) -> Any:
-    """Decode one file; return its `(3, S, S)` uint8 tensor or (error class name, message)."""
+def _load(path: Path, size: int, with_parts: bool = False) -> Any:
+    """Decode one file; return its `(3, S, S)` uint8 tensor (`(1 + 4, 3, S, S)` with its parts) or (error
+    class name, message)."""
     from model.errors import ImageError
     from model.preprocess import preprocess_uint8
 
     try:
-        return preprocess_uint8(path.read_bytes(), size)
+        return preprocess_uint8(path.read_bytes(), size, with_parts=with_parts)
     except (ImageError, OSError) as exc:
         return (type(exc).__name__, str(exc))
 
@@ -101,11 +102,15 @@ def score_paths(
 
     from model.cascade_decisions import CascadeDecisions
     from model.preprocess import normalise
+    from model.quadrants import largest_part_scores, split_parts
     from model.screen import plain_line_looks
 
     decisions = CascadeDecisions(cascade[0].policy) if cascade is not None else None
-    # Looks only where the cascade has a plain-line gate, as the worker's scoring stage does.
-    with_looks = decisions is not None and decisions.policy is not None and decisions.policy.gate is not None
+    policy = decisions.policy if decisions is not None else None
+    # Looks only where the cascade has a plain-line gate, parts only where it has the quadrant route, as the
+    # worker's scoring stage does.
+    with_looks = policy is not None and policy.gate is not None
+    with_parts = policy is not None and policy.parts_send_from is not None
 
     def flush(pending: list[tuple[Path, Future[Any] | tuple[str, str]]]) -> Iterator[dict[str, Any]]:
         loaded = [(path, v.result() if isinstance(v, Future) else v) for path, v in pending]
@@ -113,9 +118,11 @@ def score_paths(
         tensors = [value for _, value in loaded if isinstance(value, torch.Tensor)]
         scored: dict[int, dict[str, Any]] = {}
         if good:
-            pixels = torch.stack(tensors)  # uint8, normalised as the worker's scoring stage does
+            # uint8, normalised as the worker's scoring stage does
+            pixels, parts = split_parts(torch.stack(tensors))
             batch = scorer.score(normalise(pixels))
             looks = plain_line_looks(pixels) if with_looks else None
+            part_scores = None if parts is None else largest_part_scores(scorer, parts)
             for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):
                 scored[i] = {
                     "score": float(score),
@@ -126,7 +133,10 @@ def score_paths(
                 }
                 if cascade is not None and decisions is not None:
                     look = None if looks is None else looks[row]
-                    scored[i].update(_decide(cascade, decisions, loaded[i][0], scored[i], look))
+                    part = None if part_scores is None else float(part_scores[row])
+                    scored[i].update(
+                        _decide(cascade, decisions, loaded[i][0], scored[i], look, part_score=part)
+                    )
         for i, (path, value) in enumerate(loaded):
             if i in scored:
                 yield {"path": str(path), **scored[i]}
@@ -141,7 +151,7 @@ def score_paths(
             if isinstance(item, tuple):
                 pending.append((item[0], (item[1], item[2])))
             else:
-                pending.append((item, pool.submit(_load, item, scorer.input_size)))
+                pending.append((item, pool.submit(_load, item, scorer.input_size, with_parts)))
             if len(pending) == batch_size:
                 yield from flush(pending)
                 pending = []
@@ -155,6 +165,8 @@ def _decide(
     path: Path,
     model: dict[str, Any],
     look: Any,
+    *,
+    part_score: float | None = None,
 ) -> dict[str, Any]:
     """The cascade's decision for one scored image, read here if the policy sends it (as the worker does)."""
     from model.cascade_decisions import describe_failure
@@ -163,7 +175,7 @@ def _decide(
 
     text_cascade, verifier = cascade
     score, excluded, threshold = model["score"], model["excluded"], model["threshold"]
-    verdict = decisions.screen(score, excluded, threshold, look)
+    verdict = decisions.screen(score, excluded, threshold, look, part_score)
     if verdict is None:
         try:
             features = verifier.features(path.read_bytes(), line_read=decisions.line_read(look))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model.decode import DEFAULT_LIMITS, ImageLimits, decode_pixels, sniff_format, to_rgb
+from model.decode import DEFAULT_LIMITS, ImageLimits, decode_pixels, decode_with_parts, sniff_format, to_rgb
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -31,24 +31,29 @@ __all__ = [
 
 
 def preprocess_uint8(
-    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None
+    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None, with_parts: bool = False
 ) -> torch.Tensor:
     """Decode, orient, convert and resize an image; return a `(3, size, size)` uint8 tensor.
 
     This is the first half of `preprocess` (`model.decode.decode_pixels`, channels first); training
-    caches its output and applies `normalise`.
+    caches its output and applies `normalise`. `with_parts` (a cascade with the quadrant route): a
+    `(1 + 4, 3, size, size)` tensor, the same picture first and its four corner squares after it
+    (`model.decode.decode_with_parts`, `model.quadrants`).
 
     Raises:
         UnsupportedImageFormat: not an image, or a format outside `limits.allowed_formats`.
         ImageTooLarge: over the byte or pixel limit, or a decompression bomb.
         CorruptImage: truncated or undecodable data.
     """
+    if with_parts:
+        return pixels_to_tensor(decode_with_parts(source, size, limits=limits))
     return pixels_to_tensor(decode_pixels(source, size, limits=limits))
 
 
 def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """`(H, W, 3)` uint8 array from `decode_pixels` -> `(3, H, W)` uint8 tensor."""
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+    """`(H, W, 3)` uint8 array from `decode_pixels` -> `(3, H, W)` uint8 tensor; `(P, H, W, 3)` from
+    `decode_with_parts` -> `(P, 3, H, W)`."""
+    return torch.from_numpy(pixels).movedim(-1, -3).contiguous()
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:

@@ -16,31 +16,48 @@ with the three-member default model (1.5 core-ms per 96-pixel picture).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from model.scoring import Scorer
-
-
-def largest_part_scores(scorer: Scorer, parts: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    """`(N,)` the largest `d_x` score over each picture's parts; `parts` is `(N, P, S, S, 3)` uint8 from
-    `model.decode.decode_quadrants` (one row per picture), `S` the scorer's input size."""
     import torch
 
+
+class PartScorer(Protocol):
+    """What scoring the parts needs of `model.scoring.Scorer`."""
+
+    def score(self, images: torch.Tensor, mode: Any = None) -> Any:
+        """Score `(N, 3, S, S)` float images in [-1, 1]; returns a `BatchScores`."""
+        ...
+
+
+def largest_part_scores(scorer: PartScorer, parts: torch.Tensor) -> npt.NDArray[np.float32]:
+    """`(N,)` the largest `d_x` score over each picture's parts; `parts` is an `(N, P, 3, S, S)` uint8 tensor
+    (`split_parts` of what `model.decode.decode_with_parts` gives), `S` the scorer's input size."""
     from model.preprocess import normalise
     from model.scoring import ScoreMode
 
-    if parts.ndim != 5 or parts.shape[-1] != 3:
-        raise ValueError(f"expected (N, parts, S, S, 3) pixels, got {parts.shape}")
+    if parts.ndim != 5 or parts.shape[2] != 3:
+        raise ValueError(f"expected (N, parts, 3, S, S) pixels, got {tuple(parts.shape)}")
     count, per_picture = parts.shape[:2]
     if count == 0:
         return np.zeros(0, dtype=np.float32)
-    flat = torch.from_numpy(np.ascontiguousarray(parts.reshape(-1, *parts.shape[2:]))).permute(0, 3, 1, 2)
-    scores = scorer.score(normalise(flat.contiguous()), ScoreMode.D_X).scores
+    scores = scorer.score(normalise(parts.reshape(-1, *parts.shape[2:])), ScoreMode.D_X).scores
     return np.asarray(scores, dtype=np.float32).reshape(count, per_picture).max(axis=1)
+
+
+def split_parts(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`(whole, parts)` of a stacked batch: `(N, 3, S, S)` pixels have no parts (None); `(N, 1 + P, 3, S, S)`
+    (each picture decoded by `model.decode.decode_with_parts`) are the whole picture, then its parts."""
+    if pixels.ndim == 4:
+        return pixels, None
+    if pixels.ndim != 5 or pixels.shape[1] < 2:
+        raise ValueError(
+            f"expected (N, 3, S, S) or (N, 1 + parts, 3, S, S) pixels, got {tuple(pixels.shape)}"
+        )
+    return pixels[:, 0], pixels[:, 1:]
 
 
 def route_bounds(

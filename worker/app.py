@@ -528,7 +528,8 @@ class Worker:
             item.pixels = None  # free the tensor now; the record waits for its commit
             score, excluded = float(result.scores[row]), bool(result.excluded[row])
             look = None if result.looks is None else result.looks[row]
-            verdict = self._decisions.screen(score, excluded, result.threshold, look)
+            part_score = None if result.part_scores is None else float(result.part_scores[row])
+            verdict = self._decisions.screen(score, excluded, result.threshold, look, part_score)
             if verdict is not None:
                 now.append((item, verdict))
             else:
@@ -542,7 +543,7 @@ class Worker:
         assert self._verification is not None and item.event is not None
         awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode, look)
         future = self._verification.submit(item.event.image_url, line_read=self._decisions.line_read(look))
-        self.metrics.verifier_sends.labels(self._decisions.route(look)).inc()
+        self.metrics.verifier_sends.labels(self._decisions.route(look, score)).inc()
         self._verifying += 1
         self.metrics.verifier_in_flight.set(self._verifying)
         future.add_done_callback(functools.partial(self._on_read, awaiting))

@@ -104,7 +104,8 @@ def build_worker(
         server.start()
         closers.append(_Stopper(server))
 
-    preparer = build_preparer(settings, loaded.input_size, closers)
+    with_parts = cascade is not None and cascade.policy.parts_send_from is not None
+    preparer = build_preparer(settings, loaded.input_size, closers, with_parts=with_parts)
     verification = build_verification(settings, cascade, closers) if cascade is not None else None
 
     return Worker(
@@ -116,6 +117,7 @@ def build_worker(
             loaded,
             warm_up_batches=(1, settings.batch.max_size),
             with_looks=cascade is not None and cascade.policy.gate is not None,
+            with_parts=with_parts,
         ),
         verification=verification,
         decisions=CascadeDecisions(cascade.policy if cascade is not None else None),
@@ -211,9 +213,12 @@ def image_limits(settings: Settings) -> Any:
     )
 
 
-def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> Preparer:
+def build_preparer(
+    settings: Settings, input_size: int, closers: list[Any], *, with_parts: bool = False
+) -> Preparer:
     """The fetch + decode stage: child processes (`decode.processes` > 0) or threads in this process.
 
+    `with_parts`: each picture also as its corner squares (the served cascade has the quadrant route).
     Anything that must be closed after the preparer is appended to `closers`.
     """
     from model.decode import warm_up
@@ -230,12 +235,13 @@ def build_preparer(settings: Settings, input_size: int, closers: list[Any]) -> P
             threads=max(1, settings.decode.workers // settings.decode.processes),
             log_level=settings.observability.log_level,
             log_format=settings.observability.log_format,
+            with_parts=with_parts,
         )
         return DecodeProcessPool(config, settings.decode.processes)
     warm_up(input_size, limits)
     fetcher = BackgroundFetcher(settings.fetch)
     closers.append(fetcher)
-    decode = functools.partial(preprocess_uint8, size=input_size, limits=limits)
+    decode = functools.partial(preprocess_uint8, size=input_size, limits=limits, with_parts=with_parts)
     return ImagePreparer(fetcher, decode, settings.decode.workers)
 
 

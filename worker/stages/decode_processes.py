@@ -71,6 +71,7 @@ class ChildConfig:
     threads: int
     log_level: str
     log_format: str
+    with_parts: bool = False  # also the picture's corner squares (a cascade with the quadrant route)
 
     def to_json(self) -> str:
         """One-line JSON."""
@@ -200,7 +201,9 @@ def _tensor_pixels() -> Callable[[bytes, int], Any]:
     from model.preprocess import pixels_to_tensor
 
     def to_tensor(payload: bytes, size: int) -> Any:
-        return pixels_to_tensor(np.frombuffer(payload, dtype=np.uint8).reshape(size, size, 3).copy())
+        pixels = np.frombuffer(payload, dtype=np.uint8).reshape(-1, size, size, 3).copy()
+        # One picture, or the picture and its parts (`ChildConfig.with_parts`).
+        return pixels_to_tensor(pixels[0] if len(pixels) == 1 else pixels)
 
     return to_tensor
 
@@ -338,7 +341,7 @@ class DecodeProcessPool:
 # ----------------------------------------------------------------------------- the child process
 def child_main(config_json: str) -> int:
     """Run one child: read jobs from stdin until EOF, write results to stdout."""
-    from model.decode import decode_pixels, warm_up
+    from model.decode import decode_pixels, decode_with_parts, warm_up
     from worker.logs import configure_logging
     from worker.stages.fetch import BackgroundFetcher
     from worker.stages.prepare import ImagePreparer
@@ -353,7 +356,11 @@ def child_main(config_json: str) -> int:
     )
     fetcher = BackgroundFetcher(FetchSettings.model_validate(config.fetch))
     preparer = ImagePreparer(
-        fetcher, functools.partial(decode_pixels, size=config.size, limits=limits), config.threads
+        fetcher,
+        functools.partial(
+            decode_with_parts if config.with_parts else decode_pixels, size=config.size, limits=limits
+        ),
+        config.threads,
     )
     out = sys.stdout.buffer
     write_lock = threading.Lock()

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from model.decode import QUADRANTS
 from model.preprocess import normalise
+from model.quadrants import largest_part_scores, split_parts
 from model.screen import plain_line_looks
 
 
@@ -38,6 +40,8 @@ class ScoredBatch:
     excluded: np.ndarray  # (N,) bool
     # (N, 2) plain-line looks of the same pixels (`model.screen`) where the cascade has a gate, else None
     looks: np.ndarray | None
+    # (N,) largest part scores (`model.quadrants`) where the cascade has the quadrant route, else None
+    part_scores: np.ndarray | None
     threshold: float
     mode: str
     model_version: str
@@ -48,7 +52,12 @@ class ScoringStage:
     """Runs `BatchScorer.score` on a dedicated thread."""
 
     def __init__(
-        self, scorer: BatchScorer, *, warm_up_batches: tuple[int, ...] = (), with_looks: bool = False
+        self,
+        scorer: BatchScorer,
+        *,
+        warm_up_batches: tuple[int, ...] = (),
+        with_looks: bool = False,
+        with_parts: bool = False,
     ) -> None:
         """Create the stage around a loaded model.
 
@@ -66,11 +75,18 @@ class ScoringStage:
             with_looks: Also compute each image's plain-line look (the served cascade has a gate). Off
                 otherwise: it costs about 0.12 ms an image on this CPU, a share of a GPU host's scoring
                 thread worth keeping.
+            with_parts: The images come with their corner squares (`(1 + P, 3, S, S)` each, the preparer
+                decodes them so when the served cascade has the quadrant route): the whole picture is
+                scored as always, and each picture's largest part score is computed too (P more passes
+                of the discriminator per picture).
         """
         self._scorer = scorer
         self._with_looks = with_looks
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-score")
-        blank = torch.zeros(3, scorer.input_size, scorer.input_size, dtype=torch.uint8)
+        side = scorer.input_size
+        blank = torch.zeros(
+            (1 + QUADRANTS, 3, side, side) if with_parts else (3, side, side), dtype=torch.uint8
+        )
         for size in warm_up_batches:
             self.submit([blank] * size).result()
 
@@ -80,13 +96,14 @@ class ScoringStage:
         return self._scorer.model_version
 
     def submit(self, pixels: list[torch.Tensor]) -> concurrent.futures.Future[ScoredBatch]:
-        """Score a batch of `(3, S, S)` uint8 images in the background."""
+        """Score a batch of `(3, S, S)` uint8 images (`(1 + P, 3, S, S)` with parts) in the background."""
         return self._thread.submit(self.score, pixels)
 
     def score(self, pixels: list[torch.Tensor]) -> ScoredBatch:
-        """Score a batch of `(3, S, S)` uint8 images now, on the calling thread."""
+        """Score a batch of `(3, S, S)` uint8 images (or `(1 + P, 3, S, S)`: with their parts) now, on the
+        calling thread."""
         started = time.perf_counter()
-        batch = torch.stack(pixels)  # (N, 3, S, S) uint8
+        batch, parts = split_parts(torch.stack(pixels))  # (N, 3, S, S) uint8, and (N, P, 3, S, S) or None
         # Same arithmetic as model.preprocess.preprocess: uint8 / 127.5 - 1 (normalised after stacking).
         images = normalise(batch)
         result = self._scorer.score(images)
@@ -95,6 +112,7 @@ class ScoringStage:
             scores=np.asarray(result.scores, dtype=np.float32),
             excluded=np.asarray(result.excluded, dtype=bool),
             looks=plain_line_looks(batch) if self._with_looks else None,
+            part_scores=None if parts is None else largest_part_scores(self._scorer, parts),
             threshold=float(result.threshold),
             mode=str(mode),
             model_version=str(result.model_version),

@@ -10,7 +10,7 @@ import pytest
 
 from model.checkpoint import ModelCard, save_checkpoint
 from model.networks import AloccNetworks
-from model.quadrants import largest_part_scores, route_bounds
+from model.quadrants import largest_part_scores, route_bounds, split_parts
 from model.scoring import ScoreMode, Scorer
 
 TinyModelFactory = Callable[..., tuple[AloccNetworks, ModelCard]]
@@ -27,18 +27,40 @@ def test_largest_part_score_is_the_max_of_each_part_scored_alone(scorer: Scorer)
 
     from model.preprocess import normalise
 
-    rng = np.random.default_rng(0)
-    parts = rng.integers(0, 256, size=(3, 4, 32, 32, 3), dtype=np.uint8)
+    parts = torch.randint(
+        0, 256, (3, 4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     largest = largest_part_scores(scorer, parts)
-    alone = [
-        scorer.score(normalise(torch.from_numpy(picture).permute(0, 3, 1, 2).contiguous()), ScoreMode.D_X)
-        for picture in parts
-    ]
+    alone = [scorer.score(normalise(picture), ScoreMode.D_X).scores.max() for picture in parts]
     assert largest.shape == (3,) and largest.dtype == np.float32
-    assert np.allclose(largest, [result.scores.max() for result in alone], atol=1e-6)
+    assert np.allclose(largest, alone, atol=1e-6)
     assert largest_part_scores(scorer, parts[:0]).shape == (0,)
     with pytest.raises(ValueError):
         largest_part_scores(scorer, parts[0])
+
+
+def test_split_parts_and_decode_with_parts_keep_the_whole_picture_as_the_model_sees_it() -> None:
+    import io
+
+    import torch
+    from PIL import Image
+
+    from model.decode import QUADRANTS, decode_pixels, decode_with_parts
+
+    buffer = io.BytesIO()
+    Image.effect_noise((300, 200), 60).convert("RGB").save(buffer, "JPEG")
+    decoded = decode_with_parts(buffer.getvalue(), 32)
+    assert decoded.shape == (1 + QUADRANTS, 32, 32, 3)
+    assert np.array_equal(decoded[0], decode_pixels(buffer.getvalue(), 32))
+    batch = torch.from_numpy(np.stack([decoded, decoded])).permute(0, 1, 4, 2, 3)
+    whole, parts = split_parts(batch)
+    assert (
+        tuple(whole.shape) == (2, 3, 32, 32) and parts is not None and tuple(parts.shape) == (2, 4, 3, 32, 32)
+    )
+    plain, none = split_parts(whole)
+    assert none is None and plain is whole
+    with pytest.raises(ValueError):
+        split_parts(batch[:, :1])
 
 
 def test_route_bounds_split_the_share_between_whole_and_parts() -> None:
@@ -99,3 +121,26 @@ def test_the_report_tables_show_the_simulation_and_every_family() -> None:
         "| served | card | 0.5900 | 10.0% | 10.0% | 25.0% | 10.0% | 10.0% | 10.0% | 1.0% | 0.0% | 20.0% |"
         in table
     )
+
+
+def test_a_policy_with_the_quadrant_route_reads_what_a_part_sends_and_keeps_old_cards_json() -> None:
+    from cascade_samples import characters_rule
+
+    from model.cascade import CascadePolicy
+
+    plain = CascadePolicy(send_from=0.9, rule=characters_rule(), threshold=0.5)
+    routed = CascadePolicy(0.9, plain.rule, 0.5, parts_send_from=0.8)
+    scores, parts = np.array([0.1, 0.1, 0.95]), np.array([0.85, 0.2, 0.1])
+    read = {"read_characters": 30, "read_boxes": 8, "read_area": 0.2, "lines": 3, "largest_text_height": 0.1}
+    features = [{**read, "ground_emptiness": 0.5}] * 3
+
+    assert plain.sends(scores).tolist() == [False, False, True]
+    assert routed.sends(scores, part_scores=parts).tolist() == [True, False, True]
+    assert (routed.cascade_scores(scores, features, part_scores=parts) > 0).tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="part scores"):
+        routed.sends(scores)
+    with pytest.raises(ValueError, match="finite"):
+        CascadePolicy(0.9, plain.rule, 0.5, parts_send_from=float("nan"))
+    assert "parts_send_from" not in plain.to_json()  # the versions of earlier cards do not change
+    assert CascadePolicy.from_json(routed.to_json()) == routed
+    assert CascadePolicy.from_json(plain.to_json()) == plain

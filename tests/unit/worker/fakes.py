@@ -263,8 +263,22 @@ def fake_decode(data: bytes) -> torch.Tensor:
     if data == b"texture":
         board = (torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None, :]) % 2 * 255
         return board.to(torch.uint8).expand(3, SIZE, SIZE).contiguous()
+    if data == b"strip":  # a photo with a notice across its lower quarter: scores 0.25 whole
+        image = torch.zeros((3, SIZE, SIZE), dtype=torch.uint8)
+        image[:, 3 * SIZE // 4 :, :] = 255
+        return image
     value = 255 if data.startswith(b"card") else 0
     return torch.full((3, SIZE, SIZE), value, dtype=torch.uint8)
+
+
+def fake_decode_with_parts(data: bytes) -> torch.Tensor:
+    """`fake_decode`'s picture, then its four corner squares (`(5, 3, S, S)`): b"strip"'s lower corners are
+    its white notice; every other picture's corners look like the picture."""
+    whole = fake_decode(data)
+    if data == b"strip":
+        black, white = torch.zeros_like(whole), torch.full_like(whole, 255)
+        return torch.stack([whole, black, black, white, white])
+    return torch.stack([whole] * 5)
 
 
 @dataclass(frozen=True)
@@ -377,13 +391,17 @@ def make_rig(
     store = store if store is not None else FakeStore()
     scorer = FakeScorer()
     default_payloads = {"card": b"card", "photo": b"photo", "corrupt": b"corrupt"}
-    preparer = ImagePreparer(fetcher or FakeFetcher(payloads or default_payloads), fake_decode, workers=1)
+    with_parts = bool(cascade and cascade[0].parts_send_from is not None)
+    decode = fake_decode_with_parts if with_parts else fake_decode
+    preparer = ImagePreparer(fetcher or FakeFetcher(payloads or default_payloads), decode, workers=1)
     worker = Worker(
         consumer=consumer,  # type: ignore[arg-type]
         sink=sink,
         store=store,  # type: ignore[arg-type]
         preparer=preparer,
-        scoring=ScoringStage(scorer, with_looks=bool(cascade and cascade[0].gate is not None)),
+        scoring=ScoringStage(
+            scorer, with_looks=bool(cascade and cascade[0].gate is not None), with_parts=with_parts
+        ),
         verification=cascade[1] if cascade else None,  # type: ignore[arg-type]
         decisions=CascadeDecisions(cascade[0] if cascade else None),
         serving_version=f"{scorer.model_version}-ocr-test" if cascade else None,

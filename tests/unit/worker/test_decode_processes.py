@@ -5,6 +5,7 @@ Real child processes and real HTTP from a local server; no Kafka or Redis.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -65,6 +66,22 @@ def test_children_decode_exactly_as_the_worker_process_does(served: tuple[Path, 
                 assert prepared.pixels.dtype == torch.uint8 and prepared.pixels.shape == (3, SIZE, SIZE)
                 assert torch.equal(prepared.pixels, expected)
                 assert prepared.size_bytes == (directory / name).stat().st_size
+    finally:
+        pool.close()
+
+
+def test_children_decode_the_parts_exactly_as_the_worker_process_does(served: tuple[Path, SampleSet]) -> None:
+    directory, samples = served
+    pool = DecodeProcessPool(dataclasses.replace(_config(), with_parts=True), processes=1)
+    try:
+        with ImageServer(directory) as server:
+            for name in samples.cards[:1] + samples.photos[:1]:
+                prepared = pool.submit(server.url(name)).result(60)
+                expected = preprocess_uint8((directory / name).read_bytes(), SIZE, with_parts=True)
+                assert prepared.pixels.shape == (5, 3, SIZE, SIZE) and torch.equal(prepared.pixels, expected)
+                assert torch.equal(
+                    prepared.pixels[0], preprocess_uint8((directory / name).read_bytes(), SIZE)
+                )
     finally:
         pool.close()
 

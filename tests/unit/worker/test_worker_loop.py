@@ -372,6 +372,30 @@ def test_a_gated_cascade_also_sends_what_looks_like_one_line_on_a_plain_ground()
     assert sends("alocc_verifier_sends_total", {"route": "model_score"}) is None
 
 
+def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_looks_like_a_card() -> None:
+    # The whole picture's score sends nothing here (send_from 0.99); the strip's lower corners score 1.0
+    # and send it; the black photo's corners do not. The main rule decides, as for the score route.
+    policy = dataclasses.replace(_reads_text_policy(), send_from=0.99, parts_send_from=0.9)
+    verification = FakeVerification({"strip": 30})
+    rig = make_rig(
+        {0: [(b"a", event_bytes("a", "strip")), (b"b", event_bytes("b", "photo"))]},
+        payloads={"strip": b"strip", "photo": b"photo"},
+        cascade=(policy, verification),
+    )
+
+    stats = rig.worker.run(max_events=2, idle_timeout=5)
+
+    assert stats.committed == 2 and stats.dead_lettered == 0
+    assert verification.requests == ["fake://strip"]
+    rows = rig.store.rows
+    assert (rows["a"].decided_by, rows["a"].excluded) == ("verifier", True)
+    assert rows["a"].model_score == pytest.approx(0.25)  # the model alone would have let it through
+    assert (rows["b"].decided_by, rows["b"].excluded) == ("model", False)
+    sends = rig.worker.metrics.registry.get_sample_value
+    assert sends("alocc_verifier_sends_total", {"route": "quadrants"}) == 1.0
+    assert sends("alocc_verifier_sends_total", {"route": "model_score"}) is None
+
+
 def test_a_bounded_run_stops_each_partition_at_its_end_offset_and_returns_when_done() -> None:
     events = {p: [(f"{p}-{i}".encode(), event_bytes(f"{p}-{i}", "photo")) for i in range(5)] for p in (0, 1)}
     rig = make_rig(events, end_offsets={0: 2, 1: 5})
