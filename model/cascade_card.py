@@ -2,8 +2,10 @@
 
 `alocc cascade fit` measures the curve and chooses a point; this writes that point (the verifier's engine,
 version and configuration, the rule, `send_from` and the threshold, how they were calibrated and what the
-point measured) into `card.json` as `text_cascade`. The weights are not touched: the checkpoint is the same
-ALOCC model, now served with its verifier under the cascade's own version (`TextCascade.version`).
+point measured) into `card.json` as `text_cascade`; with `--quadrants`, the quadrant route that
+`alocc cascade quadrants` measured over that cascade (`model.quadrants`), at `--route-alpha`. The weights
+are not touched: the checkpoint is the same ALOCC model, now served with its verifier under the cascade's
+own version (`TextCascade.version`).
 """
 
 from __future__ import annotations
@@ -57,12 +59,55 @@ def cascade_from_fit(report: dict[str, Any], card: ModelCard) -> TextCascade:
     )
 
 
-def attach(model_dir: Path, out_dir: Path, report: dict[str, Any]) -> ModelCard:
-    """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card."""
+def with_quadrant_route(cascade: TextCascade, report: dict[str, Any], alpha: float) -> TextCascade:
+    """The cascade with the quadrant route that `alocc cascade quadrants` measured over it at `alpha`.
+
+    Raises:
+        ConfigError: the report was measured over another cascade, or has no route at `alpha`.
+    """
+    if report.get("cascade_version") != cascade.version:
+        raise ConfigError(
+            f"the quadrant route was measured over {report.get('cascade_version')!r}, not over the fitted "
+            f"cascade {cascade.version!r}: run `alocc cascade quadrants` on the attached fit first"
+        )
+    row = next((r for r in report["evaluation"] if r.get("alpha") == alpha), None)
+    if row is None:
+        raise ConfigError(
+            f"the quadrant report has no route at alpha {alpha}: measure it with --alpha {alpha}"
+        )
+    policy = dataclasses.replace(
+        cascade.policy,
+        send_from=float(row["send_from"]),
+        parts_send_from=float(row["parts_send_from"]),
+        threshold=float(row["threshold"]),
+    )
+    calibration = {
+        **cascade.calibration,
+        "target_fpr": alpha,
+        "quadrant_route": {
+            "whole_share": report["whole_share"],
+            "chosen_on": report.get("held_out", []),
+            "held_out_layouts": report.get("held_out_layouts", []),
+        },
+    }
+    measured = {key: value for key, value in row.items() if "/" in key}
+    return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured=measured)
+
+
+def attach(
+    model_dir: Path,
+    out_dir: Path,
+    report: dict[str, Any],
+    quadrants: tuple[dict[str, Any], float] | None = None,
+) -> ModelCard:
+    """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
+    `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route."""
     from model.checkpoint import WEIGHTS_FILE, read_card, write_card
 
     card = read_card(model_dir)
     cascade = cascade_from_fit(report, card)
+    if quadrants is not None:
+        cascade = with_quadrant_route(cascade, *quadrants)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -90,6 +135,17 @@ def register(subcommands: Any) -> None:
         "--model", type=Path, help="checkpoint directory (default: the shipped default model)"
     )
     parser.add_argument("--out", type=Path, help="where to write the checkpoint (default: in place)")
+    parser.add_argument(
+        "--quadrants",
+        type=Path,
+        help="cascade-quadrants.json from `alocc cascade quadrants`: also serve its quadrant route",
+    )
+    parser.add_argument(
+        "--route-alpha",
+        type=float,
+        default=0.001,
+        help="the route's target false-positive rate (default %(default)s)",
+    )
     parser.set_defaults(handler=run_attach)
 
 
@@ -98,12 +154,14 @@ def run_attach(args: argparse.Namespace) -> int:
     from model.scoring import default_model_dir  # imports torch: not at `alocc --help` time
 
     model_dir = args.model or default_model_dir()
-    card = attach(model_dir, args.out or model_dir, json.loads(args.fit.read_text()))
+    quadrants = (json.loads(args.quadrants.read_text()), args.route_alpha) if args.quadrants else None
+    card = attach(model_dir, args.out or model_dir, json.loads(args.fit.read_text()), quadrants)
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
+    route = f", parts_send_from {policy['parts_send_from']:.4f}" if "parts_send_from" in policy else ""
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
-        f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}, "
+        f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "
         f"threshold {policy['threshold']:.4f})"
     )
     return 0

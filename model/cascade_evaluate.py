@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,22 +76,35 @@ def time_reads(measured: Measurements, keys: Sequence[str]) -> float:
 
 
 def evaluate_cascade(
-    measured: Measurements, cascade: TextCascade, model_threshold: float, *, per_folder: int, alpha: float
+    measured: Measurements,
+    cascade: TextCascade,
+    model_threshold: float,
+    *,
+    per_folder: int,
+    alpha: float,
+    part_scores: Callable[[list[str]], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """The three columns for every evaluation folder and family; see the module docstring."""
+    """The three columns for every evaluation folder and family; see the module docstring. A cascade with
+    the quadrant route needs `part_scores` (keys -> their largest part scores, `model.quadrants`)."""
     # send_from 0: the verifier reads every image; the page reading alone for the verifier-only column,
     # and as the policy reads them (the gate's images with its line reading too) for the cascade.
     pages = load_eval_folders(measured, 0.0, None, None)
     policy = cascade.policy
     folders = load_eval_folders(measured, 0.0, None, policy.gate) if policy.gate is not None else pages
     alone = verifier_only_policy(measured, per_folder, alpha)
+    if policy.parts_send_from is not None and part_scores is None:
+        raise ConfigError("this cascade has a quadrant route: evaluating it needs the part scores")
+    parts = [None if part_scores is None else part_scores(measured.files(f.folder)) for f in folders]
     columns = {
         "model_only": family_rates(folders, [f.scores >= model_threshold for f in folders]),
         "verifier_only": family_rates(pages, [verifier_only_flags(alone, f) for f in pages]),
         "cascade": family_rates(
             folders,
-            [policy.cascade_scores(f.scores, f.features, f.looks) >= policy.threshold for f in folders],
-            [policy.sends(f.scores, f.looks) for f in folders],
+            [
+                policy.cascade_scores(f.scores, f.features, f.looks, p) >= policy.threshold
+                for f, p in zip(folders, parts, strict=True)
+            ],
+            [policy.sends(f.scores, f.looks, p) for f, p in zip(folders, parts, strict=True)],
         ),
     }
     sample = [key for key in measured.files(folders[-1].folder, _TIMED_READS)]
@@ -99,6 +112,7 @@ def evaluate_cascade(
         "cascade_version": cascade.version,
         "model_threshold": model_threshold,
         "send_from": policy.send_from,
+        "parts_send_from": policy.parts_send_from,
         "cascade_threshold": policy.threshold,
         "verifier_only_threshold": alone.threshold,
         "alpha": alpha,
@@ -111,9 +125,11 @@ def evaluate_cascade(
 def format_table(report: dict[str, Any]) -> str:
     """Per family: missed (cards) or flagged (others) by each column, and the verifier's share."""
     columns = report["columns"]
+    parts_from = report.get("parts_send_from")
+    route = "" if parts_from is None else f" (and from a part score of {parts_from:.4f})"
     lines = [
         f"{report['cascade_version']}: model threshold {report['model_threshold']:.4f}, verifier reads from "
-        f"{report['send_from']:.4f}, cascade threshold {report['cascade_threshold']:.4f}; "
+        f"{report['send_from']:.4f}{route}, cascade threshold {report['cascade_threshold']:.4f}; "
         f"a read costs {report['read_ms']:.0f} ms",
         "| folder / family | images | measure | model only | verifier only | cascade | cascade, 95% interval "
         "| verifier share |",
@@ -192,7 +208,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     measured = Measurements(args.data, args.out, cascade.verifier, args.model)
     alpha = float(cascade.calibration.get("target_fpr", 0.003))
-    report = evaluate_cascade(measured, cascade, scorer.threshold(), per_folder=args.per_folder, alpha=alpha)
+    part_scores = None
+    if cascade.policy.parts_send_from is not None:
+        from model.cascade_quadrants import PartScores
+
+        parts = PartScores(args.data, args.out, args.model)
+        part_scores = lambda keys: parts.get(keys)[1]  # noqa: E731 - the largest part score alone
+    report = evaluate_cascade(
+        measured,
+        cascade,
+        scorer.threshold(),
+        per_folder=args.per_folder,
+        alpha=alpha,
+        part_scores=part_scores,
+    )
     plot_band(report, args.out / "cascade-band.png")
     (args.out / "cascade-evaluation.json").write_text(json.dumps(report, indent=1) + "\n")
     print(format_table(report))

@@ -217,7 +217,7 @@ def served_with_route(
             "route": "served",
             "alpha": None,
             "threshold": policy.threshold,
-            **_summary(rates(False, policy.threshold)),
+            **rates(False, policy.threshold),
         }
     ]
     calib_route = decide(calib, calib_scores, calib_features, calib_looks, True)[0]
@@ -230,22 +230,10 @@ def served_with_route(
                 "send_from": send_from,
                 "parts_send_from": parts_from,
                 "threshold": threshold,
-                **_summary(rates(True, threshold)),
+                **rates(True, threshold),
             }
         )
     return rows
-
-
-def _summary(rates: dict[str, Any]) -> dict[str, Any]:
-    """Rates per folder and per family, and the verifier's share of each folder."""
-    return {
-        folder: {
-            "rate": result["rate"],
-            "verifier_share": result["verifier_share"],
-            "families": {name: family["rate"] for name, family in result["families"].items()},
-        }
-        for folder, result in rates.items()
-    }
 
 
 def format_tables(report: dict[str, Any]) -> str:
@@ -287,7 +275,9 @@ def format_tables(report: dict[str, Any]) -> str:
     ]
     for row in report["evaluation"]:
         cells = [
-            row[folder]["rate"] if family is None else row[folder]["families"].get(family, float("nan"))
+            row[folder]["rate"]
+            if family is None
+            else row[folder]["families"].get(family, {}).get("rate", float("nan"))
             for folder, family, _ in columns
         ]
         alpha = "card" if row["alpha"] is None else f"{row['alpha']:g}"
@@ -338,12 +328,22 @@ def run_quadrants(args: argparse.Namespace) -> int:
     if card.text_cascade is None:
         raise ConfigError("this checkpoint's card has no text cascade: `alocc cascade attach` first")
     cascade = TextCascade.from_json(card.text_cascade)
+    if cascade.policy.parts_send_from is not None:
+        raise ConfigError(
+            "this card's cascade has a quadrant route already: measure the route over the fitted cascade "
+            "(`alocc cascade attach --fit ...` without --quadrants first)"
+        )
     policy, alpha = cascade.policy, float(cascade.calibration.get("target_fpr", 0.003))
     measured = Measurements(args.data, args.out, cascade.verifier, args.model)
     calib = measured.files(CALIB)
     share = float(policy.sends(measured.scores(calib), measured.looks(calib)).mean())
     gated = float(policy.sends(np.full(len(calib), -1.0), measured.looks(calib)).mean())
-    report: dict[str, Any] = {"model_version": card.model_version, "whole_share": args.whole_share}
+    report: dict[str, Any] = {
+        "model_version": card.model_version,
+        # The cascade the route was measured over: `alocc cascade attach --quadrants` checks it.
+        "cascade_version": cascade.version,
+        "whole_share": args.whole_share,
+    }
     if args.held_out_model:
         held_out_parts = PartScores(args.data, args.out, args.held_out_model)
         report.update(

@@ -154,3 +154,35 @@ def test_the_curve_plot_shows_every_card_folder_and_the_flags(tmp_path: Path) ->
     plot_curve(report, tmp_path / "curve.png")
 
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_the_quadrant_route_goes_on_the_cascade_it_was_measured_over_at_the_alpha_asked() -> None:
+    from model.cascade_card import with_quadrant_route
+
+    cascade = _cascade(calibration={"target_fpr": 0.003})
+    row = {"route": "whole 0.0025 + parts", "send_from": 0.9, "parts_send_from": 0.7, "threshold": 0.6}
+    report = {
+        "cascade_version": cascade.version,
+        "whole_share": 0.0025,
+        "held_out_layouts": ["photo_side"],
+        "evaluation": [
+            {"route": "served", "alpha": None, "threshold": 0.18},
+            {**row, "alpha": 0.003, "threshold": 0.4},
+            {**row, "alpha": 0.001, "eval/target": {"measure": "missed", "rate": 0.02}},
+        ],
+    }
+
+    routed = with_quadrant_route(cascade, report, 0.001)
+
+    policy = routed.policy
+    assert (policy.send_from, policy.parts_send_from, policy.threshold) == (0.9, 0.7, 0.6)
+    assert policy.rule == cascade.policy.rule
+    assert routed.calibration["target_fpr"] == 0.001
+    assert routed.calibration["quadrant_route"]["whole_share"] == 0.0025
+    assert routed.measured == {"eval/target": {"measure": "missed", "rate": 0.02}}
+    assert routed.version != cascade.version  # the route is part of what decides
+    assert TextCascade.from_json(json.loads(json.dumps(routed.to_json()))) == routed
+    with pytest.raises(ConfigError, match="no route at alpha"):
+        with_quadrant_route(cascade, report, 0.002)
+    with pytest.raises(ConfigError, match="measured over"):
+        with_quadrant_route(_cascade(engine_version="tesseract 5.4.0"), report, 0.001)

@@ -93,7 +93,7 @@ def test_the_report_tables_show_the_simulation_and_every_family() -> None:
 
     assert _layout("train/target/card-photo_side-00012.jpg") == "photo_side"
     assert _source("calib/other/photo-lomiri-16.04-00012.jpg") == "lomiri-16.04"
-    families = {"card:caption_strip": 0.25, "photo": 0.01, "printed": 0.0}
+    families = {"card:caption_strip": {"rate": 0.25}, "photo": {"rate": 0.01}, "printed": {"rate": 0.0}}
     folder = {"rate": 0.1, "verifier_share": 0.2, "families": families}
     row = {name: folder for name in ("eval/target", "check/target", "check/one-line", "check/photographed")}
     report = {
