@@ -135,9 +135,11 @@ def main(args: argparse.Namespace) -> int:
     cascade = served_cascade(settings, scorer)
     version = cascade.version if cascade is not None else scorer.model_version
     if cascade is not None:
+        parts_from = cascade.policy.parts_send_from
+        corners = "" if parts_from is None else f" or a corner's score {parts_from:.4f}"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
-            f"{cascade.policy.send_from:.4f}, threshold {cascade.policy.threshold:.4f})"
+            f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f})"
         )
     print(f"topics      {topics['input']} -> {topics['exclusions']}, {topics['dead_letter']}")
     with tempfile.TemporaryDirectory(prefix="alocc-demo-") as folder:
