@@ -178,12 +178,16 @@ class CascadePolicy:
     gate_rule: CascadeRule | None = None  # decides the images the gate passes, whatever their score
     # Also read where the largest part score (`model.quadrants`) reaches this; the main rule decides them.
     parts_send_from: float | None = None
+    # The ensemble member that scores the parts (`Scorer.member_d_x`); None: the whole ensemble.
+    parts_member: int | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
             raise ValueError("a plain-line gate needs its own rule, and a gate rule needs its gate")
         if self.parts_send_from is not None and not math.isfinite(self.parts_send_from):
             raise ValueError("the quadrant route's bound must be finite")
+        if self.parts_member is not None and (self.parts_send_from is None or self.parts_member < 0):
+            raise ValueError("a parts member needs a quadrant route, and is a member's index")
 
     def sends(
         self,
@@ -270,6 +274,8 @@ class CascadePolicy:
             record["plain_line_gate"] = {**self.gate.to_json(), "rule": self.gate_rule.to_json()}
         if self.parts_send_from is not None:
             record["parts_send_from"] = float(self.parts_send_from)
+        if self.parts_member is not None:
+            record["parts_member"] = int(self.parts_member)
         return record
 
     @classmethod
@@ -286,6 +292,7 @@ class CascadePolicy:
             PlainLineGate.from_json(gate) if gate is not None else None,
             CascadeRule.from_json(gate["rule"]) if gate is not None else None,
             float(record["parts_send_from"]) if record.get("parts_send_from") is not None else None,
+            int(record["parts_member"]) if record.get("parts_member") is not None else None,
         )
 
 

@@ -80,6 +80,7 @@ def with_quadrant_route(cascade: TextCascade, report: dict[str, Any], alpha: flo
         send_from=float(row["send_from"]),
         parts_send_from=float(row["parts_send_from"]),
         threshold=float(row["threshold"]),
+        parts_member=report.get("parts_member"),
     )
     calibration = {
         **cascade.calibration,

@@ -212,7 +212,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if cascade.policy.parts_send_from is not None:
         from model.cascade_quadrants import PartScores
 
-        parts = PartScores(args.data, args.out, args.model)
+        parts = PartScores(args.data, args.out, args.model, cascade.policy.parts_member)
         part_scores = lambda keys: parts.get(keys)[1]  # noqa: E731 - the largest part score alone
     report = evaluate_cascade(
         measured,

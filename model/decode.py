@@ -209,21 +209,8 @@ def decode_pixels(source: bytes | Image.Image, size: int, *, limits: ImageLimits
 QUADRANTS = 4
 
 
-def decode_quadrants(
-    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None
-) -> np.ndarray:
-    """Decode like `decode_pixels`, and return the picture's four corner squares: `(4, size, size, 3)` uint8.
-
-    The picture (all of it, no centre crop) is resized so its short side is `2 * size`, and the four
-    `size`-pixel squares at its corners are cut out: top left, top right, bottom left, bottom right. On a
-    square picture they are its quarters; on a wide or tall one they cover its ends. The model sees each
-    at the same scale as a whole card twice the size, so a notice printed across one part of a photograph
-    (a caption strip, a panel beside the picture) fills a part the way a card fills the whole (see
-    `model.quadrants`). Raises the same errors as `decode_pixels`.
-    """
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
-    image = _load_rgb(source, limits or DEFAULT_LIMITS, size * 4)
+def _corner_squares(image: Image.Image, size: int) -> np.ndarray:
+    """`(4, size, size, 3)`: the corner squares of `image` resized so its short side is `2 * size`."""
     width, height = image.size
     scale = 2 * size / min(width, height)
     resized = (max(2 * size, round(width * scale)), max(2 * size, round(height * scale)))
@@ -236,15 +223,35 @@ def decode_quadrants(
     return np.stack([pixels[y : y + size, x : x + size] for y, x in corners])
 
 
+def decode_quadrants(
+    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None
+) -> np.ndarray:
+    """Decode like `decode_pixels`, and return the picture's four corner squares: `(4, size, size, 3)` uint8.
+
+    The picture (all of it, no centre crop) is resized so its short side is `2 * size`, and the four
+    `size`-pixel squares at its corners are cut out: top left, top right, bottom left, bottom right. On a
+    square picture they are its quarters; on a wide or tall one they cover its ends. The model sees each
+    at the same scale as a whole card twice the size, so a notice printed across one part of a photograph
+    (a caption strip, a panel beside the picture) fills a part the way a card fills the whole (see
+    `model.quadrants`). Raises the same errors as `decode_pixels`.
+    """
+    return decode_with_parts(source, size, limits=limits)[1:]
+
+
 def decode_with_parts(
     source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None
 ) -> np.ndarray:
-    """`(1 + QUADRANTS, size, size, 3)` uint8: the model's input (`decode_pixels`), then the four corner
-    squares (`decode_quadrants`), for a cascade with the quadrant route. The picture is decoded twice, so
-    the whole picture's pixels stay exactly those the model was trained and calibrated on."""
-    return np.concatenate(
-        [decode_pixels(source, size, limits=limits)[None], decode_quadrants(source, size, limits=limits)]
-    )
+    """`(1 + QUADRANTS, size, size, 3)` uint8: the model's input (exactly `decode_pixels`'s), then the four
+    corner squares (`decode_quadrants`), for a cascade with the quadrant route. The picture is decoded
+    once, at `decode_pixels`'s draft size (at least `2 * size` per side), for both."""
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    image = _load_rgb(source, limits or DEFAULT_LIMITS, size * 2)
+    try:
+        whole = np.array(_centre_square_resize(image, size), dtype=np.uint8)
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode image: {exc}") from exc
+    return np.concatenate([whole[None], _corner_squares(image, size)])
 
 
 def decode_for_reading(

@@ -111,6 +111,7 @@ def score_paths(
     # worker's scoring stage does.
     with_looks = policy is not None and policy.gate is not None
     with_parts = policy is not None and policy.parts_send_from is not None
+    parts_member = policy.parts_member if policy is not None else None
 
     def flush(pending: list[tuple[Path, Future[Any] | tuple[str, str]]]) -> Iterator[dict[str, Any]]:
         loaded = [(path, v.result() if isinstance(v, Future) else v) for path, v in pending]
@@ -122,7 +123,7 @@ def score_paths(
             pixels, parts = split_parts(torch.stack(tensors))
             batch = scorer.score(normalise(pixels))
             looks = plain_line_looks(pixels) if with_looks else None
-            part_scores = None if parts is None else largest_part_scores(scorer, parts)
+            part_scores = None if parts is None else largest_part_scores(scorer, parts, parts_member)
             for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):
                 scored[i] = {
                     "score": float(score),

@@ -32,10 +32,17 @@ class PartScorer(Protocol):
         """Score `(N, 3, S, S)` float images in [-1, 1]; returns a `BatchScores`."""
         ...
 
+    def member_d_x(self, images: torch.Tensor, member: int) -> np.ndarray:
+        """One ensemble member's sigmoid(D(X)) of `(N, 3, S, S)` float images."""
+        ...
 
-def largest_part_scores(scorer: PartScorer, parts: torch.Tensor) -> npt.NDArray[np.float32]:
+
+def largest_part_scores(
+    scorer: PartScorer, parts: torch.Tensor, member: int | None = None
+) -> npt.NDArray[np.float32]:
     """`(N,)` the largest `d_x` score over each picture's parts; `parts` is an `(N, P, 3, S, S)` uint8 tensor
-    (`split_parts` of what `model.decode.decode_with_parts` gives), `S` the scorer's input size."""
+    (`split_parts` of what `model.decode.decode_with_parts` gives), `S` the scorer's input size. Scored by
+    the whole ensemble, or by one of its members where `member` is given (`Scorer.member_d_x`)."""
     from model.preprocess import normalise
     from model.scoring import ScoreMode
 
@@ -44,7 +51,11 @@ def largest_part_scores(scorer: PartScorer, parts: torch.Tensor) -> npt.NDArray[
     count, per_picture = parts.shape[:2]
     if count == 0:
         return np.zeros(0, dtype=np.float32)
-    scores = scorer.score(normalise(parts.reshape(-1, *parts.shape[2:])), ScoreMode.D_X).scores
+    images = normalise(parts.reshape(-1, *parts.shape[2:]))
+    if member is None:
+        scores = scorer.score(images, ScoreMode.D_X).scores
+    else:
+        scores = scorer.member_d_x(images, member)
     return np.asarray(scores, dtype=np.float32).reshape(count, per_picture).max(axis=1)
 
 

@@ -25,7 +25,7 @@ import torch
 
 from model.checkpoint import CARD_FILE, ModelCard, load_checkpoint
 from model.errors import ConfigError, DefaultModelMissing, DeviceUnavailable
-from model.networks import AloccNetworks, inference_copy
+from model.networks import AloccNetworks, DiscriminatorEnsemble, inference_copy, resize_input
 
 
 class ScoreMode(StrEnum):
@@ -188,6 +188,29 @@ class Scorer:
         self._check_batch(images)
         d_x, d_rx, error = self._run(images, self._forward_all)
         return RawScores(d_x=d_x, d_rx=d_rx, reconstruction_error=error)
+
+    def member_d_x(self, images: torch.Tensor, member: int) -> np.ndarray:
+        """sigmoid of one ensemble member's logit (`(N,)`; a single D is member 0). A cheaper screen than
+        the whole ensemble where a look at many pictures must stay cheap (the quadrant route's corners)."""
+        self._check_batch(images)
+        ensemble = self._discriminator
+        if not isinstance(ensemble, DiscriminatorEnsemble):
+            if member != 0:
+                raise ConfigError(f"model {self.model_version} has one discriminator, not member {member}")
+            return self._run(images, self._forward_d_x)[0]
+        if not 0 <= member < len(ensemble.members):
+            raise ConfigError(
+                f"model {self.model_version} has {len(ensemble.members)} members, not member {member}"
+            )
+        network, side = ensemble.members[member], ensemble.sides[member]
+
+        def forward(batch: torch.Tensor) -> tuple[np.ndarray, ...]:
+            batch = self._to_device(batch)
+            with torch.inference_mode(), self._autocast():
+                logits = network(batch if side is None else resize_input(batch, side))
+                return (_numpy(torch.sigmoid(logits.float())),)
+
+        return self._run(images, forward)[0]
 
     def _cascade(self, images: torch.Tensor) -> np.ndarray:
         gate = self.card.cascade_gate

@@ -118,6 +118,7 @@ def build_worker(
             warm_up_batches=(1, settings.batch.max_size),
             with_looks=cascade is not None and cascade.policy.gate is not None,
             with_parts=with_parts,
+            parts_member=cascade.policy.parts_member if cascade is not None else None,
         ),
         verification=verification,
         decisions=CascadeDecisions(cascade.policy if cascade is not None else None),

@@ -31,6 +31,10 @@ class BatchScorer(Protocol):
         """Score `(N, 3, S, S)` float images in [-1, 1]; returns a `BatchScores`."""
         ...
 
+    def member_d_x(self, images: torch.Tensor, member: int) -> np.ndarray:
+        """One ensemble member's sigmoid(D(X)) (the quadrant route's parts, where the card names one)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ScoredBatch:
@@ -58,6 +62,7 @@ class ScoringStage:
         warm_up_batches: tuple[int, ...] = (),
         with_looks: bool = False,
         with_parts: bool = False,
+        parts_member: int | None = None,
     ) -> None:
         """Create the stage around a loaded model.
 
@@ -78,10 +83,11 @@ class ScoringStage:
             with_parts: The images come with their corner squares (`(1 + P, 3, S, S)` each, the preparer
                 decodes them so when the served cascade has the quadrant route): the whole picture is
                 scored as always, and each picture's largest part score is computed too (P more passes
-                of the discriminator per picture).
+                of the discriminator per picture; of one member, `parts_member`, where the card names one).
         """
         self._scorer = scorer
         self._with_looks = with_looks
+        self._parts_member = parts_member
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-score")
         side = scorer.input_size
         blank = torch.zeros(
@@ -112,7 +118,9 @@ class ScoringStage:
             scores=np.asarray(result.scores, dtype=np.float32),
             excluded=np.asarray(result.excluded, dtype=bool),
             looks=plain_line_looks(batch) if self._with_looks else None,
-            part_scores=None if parts is None else largest_part_scores(self._scorer, parts),
+            part_scores=None
+            if parts is None
+            else largest_part_scores(self._scorer, parts, self._parts_member),
             threshold=float(result.threshold),
             mode=str(mode),
             model_version=str(result.model_version),

@@ -164,6 +164,7 @@ def test_the_quadrant_route_goes_on_the_cascade_it_was_measured_over_at_the_alph
     report = {
         "cascade_version": cascade.version,
         "whole_share": 0.0025,
+        "parts_member": 1,
         "held_out_layouts": ["photo_side"],
         "evaluation": [
             {"route": "served", "alpha": None, "threshold": 0.18},
@@ -176,6 +177,7 @@ def test_the_quadrant_route_goes_on_the_cascade_it_was_measured_over_at_the_alph
 
     policy = routed.policy
     assert (policy.send_from, policy.parts_send_from, policy.threshold) == (0.9, 0.7, 0.6)
+    assert policy.parts_member == 1
     assert policy.rule == cascade.policy.rule
     assert routed.calibration["target_fpr"] == 0.001
     assert routed.calibration["quadrant_route"]["whole_share"] == 0.0025

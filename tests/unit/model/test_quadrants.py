@@ -144,3 +144,47 @@ def test_a_policy_with_the_quadrant_route_reads_what_a_part_sends_and_keeps_old_
     assert "parts_send_from" not in plain.to_json()  # the versions of earlier cards do not change
     assert CascadePolicy.from_json(routed.to_json()) == routed
     assert CascadePolicy.from_json(plain.to_json()) == plain
+    by_member = CascadePolicy(0.9, plain.rule, 0.5, parts_send_from=0.8, parts_member=1)
+    assert "parts_member" not in routed.to_json() and by_member.to_json()["parts_member"] == 1
+    assert CascadePolicy.from_json(by_member.to_json()) == by_member
+    with pytest.raises(ValueError, match="parts member"):
+        CascadePolicy(0.9, plain.rule, 0.5, parts_member=1)
+
+
+def test_one_member_scores_the_parts_as_it_scores_alone_and_a_single_d_is_member_zero(
+    tmp_path: Path, scorer: Scorer
+) -> None:
+    import torch
+
+    from model.checkpoint import ThresholdRecord
+    from model.errors import ConfigError
+    from model.networks import build_networks
+    from model.preprocess import normalise
+    from model.presets import get_preset
+
+    torch.manual_seed(0)
+    spec = get_preset("strided", width=4, input_size=32, d_members=2, member_sizes=(24, 32))
+    card = ModelCard(
+        preset="strided",
+        network=spec.to_dict(),
+        input_size=32,
+        default_mode="d_x",
+        thresholds={"d_x": ThresholdRecord(0.5, "uncalibrated")},
+    )
+    save_checkpoint(tmp_path / "ensemble", build_networks(spec), card)
+    ensemble = Scorer.load(tmp_path / "ensemble", device="cpu")
+    parts = torch.randint(
+        0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    flat = normalise(parts.reshape(-1, 3, 32, 32))
+
+    by_member = [ensemble.member_d_x(flat, member) for member in (0, 1)]
+    # The ensemble's logit is the mean of its members' (the first reads the input at its own 24 px).
+    logits = np.mean([np.log(p / (1 - p)) for p in by_member], axis=0)
+    assert np.allclose(1 / (1 + np.exp(-logits)), ensemble.score(flat, ScoreMode.D_X).scores, atol=1e-5)
+    assert np.allclose(largest_part_scores(ensemble, parts, 1), by_member[1].reshape(2, 4).max(axis=1))
+    with pytest.raises(ConfigError):
+        ensemble.member_d_x(flat, 2)
+    assert np.allclose(scorer.member_d_x(flat, 0), scorer.score(flat, ScoreMode.D_X).scores)
+    with pytest.raises(ConfigError):
+        scorer.member_d_x(flat, 1)
