@@ -180,6 +180,8 @@ class CascadePolicy:
     parts_send_from: float | None = None
     # The ensemble member that scores the parts (`Scorer.member_d_x`); None: the whole ensemble.
     parts_member: int | None = None
+    # Decides the images only the quadrant route sends (their whole score under `send_from`); None: `rule`.
+    parts_rule: CascadeRule | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
@@ -188,6 +190,8 @@ class CascadePolicy:
             raise ValueError("the quadrant route's bound must be finite")
         if self.parts_member is not None and (self.parts_send_from is None or self.parts_member < 0):
             raise ValueError("a parts member needs a quadrant route, and is a member's index")
+        if self.parts_rule is not None and self.parts_send_from is None:
+            raise ValueError("a parts rule needs a quadrant route")
 
     def sends(
         self,
@@ -252,9 +256,15 @@ class CascadePolicy:
         looks: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score of images the verifier read: `gate_rule` where the gate passes the image's
-        look, `rule` elsewhere. A gated policy needs `looks` (see `sends`)."""
+        look, `parts_rule` where only the quadrant route sent it (its whole score under `send_from`),
+        `rule` elsewhere. A gated policy needs `looks` (see `sends`)."""
         scores = np.asarray(model_scores, dtype=np.float64)
         out = self.rule.score(scores, features)
+        parts_only = scores < self.send_from
+        if self.parts_rule is not None and parts_only.any():
+            out[parts_only] = self.parts_rule.score(
+                scores[parts_only], [features[int(i)] for i in np.flatnonzero(parts_only)]
+            )
         gated = self._gated(looks)
         if gated is not None and self.gate_rule is not None and gated.any():
             out[gated] = self.gate_rule.score(
@@ -276,6 +286,8 @@ class CascadePolicy:
             record["parts_send_from"] = float(self.parts_send_from)
         if self.parts_member is not None:
             record["parts_member"] = int(self.parts_member)
+        if self.parts_rule is not None:
+            record["parts_rule"] = self.parts_rule.to_json()
         return record
 
     @classmethod
@@ -293,6 +305,7 @@ class CascadePolicy:
             CascadeRule.from_json(gate["rule"]) if gate is not None else None,
             float(record["parts_send_from"]) if record.get("parts_send_from") is not None else None,
             int(record["parts_member"]) if record.get("parts_member") is not None else None,
+            CascadeRule.from_json(record["parts_rule"]) if record.get("parts_rule") is not None else None,
         )
 
 

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from model.cascade import CascadePolicy, TextCascade
+from model.cascade import CascadePolicy, CascadeRule, TextCascade
 from model.errors import ConfigError
 from model.verifier.engines import VerifierConfig
 
@@ -81,6 +81,7 @@ def with_quadrant_route(cascade: TextCascade, report: dict[str, Any], alpha: flo
         parts_send_from=float(row["parts_send_from"]),
         threshold=float(row["threshold"]),
         parts_member=report.get("parts_member"),
+        parts_rule=CascadeRule.from_json(report["parts_rule"]) if report.get("parts_rule") else None,
     )
     calibration = {
         **cascade.calibration,

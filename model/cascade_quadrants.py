@@ -23,6 +23,7 @@ Writes `cascade-quadrants.json` and prints both tables.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -33,13 +34,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.cascade import RULE_INPUTS, CascadePolicy, TextCascade, fit_rule, rule_inputs
+from model.cascade import RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade, fit_rule, rule_inputs
 from model.cascade_fit import (
     CALIB,
     JsonLinesCache,
     Measurements,
     _sent_features,
     family_rates,
+    fit_rule_on,
     load_eval_folders,
 )
 from model.errors import ConfigError
@@ -113,12 +115,12 @@ def simulate_held_out(
     held_out: Sequence[str],
     share: float,
     *,
-    alpha: float,
+    alphas: Sequence[float],
     whole_shares: Sequence[float] = SIMULATED_WHOLE_SHARES,
 ) -> list[dict[str, Any]]:
-    """One row per split of `share`: the whole score alone first, then each of `whole_shares`."""
-    from model.calibrate import conformal_threshold  # imports torch
-
+    """Per alpha, one row per split of `share`: the whole score alone first, then each of `whole_shares`
+    with the main rule deciding every image read, then the first of `whole_shares` with a text-only rule
+    (`fit_text_rule`) deciding the images only the parts sent."""
     val_cards = measured.files("val/target")
     seen = [key for key in val_cards if _layout(key) not in held_out]
     unseen_val = [key for key in val_cards if _layout(key) in held_out]
@@ -137,48 +139,67 @@ def simulate_held_out(
 
     labels = np.r_[np.ones(len(seen)), np.zeros(len(other))].astype(bool)
     rule = fit_rule(np.vstack([inputs(seen), inputs(other)]), labels, names=RULE_INPUTS)
+    text_rule = fit_text_rule(measured, seen, other)
     calib_whole = np.array([score[k] for k in calib])
     calib_parts = np.array([part[k] for k in calib])
+    splits = [(share, None), *((w, None) for w in whole_shares), (whole_shares[0], text_rule)]
     rows = []
-    for whole_share in (share, *whole_shares):
-        send_from, parts_from = route_bounds(calib_whole, calib_parts, share, whole_share)
+    for alpha in alphas:
+        for whole_share, parts_rule in splits:
+            send_from, parts_from = route_bounds(calib_whole, calib_parts, share, whole_share)
+            policy = CascadePolicy(send_from, rule, 1.0, parts_send_from=parts_from, parts_rule=parts_rule)
 
-        def cascade(group: Sequence[str], lo: float = send_from, hi: float = parts_from) -> Any:
-            sent = np.array([score[k] >= lo or part[k] >= hi for k in group])
-            out = np.zeros(len(group))
-            if sent.any():
-                out[sent] = rule.probability(inputs([k for k, s in zip(group, sent, strict=True) if s]))
-            return out, sent
+            def cascade(group: Sequence[str], policy: CascadePolicy = policy) -> Any:
+                scores = np.array([score[k] for k in group])
+                rows_of = [features[k] for k in group]
+                return policy.cascade_scores(scores, rows_of, part_scores=[part[k] for k in group]), (
+                    policy.sends(scores, part_scores=[part[k] for k in group])
+                )
 
-        calib_scores, calib_sent = cascade(calib)
-        threshold = conformal_threshold(calib_scores.astype(np.float32), alpha).threshold
-        by_source: dict[str, list[int]] = {}
-        for index, key in enumerate(calib):
-            by_source.setdefault(_source(key), []).append(index)
-        left_out_flags = 0
-        for members in by_source.values():
-            rest = np.delete(calib_scores, members).astype(np.float32)
-            left_out_flags += int(np.sum(calib_scores[members] >= conformal_threshold(rest, alpha).threshold))
-        caught, sent = cascade(unseen)
-        rows.append(
-            {
-                "route": "whole picture only" if whole_share == share else f"whole {whole_share:g} + parts",
-                "whole_share": whole_share,
-                "send_from": send_from,
-                "parts_send_from": parts_from,
-                "calib_sent": float(calib_sent.mean()),
-                "threshold": float(threshold),
-                "unseen_cards": len(unseen),
-                "unseen_sent": float(sent.mean()),
-                "unseen_caught": float(np.mean(caught >= threshold)),
-                "unseen_caught_of_sent": float(np.mean(caught[sent] >= threshold)) if sent.any() else 0.0,
-                "unseen_val_caught": float(np.mean(cascade(unseen_val)[0] >= threshold))
-                if unseen_val
-                else None,
-                "calib_flags_source_left_out": left_out_flags,
-            }
-        )
+            route = "whole picture only" if whole_share == share else f"whole {whole_share:g} + parts"
+            rows.append(
+                {
+                    "route": route + (", text-only rule for the parts' pictures" if parts_rule else ""),
+                    "alpha": alpha,
+                    "whole_share": whole_share,
+                    **_simulated_row(cascade, calib, unseen, unseen_val, alpha),
+                }
+            )
     return rows
+
+
+def _simulated_row(
+    cascade: Any, calib: list[str], unseen: list[str], unseen_val: list[str], alpha: float
+) -> dict[str, Any]:
+    """Calibrate `cascade` (keys -> cascade scores, sent) on `calib` at `alpha` and measure it."""
+    from model.calibrate import conformal_threshold  # imports torch
+
+    calib_scores, calib_sent = cascade(calib)
+    threshold = conformal_threshold(calib_scores.astype(np.float32), alpha).threshold
+    by_source: dict[str, list[int]] = {}
+    for index, key in enumerate(calib):
+        by_source.setdefault(_source(key), []).append(index)
+    left_out_flags = 0
+    for members in by_source.values():
+        rest = np.delete(calib_scores, members).astype(np.float32)
+        left_out_flags += int(np.sum(calib_scores[members] >= conformal_threshold(rest, alpha).threshold))
+    caught, sent = cascade(unseen)
+    return {
+        "calib_sent": float(calib_sent.mean()),
+        "threshold": float(threshold),
+        "unseen_cards": len(unseen),
+        "unseen_sent": float(sent.mean()),
+        "unseen_caught": float(np.mean(caught >= threshold)),
+        "unseen_caught_of_sent": float(np.mean(caught[sent] >= threshold)) if sent.any() else 0.0,
+        "unseen_val_caught": float(np.mean(cascade(unseen_val)[0] >= threshold)) if unseen_val else None,
+        "calib_flags_source_left_out": left_out_flags,
+    }
+
+
+def fit_text_rule(measured: Measurements, cards: list[str], other: list[str]) -> CascadeRule:
+    """The main rule's inputs and data without the model's score: for the pictures only the quadrant route
+    sends, whose whole-picture score says little (it is why the whole score did not send them)."""
+    return fit_rule_on(measured, cards, other, with_model=False)
 
 
 def served_with_route(
@@ -186,9 +207,12 @@ def served_with_route(
     parts: PartScores,
     policy: CascadePolicy,
     whole_share: float,
+    *,
     alphas: Sequence[float],
+    parts_rule: CascadeRule | None = None,
 ) -> list[dict[str, Any]]:
-    """Per evaluation family: the served cascade as it is, then with the route at each of `alphas`."""
+    """Per evaluation family: the served cascade as it is, then with the route (and `parts_rule` deciding
+    what only the parts send) at each of `alphas`."""
     from model.calibrate import conformal_threshold  # imports torch
 
     folders = load_eval_folders(measured, 0.0, None, policy.gate)
@@ -197,22 +221,25 @@ def served_with_route(
     calib_features = _sent_features(measured, calib, calib_scores, 0.0, gate=policy.gate, looks=calib_looks)
     calib_gated = policy.sends(np.full(len(calib), -1.0), calib_looks)  # the gate's photos alone
     share = float(policy.sends(calib_scores, calib_looks).mean())
-    calib_whole, calib_parts = parts.get(calib)
-    send_from, parts_from = route_bounds(calib_whole, calib_parts, share, whole_share, calib_gated)
+    calib_parts = parts.get(calib)[1]
+    send_from, parts_from = route_bounds(calib_scores, calib_parts, share, whole_share, calib_gated)
+    routed = dataclasses.replace(
+        policy,
+        send_from=send_from,
+        parts_send_from=parts_from,
+        parts_member=parts.member,
+        parts_rule=parts_rule,
+    )
 
     def decide(
         keys: Sequence[str], scores: np.ndarray, features: Sequence[Any], looks: np.ndarray, route: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        sent = policy.sends(scores, looks)
-        if route:
-            whole, largest = parts.get(keys)
-            sent = (
-                (whole >= send_from) | (largest >= parts_from) | policy.sends(np.full(len(keys), -1.0), looks)
-            )
+        active = routed if route else policy
+        sent = active.sends(scores, looks, parts.get(keys)[1] if route else None)
         out = np.zeros(len(keys))
         index = np.flatnonzero(sent & np.array([row is not None for row in features]))
         if len(index):
-            out[index] = policy.read_scores(scores[index], [features[int(i)] for i in index], looks[index])
+            out[index] = active.read_scores(scores[index], [features[int(i)] for i in index], looks[index])
         return out, sent
 
     def rates(route: bool, threshold: float) -> dict[str, Any]:
@@ -220,12 +247,7 @@ def served_with_route(
         return family_rates(folders, [out >= threshold for out, _ in decided], [sent for _, sent in decided])
 
     rows = [
-        {
-            "route": "served",
-            "alpha": None,
-            "threshold": policy.threshold,
-            **rates(False, policy.threshold),
-        }
+        {"route": "served", "alpha": None, "threshold": policy.threshold, **rates(False, policy.threshold)}
     ]
     calib_route = decide(calib, calib_scores, calib_features, calib_looks, True)[0]
     for alpha in alphas:
@@ -250,14 +272,14 @@ def format_tables(report: dict[str, Any]) -> str:
         lines += [
             f"Training family, layouts {', '.join(report['held_out_layouts'])} never learned "
             f"({report['held_out_model']}), reading share {report['share']:.4f}:",
-            "| route | calib read | threshold | unseen cards sent | caught | of sent | unseen val caught "
-            "| calib flags, source left out |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| route | alpha | calib read | threshold | unseen cards sent | caught | of sent "
+            "| unseen val caught | calib flags, source left out |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for row in report["held_out"]:
             val = row["unseen_val_caught"]
             lines.append(
-                f"| {row['route']} | {row['calib_sent']:.2%} | {row['threshold']:.3f} "
+                f"| {row['route']} | {row['alpha']:g} | {row['calib_sent']:.2%} | {row['threshold']:.3f} "
                 f"| {row['unseen_sent']:.1%} "
                 f"| {row['unseen_caught']:.1%} | {row['unseen_caught_of_sent']:.1%} "
                 f"| {'-' if val is None else f'{val:.1%}'} | {row['calib_flags_source_left_out']} |"
@@ -323,6 +345,13 @@ def register(subcommands: Any) -> None:
         "--alpha", type=float, nargs="+", default=[0.003, 0.001], help="target false-positive rates"
     )
     parser.add_argument(
+        "--parts-rule",
+        choices=["text", "main"],
+        default="text",
+        help="what decides the pictures only the corners send: a rule on the verifier's features alone "
+        "(text), or the main rule, which also weighs the whole picture's score (default %(default)s)",
+    )
+    parser.add_argument(
         "--parts-member",
         type=int,
         default=DEFAULT_PARTS_MEMBER,
@@ -346,7 +375,7 @@ def run_quadrants(args: argparse.Namespace) -> int:
             "this card's cascade has a quadrant route already: measure the route over the fitted cascade "
             "(`alocc cascade attach --fit ...` without --quadrants first)"
         )
-    policy, alpha = cascade.policy, float(cascade.calibration.get("target_fpr", 0.003))
+    policy = cascade.policy
     measured = Measurements(args.data, args.out, cascade.verifier, args.model)
     calib = measured.files(CALIB)
     share = float(policy.sends(measured.scores(calib), measured.looks(calib)).mean())
@@ -365,13 +394,21 @@ def run_quadrants(args: argparse.Namespace) -> int:
             # The served score route's share: what the model's score reads beside the gate.
             share=share - gated,
             held_out=simulate_held_out(
-                measured, held_out_parts, args.held_out_layouts, share - gated, alpha=alpha
+                measured, held_out_parts, args.held_out_layouts, share - gated, alphas=args.alpha
             ),
         )
     member = None if args.parts_member < 0 else args.parts_member
     parts = PartScores(args.data, args.out, args.model, member)
+    parts_rule = (
+        fit_text_rule(measured, measured.files("val/target"), measured.files("val/other"))
+        if args.parts_rule == "text"
+        else None
+    )
     report["parts_member"] = member
-    report["evaluation"] = served_with_route(measured, parts, policy, args.whole_share, args.alpha)
+    report["parts_rule"] = None if parts_rule is None else parts_rule.to_json()
+    report["evaluation"] = served_with_route(
+        measured, parts, policy, args.whole_share, alphas=args.alpha, parts_rule=parts_rule
+    )
     (args.out / "cascade-quadrants.json").write_text(json.dumps(report, indent=1) + "\n")
     print(format_tables(report))
     return 0

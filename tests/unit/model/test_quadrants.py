@@ -104,6 +104,7 @@ def test_the_report_tables_show_the_simulation_and_every_family() -> None:
         "held_out": [
             {
                 "route": "whole picture only",
+                "alpha": 0.003,
                 "calib_sent": 0.0375,
                 "threshold": 0.5,
                 "unseen_sent": 0.95,
@@ -116,7 +117,7 @@ def test_the_report_tables_show_the_simulation_and_every_family() -> None:
         "evaluation": [{"route": "served", "alpha": None, "threshold": 0.59, **row, "eval/other": folder}],
     }
     table = format_tables(report)
-    assert "| whole picture only | 3.75% | 0.500 | 95.0% | 93.5% | 98.3% | - | 11 |" in table
+    assert "| whole picture only | 0.003 | 3.75% | 0.500 | 95.0% | 93.5% | 98.3% | - | 11 |" in table
     assert (
         "| served | card | 0.5900 | 10.0% | 10.0% | 25.0% | 10.0% | 10.0% | 10.0% | 1.0% | 0.0% | 20.0% |"
         in table
@@ -188,3 +189,27 @@ def test_one_member_scores_the_parts_as_it_scores_alone_and_a_single_d_is_member
     assert np.allclose(scorer.member_d_x(flat, 0), scorer.score(flat, ScoreMode.D_X).scores)
     with pytest.raises(ConfigError):
         scorer.member_d_x(flat, 1)
+
+
+def test_a_parts_rule_decides_what_only_the_quadrant_route_sent() -> None:
+    import dataclasses
+
+    from cascade_samples import characters_rule
+
+    from model.cascade import CascadePolicy
+
+    main = characters_rule()
+    never = dataclasses.replace(main, bias=-100.0)  # a rule that calls nothing a card
+    policy = CascadePolicy(0.9, main, 0.5, parts_send_from=0.8, parts_rule=never)
+    scores, parts = np.array([0.1, 0.95]), np.array([0.85, 0.85])
+    read = {"read_characters": 30, "read_boxes": 8, "read_area": 0.2, "lines": 3, "largest_text_height": 0.1}
+    features = [{**read, "ground_emptiness": 0.5}] * 2
+
+    decided = policy.cascade_scores(scores, features, part_scores=parts)
+    # The first is sent by its corners alone: the parts rule decides; the second by its whole score.
+    assert decided[0] < 0.01 and decided[1] > 0.5
+    assert np.allclose(decided[1], main.score(scores[1:], features[1:]))
+    assert CascadePolicy.from_json(policy.to_json()) == policy
+    assert "parts_rule" not in dataclasses.replace(policy, parts_rule=None).to_json()
+    with pytest.raises(ValueError, match="parts rule"):
+        CascadePolicy(0.9, main, 0.5, parts_rule=never)
