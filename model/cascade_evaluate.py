@@ -108,7 +108,7 @@ def evaluate_cascade(
         ),
     }
     sample = [key for key in measured.files(folders[-1].folder, _TIMED_READS)]
-    return {
+    report: dict[str, Any] = {
         "cascade_version": cascade.version,
         "model_threshold": model_threshold,
         "send_from": policy.send_from,
@@ -120,6 +120,11 @@ def evaluate_cascade(
         "columns": columns,
         "model_scores": {f.folder: {"scores": f.scores.tolist(), "kinds": f.kinds} for f in folders},
     }
+    if part_scores is not None:
+        report["part_scores"] = {
+            f.folder: [float(v) for v in p] for f, p in zip(folders, parts, strict=True) if p is not None
+        }
+    return report
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -152,26 +157,40 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def plot_band(report: dict[str, Any], path: Path) -> None:
-    """The model's score distribution per folder, with the band the verifier reads and the threshold."""
+    """The model's score distribution per folder, with the band the verifier reads and the threshold; where
+    the cascade has the quadrant route, beside it the largest part score's, with the band the corners send."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless
     import matplotlib.pyplot as plt
 
     groups = report["model_scores"]
-    figure, axes = plt.subplots(len(groups), 1, figsize=(8, 2.2 * len(groups)), sharex=True)
+    parts: dict[str, list[float]] = report.get("part_scores") or {}
+    columns = [("scores", "model score", report["send_from"], "the verifier reads")]
+    if parts:
+        columns.append(("parts", "largest part score", report["parts_send_from"], "the corners send"))
+    figure, axes = plt.subplots(
+        len(groups), len(columns), figsize=(8 * len(columns), 2.2 * len(groups)), sharex=True, squeeze=False
+    )
     bins = np.linspace(0.0, 1.0, 51)
-    for axis, (folder, data) in zip(np.atleast_1d(axes), groups.items(), strict=True):
-        scores, kinds = np.array(data["scores"]), np.array(data["kinds"])
-        for kind in sorted(set(kinds)):
-            axis.hist(scores[kinds == kind], bins=bins, histtype="step", label=kind, linewidth=1.2)
-        axis.axvspan(report["send_from"], 1.0, color="tab:orange", alpha=0.12, label="the verifier reads")
-        axis.axvline(report["model_threshold"], color="black", linestyle="--", label="model threshold")
-        axis.set_yscale("log")
-        axis.set_ylabel("images")
-        axis.set_title(folder, fontsize=9)
-        axis.legend(fontsize=6, ncol=3, loc="upper center")
-    np.atleast_1d(axes)[-1].set_xlabel("model score")
+    for row, (folder, data) in enumerate(groups.items()):
+        kinds = np.array(data["kinds"])
+        for column, (name, label, band_from, band_label) in enumerate(columns):
+            axis = axes[row, column]
+            values = np.array(data["scores"] if name == "scores" else parts[folder])
+            for kind in sorted(set(kinds)):
+                axis.hist(values[kinds == kind], bins=bins, histtype="step", label=kind, linewidth=1.2)
+            axis.axvspan(band_from, 1.0, color="tab:orange", alpha=0.12, label=band_label)
+            if name == "scores":
+                axis.axvline(
+                    report["model_threshold"], color="black", linestyle="--", label="model threshold"
+                )
+            axis.set_yscale("log")
+            axis.set_ylabel("images")
+            axis.set_title(f"{folder}: {label}", fontsize=9)
+            axis.legend(fontsize=6, ncol=3, loc="upper center")
+            if row == len(groups) - 1:
+                axis.set_xlabel(label)
     figure.suptitle("Where the model sends images to the text verifier", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -86,6 +86,14 @@ def test_the_table_and_the_band_plot_show_all_three_columns(tmp_path: Path) -> N
     assert "| eval/target / card:a | 2 | missed | 50.0% | 0.0% | 50.0% | 1.3-98.7% | 50.0% |" in table
     assert "| eval/other / all | 3 | flagged | 0.0% | 33.3% | 33.3% | 0.8-90.6% | 33.3% |" in table
     assert (tmp_path / "band.png").stat().st_size > 10_000
+    # With the quadrant route, the largest part scores are plotted beside the model's.
+    routed = {
+        **report,
+        "parts_send_from": 0.7,
+        "part_scores": {f.folder: [0.5] * len(f.scores) for f in folders},
+    }
+    plot_band(routed, tmp_path / "band-parts.png")
+    assert (tmp_path / "band-parts.png").stat().st_size > (tmp_path / "band.png").stat().st_size
 
 
 def test_the_rate_interval_is_exact_and_closed_at_the_ends() -> None:
