@@ -57,6 +57,9 @@ DEFAULT_WHOLE_SHARE = 0.0025
 DEFAULT_PARTS_MEMBER = 1
 SIMULATED_WHOLE_SHARES = (0.0025, 0.005, 0.01)
 _BATCH = 64
+# Names how the corners are decoded (`model.decode.decode_quadrants`), so that cached part scores of an
+# earlier decode are not mixed with new ones: "boxes" resamples the four corner boxes alone.
+CORNERS_DECODE = "boxes"
 
 
 class PartScores:
@@ -70,7 +73,9 @@ class PartScores:
         self.member = member
         self.scorer = Scorer.load(model_dir, device="cpu")
         by = "" if member is None else f"-member{member}"
-        self._cache = JsonLinesCache(out / f"quadrant-scores-{self.scorer.model_version}{by}.jsonl")
+        self._cache = JsonLinesCache(
+            out / f"quadrant-scores-{self.scorer.model_version}{by}-{CORNERS_DECODE}.jsonl"
+        )
 
     def get(self, keys: Sequence[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """`(whole, largest part)` scores of each file."""

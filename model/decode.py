@@ -210,17 +210,30 @@ QUADRANTS = 4
 
 
 def _corner_squares(image: Image.Image, size: int) -> np.ndarray:
-    """`(4, size, size, 3)`: the corner squares of `image` resized so its short side is `2 * size`."""
+    """`(4, size, size, 3)`: the corner squares of `image` as if it were resized so its short side is
+    `2 * size`: each is a square of half the short side at a corner, resized to `size`. Only those four
+    boxes are resampled, so the work is bounded whatever the picture's aspect ratio (resizing a 20000 x 10
+    picture whole to a short side of 192 would make 74 million pixels)."""
     width, height = image.size
-    scale = 2 * size / min(width, height)
-    resized = (max(2 * size, round(width * scale)), max(2 * size, round(height * scale)))
+    side = min(width, height) / 2
+    corners = ((0.0, 0.0), (width - side, 0.0), (0.0, height - side), (width - side, height - side))
     try:
-        pixels = np.asarray(image.resize(resized, Image.Resampling.BICUBIC, reducing_gap=3.0), dtype=np.uint8)
+        return np.stack(
+            [
+                np.asarray(
+                    image.resize(
+                        (size, size),
+                        Image.Resampling.BICUBIC,
+                        box=(x, y, x + side, y + side),
+                        reducing_gap=3.0,
+                    ),
+                    dtype=np.uint8,
+                )
+                for x, y in corners
+            ]
+        )
     except _DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot decode image: {exc}") from exc
-    bottom, right = resized[1] - size, resized[0] - size
-    corners = ((0, 0), (0, right), (bottom, 0), (bottom, right))
-    return np.stack([pixels[y : y + size, x : x + size] for y, x in corners])
 
 
 def decode_quadrants(
@@ -228,9 +241,10 @@ def decode_quadrants(
 ) -> np.ndarray:
     """Decode like `decode_pixels`, and return the picture's four corner squares: `(4, size, size, 3)` uint8.
 
-    The picture (all of it, no centre crop) is resized so its short side is `2 * size`, and the four
-    `size`-pixel squares at its corners are cut out: top left, top right, bottom left, bottom right. On a
-    square picture they are its quarters; on a wide or tall one they cover its ends. The model sees each
+    The four squares of half the picture's short side at its corners (all of the picture, no centre crop),
+    each resized to `size`: top left, top right, bottom left, bottom right. As if the picture were resized
+    so its short side is `2 * size` and `size`-pixel squares cut from its corners. On a square picture they
+    are its quarters; on a wide or tall one they cover its ends. The model sees each
     at the same scale as a whole card twice the size, so a notice printed across one part of a photograph
     (a caption strip, a panel beside the picture) fills a part the way a card fills the whole (see
     `model.quadrants`). Raises the same errors as `decode_pixels`.

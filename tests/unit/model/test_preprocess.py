@@ -232,3 +232,13 @@ def test_quadrants_share_the_checks_of_decode_pixels() -> None:
         decode_quadrants(encode(Image.new("RGB", (64, 64)), "PNG"), 32, limits=ImageLimits(max_pixels=100))
     with pytest.raises(ValueError):
         decode_quadrants(encode(Image.new("RGB", (64, 64)), "PNG"), 0)
+
+
+def test_quadrants_of_an_extreme_aspect_ratio_stay_small_and_fast() -> None:
+    # Resizing the whole of a 20000 x 10 picture to a short side of 64 would make 128 million pixels; only
+    # the four corner boxes are resampled.
+    image = Image.new("RGB", (20000, 10), (255, 255, 255))
+    image.paste((0, 0, 0), (0, 0, 5, 10))
+    parts = decode_quadrants(encode(image, "PNG"), 32)
+    assert parts.shape == (4, 32, 32, 3)
+    assert parts[0].mean() < parts[1].mean()  # the left corners see the dark end, the right ones do not
