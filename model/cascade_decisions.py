@@ -77,14 +77,9 @@ class CascadeDecisions:
         gate, looks = None if self.policy is None else self.policy.gate, _one_row(look)
         if gate is not None and looks is not None and gate.sends(looks)[0]:
             return PLAIN_LINE_ROUTE
-        routed = self.policy is not None and self.policy.parts_send_from is not None
-        if (
-            routed
-            and model_score is not None
-            and self.policy is not None
-            and model_score < self.policy.send_from
-        ):
-            return PARTS_ROUTE
+        policy = self.policy
+        if policy is not None and policy.parts_send_from is not None and model_score is not None:
+            return PARTS_ROUTE if model_score < policy.send_from else SCORE_ROUTE
         return SCORE_ROUTE
 
     def line_read(self, look: npt.ArrayLike | None) -> LineRead | None:

@@ -240,12 +240,11 @@ def served_with_route(
         keys: Sequence[str], scores: np.ndarray, features: Sequence[Any], looks: np.ndarray, route: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         active = routed if route else policy
-        sent = active.sends(scores, looks, parts.get(keys)[1] if route else None)
-        out = np.zeros(len(keys))
-        index = np.flatnonzero(sent & np.array([row is not None for row in features]))
-        if len(index):
-            out[index] = active.read_scores(scores[index], [features[int(i)] for i in index], looks[index])
-        return out, sent
+        part_scores = parts.get(keys)[1] if route else None
+        return (
+            active.cascade_scores(scores, features, looks, part_scores),
+            active.sends(scores, looks, part_scores),
+        )
 
     def rates(route: bool, threshold: float) -> dict[str, Any]:
         decided = [decide(measured.files(f.folder), f.scores, f.features, f.looks, route) for f in folders]

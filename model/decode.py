@@ -196,9 +196,18 @@ def decode_pixels(source: bytes | Image.Image, size: int, *, limits: ImageLimits
         ImageTooLarge: over the byte or pixel limit, or a decompression bomb.
         CorruptImage: truncated or undecodable data.
     """
+    return _model_input(_load_for(source, size, limits), size)
+
+
+def _load_for(source: bytes | Image.Image, size: int, limits: ImageLimits | None) -> Image.Image:
+    """The picture loaded for a `size`-pixel model input: checked, and decoded at >= `2 * size` per side."""
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    image = _load_rgb(source, limits or DEFAULT_LIMITS, size * 2)
+    return _load_rgb(source, limits or DEFAULT_LIMITS, size * 2)
+
+
+def _model_input(image: Image.Image, size: int) -> np.ndarray:
+    """The model's `(size, size, 3)` uint8 input from a loaded picture: its centre square, resized."""
     try:
         rgb = _centre_square_resize(image, size)
     except _DECODE_ERRORS as exc:
@@ -249,7 +258,7 @@ def decode_quadrants(
     (a caption strip, a panel beside the picture) fills a part the way a card fills the whole (see
     `model.quadrants`). Raises the same errors as `decode_pixels`.
     """
-    return decode_with_parts(source, size, limits=limits)[1:]
+    return _corner_squares(_load_for(source, size, limits), size)
 
 
 def decode_with_parts(
@@ -258,14 +267,8 @@ def decode_with_parts(
     """`(1 + QUADRANTS, size, size, 3)` uint8: the model's input (exactly `decode_pixels`'s), then the four
     corner squares (`decode_quadrants`), for a cascade with the quadrant route. The picture is decoded
     once, at `decode_pixels`'s draft size (at least `2 * size` per side), for both."""
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
-    image = _load_rgb(source, limits or DEFAULT_LIMITS, size * 2)
-    try:
-        whole = np.array(_centre_square_resize(image, size), dtype=np.uint8)
-    except _DECODE_ERRORS as exc:
-        raise CorruptImage(f"cannot decode image: {exc}") from exc
-    return np.concatenate([whole[None], _corner_squares(image, size)])
+    image = _load_for(source, size, limits)
+    return np.concatenate([_model_input(image, size)[None], _corner_squares(image, size)])
 
 
 def decode_for_reading(
