@@ -101,9 +101,7 @@ def score_paths(
     import torch
 
     from model.cascade_decisions import CascadeDecisions
-    from model.preprocess import normalise
-    from model.quadrants import largest_part_scores, split_parts
-    from model.screen import plain_line_looks
+    from model.screen import screen_batch
 
     decisions = CascadeDecisions(cascade[0].policy) if cascade is not None else None
     policy = decisions.policy if decisions is not None else None
@@ -119,11 +117,11 @@ def score_paths(
         tensors = [value for _, value in loaded if isinstance(value, torch.Tensor)]
         scored: dict[int, dict[str, Any]] = {}
         if good:
-            # uint8, normalised as the worker's scoring stage does
-            pixels, parts = split_parts(torch.stack(tensors))
-            batch = scorer.score(normalise(pixels))
-            looks = plain_line_looks(pixels) if with_looks else None
-            part_scores = None if parts is None else largest_part_scores(scorer, parts, parts_member)
+            # The worker's scoring stage screens a batch the same way.
+            screened = screen_batch(
+                scorer, torch.stack(tensors), with_looks=with_looks, parts_member=parts_member
+            )
+            batch, looks, part_scores = screened.result, screened.looks, screened.part_scores
             for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):
                 scored[i] = {
                     "score": float(score),

@@ -14,6 +14,9 @@ not flat sits in a few rows. Two numbers per image, from the grey image's neighb
 has a `line_read`, the line is also cut out and read alone (`model.verifier.line_read`);
 `model.cascade_fit` sets both on the training family's one-line cards (`train/one-line`) and reports what
 the gate adds to the verifier's share of calibration photos. It costs a few microseconds per image.
+
+`screen_batch` is the first stage of a batch as the worker and `alocc score` both run it: the model's
+score, the looks where the cascade has a gate, the largest part scores where it has the quadrant route.
 """
 
 from __future__ import annotations
@@ -53,6 +56,33 @@ def plain_line_looks(pixels: Any) -> npt.NDArray[np.float64]:
     flat_share = 1.0 - busy.mean(axis=(1, 2))
     busy_rows = (busy.sum(axis=2) >= ROW_BUSY_PIXELS).mean(axis=1)
     return np.stack([flat_share, busy_rows], axis=1).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class ScreenedBatch:
+    """What the first stage knows of a batch: the model's `BatchScores`, and where the cascade needs them, the
+    plain-line looks and the largest part scores (`model.quadrants`)."""
+
+    result: Any  # model.scoring.BatchScores
+    looks: npt.NDArray[np.float64] | None
+    part_scores: npt.NDArray[np.float32] | None
+
+
+def screen_batch(scorer: Any, pixels: Any, *, with_looks: bool, parts_member: int | None) -> ScreenedBatch:
+    """Score a stacked uint8 batch as the worker and `alocc score` both do: `(N, 3, S, S)`, or
+    `(N, 1 + P, 3, S, S)` with each picture's parts (`model.quadrants.split_parts`). The whole pictures are
+    normalised after
+    stacking (the arithmetic of `model.preprocess.preprocess`) and scored; the looks are taken where
+    `with_looks`, the part scores where the batch has parts (by `parts_member`, or the whole ensemble)."""
+    from model.preprocess import normalise
+    from model.quadrants import largest_part_scores, split_parts
+
+    whole, parts = split_parts(pixels)
+    return ScreenedBatch(
+        result=scorer.score(normalise(whole)),
+        looks=plain_line_looks(whole) if with_looks else None,
+        part_scores=None if parts is None else largest_part_scores(scorer, parts, parts_member),
+    )
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,7 @@ import numpy as np
 import torch
 
 from model.decode import QUADRANTS
-from model.preprocess import normalise
-from model.quadrants import largest_part_scores, split_parts
-from model.screen import plain_line_looks
+from model.screen import screen_batch
 
 
 class BatchScorer(Protocol):
@@ -109,18 +107,16 @@ class ScoringStage:
         """Score a batch of `(3, S, S)` uint8 images (or `(1 + P, 3, S, S)`: with their parts) now, on the
         calling thread."""
         started = time.perf_counter()
-        batch, parts = split_parts(torch.stack(pixels))  # (N, 3, S, S) uint8, and (N, P, 3, S, S) or None
-        # Same arithmetic as model.preprocess.preprocess: uint8 / 127.5 - 1 (normalised after stacking).
-        images = normalise(batch)
-        result = self._scorer.score(images)
+        screened = screen_batch(
+            self._scorer, torch.stack(pixels), with_looks=self._with_looks, parts_member=self._parts_member
+        )
+        result = screened.result
         mode = getattr(result.mode, "value", result.mode)
         return ScoredBatch(
             scores=np.asarray(result.scores, dtype=np.float32),
             excluded=np.asarray(result.excluded, dtype=bool),
-            looks=plain_line_looks(batch) if self._with_looks else None,
-            part_scores=None
-            if parts is None
-            else largest_part_scores(self._scorer, parts, self._parts_member),
+            looks=screened.looks,
+            part_scores=screened.part_scores,
             threshold=float(result.threshold),
             mode=str(mode),
             model_version=str(result.model_version),
