@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import TinyModelFactory
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
 from model.cascade_card import attach, cascade_from_fit
 from model.cascade_fit import CurvePoint, choose_point, plot_curve, send_from_for_share
-from model.checkpoint import load_checkpoint, read_card, save_checkpoint
+from model.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from model.errors import ConfigError
+from model.networks import AloccNetworks
 from model.verifier.engines import VerifierConfig
+
+# The `tiny_model` fixture's type (tests/unit/model/conftest.py). Not imported from there: with the
+# integration tests in the same run, `conftest` names that folder's module instead.
+TinyModelFactory = Callable[..., tuple[AloccNetworks, ModelCard]]
 
 _RULE = CascadeRule(
     weights=(1.0,) * 7, bias=-1.0, means=(0.0,) * 7, scales=(1.0,) * 7, inputs=BASE_RULE_INPUTS
