@@ -7,7 +7,11 @@
   plain ground is read too, whatever the model scored: the model scores such cards like products. What
   the gate passes is decided by a rule of its own (`gate_rule`, fitted on one-line cards against the
   training pictures the gate also passes): the two kinds of picture differ, and one rule for both would
-  weigh an empty ground for every image.
+  weigh an empty ground for every image;
+- where the policy has a card band (`card_from`, above `send_from`), an image the model scores at least that
+  high is a card without a read: the model is as sure as a conformal bound on the calibration photos allows
+  (`model.cascade_card.with_card_band`), and a read there could only take a card out of the exclusions.
+  Its false-positive bound adds to the cascade's (a union bound); it saves the read of most cards.
 
 The cascade score of an image the verifier never saw is 0, so one number ranks every image, and the
 project's conformal rule (`model.calibrate.conformal_threshold`) sets `threshold` on calibration photos
@@ -182,6 +186,10 @@ class CascadePolicy:
     parts_member: int | None = None
     # Decides the images only the quadrant route sends (their whole score under `send_from`); None: `rule`.
     parts_rule: CascadeRule | None = None
+    # Model score at or above which an image is a card without a read (the band where the model is sure:
+    # a conformal bound on the calibration photos, `model.cascade_card.with_card_band`); None: every image
+    # from `send_from` up is read.
+    card_from: float | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
@@ -192,6 +200,9 @@ class CascadePolicy:
             raise ValueError("a parts member needs a quadrant route, and is a member's index")
         if self.parts_rule is not None and self.parts_send_from is None:
             raise ValueError("a parts rule needs a quadrant route")
+        band = self.card_from
+        if band is not None and not (math.isfinite(band) and band > self.send_from):
+            raise ValueError("the model's card band must start above send_from (and be finite)")
 
     def sends(
         self,
@@ -201,6 +212,7 @@ class CascadePolicy:
     ) -> npt.NDArray[np.bool_]:
         """Which images the verifier must read; `looks` (`model.screen.plain_line_looks`) where gated, the
         largest part scores (`model.quadrants.largest_part_scores`) where the policy has the quadrant route.
+        An image in the model's card band (`card_from`) is never read: the model decides it.
 
         Raises:
             ValueError: the policy has a gate and `looks` is missing, or a quadrant route and `part_scores`
@@ -212,7 +224,16 @@ class CascadePolicy:
                 raise ValueError("this cascade has a quadrant route: pass the images' largest part scores")
             sent |= np.asarray(part_scores, dtype=np.float64).reshape(sent.shape) >= self.parts_send_from
         gated = self._gated(looks)
-        return sent if gated is None else sent | gated
+        if gated is not None:
+            sent |= gated
+        carded = self.model_cards(model_scores)
+        return sent if carded is None else sent & ~carded
+
+    def model_cards(self, model_scores: npt.ArrayLike) -> npt.NDArray[np.bool_] | None:
+        """Which images the model alone makes cards (its score in the card band); None without a band."""
+        if self.card_from is None:
+            return None
+        return np.asarray(model_scores, dtype=np.float64) >= self.card_from
 
     def _gated(self, looks: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | None:
         """Which images the gate passes; None for a policy without a gate."""
@@ -229,7 +250,8 @@ class CascadePolicy:
         looks: npt.ArrayLike | None = None,
         part_scores: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
-        """The cascade score per image: 0 where not sent; the rule's probability where read.
+        """The cascade score per image: 0 where not sent; the rule's probability where read; 1 in the model's
+        card band (`card_from`), a card whatever the threshold.
 
         `features[i]` may be None where the image was not sent. A sent image without features (the verifier
         failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
@@ -247,6 +269,9 @@ class CascadePolicy:
                 None if looks is None else np.asarray(looks, dtype=np.float64).reshape(len(scores), -1)[sent]
             )
             out[sent] = self.read_scores(scores[sent], rows, sent_looks)
+        carded = self.model_cards(scores)
+        if carded is not None:
+            out[carded] = 1.0
         return out
 
     def read_scores(
@@ -288,6 +313,8 @@ class CascadePolicy:
             record["parts_member"] = int(self.parts_member)
         if self.parts_rule is not None:
             record["parts_rule"] = self.parts_rule.to_json()
+        if self.card_from is not None:
+            record["card_from"] = float(self.card_from)
         return record
 
     @classmethod
@@ -306,6 +333,7 @@ class CascadePolicy:
             float(record["parts_send_from"]) if record.get("parts_send_from") is not None else None,
             int(record["parts_member"]) if record.get("parts_member") is not None else None,
             CascadeRule.from_json(record["parts_rule"]) if record.get("parts_rule") is not None else None,
+            float(record["card_from"]) if record.get("card_from") is not None else None,
         )
 
 

@@ -3,7 +3,8 @@
 `alocc cascade fit` measures the curve and chooses a point; this writes that point (the verifier's engine,
 version and configuration, the rule, `send_from` and the threshold, how they were calibrated and what the
 point measured) into `card.json` as `text_cascade`; with `--quadrants`, the quadrant route that
-`alocc cascade quadrants` measured over that cascade (`model.quadrants`), at `--route-alpha`. The weights
+`alocc cascade quadrants` measured over that cascade (`model.quadrants`), at `--route-alpha`; with
+`--card-alpha`, the model's card band (`with_card_band`). The weights
 are not touched: the checkpoint is the same ALOCC model, now served with its verifier under the cascade's
 own version (`TextCascade.version`).
 """
@@ -16,6 +17,9 @@ import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from model.cascade import CascadePolicy, CascadeRule, TextCascade
 from model.errors import ConfigError
@@ -96,20 +100,65 @@ def with_quadrant_route(cascade: TextCascade, report: dict[str, Any], alpha: flo
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured=measured)
 
 
+def with_card_band(cascade: TextCascade, calibration_scores: npt.ArrayLike, alpha: float) -> TextCascade:
+    """The cascade with the model's card band: from the conformal bound at `alpha` on the calibration photos'
+    model scores up, an image is a card without a read (`CascadePolicy.card_from`).
+
+    The band's false-positive bound (`alpha`) adds to the cascade's (a union bound; the card records both).
+    The evaluation the card recorded no longer describes its decisions, so it is dropped
+    (`alocc cascade evaluate --record` measures the new card).
+
+    Raises:
+        ConfigError: the photos are not the ones the cascade was calibrated on (another count), or the bound
+            does not lie above `send_from`.
+    """
+    from model.calibrate import conformal_threshold  # imports torch
+
+    scores = np.asarray(calibration_scores, dtype=np.float32).ravel()
+    expected = cascade.calibration.get("calibration_photos")
+    if expected is not None and int(expected) != len(scores):
+        raise ConfigError(
+            f"the cascade was calibrated on {expected} photos, not on these {len(scores)}: pass the dataset "
+            "it was fitted on"
+        )
+    bound = conformal_threshold(scores, alpha)
+    if bound.threshold <= cascade.policy.send_from:
+        raise ConfigError(
+            f"a card band from {bound.threshold:.4f} (alpha {alpha}) does not lie above send_from "
+            f"{cascade.policy.send_from:.4f}: choose a smaller alpha"
+        )
+    policy = dataclasses.replace(cascade.policy, card_from=float(bound.threshold))
+    calibration = {
+        **cascade.calibration,
+        "card_band": {
+            "target_fpr": alpha,
+            "calibration_photos": len(scores),
+            "rank": bound.rank,
+            # The cascade's false positives and the band's together (a union bound).
+            "false_positive_bound": float(cascade.calibration.get("target_fpr", 0.0)) + alpha,
+        },
+    }
+    return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
+
+
 def attach(
     model_dir: Path,
     out_dir: Path,
     report: dict[str, Any],
     quadrants: tuple[dict[str, Any], float] | None = None,
+    card_band: tuple[npt.ArrayLike, float] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
-    `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route."""
+    `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
+    `card_band` (the calibration photos' model scores and an alpha), the model's card band."""
     from model.checkpoint import WEIGHTS_FILE, read_card, write_card
 
     card = read_card(model_dir)
     cascade = cascade_from_fit(report, card)
     if quadrants is not None:
         cascade = with_quadrant_route(cascade, *quadrants)
+    if card_band is not None:
+        cascade = with_card_band(cascade, *card_band)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -148,7 +197,30 @@ def register(subcommands: Any) -> None:
         default=0.001,
         help="the route's target false-positive rate (default %(default)s)",
     )
+    parser.add_argument(
+        "--card-alpha",
+        type=float,
+        help="also serve the model's card band: model scores from the conformal bound at this false-positive "
+        "rate on the calibration photos are cards without a read (needs --data)",
+    )
+    parser.add_argument(
+        "--data", type=Path, help="the dataset the cascade was fitted on (its calibration photos: the band)"
+    )
     parser.set_defaults(handler=run_attach)
+
+
+def calibration_model_scores(data: Path, model_dir: Path) -> np.ndarray:
+    """The model's score of every calibration photo of a dataset (`calib/other`, as the fit used them)."""
+    from model.cascade_fit import CALIB
+    from model.data.folder import iter_image_files
+    from model.offline_score import score_paths
+    from model.scoring import Scorer
+
+    paths = sorted(iter_image_files(data / CALIB))
+    if not paths:
+        raise ConfigError(f"no calibration photos in {data / CALIB}")
+    scorer = Scorer.load(str(model_dir), device="cpu")
+    return np.array([record["score"] for record in score_paths(scorer, paths)], dtype=np.float32)
 
 
 def run_attach(args: argparse.Namespace) -> int:
@@ -157,13 +229,19 @@ def run_attach(args: argparse.Namespace) -> int:
 
     model_dir = args.model or default_model_dir()
     quadrants = (json.loads(args.quadrants.read_text()), args.route_alpha) if args.quadrants else None
-    card = attach(model_dir, args.out or model_dir, json.loads(args.fit.read_text()), quadrants)
+    card_band = None
+    if args.card_alpha is not None:
+        if args.data is None:
+            raise ConfigError("--card-alpha needs --data: the band is set on its calibration photos")
+        card_band = (calibration_model_scores(args.data, model_dir), args.card_alpha)
+    card = attach(model_dir, args.out or model_dir, json.loads(args.fit.read_text()), quadrants, card_band)
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
     route = f", parts_send_from {policy['parts_send_from']:.4f}" if "parts_send_from" in policy else ""
+    band = f", cards from a model score of {policy['card_from']:.4f}" if "card_from" in policy else ""
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
         f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "
-        f"threshold {policy['threshold']:.4f})"
+        f"threshold {policy['threshold']:.4f}{band})"
     )
     return 0

@@ -4,7 +4,8 @@
 (model score >= the card's `send_from`; where the card has a plain-line gate, a picture that looks like
 one line of text on a plain ground: `model.screen`; where it has the quadrant route, a picture one of whose
 corners scores like a card: `model.quadrants`); the verifier's features then give the verdict
-(`model.cascade.CascadePolicy`). Without a cascade every verdict is the model's own. A read that failed
+(`model.cascade.CascadePolicy`); where the card has a card band, a model score in it is a card without a
+read. Without a cascade every verdict is the model's own. A read that failed
 keeps the model's own decision at its card's threshold, recorded as `decided_by = "model_fallback"`.
 
 Where the reads happen is the caller's: the worker's `worker.stages.verify.VerificationStage` (downloads
@@ -35,7 +36,8 @@ PARTS_ROUTE = "quadrants"  # decided by the main rule, like the score route
 class Verdict:
     """The decision for one image, and what it rests on."""
 
-    score: float  # the deciding score: the cascade's (0 below send_from), or the model's (alone, fallback)
+    # the deciding score: the cascade's (0 below send_from), or the model's (alone, card band, fallback)
+    score: float
     excluded: bool
     threshold: float
     decided_by: str  # MODEL | VERIFIER | MODEL_FALLBACK
@@ -63,9 +65,13 @@ class CascadeDecisions:
 
         `look` is the image's plain-line look (`model.screen.plain_line_looks`), which a gated policy needs;
         `part_score` its largest part score (`model.quadrants`), which a policy with the quadrant route needs.
+        In the policy's card band the model's verdict is a card, scored by the model against `card_from`.
         """
         if self.policy is None:
             return Verdict(model_score, model_excluded, model_threshold, MODEL, model_score)
+        card_from = self.policy.card_from
+        if card_from is not None and model_score >= card_from:  # the model's card band: no read
+            return Verdict(model_score, True, card_from, MODEL, model_score)
         parts = None if part_score is None else [part_score]
         if self.policy.sends([model_score], _one_row(look), parts)[0]:
             return None

@@ -16,12 +16,14 @@ column needs the verifier's features of every evaluation and calibration image, 
 few thousand images (about 0.3 s each on one core); reads are cached beside the fit's.
 
 Writes `cascade-evaluation.json` and `cascade-band.png` (the model's score distributions with the
-uncertain band the verifier reads) into `--out`, and prints the table.
+uncertain band the verifier reads) into `--out`, and prints the table; with `--record`, also writes the
+cascade's rates into the card's `measured` (what `alocc cascade attach` leaves empty after a card band).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -213,7 +215,27 @@ def register(subcommands: Any) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for caches, JSON and the plot")
     parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument("--per-folder", type=int, default=200, help="training images per folder (rule fit)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also record the cascade's rates on the checkpoint's card (`measured`; its version stays)",
+    )
     parser.set_defaults(handler=run_evaluate)
+
+
+def record_on_card(model_dir: Path, report: dict[str, Any]) -> None:
+    """Write the cascade column of `report` into the card's `measured`, which names no decision: the
+    checkpoint serves the same version, now with its own evaluation."""
+    from model.checkpoint import read_card, write_card
+
+    card = read_card(model_dir)
+    if card.text_cascade is None:
+        raise ConfigError("this checkpoint's card has no text cascade")
+    cascade = TextCascade.from_json(card.text_cascade)
+    if cascade.version != report["cascade_version"]:
+        raise ConfigError(f"the evaluation is of {report['cascade_version']}, not of {cascade.version}")
+    measured = dataclasses.replace(cascade, measured=report["columns"]["cascade"])
+    write_card(model_dir, dataclasses.replace(card, text_cascade=measured.to_json()))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -244,4 +266,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     plot_band(report, args.out / "cascade-band.png")
     (args.out / "cascade-evaluation.json").write_text(json.dumps(report, indent=1) + "\n")
     print(format_table(report))
+    if args.record:
+        from model.scoring import default_model_dir
+
+        record_on_card(Path(args.model) if args.model else default_model_dir(), report)
     return 0

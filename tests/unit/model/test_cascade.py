@@ -169,3 +169,45 @@ def test_a_rule_fitted_without_the_model_gives_its_score_no_weight() -> None:
     row = rule_inputs([0.01, 0.99], [features[0], features[0]])
     assert text_only.probability(row)[0] == text_only.probability(row)[1]  # the score changes nothing
     assert with_model.probability(row)[0] < with_model.probability(row)[1]
+
+
+def test_the_models_card_band_makes_cards_without_a_read_and_keeps_older_cards_json() -> None:
+    scores, features, labels = _training_set(np.random.default_rng(2))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    plain = CascadePolicy(send_from=0.5, rule=rule, threshold=0.5)
+    banded = CascadePolicy(send_from=0.5, rule=rule, threshold=0.5, card_from=0.9)
+    model_scores = np.array([0.2, 0.6, 0.95])
+    # The third image reads nothing: the rule would keep it a product; the band makes it a card unread.
+    silent = [_features(0, 0.0, 0.2)] * 3
+
+    assert plain.sends(model_scores).tolist() == [False, True, True]
+    assert banded.sends(model_scores).tolist() == [False, True, False]
+    assert plain.cascade_scores(model_scores, silent)[2] < plain.threshold
+    flagged = banded.cascade_scores(model_scores, [None, silent[1], None]) >= banded.threshold
+    assert flagged.tolist() == [False, False, True]
+    # Not even the plain-line gate or the quadrant route reads an image in the band.
+    routed = CascadePolicy(0.5, rule, 0.5, parts_send_from=0.1, card_from=0.9)
+    assert routed.sends(model_scores, part_scores=[0.0, 0.0, 0.99]).tolist() == [False, True, False]
+
+    assert "card_from" not in plain.to_json()  # the versions of earlier cards do not change
+    assert CascadePolicy.from_json(banded.to_json()) == banded
+    for bad in (0.5, 0.3, float("nan")):
+        with pytest.raises(ValueError, match="card band"):
+            CascadePolicy(send_from=0.5, rule=rule, threshold=0.5, card_from=bad)
+
+
+def test_a_verdict_in_the_card_band_is_the_models_and_keeps_the_records_contract() -> None:
+    from model.cascade_decisions import MODEL, CascadeDecisions
+
+    scores, features, labels = _training_set(np.random.default_rng(3))
+    policy = CascadePolicy(0.5, fit_rule(rule_inputs(scores, features), labels), 0.5, card_from=0.9)
+    decisions = CascadeDecisions(policy)
+
+    card = decisions.screen(0.97, model_excluded=False, model_threshold=0.99)
+    product = decisions.screen(0.2, model_excluded=False, model_threshold=0.99)
+
+    assert card is not None and product is not None
+    assert (card.excluded, card.decided_by, card.score, card.threshold) == (True, MODEL, 0.97, 0.9)
+    assert card.score >= card.threshold  # search relies on excluded == (score >= threshold)
+    assert not product.excluded
+    assert decisions.screen(0.6, model_excluded=False, model_threshold=0.99) is None  # read

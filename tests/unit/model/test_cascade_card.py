@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
-from model.cascade_card import attach, cascade_from_fit
+from model.cascade_card import attach, cascade_from_fit, with_card_band
 from model.cascade_fit import CurvePoint, choose_point, plot_curve, send_from_for_share
 from model.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from model.errors import ConfigError
@@ -193,3 +193,25 @@ def test_the_quadrant_route_goes_on_the_cascade_it_was_measured_over_at_the_alph
         with_quadrant_route(cascade, report, 0.002)
     with pytest.raises(ConfigError, match="measured over"):
         with_quadrant_route(_cascade(engine_version="tesseract 5.4.0"), report, 0.001)
+
+
+def test_the_card_band_starts_above_the_calibration_photos_and_adds_its_alpha_to_the_bound() -> None:
+    cascade = _cascade(
+        calibration={"target_fpr": 0.001, "calibration_photos": 2000},
+        measured={"eval/target": {"measure": "missed", "rate": 0.02}},
+    )
+    photos = np.linspace(0.0, 0.97, 2000, dtype=np.float32)
+
+    banded = with_card_band(cascade, photos, 0.0005)
+
+    # 2,000 photos certify alpha 0.0005 only above the highest of them.
+    assert banded.policy.card_from is not None and banded.policy.card_from > photos.max()
+    assert banded.policy.card_from == pytest.approx(0.97, abs=1e-6)
+    assert banded.calibration["card_band"]["false_positive_bound"] == pytest.approx(0.0015)
+    assert banded.measured == {}  # the earlier evaluation no longer describes these decisions
+    assert banded.version != cascade.version
+    assert TextCascade.from_json(json.loads(json.dumps(banded.to_json()))) == banded
+    with pytest.raises(ConfigError, match="calibrated on 2000 photos"):
+        with_card_band(cascade, photos[:1000], 0.0005)
+    with pytest.raises(ConfigError, match="above send_from"):
+        with_card_band(cascade, np.zeros(2000, dtype=np.float32) + 0.1, 0.0005)
