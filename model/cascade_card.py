@@ -144,17 +144,27 @@ def with_card_band(cascade: TextCascade, calibration_scores: npt.ArrayLike, alph
 def attach(
     model_dir: Path,
     out_dir: Path,
-    report: dict[str, Any],
+    report: dict[str, Any] | None,
     quadrants: tuple[dict[str, Any], float] | None = None,
     card_band: tuple[npt.ArrayLike, float] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
-    `card_band` (the calibration photos' model scores and an alpha), the model's card band."""
+    `card_band` (the calibration photos' model scores and an alpha), the model's card band. Without a fit
+    `report`, the cascade is the one the card already serves (to give it a card band).
+
+    Raises:
+        ConfigError: no fit report and no cascade on the card, or a quadrant route without a fit report.
+    """
     from model.checkpoint import WEIGHTS_FILE, read_card, write_card
 
     card = read_card(model_dir)
-    cascade = cascade_from_fit(report, card)
+    if report is not None:
+        cascade = cascade_from_fit(report, card)
+    elif card.text_cascade is None or quadrants is not None:
+        raise ConfigError("without --fit only a card band can be added, to a card that serves a cascade")
+    else:
+        cascade = TextCascade.from_json(card.text_cascade)
     if quadrants is not None:
         cascade = with_quadrant_route(cascade, *quadrants)
     if card_band is not None:
@@ -180,7 +190,9 @@ def register(subcommands: Any) -> None:
         description=__doc__,
     )
     parser.add_argument(
-        "--fit", type=Path, required=True, help="cascade-ENGINE.json from `alocc cascade fit`"
+        "--fit",
+        type=Path,
+        help="cascade-ENGINE.json from `alocc cascade fit` (without it: give the card's own cascade a band)",
     )
     parser.add_argument(
         "--model", type=Path, help="checkpoint directory (default: the shipped default model)"
@@ -234,7 +246,8 @@ def run_attach(args: argparse.Namespace) -> int:
         if args.data is None:
             raise ConfigError("--card-alpha needs --data: the band is set on its calibration photos")
         card_band = (calibration_model_scores(args.data, model_dir), args.card_alpha)
-    card = attach(model_dir, args.out or model_dir, json.loads(args.fit.read_text()), quadrants, card_band)
+    report = json.loads(args.fit.read_text()) if args.fit else None
+    card = attach(model_dir, args.out or model_dir, report, quadrants, card_band)
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
     route = f", parts_send_from {policy['parts_send_from']:.4f}" if "parts_send_from" in policy else ""

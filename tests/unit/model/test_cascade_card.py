@@ -215,3 +215,23 @@ def test_the_card_band_starts_above_the_calibration_photos_and_adds_its_alpha_to
         with_card_band(cascade, photos[:1000], 0.0005)
     with pytest.raises(ConfigError, match="above send_from"):
         with_card_band(cascade, np.zeros(2000, dtype=np.float32) + 0.1, 0.0005)
+
+
+def test_attach_without_a_fit_gives_the_cards_own_cascade_a_band(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    networks, card = tiny_model()
+    saved = save_checkpoint(tmp_path / "model", networks, card)
+    with pytest.raises(ConfigError, match="only a card band"):
+        attach(tmp_path / "model", tmp_path / "model", None, card_band=(np.zeros(2000), 0.0005))
+    served = attach(tmp_path / "model", tmp_path / "cascade", _fit_report(saved.model_version))
+    photos = np.linspace(0.0, 0.9, 2000)
+
+    banded = attach(tmp_path / "cascade", tmp_path / "cascade", None, card_band=(photos, 0.0005))
+
+    before = TextCascade.from_json(served.text_cascade or {})
+    after = TextCascade.from_json(banded.text_cascade or {})
+    assert after.policy == dataclasses.replace(before.policy, card_from=after.policy.card_from)
+    assert after.policy.card_from == pytest.approx(0.9, abs=1e-6)
+    assert banded.serving_version != served.serving_version
+    assert load_checkpoint(tmp_path / "cascade")[1] == banded
