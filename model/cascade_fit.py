@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -116,14 +117,28 @@ class Measurements:
         self.data = data
         self.config = config
         self.model_dir = model_dir
-        self._scores = JsonLinesCache(out / "model-scores.jsonl")
         self._looks = JsonLinesCache(out / "plain-line-looks.jsonl")
         self._out = out
-        self._features = JsonLinesCache(out / f"{self._features_stem()}.jsonl")
+        # Named by what produced them (the model's version, the OCR engine's), opened on first use: a
+        # cache of another model or engine release is never mixed in.
+        self._score_cache: JsonLinesCache | None = None
+        self._feature_cache: JsonLinesCache | None = None
         self._line_features: dict[LineRead, JsonLinesCache] = {}
         self._scorer: Any = None
         self._verifier: Any = None
         self._progress = tqdm(desc=f"verifier ({config.engine})", unit="img", file=sys.stderr)
+
+    @property
+    def _scores(self) -> JsonLinesCache:
+        if self._score_cache is None:
+            self._score_cache = JsonLinesCache(self._out / f"model-scores-{self.model_version()}.jsonl")
+        return self._score_cache
+
+    @property
+    def _features(self) -> JsonLinesCache:
+        if self._feature_cache is None:
+            self._feature_cache = JsonLinesCache(self._out / f"{self._features_stem()}.jsonl")
+        return self._feature_cache
 
     def seed_features(self, measure_output: Path) -> int:
         """Take features that `alocc verifier measure --out` recorded with the same configuration."""
@@ -169,9 +184,11 @@ class Measurements:
         )
 
     def _features_stem(self) -> str:
-        # The confidence that counts a character as confidently read is part of what a cached row means.
+        # The engine's release and the confidence that counts a character as confidently read are part of
+        # what a cached row means.
         config = self.config
-        return f"features-{config.engine}-{config.side}-psm{config.page_segmentation}-c{CONFIDENT_READ:g}"
+        release = re.sub(r"[^0-9A-Za-z.]+", "-", self.engine_version()).strip("-")
+        return f"features-{release}-{config.side}-psm{config.page_segmentation}-c{CONFIDENT_READ:g}"
 
     def model_version(self) -> str:
         """The version of the model being screened with."""
