@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,17 +101,48 @@ def with_quadrant_route(cascade: TextCascade, report: dict[str, Any], alpha: flo
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured=measured)
 
 
-def with_card_band(cascade: TextCascade, calibration_scores: npt.ArrayLike, alpha: float) -> TextCascade:
-    """The cascade with the model's card band: from the conformal bound at `alpha` on the calibration photos'
-    model scores up, an image is a card without a read (`CascadePolicy.card_from`).
+def source_margin(scores: npt.ArrayLike, sources: Sequence[str]) -> float:
+    """How far, in logits, one photo source's highest model score has stood above every other source's: the
+    largest `logit(max of a source) - logit(max of the rest)` over the sources (0 when none stands above).
 
-    The band's false-positive bound (`alpha`) adds to the cascade's (a union bound; the card records both).
-    The evaluation the card recorded no longer describes its decisions, so it is dropped
-    (`alocc cascade evaluate --record` measures the new card).
+    A bound set at the calibration photos' highest score holds for photos like them; the model's false
+    positives follow the look of a photo, and a source it has never seen can score higher. Leaving each
+    calibration source out in turn measures how much higher one has scored than all the others.
+    """
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    names = np.asarray(list(sources))
+    if len(names) != len(values):
+        raise ValueError("one source per score")
+    logits = _logit(values)
+    margin = 0.0
+    for name in set(names.tolist()):
+        inside = names == name
+        if inside.all():
+            return 0.0  # one source: nothing to leave out
+        margin = max(margin, float(logits[inside].max() - logits[~inside].max()))
+    return margin
+
+
+def _logit(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    clipped = np.clip(values, 1e-7, 1 - 1e-7)
+    return np.asarray(np.log(clipped) - np.log1p(-clipped))
+
+
+def with_card_band(
+    cascade: TextCascade, calibration_scores: npt.ArrayLike, sources: Sequence[str], alpha: float
+) -> TextCascade:
+    """The cascade with the model's card band (`CascadePolicy.card_from`): from there up, an image is a card
+    without a read.
+
+    The band starts at the conformal bound at `alpha` on the calibration photos' model scores, raised by the
+    largest amount one calibration source has scored above all the others (`source_margin`, in logits), so a
+    source like that, unseen, still falls under it. The band's false-positive bound (`alpha`) adds to the
+    cascade's (a union bound; the card records both). The evaluation the card recorded no longer describes
+    its decisions, so it is dropped (`alocc cascade evaluate --record` measures the new card).
 
     Raises:
-        ConfigError: the photos are not the ones the cascade was calibrated on (another count), or the bound
-            does not lie above `send_from`.
+        ConfigError: the photos are not the ones the cascade was calibrated on (another count), or the band
+            would not start above `send_from`.
     """
     from model.calibrate import conformal_threshold  # imports torch
 
@@ -122,18 +154,21 @@ def with_card_band(cascade: TextCascade, calibration_scores: npt.ArrayLike, alph
             "it was fitted on"
         )
     bound = conformal_threshold(scores, alpha)
-    if bound.threshold <= cascade.policy.send_from:
+    margin = source_margin(scores, sources)
+    card_from = float(1.0 / (1.0 + np.exp(-(_logit(np.array([bound.threshold]))[0] + margin))))
+    if card_from <= cascade.policy.send_from:
         raise ConfigError(
-            f"a card band from {bound.threshold:.4f} (alpha {alpha}) does not lie above send_from "
+            f"a card band from {card_from:.4f} (alpha {alpha}) does not lie above send_from "
             f"{cascade.policy.send_from:.4f}: choose a smaller alpha"
         )
-    policy = dataclasses.replace(cascade.policy, card_from=float(bound.threshold))
+    policy = dataclasses.replace(cascade.policy, card_from=card_from)
     calibration = {
         **cascade.calibration,
         "card_band": {
             "target_fpr": alpha,
             "calibration_photos": len(scores),
-            "rank": bound.rank,
+            "conformal_bound": float(bound.threshold),
+            "source_margin_logits": margin,
             # The cascade's false positives and the band's together (a union bound).
             "false_positive_bound": float(cascade.calibration.get("target_fpr", 0.0)) + alpha,
         },
@@ -146,12 +181,12 @@ def attach(
     out_dir: Path,
     report: dict[str, Any] | None,
     quadrants: tuple[dict[str, Any], float] | None = None,
-    card_band: tuple[npt.ArrayLike, float] | None = None,
+    card_band: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
-    `card_band` (the calibration photos' model scores and an alpha), the model's card band. Without a fit
-    `report`, the cascade is the one the card already serves (to give it a card band).
+    `card_band` (the calibration photos' model scores, their sources and an alpha), the model's card band.
+    Without a fit `report`, the cascade is the one the card already serves (to give it a card band).
 
     Raises:
         ConfigError: no fit report and no cascade on the card, or a quadrant route without a fit report.
@@ -221,9 +256,10 @@ def register(subcommands: Any) -> None:
     parser.set_defaults(handler=run_attach)
 
 
-def calibration_model_scores(data: Path, model_dir: Path) -> np.ndarray:
-    """The model's score of every calibration photo of a dataset (`calib/other`, as the fit used them)."""
-    from model.cascade_fit import CALIB
+def calibration_model_scores(data: Path, model_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """The model's score of every calibration photo of a dataset (`calib/other`, as the fit used them), and
+    each photo's source (`model.cascade_fit.photo_source`)."""
+    from model.cascade_fit import CALIB, photo_source
     from model.data.folder import iter_image_files
     from model.offline_score import score_paths
     from model.scoring import Scorer
@@ -232,7 +268,8 @@ def calibration_model_scores(data: Path, model_dir: Path) -> np.ndarray:
     if not paths:
         raise ConfigError(f"no calibration photos in {data / CALIB}")
     scorer = Scorer.load(str(model_dir), device="cpu")
-    return np.array([record["score"] for record in score_paths(scorer, paths)], dtype=np.float32)
+    scores = np.array([record["score"] for record in score_paths(scorer, paths)], dtype=np.float32)
+    return scores, [photo_source(path.name) for path in paths]
 
 
 def run_attach(args: argparse.Namespace) -> int:
@@ -245,7 +282,7 @@ def run_attach(args: argparse.Namespace) -> int:
     if args.card_alpha is not None:
         if args.data is None:
             raise ConfigError("--card-alpha needs --data: the band is set on its calibration photos")
-        card_band = (calibration_model_scores(args.data, model_dir), args.card_alpha)
+        card_band = (*calibration_model_scores(args.data, model_dir), args.card_alpha)
     report = json.loads(args.fit.read_text()) if args.fit else None
     card = attach(model_dir, args.out or model_dir, report, quadrants, card_band)
     assert card.text_cascade is not None

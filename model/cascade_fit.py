@@ -240,6 +240,12 @@ class Measurements:
         return rows
 
 
+def photo_source(key: str) -> str:
+    """A calibration photo's source: its file name without the kind and the number
+    (`calib/other/photo-skimage-00012.jpg` -> `skimage`)."""
+    return re.sub(r"-\d+\.\w+$", "", key.rsplit("/", 1)[-1]).split("-", 1)[-1]
+
+
 def _sent_features(
     measured: Measurements,
     keys: list[str],

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ from model.cascade_fit import (
     family_rates,
     fit_rule_on,
     load_eval_folders,
+    photo_source,
 )
 from model.errors import ConfigError
 from model.quadrants import route_bounds
@@ -107,11 +107,6 @@ class PartScores:
 def _layout(key: str) -> str:
     """`card-photo_side-00012.jpg` -> `photo_side`."""
     return key.rsplit("/", 1)[-1].split("-")[1]
-
-
-def _source(key: str) -> str:
-    """The photo's source: its file name without the kind and the number (`photo-skimage-00012.jpg`)."""
-    return re.sub(r"-\d+\.\w+$", "", key.rsplit("/", 1)[-1]).split("-", 1)[-1]
 
 
 def simulate_held_out(
@@ -183,7 +178,7 @@ def _simulated_row(
     threshold = conformal_threshold(calib_scores.astype(np.float32), alpha).threshold
     by_source: dict[str, list[int]] = {}
     for index, key in enumerate(calib):
-        by_source.setdefault(_source(key), []).append(index)
+        by_source.setdefault(photo_source(key), []).append(index)
     left_out_flags = 0
     for members in by_source.values():
         rest = np.delete(calib_scores, members).astype(np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
-from model.cascade_card import attach, cascade_from_fit, with_card_band
+from model.cascade_card import attach, cascade_from_fit, source_margin, with_card_band
 from model.cascade_fit import CurvePoint, choose_point, plot_curve, send_from_for_share
 from model.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from model.errors import ConfigError
@@ -201,10 +201,11 @@ def test_the_card_band_starts_above_the_calibration_photos_and_adds_its_alpha_to
         measured={"eval/target": {"measure": "missed", "rate": 0.02}},
     )
     photos = np.linspace(0.0, 0.97, 2000, dtype=np.float32)
+    one_source = ["skimage"] * 2000
 
-    banded = with_card_band(cascade, photos, 0.0005)
+    banded = with_card_band(cascade, photos, one_source, 0.0005)
 
-    # 2,000 photos certify alpha 0.0005 only above the highest of them.
+    # 2,000 photos certify alpha 0.0005 only above the highest of them; one source leaves no margin.
     assert banded.policy.card_from is not None and banded.policy.card_from > photos.max()
     assert banded.policy.card_from == pytest.approx(0.97, abs=1e-6)
     assert banded.calibration["card_band"]["false_positive_bound"] == pytest.approx(0.0015)
@@ -212,9 +213,33 @@ def test_the_card_band_starts_above_the_calibration_photos_and_adds_its_alpha_to
     assert banded.version != cascade.version
     assert TextCascade.from_json(json.loads(json.dumps(banded.to_json()))) == banded
     with pytest.raises(ConfigError, match="calibrated on 2000 photos"):
-        with_card_band(cascade, photos[:1000], 0.0005)
+        with_card_band(cascade, photos[:1000], one_source[:1000], 0.0005)
     with pytest.raises(ConfigError, match="above send_from"):
-        with_card_band(cascade, np.zeros(2000, dtype=np.float32) + 0.1, 0.0005)
+        with_card_band(cascade, np.zeros(2000, dtype=np.float32) + 0.1, one_source, 0.0005)
+
+
+def _sigmoid(logit: float) -> float:
+    return float(1 / (1 + np.exp(-logit)))
+
+
+def test_the_band_rises_by_as_much_as_one_source_has_scored_above_the_others() -> None:
+    # Source "a" tops out at logit 2, "b" at logit 0, "c" at logit 1: "a" stood 1 logit above the rest.
+    scores = np.array([_sigmoid(2.0), 0.2, _sigmoid(0.0), 0.1, _sigmoid(1.0)])
+    sources = ["a", "a", "b", "b", "c"]
+    assert source_margin(scores, sources) == pytest.approx(1.0, abs=1e-5)
+    assert source_margin(scores[2:], sources[2:]) == pytest.approx(1.0, abs=1e-5)  # "c" over "b"
+    assert source_margin([0.6, 0.3, 0.6], ["a", "a", "b"]) == 0.0  # no source above all the others
+    assert source_margin([0.9, 0.8], ["a", "a"]) == 0.0
+
+    cascade = _cascade(calibration={"target_fpr": 0.001})
+    photos = np.r_[np.full(1000, 0.5), np.full(999, 0.6), _sigmoid(3.0)].astype(np.float32)
+    named = ["a"] * 1000 + ["b"] * 1000
+
+    banded = with_card_band(cascade, photos, named, 0.0005)
+
+    # The highest photo (logit 3, source "b") stood 3 - logit(0.5) = 3 logits above source "a": 6 in all.
+    assert banded.policy.card_from == pytest.approx(_sigmoid(6.0), abs=1e-5)
+    assert banded.calibration["card_band"]["source_margin_logits"] == pytest.approx(3.0, abs=1e-4)
 
 
 def test_attach_without_a_fit_gives_the_cards_own_cascade_a_band(
@@ -223,11 +248,13 @@ def test_attach_without_a_fit_gives_the_cards_own_cascade_a_band(
     networks, card = tiny_model()
     saved = save_checkpoint(tmp_path / "model", networks, card)
     with pytest.raises(ConfigError, match="only a card band"):
-        attach(tmp_path / "model", tmp_path / "model", None, card_band=(np.zeros(2000), 0.0005))
+        attach(tmp_path / "model", tmp_path / "model", None, card_band=(np.zeros(2000), ["a"] * 2000, 0.0005))
     served = attach(tmp_path / "model", tmp_path / "cascade", _fit_report(saved.model_version))
     photos = np.linspace(0.0, 0.9, 2000)
 
-    banded = attach(tmp_path / "cascade", tmp_path / "cascade", None, card_band=(photos, 0.0005))
+    banded = attach(
+        tmp_path / "cascade", tmp_path / "cascade", None, card_band=(photos, ["a"] * 2000, 0.0005)
+    )
 
     before = TextCascade.from_json(served.text_cascade or {})
     after = TextCascade.from_json(banded.text_cascade or {})

@@ -89,7 +89,8 @@ def test_route_bounds_never_go_over_the_share_on_ties() -> None:
 
 
 def test_the_report_tables_show_the_simulation_and_every_family() -> None:
-    from model.cascade_quadrants import _layout, _source, format_tables
+    from model.cascade_fit import photo_source as _source
+    from model.cascade_quadrants import _layout, format_tables
 
     assert _layout("train/target/card-photo_side-00012.jpg") == "photo_side"
     assert _source("calib/other/photo-lomiri-16.04-00012.jpg") == "lomiri-16.04"
