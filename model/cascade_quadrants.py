@@ -369,10 +369,10 @@ def run_quadrants(args: argparse.Namespace) -> int:
     if card.text_cascade is None:
         raise ConfigError("this checkpoint's card has no text cascade: `alocc cascade attach` first")
     cascade = TextCascade.from_json(card.text_cascade)
-    if cascade.policy.parts_send_from is not None:
+    if cascade.policy.parts_send_from is not None or cascade.policy.card_from is not None:
         raise ConfigError(
-            "this card's cascade has a quadrant route already: measure the route over the fitted cascade "
-            "(`alocc cascade attach --fit ...` without --quadrants first)"
+            "this card's cascade has a quadrant route or a card band already: measure the route over the "
+            "fitted cascade (`alocc cascade attach --fit ...` without --quadrants or --card-alpha first)"
         )
     policy = cascade.policy
     measured = Measurements(args.data, args.out, cascade.verifier, args.model)

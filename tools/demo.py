@@ -137,9 +137,11 @@ def main(args: argparse.Namespace) -> int:
     if cascade is not None:
         parts_from = cascade.policy.parts_send_from
         corners = "" if parts_from is None else f" or a corner's score {parts_from:.4f}"
+        card_from = cascade.policy.card_from
+        band = "" if card_from is None else f"; the model alone makes cards from {card_from:.4f}"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
-            f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f})"
+            f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
         )
     print(f"topics      {topics['input']} -> {topics['exclusions']}, {topics['dead_letter']}")
     with tempfile.TemporaryDirectory(prefix="alocc-demo-") as folder:
