@@ -69,13 +69,18 @@ class CascadeDecisions:
         """
         if self.policy is None:
             return Verdict(model_score, model_excluded, model_threshold, MODEL, model_score)
-        card_from = self.policy.card_from
-        if card_from is not None and model_score >= card_from:  # the model's card band: no read
-            return Verdict(model_score, True, card_from, MODEL, model_score)
+        if self.in_card_band(model_score):  # the model's card band: no read
+            assert self.policy.card_from is not None
+            return Verdict(model_score, True, self.policy.card_from, MODEL, model_score)
         parts = None if part_score is None else [part_score]
         if self.policy.sends([model_score], _one_row(look), parts)[0]:
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
+
+    def in_card_band(self, model_score: float) -> bool:
+        """Whether the policy's card band makes this model score a card without a read."""
+        card_from = None if self.policy is None else self.policy.card_from
+        return card_from is not None and model_score >= card_from
 
     def route(self, look: npt.ArrayLike | None, model_score: float | None = None) -> str:
         """The route of an image the verifier reads: the gate's where the gate passes its look; else the

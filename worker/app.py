@@ -531,6 +531,8 @@ class Worker:
             part_score = None if result.part_scores is None else float(result.part_scores[row])
             verdict = self._decisions.screen(score, excluded, result.threshold, look, part_score)
             if verdict is not None:
+                if self._decisions.in_card_band(score):
+                    self.metrics.card_band.inc()
                 now.append((item, verdict))
             else:
                 self._send_to_verifier(item, score, excluded, result, look)

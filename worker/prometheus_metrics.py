@@ -75,6 +75,13 @@ class WorkerMetrics:
             ["route"],
             registry=r,
         )
+        self.card_band = Counter(
+            "alocc_card_band_total",
+            "Images the model made cards without a read (at or above the card's card_from). The band assumes "
+            "unseen photos score under it, as every calibration source did: a rising share of uploads here "
+            "is the first sign of a photo source it does not cover.",
+            registry=r,
+        )
         self.verifier_in_flight = Gauge(
             "alocc_verifier_in_flight", "Images the text verifier is downloading or reading.", registry=r
         )

@@ -396,6 +396,31 @@ def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_
     assert sends("alocc_verifier_sends_total", {"route": "model_score"}) is None
 
 
+def test_a_cascade_with_a_card_band_excludes_what_the_model_is_surest_of_without_a_read() -> None:
+    # The white card scores 1.0, in the band (from 0.9): a card without a read. The verifier is never asked.
+    policy = dataclasses.replace(_reads_text_policy(), card_from=0.9)
+    verification = FakeVerification({"card": 20})
+    rig = make_rig(
+        {0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "photo"))]},
+        payloads={"card": b"card", "photo": b"photo"},
+        cascade=(policy, verification),
+    )
+
+    stats = rig.worker.run(max_events=2, idle_timeout=5)
+
+    assert stats.committed == 2 and stats.dead_lettered == 0
+    assert verification.requests == []
+    card, photo = rig.store.rows["a"], rig.store.rows["b"]
+    assert (card.decided_by, card.excluded, card.threshold) == ("model", True, 0.9)
+    assert card.score == card.model_score >= card.threshold  # what search reads stays consistent
+    assert (photo.decided_by, photo.excluded) == ("model", False)
+    events = [ExclusionEvent.model_validate_json(r.value or b"") for r in rig.sink.records]
+    assert [(e.image_id, e.decided_by) for e in events] == [("a", "model")]
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_card_band_total") == 1.0
+    assert metric("alocc_verifier_sends_total", {"route": "model_score"}) is None
+
+
 def test_a_bounded_run_stops_each_partition_at_its_end_offset_and_returns_when_done() -> None:
     events = {p: [(f"{p}-{i}".encode(), event_bytes(f"{p}-{i}", "photo")) for i in range(5)] for p in (0, 1)}
     rig = make_rig(events, end_offsets={0: 2, 1: 5})
