@@ -47,7 +47,7 @@ cascade: setup ## fit the text cascade over the default model on $(DATASET), mea
 	nice $(VENV)/bin/alocc cascade quadrants --data $(DATASET) --out reports/cascade
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json \
 		--quadrants reports/cascade/cascade-quadrants.json --route-alpha 0.001 \
-		--card-alpha 0.0005 --data $(DATASET)
+		--card-alpha 0.0005 --panel-read --data $(DATASET)
 	nice $(VENV)/bin/alocc cascade evaluate --data $(DATASET) --out reports/cascade --record
 
 services-up: ## start the local Kafka and Redis (ONLY=kafka or ONLY=redis: one of them) and print their export lines

@@ -11,7 +11,10 @@
 - where the policy has a card band (`card_from`, above `send_from`), an image the model scores at least that
   high is a card without a read: the model is as sure as a conformal bound on the calibration photos allows
   (`model.cascade_card.with_card_band`), and a read there could only take a card out of the exclusions.
-  Its false-positive bound adds to the cascade's (a union bound); it saves the read of most cards.
+  Its false-positive bound adds to the cascade's (a union bound); it saves the read of most cards;
+- where the policy has a panel reading (`panel_read`), an image the model's score sends and whose page
+  reading read nothing is read again with its ground flattened (`model.verifier.panel_read`): a card's text
+  on a panel of another tone is lost to Tesseract's global threshold.
 
 The cascade score of an image the verifier never saw is 0, so one number ranks every image, and the
 project's conformal rule (`model.calibrate.conformal_threshold`) sets `threshold` on calibration photos
@@ -36,6 +39,7 @@ import numpy.typing as npt
 
 from model.screen import PlainLineGate
 from model.verifier.engines import VerifierConfig
+from model.verifier.panel_read import PanelRead
 
 # What every rule weighs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a
 # few); the model score as its logit, so the rule can weigh it against the text. Cards fitted before the
@@ -190,6 +194,9 @@ class CascadePolicy:
     # a conformal bound on the calibration photos, `model.cascade_card.with_card_band`); None: every image
     # from `send_from` up is read.
     card_from: float | None = None
+    # The score route's images that the page reading reads nothing in are read again with their ground
+    # flattened (`model.verifier.panel_read`); None: the page reading alone.
+    panel_read: PanelRead | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
@@ -315,6 +322,8 @@ class CascadePolicy:
             record["parts_rule"] = self.parts_rule.to_json()
         if self.card_from is not None:
             record["card_from"] = float(self.card_from)
+        if self.panel_read is not None:
+            record["panel_read"] = self.panel_read.to_json()
         return record
 
     @classmethod
@@ -334,6 +343,7 @@ class CascadePolicy:
             int(record["parts_member"]) if record.get("parts_member") is not None else None,
             CascadeRule.from_json(record["parts_rule"]) if record.get("parts_rule") is not None else None,
             float(record["card_from"]) if record.get("card_from") is not None else None,
+            PanelRead.from_json(record["panel_read"]) if record.get("panel_read") is not None else None,
         )
 
 

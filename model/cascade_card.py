@@ -25,6 +25,7 @@ import numpy.typing as npt
 from model.cascade import CascadePolicy, CascadeRule, TextCascade
 from model.errors import ConfigError
 from model.verifier.engines import VerifierConfig
+from model.verifier.panel_read import PanelRead
 
 if TYPE_CHECKING:  # model.checkpoint imports torch: not at `alocc --help` time
     from model.checkpoint import ModelCard
@@ -176,17 +177,88 @@ def with_card_band(
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
 
 
+# The panel reading counts where it reads more confident characters than all but this share of the
+# calibration photos whose page reading read nothing did, read flattened (`panel_bound`).
+PANEL_PHOTO_SHARE = 0.01
+
+
+def panel_bound(confident: Sequence[int], share: float = PANEL_PHOTO_SHARE) -> int:
+    """The fewest confident characters a flattened reading must read to count (`PanelRead.min_confident`):
+    at most `share` of the given photos' flattened readings (`confident`) reach it."""
+    values = np.asarray(list(confident), dtype=np.int64)
+    allowed = int(np.floor(share * len(values)))
+    bound = 1
+    while int(np.sum(values >= bound)) > allowed:
+        bound += 1
+    return bound
+
+
+def with_panel_read(cascade: TextCascade, data: Path, cache: Path, model_dir: Path | None) -> TextCascade:
+    """The cascade with the panel reading on its score route (`model.verifier.panel_read`), its bound set on
+    the dataset's calibration photos (`panel_bound` over those whose page reading read nothing); where the
+    calibration photos' cascade scores move with it, the threshold is set again on them (the conformal rule
+    at the cascade's alpha), so the false-positive bound holds for the cascade as served.
+
+    Raises:
+        ConfigError: the photos are not the ones the cascade was calibrated on.
+    """
+    from model.calibrate import conformal_threshold  # imports torch
+    from model.cascade_fit import CALIB, EvalFolder, Measurements, _sent_features, with_panel_reading
+
+    policy = cascade.policy
+    measured = Measurements(data, cache, cascade.verifier, None if model_dir is None else str(model_dir))
+    keys = measured.files(CALIB)
+    expected = cascade.calibration.get("calibration_photos")
+    if expected is not None and int(expected) != len(keys):
+        raise ConfigError(
+            f"the cascade was calibrated on {expected} photos, not on the {len(keys)} in {data}"
+        )
+    nothing = [key for key, row in zip(keys, measured.features(keys), strict=True) if PanelRead.wanted(row)]
+    confident = [int(row["confident_characters"]) for row in measured.flattened(nothing)]
+    read = dataclasses.replace(policy, panel_read=PanelRead(panel_bound(confident)))
+    scores, looks = measured.scores(keys), measured.looks(keys)
+    parts = None
+    if policy.parts_send_from is not None:
+        from model.cascade_quadrants import PartScores
+
+        model = None if model_dir is None else str(model_dir)
+        parts = PartScores(data, cache, model, policy.parts_member).get(keys)[1]
+    features = _sent_features(measured, keys, scores, 0.0, gate=policy.gate, looks=looks)
+    photos = EvalFolder(CALIB, False, scores, looks, features, [])
+    before = policy.cascade_scores(scores, features, looks, parts)
+    after = read.cascade_scores(scores, with_panel_reading(measured, read, photos).features, looks, parts)
+    moved = int(np.sum(before != after))
+    if moved:
+        alpha = float(cascade.calibration["target_fpr"])
+        threshold = conformal_threshold(after.astype(np.float32), alpha).threshold
+        read = dataclasses.replace(read, threshold=threshold)
+    calibration = {
+        **cascade.calibration,
+        "panel_read": {
+            "photos_read_flattened": len(nothing),
+            "photo_share": PANEL_PHOTO_SHARE,
+            "most_confident_characters": max(confident, default=0),
+            "calibration_scores_moved": moved,
+        },
+    }
+    return dataclasses.replace(cascade, policy=read, calibration=calibration, measured={})
+
+
 def attach(
     model_dir: Path,
     out_dir: Path,
     report: dict[str, Any] | None,
+    *,
     quadrants: tuple[dict[str, Any], float] | None = None,
     card_band: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
+    panel_read: tuple[Path, Path] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
-    `card_band` (the calibration photos' model scores, their sources and an alpha), the model's card band.
-    Without a fit `report`, the cascade is the one the card already serves (to give it a card band).
+    `card_band` (the calibration photos' model scores, their sources and an alpha), the model's card band;
+    with `panel_read` (the dataset and the measurement cache), the panel reading (`with_panel_read`).
+    Without a fit `report`, the cascade is the one the card already serves (to give it a band or a panel
+    reading).
 
     Raises:
         ConfigError: no fit report and no cascade on the card, or a quadrant route without a fit report.
@@ -197,13 +269,17 @@ def attach(
     if report is not None:
         cascade = cascade_from_fit(report, card)
     elif card.text_cascade is None or quadrants is not None:
-        raise ConfigError("without --fit only a card band can be added, to a card that serves a cascade")
+        raise ConfigError(
+            "without --fit only a card band or a panel reading can be added, to a card that serves a cascade"
+        )
     else:
         cascade = TextCascade.from_json(card.text_cascade)
     if quadrants is not None:
         cascade = with_quadrant_route(cascade, *quadrants)
     if card_band is not None:
         cascade = with_card_band(cascade, *card_band)
+    if panel_read is not None:
+        cascade = with_panel_read(cascade, *panel_read, model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -253,6 +329,18 @@ def register(subcommands: Any) -> None:
     parser.add_argument(
         "--data", type=Path, help="the dataset the cascade was fitted on (its calibration photos: the band)"
     )
+    parser.add_argument(
+        "--panel-read",
+        action="store_true",
+        help="also read again, with its ground flattened, what the score route sends and the page reading "
+        "reads nothing in (its bound set on the calibration photos: needs --data)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("reports/cascade"),
+        help="the measurement caches of `alocc cascade fit` / `evaluate` (default %(default)s)",
+    )
     parser.set_defaults(handler=run_attach)
 
 
@@ -284,11 +372,17 @@ def run_attach(args: argparse.Namespace) -> int:
             raise ConfigError("--card-alpha needs --data: the band is set on its calibration photos")
         card_band = (*calibration_model_scores(args.data, model_dir), args.card_alpha)
     report = json.loads(args.fit.read_text()) if args.fit else None
-    card = attach(model_dir, args.out or model_dir, report, quadrants, card_band)
+    if args.panel_read and args.data is None:
+        raise ConfigError("--panel-read needs --data: its bound is set on the calibration photos")
+    panel_read = (args.data, args.cache) if args.panel_read else None
+    out = args.out or model_dir
+    card = attach(model_dir, out, report, quadrants=quadrants, card_band=card_band, panel_read=panel_read)
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
     route = f", parts_send_from {policy['parts_send_from']:.4f}" if "parts_send_from" in policy else ""
     band = f", cards from a model score of {policy['card_from']:.4f}" if "card_from" in policy else ""
+    if "panel_read" in policy:
+        band += f", panel reading from {policy['panel_read']['min_confident']} confident characters"
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
         f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "

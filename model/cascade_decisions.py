@@ -22,6 +22,7 @@ import numpy.typing as npt
 from model.cascade import CascadePolicy
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
+from model.verifier.panel_read import PanelRead
 
 MODEL = "model"
 VERIFIER = "verifier"
@@ -99,6 +100,12 @@ class CascadeDecisions:
             return None
         assert self.policy is not None and self.policy.gate is not None
         return self.policy.gate.line_read
+
+    def panel_read(self, look: npt.ArrayLike | None, model_score: float) -> PanelRead | None:
+        """How the verifier must also read an image it is sent: the panel reading on the score route."""
+        if self.policy is None or self.policy.panel_read is None:
+            return None
+        return self.policy.panel_read if self.route(look, model_score) == SCORE_ROUTE else None
 
     def verified(
         self, model_score: float, features: TextFeatures, look: npt.ArrayLike | None = None

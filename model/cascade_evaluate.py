@@ -43,6 +43,7 @@ from model.cascade_fit import (
     family_rates,
     fit_rule_on,
     load_eval_folders,
+    with_panel_reading,
 )
 from model.errors import ConfigError
 
@@ -93,6 +94,7 @@ def evaluate_cascade(
     pages = load_eval_folders(measured, 0.0, None, None)
     policy = cascade.policy
     folders = load_eval_folders(measured, 0.0, None, policy.gate) if policy.gate is not None else pages
+    folders = [with_panel_reading(measured, policy, folder) for folder in folders]
     alone = verifier_only_policy(measured, per_folder, alpha)
     if policy.parts_send_from is not None and part_scores is None:
         raise ConfigError("this cascade has a quadrant route: evaluating it needs the part scores")

@@ -49,6 +49,7 @@ from model.verifier.engines import VerifierConfig
 from model.verifier.features import CONFIDENT_READ
 from model.verifier.line_read import LineRead
 from model.verifier.measure import spread
+from model.verifier.panel_read import GROUND_BLUR, GROUND_LEVEL
 
 TRAIN_CARDS = "train/target"
 VAL_CARDS = "val/target"
@@ -123,6 +124,7 @@ class Measurements:
         # cache of another model or engine release is never mixed in.
         self._score_cache: JsonLinesCache | None = None
         self._feature_cache: JsonLinesCache | None = None
+        self._flattened_cache: JsonLinesCache | None = None
         self._line_features: dict[LineRead, JsonLinesCache] = {}
         self._scorer: Any = None
         self._verifier: Any = None
@@ -182,6 +184,22 @@ class Measurements:
         return self._line_features[line_read].get_many(
             keys, lambda part: self._read(part, line_read=line_read)
         )
+
+    def flattened(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The verifier's features of each file read with its ground flattened alone
+        (`model.verifier.panel_read`; read now where not cached)."""
+        if self._flattened_cache is None:
+            stem = f"{self._features_stem()}-flattened-b{GROUND_BLUR}-l{GROUND_LEVEL:g}"
+            self._flattened_cache = JsonLinesCache(self._out / f"{stem}.jsonl")
+        return self._flattened_cache.get_many(keys, self._read_flattened)
+
+    def _read_flattened(self, keys: list[str]) -> list[dict[str, Any]]:
+        verifier = self.verifier()
+        rows = []
+        for key in keys:
+            rows.append(verifier.flattened_features((self.data / key).read_bytes()).as_dict())
+            self._progress.update()
+        return rows
 
     def _features_stem(self) -> str:
         # The engine's release and the confidence that counts a character as confidently read are part of
@@ -491,6 +509,29 @@ def load_eval_folders(
             )
         )
     return folders
+
+
+def with_panel_reading(measured: Measurements, policy: CascadePolicy, folder: EvalFolder) -> EvalFolder:
+    """`folder` with its features as the policy's verifier reads the images: where the policy has a panel
+    reading, the score route's images (`CascadeDecisions.route`) whose page reading read nothing get
+    `PanelRead.better` of it and their flattened reading."""
+    panel = policy.panel_read
+    if panel is None:
+        return folder
+    keys = measured.files(folder.folder)
+    gated = policy.gate.sends(folder.looks) if policy.gate is not None else np.zeros(len(keys), dtype=bool)
+    routed = [
+        index
+        for index, row in enumerate(folder.features)
+        if row is not None
+        and folder.scores[index] >= policy.send_from
+        and not gated[index]
+        and panel.wanted(row)
+    ]
+    features = list(folder.features)
+    for index, flat in zip(routed, measured.flattened([keys[i] for i in routed]), strict=True):
+        features[index] = panel.better(features[index], flat)
+    return dataclasses.replace(folder, features=features)
 
 
 def evaluate_policy(policy: CascadePolicy, folders: Sequence[EvalFolder]) -> dict[str, Any]:

@@ -177,7 +177,11 @@ def _decide(
     verdict = decisions.screen(score, excluded, threshold, look, part_score)
     if verdict is None:
         try:
-            features = verifier.features(path.read_bytes(), line_read=decisions.line_read(look))
+            features = verifier.features(
+                path.read_bytes(),
+                line_read=decisions.line_read(look),
+                panel_read=decisions.panel_read(look, score),
+            )
             verdict = decisions.verified(score, features, look)
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
             verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))

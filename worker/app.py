@@ -544,7 +544,11 @@ class Worker:
     ) -> None:
         assert self._verification is not None and item.event is not None
         awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode, look)
-        future = self._verification.submit(item.event.image_url, line_read=self._decisions.line_read(look))
+        future = self._verification.submit(
+            item.event.image_url,
+            line_read=self._decisions.line_read(look),
+            panel_read=self._decisions.panel_read(look, score),
+        )
         self.metrics.verifier_sends.labels(self._decisions.route(look, score)).inc()
         self._verifying += 1
         self.metrics.verifier_in_flight.set(self._verifying)

@@ -12,8 +12,9 @@ next read; the read in progress raises `VerifierUnavailable`, which the worker t
 decision for that image.
 
 Wire format (pipes; the parent is the only peer, so no authentication and no pickle): each message is
-`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHHH"` (the line reading's
-page segmentation, text height, least glyphs and skip_page, all 0 for none: `model.verifier.line_read`),
+`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHHHH"` (the line reading's
+page segmentation, text height, least glyphs and skip_page, all 0 for none: `model.verifier.line_read`;
+then the panel reading's least confident characters plus one, 0 for none: `model.verifier.panel_read`),
 then the image bytes as a message. Child -> parent:
 JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
 image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
@@ -39,24 +40,31 @@ from model.decode import ImageLimits
 from model.verifier.engines import VerifierConfig, VerifierUnavailable
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
+from model.verifier.panel_read import PanelRead
 
 _HEADER = struct.Struct(">I")
-_LINE_READ = struct.Struct(">HHHH")
+_READING = struct.Struct(">HHHHH")
 
 
-def pack_line_read(line_read: LineRead | None) -> bytes:
-    """The line reading as the parent sends it with an image (zeros: none)."""
+def pack_reading(line_read: LineRead | None, panel_read: PanelRead | None = None) -> bytes:
+    """How to read an image, as the parent sends it with the image (zeros: a page reading alone)."""
+    panel = 0 if panel_read is None else panel_read.min_confident + 1
     if line_read is None:
-        return _LINE_READ.pack(0, 0, 0, 0)
-    return _LINE_READ.pack(
-        line_read.page_segmentation, line_read.text_height, line_read.min_glyphs, int(line_read.skip_page)
+        return _READING.pack(0, 0, 0, 0, panel)
+    return _READING.pack(
+        line_read.page_segmentation,
+        line_read.text_height,
+        line_read.min_glyphs,
+        int(line_read.skip_page),
+        panel,
     )
 
 
-def unpack_line_read(data: bytes) -> LineRead | None:
-    """What `pack_line_read` sent."""
-    page_segmentation, text_height, min_glyphs, skip_page = _LINE_READ.unpack(data)
-    return LineRead(page_segmentation, text_height, min_glyphs, bool(skip_page)) if text_height else None
+def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None]:
+    """What `pack_reading` sent."""
+    page_segmentation, text_height, min_glyphs, skip_page, panel = _READING.unpack(data)
+    line_read = LineRead(page_segmentation, text_height, min_glyphs, bool(skip_page)) if text_height else None
+    return line_read, (PanelRead(panel - 1) if panel else None)
 
 
 _START_TIMEOUT_S = 60.0  # loading the language models takes about 0.2 s; a loaded host, much more
@@ -101,8 +109,10 @@ class OcrProcess:
         """The child's process id."""
         return self._process.pid
 
-    def features(self, data: bytes, *, line_read: LineRead | None = None) -> TextFeatures:
-        """Read one image in the child (with the line reading too, where given).
+    def features(
+        self, data: bytes, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+    ) -> TextFeatures:
+        """Read one image in the child (with the line or the panel reading too, where given).
 
         Raises:
             VerifierUnavailable: the child failed on this image, died, or did not answer in time; the
@@ -111,7 +121,7 @@ class OcrProcess:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            stdin.write(pack_line_read(line_read) + _HEADER.pack(len(data)) + data)
+            stdin.write(pack_reading(line_read, panel_read) + _HEADER.pack(len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.close()
@@ -201,11 +211,13 @@ class OcrProcessReader:
         child.close()
         return child.engine_version
 
-    def features(self, data: bytes, *, line_read: LineRead | None = None) -> TextFeatures:
+    def features(
+        self, data: bytes, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+    ) -> TextFeatures:
         """Read one image; raises `VerifierUnavailable` when the child fails (see `OcrProcess.features`)."""
         child = self._child()
         try:
-            return child.features(data, line_read=line_read)
+            return child.features(data, line_read=line_read, panel_read=panel_read)
         finally:
             if not child.alive:
                 self._local.child = None
@@ -267,14 +279,14 @@ def child_main(config_json: str) -> int:
     os.dup2(devnull, 2)
     os.close(devnull)
     while True:
-        header = source.read(_LINE_READ.size + _HEADER.size)
-        if len(header) < _LINE_READ.size + _HEADER.size:
+        header = source.read(_READING.size + _HEADER.size)
+        if len(header) < _READING.size + _HEADER.size:
             return 0  # the parent closed our input: stop
-        (length,) = _HEADER.unpack(header[_LINE_READ.size :])
+        (length,) = _HEADER.unpack(header[_READING.size :])
         data = source.read(length)
         try:
-            line_read = unpack_line_read(header[: _LINE_READ.size])
-            features = verifier.features(data, limits=limits, line_read=line_read)
+            line_read, panel_read = unpack_reading(header[: _READING.size])
+            features = verifier.features(data, limits=limits, line_read=line_read, panel_read=panel_read)
         except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer
             send({"ok": False, "error": type(exc).__name__, "message": str(exc)[:300]})
             continue

@@ -11,6 +11,7 @@ from model.decode import ImageLimits, decode_for_reading
 from model.verifier.engines import OcrEngine, VerifierConfig, make_engine
 from model.verifier.features import TextFeatures, features_from_boxes
 from model.verifier.line_read import LineRead, drawing_shape, line_boxes
+from model.verifier.panel_read import PanelRead, flatten_ground
 
 
 class TextVerifier:
@@ -31,11 +32,14 @@ class TextVerifier:
         *,
         limits: ImageLimits | None = None,
         line_read: LineRead | None = None,
+        panel_read: PanelRead | None = None,
     ) -> TextFeatures:
         """The features of one image; with `line_read`, of the better of two readings (the page's, and the
         line's: `model.verifier.line_read`, where the drawing has the glyphs it asks for), the one that read
         more characters (the page's on a tie), and the drawing's shape; nothing read at all where the line
-        reading skips a drawing with fewer glyphs (`LineRead.skip_page`).
+        reading skips a drawing with fewer glyphs (`LineRead.skip_page`). With `panel_read` (and no
+        `line_read`), where the page reading read nothing, the page is read again with its ground flattened
+        (`model.verifier.panel_read`), and `PanelRead.better` says which reading counts.
 
         Raises:
             ImageError: the bytes are not an acceptable image (as in `model.decode`).
@@ -44,7 +48,10 @@ class TextVerifier:
         image = decode_for_reading(source, self.config.side, limits=limits)
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
         if line_read is None:
-            return features_from_boxes(self.engine.read(image), gray)
+            page = features_from_boxes(self.engine.read(image), gray)
+            if panel_read is None or not panel_read.wanted(page):
+                return page
+            return panel_read.better(page, features_from_boxes(self.engine.read(flatten_ground(image)), gray))
         shape = drawing_shape(gray)
         if line_read.skips(shape):
             page = features_from_boxes([], gray)  # nothing read: the shape and the ground decide
@@ -60,3 +67,17 @@ class TextVerifier:
             drawing_glyphs=shape.glyphs,
             drawing_aspect=shape.aspect,
         )
+
+    def flattened_features(
+        self, source: bytes | Image.Image, *, limits: ImageLimits | None = None
+    ) -> TextFeatures:
+        """The features of the page read with its ground flattened alone (`model.verifier.panel_read`), for
+        measuring what `panel_read` would give.
+
+        Raises:
+            ImageError: the bytes are not an acceptable image (as in `model.decode`).
+            VerifierUnavailable: the engine failed on this image (timeout, crash).
+        """
+        image = decode_for_reading(source, self.config.side, limits=limits)
+        gray = np.asarray(image.convert("L"), dtype=np.uint8)
+        return features_from_boxes(self.engine.read(flatten_ground(image)), gray)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
+from model.verifier.panel_read import PanelRead
 from worker.stages.prepare import Fetcher, fetch_then
 
 
@@ -38,8 +39,10 @@ class Reading:
 class Reader(Protocol):
     """Image bytes in, the verifier's features out (`OcrProcessReader`; a `TextVerifier` in tests)."""
 
-    def features(self, data: bytes, *, line_read: LineRead | None = None) -> TextFeatures:
-        """Read one image (with the line reading too, where given); raises on any failure."""
+    def features(
+        self, data: bytes, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+    ) -> TextFeatures:
+        """Read one image (with the line or the panel reading too, where given); raises on any failure."""
         ...
 
 
@@ -60,10 +63,13 @@ class VerificationStage:
             max_workers=workers, thread_name_prefix="alocc-verify"
         )
 
-    def submit(self, url: str, *, line_read: LineRead | None = None) -> concurrent.futures.Future[Reading]:
-        """Download and read `url` (with `line_read` too, for the plain-line gate's images); the future
-        raises on any failure (the caller falls back)."""
-        return fetch_then(self._fetcher, url, self._pool, functools.partial(self._read, line_read=line_read))
+    def submit(
+        self, url: str, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+    ) -> concurrent.futures.Future[Reading]:
+        """Download and read `url` (with `line_read` too, for the plain-line gate's images; `panel_read`, for
+        the score route's); the future raises on any failure (the caller falls back)."""
+        read = functools.partial(self._read, line_read=line_read, panel_read=panel_read)
+        return fetch_then(self._fetcher, url, self._pool, read)
 
     def _read(
         self,
@@ -72,10 +78,11 @@ class VerificationStage:
         result: concurrent.futures.Future[Reading],
         *,
         line_read: LineRead | None,
+        panel_read: PanelRead | None,
     ) -> None:
         started = time.monotonic()
         try:
-            features = self._reader.features(data, line_read=line_read)
+            features = self._reader.features(data, line_read=line_read, panel_read=panel_read)
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return

@@ -211,3 +211,26 @@ def test_a_verdict_in_the_card_band_is_the_models_and_keeps_the_records_contract
     assert card.score >= card.threshold  # search relies on excluded == (score >= threshold)
     assert not product.excluded
     assert decisions.screen(0.6, model_excluded=False, model_threshold=0.99) is None  # read
+
+
+def test_the_panel_reading_is_asked_for_on_the_score_route_only_and_keeps_older_cards_json() -> None:
+    from model.cascade_decisions import CascadeDecisions
+    from model.screen import PlainLineGate
+    from model.verifier.panel_read import PanelRead
+
+    scores, features, labels = _training_set(np.random.default_rng(4))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    plain = CascadePolicy(0.5, rule, 0.5, parts_send_from=0.6)
+    panel = PanelRead(6)
+    policy = CascadePolicy(
+        0.5, rule, 0.5, gate=PlainLineGate(0.9, 0.2), gate_rule=rule, parts_send_from=0.6, panel_read=panel
+    )
+    decisions = CascadeDecisions(policy)
+    busy, one_line = [0.1, 0.9], [0.95, 0.1]  # (flat_share, busy_rows): the gate passes the second
+
+    assert decisions.panel_read(busy, 0.7) == panel  # sent by the whole picture's score
+    assert decisions.panel_read(busy, 0.3) is None  # sent by a corner
+    assert decisions.panel_read(one_line, 0.7) is None  # the gate's: read as a line instead
+    assert CascadeDecisions(plain).panel_read(busy, 0.7) is None
+    assert "panel_read" not in plain.to_json()  # the versions of earlier cards do not change
+    assert CascadePolicy.from_json(policy.to_json()) == policy

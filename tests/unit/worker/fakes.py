@@ -23,6 +23,7 @@ from model.cascade_decisions import CascadeDecisions
 from model.errors import CorruptImage
 from model.verifier import TextFeatures, VerifierUnavailable
 from model.verifier.line_read import LineRead
+from model.verifier.panel_read import PanelRead
 from worker.app import LoopSettings, Topics, Worker
 from worker.failures import BadInput, HttpError
 from worker.guard import FailureRateGuard
@@ -319,11 +320,15 @@ class FakeVerification:
         self.delay_s = delay_s
         self.requests: list[str] = []
         self.line_reads: dict[str, LineRead | None] = {}  # url: the line reading it was asked for
+        self.panel_reads: dict[str, PanelRead | None] = {}  # url: the panel reading it was asked for
         self.closed = False
 
-    def submit(self, url: str, *, line_read: LineRead | None = None) -> concurrent.futures.Future[Reading]:
+    def submit(
+        self, url: str, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+    ) -> concurrent.futures.Future[Reading]:
         self.requests.append(url)
         self.line_reads[url] = line_read
+        self.panel_reads[url] = panel_read
         future: concurrent.futures.Future[Reading] = concurrent.futures.Future()
         count = self.characters.get(url.removeprefix("fake://"))
 

@@ -15,6 +15,7 @@ from fakes import FakeStore, FakeVerification, event_bytes, make_rig
 from model.cascade import CascadePolicy
 from model.screen import PlainLineGate
 from model.verifier.line_read import LineRead
+from model.verifier.panel_read import PanelRead
 from schemas.events import DeadLetterHeaders, ExclusionEvent
 from worker.failures import FailureRateExceeded, StoreUnavailable
 from worker.guard import FailureRateGuard
@@ -419,6 +420,22 @@ def test_a_cascade_with_a_card_band_excludes_what_the_model_is_surest_of_without
     metric = rig.worker.metrics.registry.get_sample_value
     assert metric("alocc_card_band_total") == 1.0
     assert metric("alocc_verifier_sends_total", {"route": "model_score"}) is None
+
+
+def test_the_score_routes_reads_ask_for_the_panel_reading_and_the_corners_do_not() -> None:
+    # The white card is sent by its whole score (0.3 up), the strip by a corner (its whole score is 0.25).
+    policy = dataclasses.replace(_reads_text_policy(), parts_send_from=0.9, panel_read=PanelRead(6))
+    verification = FakeVerification({"card": 20, "strip": 30})
+    rig = make_rig(
+        {0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "strip"))]},
+        payloads={"card": b"card", "strip": b"strip"},
+        cascade=(policy, verification),
+    )
+
+    stats = rig.worker.run(max_events=2, idle_timeout=5)
+
+    assert stats.committed == 2 and stats.dead_lettered == 0
+    assert verification.panel_reads == {"fake://card": PanelRead(6), "fake://strip": None}
 
 
 def test_a_bounded_run_stops_each_partition_at_its_end_offset_and_returns_when_done() -> None:

@@ -15,6 +15,7 @@ from model.decode import DEFAULT_LIMITS
 from model.verifier import VerifierConfig, VerifierUnavailable, ocr_processes
 from model.verifier.line_read import LineRead
 from model.verifier.ocr_processes import OcrProcess, OcrProcessReader
+from model.verifier.panel_read import PanelRead
 
 pytestmark = pytest.mark.skipif(
     not engine_reads(LATIN_FONT), reason="tesserocr or its language models missing"
@@ -57,11 +58,26 @@ def test_a_child_reads_the_line_too_when_asked(reader: OcrProcessReader) -> None
     assert both.read_characters >= 3
 
 
+def test_a_child_reads_a_panel_with_its_ground_flattened_when_asked(reader: OcrProcessReader) -> None:
+    coupon = Image.new("RGB", (512, 512), (244, 242, 236))
+    draw = ImageDraw.Draw(coupon)
+    draw.rounded_rectangle((60, 90, 452, 422), 24, fill=(170, 150, 40))
+    draw.text((256, 256), "SALE", font=ImageFont.truetype(LATIN_FONT, 72), fill=(40, 30, 10), anchor="mm")
+
+    page = reader.features(png(coupon))
+    panel = reader.features(png(coupon), panel_read=PanelRead(2))
+
+    assert page.read_characters == 0
+    assert panel.confident_characters >= 3
+
+
 @pytest.mark.parametrize(
     "line_read", [None, LineRead(), LineRead(13, 40, min_glyphs=2), LineRead(min_glyphs=2, skip_page=True)]
 )
-def test_the_line_reading_crosses_the_pipe_whole(line_read: LineRead | None) -> None:
-    assert ocr_processes.unpack_line_read(ocr_processes.pack_line_read(line_read)) == line_read
+@pytest.mark.parametrize("panel_read", [None, PanelRead(0), PanelRead(7)])
+def test_the_reading_crosses_the_pipe_whole(line_read: LineRead | None, panel_read: PanelRead | None) -> None:
+    packed = ocr_processes.pack_reading(line_read, panel_read)
+    assert ocr_processes.unpack_reading(packed) == (line_read, panel_read)
 
 
 def test_a_read_from_a_child_that_died_fails_with_the_reason() -> None:
