@@ -187,7 +187,14 @@ def build_verification(settings: Settings, cascade: TextCascade, closers: list[A
         ) from exc
     if installed != cascade.engine_version:
         # Another release reads differently (tesserocr 2.13.0 flagged 5 of the evaluation's 438 photos where
-        # the card's 2.8.0 flags 3; docs/CASCADE.md): say so, but serve (the card's version stands).
+        # the card's 2.8.0 flags 3; docs/CASCADE.md): the card's version would name decisions it did not make.
+        if not settings.verifier.allow_engine_mismatch:
+            raise ConfigurationError(
+                f"the model card's text cascade was calibrated with {cascade.engine_version}, but "
+                f"{installed} is installed: install the card's release (pyproject.toml pins it), attach a "
+                "cascade fitted with this one, or set ALOCC_VERIFIER__ALLOW_ENGINE_MISMATCH=true to serve it "
+                "anyway"
+            )
         log.warning(
             "OCR engine version differs from the card's", installed=installed, card=cascade.engine_version
         )

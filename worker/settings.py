@@ -297,6 +297,12 @@ class VerifierSettings(BaseModel):
     workers: int = Field(
         default=2, ge=1, le=64, description="Images read at once; each OCR read takes about one core."
     )
+    allow_engine_mismatch: bool = Field(
+        default=False,
+        description="Serve the card's cascade with an OCR engine release other than the one it was "
+        "calibrated on (logged). false = refuse to start: another release reads differently, and the "
+        "card's version would name decisions it did not make.",
+    )
 
 
 class ObservabilitySettings(BaseModel):

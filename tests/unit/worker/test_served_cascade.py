@@ -47,3 +47,22 @@ def test_a_cascade_fitted_over_other_weights_or_edited_by_hand_is_refused() -> N
     edited = {**_cascade("m1").to_json(), "version": "m1-ocr-00000000"}
     with pytest.raises(ConfigurationError, match="edited by hand"):
         served_cascade(Settings(), _Scorer("m1", _Card(edited)))
+
+
+def test_an_engine_release_other_than_the_cards_is_refused_unless_allowed() -> None:
+    from ocr_samples import engine_reads
+
+    from worker.factory import build_verification
+
+    if not engine_reads():
+        pytest.skip("tesserocr or its language models missing")
+    other_release = _cascade("m1")  # calibrated on "tesseract 5.3.0"; tesserocr reports its own release
+    closers: list[Any] = []
+    try:
+        with pytest.raises(ConfigurationError, match=r"calibrated with tesseract 5\.3\.0"):
+            build_verification(Settings(), other_release, closers)
+        allowed = Settings(verifier=VerifierSettings(allow_engine_mismatch=True))
+        assert build_verification(allowed, other_release, closers) is not None
+    finally:
+        for closer in closers:
+            closer.close()
