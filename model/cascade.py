@@ -236,6 +236,17 @@ class CascadePolicy:
         carded = self.model_cards(model_scores)
         return sent if carded is None else sent & ~carded
 
+    def parts_matter(
+        self, model_scores: npt.ArrayLike, looks: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Which images' part scores can change a decision: those the whole score does not send (nor the card
+        band decide) and the gate does not pass. Elsewhere the route, the rule and the verdict are the same
+        whatever the corners score, so the first stage need not score them."""
+        scores = np.asarray(model_scores, dtype=np.float64)
+        matter = scores < self.send_from
+        gated = self._gated(looks)
+        return matter if gated is None else matter & ~gated
+
     def model_cards(self, model_scores: npt.ArrayLike) -> npt.NDArray[np.bool_] | None:
         """Which images the model alone makes cards (its score in the card band); None without a band."""
         if self.card_from is None:

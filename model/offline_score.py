@@ -119,7 +119,11 @@ def score_paths(
         if good:
             # The worker's scoring stage screens a batch the same way.
             screened = screen_batch(
-                scorer, torch.stack(tensors), with_looks=with_looks, parts_member=parts_member
+                scorer,
+                torch.stack(tensors),
+                with_looks=with_looks,
+                parts_member=parts_member,
+                parts_matter=policy.parts_matter if policy is not None else None,
             )
             batch, looks, part_scores = screened.result, screened.looks, screened.part_scores
             for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):

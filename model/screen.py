@@ -22,7 +22,7 @@ score, the looks where the cascade has a gate, the largest part scores where it 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,21 +68,38 @@ class ScreenedBatch:
     part_scores: npt.NDArray[np.float32] | None
 
 
-def screen_batch(scorer: Any, pixels: Any, *, with_looks: bool, parts_member: int | None) -> ScreenedBatch:
+def screen_batch(
+    scorer: Any,
+    pixels: Any,
+    *,
+    with_looks: bool,
+    parts_member: int | None,
+    parts_matter: Callable[[Any, Any], npt.NDArray[np.bool_]] | None = None,
+) -> ScreenedBatch:
     """Score a stacked uint8 batch as the worker and `alocc score` both do: `(N, 3, S, S)`, or
     `(N, 1 + P, 3, S, S)` with each picture's parts (`model.quadrants.split_parts`). The whole pictures are
-    normalised after
-    stacking (the arithmetic of `model.preprocess.preprocess`) and scored; the looks are taken where
-    `with_looks`, the part scores where the batch has parts (by `parts_member`, or the whole ensemble)."""
+    normalised after stacking (the arithmetic of `model.preprocess.preprocess`) and scored; the looks are
+    taken where `with_looks`, the part scores where the batch has parts (by `parts_member`, or the whole
+    ensemble), of the pictures `parts_matter(scores, looks)` names (`CascadePolicy.parts_matter`; all
+    without it) and NaN for the others: no bound is reached by NaN."""
+    import torch
+
     from model.preprocess import normalise
     from model.quadrants import largest_part_scores, split_parts
 
     whole, parts = split_parts(pixels)
-    return ScreenedBatch(
-        result=scorer.score(normalise(whole)),
-        looks=plain_line_looks(whole) if with_looks else None,
-        part_scores=None if parts is None else largest_part_scores(scorer, parts, parts_member),
-    )
+    result = scorer.score(normalise(whole))
+    looks = plain_line_looks(whole) if with_looks else None
+    part_scores = None
+    if parts is not None:
+        wanted = np.ones(len(whole), dtype=bool)
+        if parts_matter is not None:
+            wanted = np.asarray(parts_matter(np.asarray(result.scores), looks), dtype=bool)
+        part_scores = np.full(len(whole), np.nan, dtype=np.float32)
+        if wanted.any():
+            chosen = parts[torch.from_numpy(wanted).to(parts.device)]
+            part_scores[wanted] = largest_part_scores(scorer, chosen, parts_member)
+    return ScreenedBatch(result=result, looks=looks, part_scores=part_scores)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ def build_worker(
             with_looks=cascade is not None and cascade.policy.gate is not None,
             with_parts=with_parts,
             parts_member=cascade.policy.parts_member if cascade is not None else None,
+            parts_matter=cascade.policy.parts_matter if cascade is not None else None,
         ),
         verification=verification,
         decisions=CascadeDecisions(cascade.policy if cascade is not None else None),

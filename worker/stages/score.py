@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,7 +43,8 @@ class ScoredBatch:
     excluded: np.ndarray  # (N,) bool
     # (N, 2) plain-line looks of the same pixels (`model.screen`) where the cascade has a gate, else None
     looks: np.ndarray | None
-    # (N,) largest part scores (`model.quadrants`) where the cascade has the quadrant route, else None
+    # (N,) largest part scores (`model.quadrants`) where the cascade has the quadrant route, else None;
+    # NaN for the pictures whose corners cannot change a decision (not scored)
     part_scores: np.ndarray | None
     threshold: float
     mode: str
@@ -61,6 +63,7 @@ class ScoringStage:
         with_looks: bool = False,
         with_parts: bool = False,
         parts_member: int | None = None,
+        parts_matter: Callable[[Any, Any], np.ndarray] | None = None,
     ) -> None:
         """Create the stage around a loaded model.
 
@@ -82,10 +85,13 @@ class ScoringStage:
                 decodes them so when the served cascade has the quadrant route): the whole picture is
                 scored as always, and each picture's largest part score is computed too (P more passes
                 of the discriminator per picture; of one member, `parts_member`, where the card names one).
+            parts_matter: Which pictures' part scores can change a decision (`CascadePolicy.parts_matter`,
+                from their scores and looks); the others are not scored (NaN). None: all of them.
         """
         self._scorer = scorer
         self._with_looks = with_looks
         self._parts_member = parts_member
+        self._parts_matter = parts_matter
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-score")
         side = scorer.input_size
         blank = torch.zeros(
@@ -108,7 +114,11 @@ class ScoringStage:
         calling thread."""
         started = time.perf_counter()
         screened = screen_batch(
-            self._scorer, torch.stack(pixels), with_looks=self._with_looks, parts_member=self._parts_member
+            self._scorer,
+            torch.stack(pixels),
+            with_looks=self._with_looks,
+            parts_member=self._parts_member,
+            parts_matter=self._parts_matter,
         )
         result = screened.result
         mode = getattr(result.mode, "value", result.mode)

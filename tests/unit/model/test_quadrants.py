@@ -214,3 +214,44 @@ def test_a_parts_rule_decides_what_only_the_quadrant_route_sent() -> None:
     assert "parts_rule" not in dataclasses.replace(policy, parts_rule=None).to_json()
     with pytest.raises(ValueError, match="parts rule"):
         CascadePolicy(0.9, main, 0.5, parts_rule=never)
+
+
+def test_the_first_stage_skips_the_corners_that_cannot_change_a_decision_and_decides_the_same(
+    scorer: Scorer,
+) -> None:
+    import torch
+
+    from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule
+    from model.cascade_decisions import CascadeDecisions
+    from model.screen import PlainLineGate, screen_batch
+
+    pixels = torch.randint(
+        0, 256, (12, 5, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    pixels[:3] = 235  # plain pictures the gate passes (one busy row each)
+    pixels[:3, :, :, 16, 8:24] = 20
+    everything = screen_batch(scorer, pixels, with_looks=True, parts_member=None)
+    scores = np.asarray(everything.result.scores)
+    rule = CascadeRule((1.0,) * 7, 0.0, (0.0,) * 7, (1.0,) * 7, BASE_RULE_INPUTS)
+    send_from = float(np.median(scores))  # half the batch is sent by its whole score
+    policy = CascadePolicy(
+        send_from, rule, 0.5, gate=PlainLineGate(0.5, 0.2), gate_rule=rule, parts_send_from=0.0
+    )
+
+    skipped = screen_batch(
+        scorer, pixels, with_looks=True, parts_member=None, parts_matter=policy.parts_matter
+    )
+
+    matter = policy.parts_matter(scores, everything.looks)
+    assert policy.gate is not None and everything.looks is not None
+    assert policy.gate.sends(everything.looks[:3]).all()  # the gate's pictures need no corners
+    assert 0 < matter.sum() < len(matter)
+    assert everything.part_scores is not None and skipped.part_scores is not None
+    assert np.array_equal(skipped.part_scores[matter], everything.part_scores[matter])
+    assert np.isnan(skipped.part_scores[~matter]).all()
+    decisions = CascadeDecisions(policy)
+    for row, score in enumerate(scores):
+        look = everything.looks[row] if everything.looks is not None else None
+        full = decisions.screen(float(score), False, 0.9, look, float(everything.part_scores[row]))
+        cheap = decisions.screen(float(score), False, 0.9, look, float(skipped.part_scores[row]))
+        assert full == cheap
