@@ -10,7 +10,7 @@ import time
 
 import pytest
 from cascade_samples import characters_rule
-from fakes import FakeStore, FakeVerification, event_bytes, make_rig
+from fakes import FakeStore, FakeVerification, Rig, event_bytes, make_rig
 
 from model.cascade import CascadePolicy
 from model.screen import PlainLineGate
@@ -377,16 +377,9 @@ def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_
     # The whole picture's score sends nothing here (send_from 0.99); the strip's lower corners score 1.0
     # and send it; the black photo's corners do not. The main rule decides, as for the score route.
     policy = dataclasses.replace(_reads_text_policy(), send_from=0.99, parts_send_from=0.9)
-    verification = FakeVerification({"strip": 30})
-    rig = make_rig(
-        {0: [(b"a", event_bytes("a", "strip")), (b"b", event_bytes("b", "photo"))]},
-        payloads={"strip": b"strip", "photo": b"photo"},
-        cascade=(policy, verification),
-    )
 
-    stats = rig.worker.run(max_events=2, idle_timeout=5)
+    rig, verification = _run_cascade(policy, {"strip": 30}, ["strip", "photo"])
 
-    assert stats.committed == 2 and stats.dead_lettered == 0
     assert verification.requests == ["fake://strip"]
     rows = rig.store.rows
     assert (rows["a"].decided_by, rows["a"].excluded) == ("verifier", True)
@@ -400,16 +393,9 @@ def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_
 def test_a_cascade_with_a_card_band_excludes_what_the_model_is_surest_of_without_a_read() -> None:
     # The white card scores 1.0, in the band (from 0.9): a card without a read. The verifier is never asked.
     policy = dataclasses.replace(_reads_text_policy(), card_from=0.9)
-    verification = FakeVerification({"card": 20})
-    rig = make_rig(
-        {0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "photo"))]},
-        payloads={"card": b"card", "photo": b"photo"},
-        cascade=(policy, verification),
-    )
 
-    stats = rig.worker.run(max_events=2, idle_timeout=5)
+    rig, verification = _run_cascade(policy, {"card": 20}, ["card", "photo"])
 
-    assert stats.committed == 2 and stats.dead_lettered == 0
     assert verification.requests == []
     card, photo = rig.store.rows["a"], rig.store.rows["b"]
     assert (card.decided_by, card.excluded, card.threshold) == ("model", True, 0.9)
@@ -425,17 +411,27 @@ def test_a_cascade_with_a_card_band_excludes_what_the_model_is_surest_of_without
 def test_the_score_routes_reads_ask_for_the_panel_reading_and_the_corners_do_not() -> None:
     # The white card is sent by its whole score (0.3 up), the strip by a corner (its whole score is 0.25).
     policy = dataclasses.replace(_reads_text_policy(), parts_send_from=0.9, panel_read=PanelRead(6))
-    verification = FakeVerification({"card": 20, "strip": 30})
-    rig = make_rig(
-        {0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "strip"))]},
-        payloads={"card": b"card", "strip": b"strip"},
-        cascade=(policy, verification),
-    )
 
-    stats = rig.worker.run(max_events=2, idle_timeout=5)
+    _rig, verification = _run_cascade(policy, {"card": 20, "strip": 30}, ["card", "strip"])
 
-    assert stats.committed == 2 and stats.dead_lettered == 0
     assert verification.panel_reads == {"fake://card": PanelRead(6), "fake://strip": None}
+
+
+def _run_cascade(
+    policy: CascadePolicy, characters: dict[str, int], pictures: list[str]
+) -> tuple[Rig, FakeVerification]:
+    """The worker over one event per picture (image ids a, b, ...: the payload of the same name), serving
+    `policy` with a fake verifier that reads `characters`; every event committed, none dead-lettered."""
+    verification = FakeVerification(characters)
+    events = [
+        (image.encode(), event_bytes(image, name)) for image, name in zip("abcdefgh", pictures, strict=False)
+    ]
+    rig = make_rig(
+        {0: events}, payloads={name: name.encode() for name in pictures}, cascade=(policy, verification)
+    )
+    stats = rig.worker.run(max_events=len(pictures), idle_timeout=5)
+    assert stats.committed == len(pictures) and stats.dead_lettered == 0
+    return rig, verification
 
 
 def test_a_bounded_run_stops_each_partition_at_its_end_offset_and_returns_when_done() -> None:
