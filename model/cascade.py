@@ -167,12 +167,19 @@ def fit_rule(
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
     model.fit((inputs - means) / scales, y)
     return CascadeRule(
-        weights=tuple(float(w) for w in model.coef_[0]),
-        bias=float(model.intercept_[0]),
-        means=tuple(float(m) for m in means),
-        scales=tuple(float(s) for s in scales),
+        weights=tuple(_kept(w) for w in model.coef_[0]),
+        bias=_kept(model.intercept_[0]),
+        means=tuple(_kept(m) for m in means),
+        scales=tuple(_kept(s) for s in scales),
         inputs=tuple(names),
     )
+
+
+def _kept(value: float) -> float:
+    """A fitted number as the card keeps it: 8 significant digits. The model's scores differ in their last
+    bits between machines and batchings, which moved a refit rule's numbers by about 1e-10 and so the
+    cascade's version; rounded, a refit on the same data gives the same card and the same version."""
+    return float(f"{float(value):.8g}")
 
 
 @dataclass(frozen=True)

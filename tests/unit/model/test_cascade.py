@@ -234,3 +234,12 @@ def test_the_panel_reading_is_asked_for_on_the_score_route_only_and_keeps_older_
     assert CascadeDecisions(plain).panel_read(busy, 0.7) is None
     assert "panel_read" not in plain.to_json()  # the versions of earlier cards do not change
     assert CascadePolicy.from_json(policy.to_json()) == policy
+
+
+def test_a_refit_on_scores_that_differ_in_their_last_bits_gives_the_same_rule() -> None:
+    scores, features, labels = _training_set(np.random.default_rng(5))
+    inputs = rule_inputs(scores, features)
+    nudged = rule_inputs(np.nextafter(scores, 1.0), features)  # one ulp: another machine's batching
+
+    assert not np.array_equal(inputs, nudged)
+    assert fit_rule(nudged, labels) == fit_rule(inputs, labels)
