@@ -4,7 +4,9 @@
 version and configuration, the rule, `send_from` and the threshold, how they were calibrated and what the
 point measured) into `card.json` as `text_cascade`; with `--quadrants`, the quadrant route that
 `alocc cascade quadrants` measured over that cascade (`model.quadrants`), at `--route-alpha`; with
-`--card-alpha`, the model's card band (`with_card_band`). The weights
+`--card-alpha`, the model's card band (`with_card_band`); with `--panel-read`, the panel reading
+(`with_panel_read`). Without `--fit`, the band or the panel reading is added to the cascade the card already
+serves. The weights
 are not touched: the checkpoint is the same ALOCC model, now served with its verifier under the cascade's
 own version (`TextCascade.version`).
 """
