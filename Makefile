@@ -6,6 +6,10 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SERVICES := deploy/local/services
 DATASET ?= data/v9
+# `make cascade HELD_OUT_MODEL=DIR`: the discriminator trained without three training layouts (its command
+# is in docs/CASCADE.md), so the card records the simulation the quadrant route is chosen on.
+HELD_OUT_MODEL ?=
+HELD_OUT_LAYOUTS ?= photo_side grid_table centered
 ONLY ?=
 CYCLES ?= 50
 export ALOCC_VENV := $(VENV)
@@ -44,7 +48,8 @@ model: dataset ## train, calibrate and install the default model from model/reci
 cascade: setup ## fit the text cascade over the default model on $(DATASET), measure its quadrant route, attach it with the model's card band and the panel reading to the model's card, and record its evaluation (about 15 min: Tesseract reads about 7,000 images)
 	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesserocr
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json
-	nice $(VENV)/bin/alocc cascade quadrants --data $(DATASET) --out reports/cascade
+	nice $(VENV)/bin/alocc cascade quadrants --data $(DATASET) --out reports/cascade \
+		$(if $(HELD_OUT_MODEL),--held-out-model $(HELD_OUT_MODEL) --held-out-layouts $(HELD_OUT_LAYOUTS))
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json \
 		--quadrants reports/cascade/cascade-quadrants.json --route-alpha 0.001 \
 		--card-alpha 0.0005 --panel-read --data $(DATASET)
