@@ -254,6 +254,19 @@ class CascadePolicy:
         gated = self._gated(looks)
         return matter if gated is None else matter & ~gated
 
+    def score_routed(
+        self, model_scores: npt.ArrayLike, looks: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Which images the whole model score sends on its own route: at or above `send_from`, not in the
+        card band, not passed by the gate (whose route and rule come first)."""
+        scores = np.asarray(model_scores, dtype=np.float64)
+        routed = scores >= self.send_from
+        gated = self._gated(looks)
+        if gated is not None:
+            routed &= ~gated
+        carded = self.model_cards(scores)
+        return routed if carded is None else routed & ~carded
+
     def model_cards(self, model_scores: npt.ArrayLike) -> npt.NDArray[np.bool_] | None:
         """Which images the model alone makes cards (its score in the card band); None without a band."""
         if self.card_from is None:

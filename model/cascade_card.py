@@ -150,12 +150,7 @@ def with_card_band(
     from model.calibrate import conformal_threshold  # imports torch
 
     scores = np.asarray(calibration_scores, dtype=np.float32).ravel()
-    expected = cascade.calibration.get("calibration_photos")
-    if expected is not None and int(expected) != len(scores):
-        raise ConfigError(
-            f"the cascade was calibrated on {expected} photos, not on these {len(scores)}: pass the dataset "
-            "it was fitted on"
-        )
+    _check_calibration_photos(cascade, len(scores))
     bound = conformal_threshold(scores, alpha)
     margin = source_margin(scores, sources)
     card_from = float(1.0 / (1.0 + np.exp(-(_logit(np.array([bound.threshold]))[0] + margin))))
@@ -177,6 +172,16 @@ def with_card_band(
         },
     }
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
+
+
+def _check_calibration_photos(cascade: TextCascade, count: int) -> None:
+    """Refuse calibration photos other than those the cascade was calibrated on (another count)."""
+    expected = cascade.calibration.get("calibration_photos")
+    if expected is not None and int(expected) != count:
+        raise ConfigError(
+            f"the cascade was calibrated on {expected} photos, not on these {count}: pass the dataset it was "
+            "fitted on"
+        )
 
 
 # The panel reading counts where it reads more confident characters than all but this share of the
@@ -210,11 +215,7 @@ def with_panel_read(cascade: TextCascade, data: Path, cache: Path, model_dir: Pa
     policy = cascade.policy
     measured = Measurements(data, cache, cascade.verifier, None if model_dir is None else str(model_dir))
     keys = measured.files(CALIB)
-    expected = cascade.calibration.get("calibration_photos")
-    if expected is not None and int(expected) != len(keys):
-        raise ConfigError(
-            f"the cascade was calibrated on {expected} photos, not on the {len(keys)} in {data}"
-        )
+    _check_calibration_photos(cascade, len(keys))
     nothing = [key for key, row in zip(keys, measured.features(keys), strict=True) if PanelRead.wanted(row)]
     confident = [int(row["confident_characters"]) for row in measured.flattened(nothing)]
     read = dataclasses.replace(policy, panel_read=PanelRead(panel_bound(confident)))
@@ -346,20 +347,17 @@ def register(subcommands: Any) -> None:
     parser.set_defaults(handler=run_attach)
 
 
-def calibration_model_scores(data: Path, model_dir: Path) -> tuple[np.ndarray, list[str]]:
-    """The model's score of every calibration photo of a dataset (`calib/other`, as the fit used them), and
-    each photo's source (`model.cascade_fit.photo_source`)."""
-    from model.cascade_fit import CALIB, photo_source
-    from model.data.folder import iter_image_files
-    from model.offline_score import score_paths
-    from model.scoring import Scorer
+def calibration_model_scores(data: Path, cache: Path, model_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """The model's score of every calibration photo of a dataset (`calib/other`, as the fit used them, from
+    the fit's measurement cache where it holds them), and each photo's source
+    (`model.cascade_fit.photo_source`)."""
+    from model.cascade_fit import CALIB, Measurements, photo_source
 
-    paths = sorted(iter_image_files(data / CALIB))
-    if not paths:
+    measured = Measurements(data, cache, VerifierConfig(), str(model_dir))
+    keys = measured.files(CALIB)
+    if not keys:
         raise ConfigError(f"no calibration photos in {data / CALIB}")
-    scorer = Scorer.load(str(model_dir), device="cpu")
-    scores = np.array([record["score"] for record in score_paths(scorer, paths)], dtype=np.float32)
-    return scores, [photo_source(path.name) for path in paths]
+    return measured.scores(keys).astype(np.float32), [photo_source(key) for key in keys]
 
 
 def run_attach(args: argparse.Namespace) -> int:
@@ -372,7 +370,7 @@ def run_attach(args: argparse.Namespace) -> int:
     if args.card_alpha is not None:
         if args.data is None:
             raise ConfigError("--card-alpha needs --data: the band is set on its calibration photos")
-        card_band = (*calibration_model_scores(args.data, model_dir), args.card_alpha)
+        card_band = (*calibration_model_scores(args.data, args.cache, model_dir), args.card_alpha)
     report = json.loads(args.fit.read_text()) if args.fit else None
     if args.panel_read and args.data is None:
         raise ConfigError("--panel-read needs --data: its bound is set on the calibration photos")

@@ -80,8 +80,8 @@ class CascadeDecisions:
 
     def in_card_band(self, model_score: float) -> bool:
         """Whether the policy's card band makes this model score a card without a read."""
-        card_from = None if self.policy is None else self.policy.card_from
-        return card_from is not None and model_score >= card_from
+        carded = None if self.policy is None else self.policy.model_cards([model_score])
+        return carded is not None and bool(carded[0])
 
     def route(self, look: npt.ArrayLike | None, model_score: float | None = None) -> str:
         """The route of an image the verifier reads: the gate's where the gate passes its look; else the
@@ -105,7 +105,7 @@ class CascadeDecisions:
         """How the verifier must also read an image it is sent: the panel reading on the score route."""
         if self.policy is None or self.policy.panel_read is None:
             return None
-        return self.policy.panel_read if self.route(look, model_score) == SCORE_ROUTE else None
+        return self.policy.panel_read if self.policy.score_routed([model_score], _one_row(look))[0] else None
 
     def verified(
         self, model_score: float, features: TextFeatures, look: npt.ArrayLike | None = None

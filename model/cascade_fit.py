@@ -519,14 +519,11 @@ def with_panel_reading(measured: Measurements, policy: CascadePolicy, folder: Ev
     if panel is None:
         return folder
     keys = measured.files(folder.folder)
-    gated = policy.gate.sends(folder.looks) if policy.gate is not None else np.zeros(len(keys), dtype=bool)
+    on_route = policy.score_routed(folder.scores, folder.looks)
     routed = [
         index
         for index, row in enumerate(folder.features)
-        if row is not None
-        and folder.scores[index] >= policy.send_from
-        and not gated[index]
-        and panel.wanted(row)
+        if row is not None and on_route[index] and panel.wanted(row)
     ]
     features = list(folder.features)
     for index, flat in zip(routed, measured.flattened([keys[i] for i in routed]), strict=True):
