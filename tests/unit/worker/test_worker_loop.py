@@ -278,9 +278,12 @@ def test_a_partial_batch_while_another_image_is_on_its_way(start_when_idle: bool
             polled_at.append(now)
         if rig.store.rows and not scored_at:
             scored_at.append(now)
+            rig.worker.stop()
 
     rig.consumer.before_consume = watch
-    stop = threading.Timer(1.5, rig.worker.stop)
+    # The worker stops itself once "a" is stored; the timer only bounds a broken run. A fixed 1.5 s stop
+    # from before run() failed on a loaded machine, where the start-up alone took most of it.
+    stop = threading.Timer(20.0, rig.worker.stop)
     stop.start()
     rig.worker.run()
     stop.cancel()
