@@ -157,7 +157,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _centre_square_resize(image: Image.Image, size: int) -> Image.Image:
+def centre_square_resize(image: Image.Image, size: int) -> Image.Image:
+    """The picture's centre square resized to `size` x `size` (the model's input; `model.sheets` cuts its
+    straightened sheets to the model's input the same way)."""
     width, height = image.size
     side = min(width, height)
     left = (width - side) // 2
@@ -209,7 +211,7 @@ def _load_for(source: bytes | Image.Image, size: int, limits: ImageLimits | None
 def _model_input(image: Image.Image, size: int) -> np.ndarray:
     """The model's `(size, size, 3)` uint8 input from a loaded picture: its centre square, resized."""
     try:
-        rgb = _centre_square_resize(image, size)
+        rgb = centre_square_resize(image, size)
     except _DECODE_ERRORS as exc:
         raise CorruptImage(f"cannot decode image: {exc}") from exc
     return np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy

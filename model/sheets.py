@@ -1,0 +1,205 @@
+"""The sheet route: a notice photographed in a scene, found by its four edges and straightened for the model.
+
+Some shops upload a photo of a printed notice (pinned to a wall, held up, lying on a counter) instead of the
+notice itself. The model scores the whole picture like the photograph it mostly is, and at the sizes shops
+upload, the notice's text is a few pixels high: the verifier reads almost nothing in it (`check/photographed`:
+97% missed by the verifier alone, 99% by the model). Straightened and cut out, the same notice is a card
+again, and the model knows cards.
+
+`find_sheets` looks for such sheets the way a document scanner does: colour edges (a bilateral filter keeps a
+sheet's border and smooths the scene's texture), closed a little and framed by the picture's border (a notice
+cut by the frame is then closed along it), and the convex hulls of their contours of a plausible size, each
+approximated by four corners (or by its tightest rotated rectangle where it nearly fills one).
+`sheet_pixels` straightens the largest `slots` of them into the model's input: the centre square of each
+sheet flattened, as `model.decode` cuts a picture's.
+
+What decides is the model (`model.cascade.SheetRoute`): one discriminator member's score of the best sheet,
+against a bound set on calibration photos, which hold sheets too (book covers, screens, frames) that the model
+scores as the photographs they are.
+
+Everything here works on the picture resized to `SheetSearch.work_side` on its long side, so the cost is
+bounded whatever the upload's size: about 5-7 ms of one core per picture at 256 pixels on the development
+machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+# OpenCV would start a thread pool per process as wide as the machine; the worker's decode processes already
+# run one picture per thread, so more threads would only contend for the same cores.
+_CV_THREADS = 1
+
+
+def _cv2() -> Any:
+    import cv2
+
+    cv2.setNumThreads(_CV_THREADS)
+    return cv2
+
+
+@dataclass(frozen=True)
+class SheetSearch:
+    """How sheets are looked for; recorded on the model's card, so that a version names the search."""
+
+    work_side: int = 256  # the picture's long side while searching, and what the sheets are cut from
+    canny_low: int = 30  # Canny's hysteresis thresholds on each colour channel (0-255)
+    canny_high: int = 90
+    closings: tuple[int, ...] = (0, 3, 5)  # edge maps closed by these square kernels (0: as found)
+    min_area: float = 0.10  # a sheet's hull covers this share of the picture at least...
+    max_area: float = 0.85  # ...and at most this (the whole frame is not a sheet in it)
+    rectangularity: float = 0.85  # a hull that is not 4 corners must fill this much of its rotated rectangle
+    slots: int = 6  # the largest sheets kept per picture (the rest are smaller copies or scene)
+
+    def __post_init__(self) -> None:
+        if self.work_side < 32 or self.slots < 1:
+            raise ValueError("a sheet search needs a work side of at least 32 pixels and one slot")
+        if not 0 < self.min_area < self.max_area <= 1:
+            raise ValueError("sheet areas must satisfy 0 < min_area < max_area <= 1")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record."""
+        record = asdict(self)
+        record["closings"] = list(self.closings)
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> SheetSearch:
+        """The inverse of `to_json`."""
+        fields = dict(record)
+        fields["closings"] = tuple(int(k) for k in fields.get("closings", cls.closings))
+        return cls(**fields)
+
+
+# Two corners closer than this (pixels at the work side) make two hulls the same sheet.
+_SAME_SHEET_PX = 6.0
+
+
+def _ordered(points: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Four corners as top left, top right, bottom right, bottom left."""
+    corners = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    total, difference = corners.sum(axis=1), np.diff(corners, axis=1).ravel()
+    return np.array(
+        [
+            corners[np.argmin(total)],
+            corners[np.argmin(difference)],
+            corners[np.argmax(total)],
+            corners[np.argmax(difference)],
+        ],
+        dtype=np.float32,
+    )
+
+
+def _edge_maps(rgb: npt.NDArray[np.uint8], search: SheetSearch) -> list[npt.NDArray[np.uint8]]:
+    """The edge maps contours are taken from, one per closing, each with the picture's border drawn on it: a
+    sheet cut by the frame is then closed along it (a contour that touches nothing is the same either way)."""
+    cv2 = _cv2()
+    smooth = cv2.bilateralFilter(rgb, 7, 50, 7)
+    edges = np.max([cv2.Canny(smooth[..., c], search.canny_low, search.canny_high) for c in range(3)], axis=0)
+    maps = []
+    for kernel in search.closings:
+        closed = (
+            edges.copy()
+            if kernel == 0
+            else cv2.morphologyEx(edges, cv2.MORPH_CLOSE, np.ones((kernel, kernel)))
+        )
+        closed[0, :] = closed[-1, :] = closed[:, 0] = closed[:, -1] = 255
+        maps.append(closed)
+    return maps
+
+
+def find_sheets(
+    rgb: npt.NDArray[np.uint8], search: SheetSearch | None = None
+) -> list[npt.NDArray[np.float32]]:
+    """The sheets in an `(H, W, 3)` uint8 picture (already at the work size): `(4, 2)` corners (x, y; top
+    left, top right, bottom right, bottom left), the largest first, at most `search.slots`."""
+    cv2 = _cv2()
+    search = search or SheetSearch()
+    height, width = rgb.shape[:2]
+    area = float(height * width)
+    low, high = search.min_area * area, search.max_area * area
+    found: list[tuple[float, npt.NDArray[np.float32]]] = []
+    for edge_map in _edge_maps(np.ascontiguousarray(rgb), search):
+        contours, _ = cv2.findContours(edge_map, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        for contour in contours:
+            _, _, box_w, box_h = cv2.boundingRect(contour)
+            if box_w * box_h < low:  # cheap first: most contours are the scene's small texture
+                continue
+            hull = cv2.convexHull(contour)
+            hull_area = float(cv2.contourArea(hull))
+            if not low <= hull_area <= high:
+                continue
+            approximated = cv2.approxPolyDP(hull, 0.03 * cv2.arcLength(hull, True), True)
+            if len(approximated) == 4:
+                corners = _ordered(approximated)
+            else:
+                corners = _ordered(cv2.boxPoints(cv2.minAreaRect(hull)))
+                if hull_area < search.rectangularity * float(cv2.contourArea(corners.reshape(-1, 1, 2))):
+                    continue
+            corners[:, 0] = corners[:, 0].clip(0, width - 1)
+            corners[:, 1] = corners[:, 1].clip(0, height - 1)
+            found.append((hull_area, corners))
+    found.sort(key=lambda item: -item[0])
+    kept: list[npt.NDArray[np.float32]] = []
+    for _, corners in found:
+        if all(float(np.abs(corners - other).max()) > _SAME_SHEET_PX for other in kept):
+            kept.append(corners)
+            if len(kept) == search.slots:
+                break
+    return kept
+
+
+def straighten(rgb: npt.NDArray[np.uint8], corners: npt.ArrayLike, size: int) -> npt.NDArray[np.uint8]:
+    """`(size, size, 3)` uint8: the centre square of the sheet at `corners` once flattened to its own width
+    and height (the square `model.decode` would cut from it as a picture), warped straight to the model's
+    input in one bicubic pass (at the work side a sheet is at most a few times the input's size)."""
+    cv2 = _cv2()
+    quad = np.asarray(corners, dtype=np.float32).reshape(4, 2)
+    sheet_w = max(float(np.linalg.norm(quad[1] - quad[0])), float(np.linalg.norm(quad[2] - quad[3])))
+    sheet_h = max(float(np.linalg.norm(quad[3] - quad[0])), float(np.linalg.norm(quad[2] - quad[1])))
+    side = max(1.0, min(sheet_w, sheet_h))
+    left, top = (sheet_w - side) / 2, (sheet_h - side) / 2
+    # The flattened sheet's corners, placed so that its centre square lands on [0, size) x [0, size).
+    flat = np.array([[0, 0], [sheet_w, 0], [sheet_w, sheet_h], [0, sheet_h]], dtype=np.float32)
+    target = ((flat - np.array([left, top], dtype=np.float32)) * (size / side)).astype(np.float32)
+    warped = cv2.warpPerspective(
+        np.ascontiguousarray(rgb),
+        cv2.getPerspectiveTransform(quad, target),
+        (size, size),
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return np.asarray(warped, dtype=np.uint8)
+
+
+def work_picture(image: Image.Image, search: SheetSearch) -> npt.NDArray[np.uint8]:
+    """The RGB picture resized so its long side is `search.work_side`, as an `(H, W, 3)` uint8 array."""
+    width, height = image.size
+    scale = search.work_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = image if size == image.size else image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    return np.asarray(resized.convert("RGB"), dtype=np.uint8)
+
+
+def sheet_pixels(image: Image.Image, size: int, search: SheetSearch | None = None) -> npt.NDArray[np.uint8]:
+    """`(slots, size, size, 3)` uint8: the picture's sheets straightened (`find_sheets`, `straighten`), the
+    largest first; slots with no sheet are all zero, which `is_empty_slot` tells apart (a straightened sheet
+    is never black in every channel of every pixel: it has a border, and a card on it)."""
+    search = search or SheetSearch()
+    rgb = work_picture(image, search)
+    out = np.zeros((search.slots, size, size, 3), dtype=np.uint8)
+    for slot, corners in enumerate(find_sheets(rgb, search)):
+        out[slot] = straighten(rgb, corners, size)
+    return out
+
+
+def is_empty_slot(pixels: Any) -> npt.NDArray[np.bool_]:
+    """`(N,)` which of `(N, ...)` uint8 sheet slots hold no sheet (all zero); numpy or torch."""
+    array = pixels.cpu().numpy() if hasattr(pixels, "cpu") else np.asarray(pixels)
+    return np.asarray(~array.reshape(len(array), -1).any(axis=1), dtype=bool)
