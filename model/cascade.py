@@ -14,7 +14,10 @@
   Its false-positive bound adds to the cascade's (a union bound); it saves the read of most cards;
 - where the policy has a panel reading (`panel_read`), an image the model's score sends and whose page
   reading read nothing is read again with its ground flattened (`model.verifier.panel_read`): a card's text
-  on a panel of another tone is lost to Tesseract's global threshold.
+  on a panel of another tone is lost to Tesseract's global threshold;
+- where the policy has a sheet route (`sheets`), a picture holding a sheet (a notice photographed in a
+  scene: `model.sheets`) that the model, shown the sheet straightened, scores at least `sheets.card_from` is
+  a card without a read, like the card band (its bound on the calibration photos adds to the union bound).
 
 The cascade score of an image the verifier never saw is 0, so one number ranks every image, and the
 project's conformal rule (`model.calibrate.conformal_threshold`) sets `threshold` on calibration photos
@@ -38,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.screen import PlainLineGate
+from model.sheets import SheetRoute
 from model.verifier.engines import VerifierConfig
 from model.verifier.panel_read import PanelRead
 
@@ -204,6 +208,9 @@ class CascadePolicy:
     # The score route's images that the page reading reads nothing in are read again with their ground
     # flattened (`model.verifier.panel_read`); None: the page reading alone.
     panel_read: PanelRead | None = None
+    # Pictures whose best straightened sheet the model scores from `sheets.card_from` up are cards without a
+    # read (`model.sheets`); the sheets are decoded after the quadrant route's corners, so it needs the route.
+    sheets: SheetRoute | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
@@ -217,20 +224,26 @@ class CascadePolicy:
         band = self.card_from
         if band is not None and not (math.isfinite(band) and band > self.send_from):
             raise ValueError("the model's card band must start above send_from (and be finite)")
+        if self.sheets is not None and self.parts_send_from is None:
+            raise ValueError("a sheet route needs the quadrant route: sheets are decoded after the corners")
 
     def sends(
         self,
         model_scores: npt.ArrayLike,
         looks: npt.ArrayLike | None = None,
         part_scores: npt.ArrayLike | None = None,
+        sheet_scores: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.bool_]:
         """Which images the verifier must read; `looks` (`model.screen.plain_line_looks`) where gated, the
-        largest part scores (`model.quadrants.largest_part_scores`) where the policy has the quadrant route.
-        An image in the model's card band (`card_from`) is never read: the model decides it.
+        largest part scores (`model.quadrants.largest_part_scores`) where the policy has the quadrant route,
+        the best sheet scores (`model.sheets.best_sheet_scores`) where it has the sheet route. An image in
+        the model's card band (`card_from`) or that the sheet route makes a card is never read: the model
+        decides it.
 
         Raises:
-            ValueError: the policy has a gate and `looks` is missing, or a quadrant route and `part_scores`
-                is missing (the decision would silently differ from the one the policy was calibrated for).
+            ValueError: the policy has a gate and `looks` is missing, a quadrant route and `part_scores` is
+                missing, or a sheet route and `sheet_scores` is missing (the decision would silently differ
+                from the one the policy was calibrated for).
         """
         sent = np.asarray(model_scores, dtype=np.float64) >= self.send_from
         if self.parts_send_from is not None:
@@ -240,7 +253,9 @@ class CascadePolicy:
         gated = self._gated(looks)
         if gated is not None:
             sent |= gated
-        carded = self.model_cards(model_scores)
+        if self.sheets is not None and sheet_scores is None:
+            raise ValueError("this cascade has a sheet route: pass the images' best sheet scores")
+        carded = self.model_cards(model_scores, sheet_scores)
         return sent if carded is None else sent & ~carded
 
     def parts_matter(
@@ -267,11 +282,18 @@ class CascadePolicy:
         carded = self.model_cards(scores)
         return routed if carded is None else routed & ~carded
 
-    def model_cards(self, model_scores: npt.ArrayLike) -> npt.NDArray[np.bool_] | None:
-        """Which images the model alone makes cards (its score in the card band); None without a band."""
-        if self.card_from is None:
-            return None
-        return np.asarray(model_scores, dtype=np.float64) >= self.card_from
+    def model_cards(
+        self, model_scores: npt.ArrayLike, sheet_scores: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.bool_] | None:
+        """Which images the model alone makes cards: its score in the card band, or (where `sheet_scores`
+        are given and the policy has a sheet route) its best sheet's score from `sheets.card_from` up; None
+        where neither can."""
+        scores = np.asarray(model_scores, dtype=np.float64)
+        carded = None if self.card_from is None else scores >= self.card_from
+        if self.sheets is not None and sheet_scores is not None:
+            sheeted = self.sheets.cards(np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape))
+            carded = sheeted if carded is None else carded | sheeted
+        return carded
 
     def _gated(self, looks: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | None:
         """Which images the gate passes; None for a policy without a gate."""
@@ -287,9 +309,10 @@ class CascadePolicy:
         features: Sequence[Mapping[str, Any] | None],
         looks: npt.ArrayLike | None = None,
         part_scores: npt.ArrayLike | None = None,
+        sheet_scores: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score per image: 0 where not sent; the rule's probability where read; 1 in the model's
-        card band (`card_from`), a card whatever the threshold.
+        card band (`card_from`) and where the sheet route makes a card, a card whatever the threshold.
 
         `features[i]` may be None where the image was not sent. A sent image without features (the verifier
         failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
@@ -298,7 +321,7 @@ class CascadePolicy:
         out = np.zeros(len(scores))
         sent = [
             int(i)
-            for i in np.flatnonzero(self.sends(scores, looks, part_scores))
+            for i in np.flatnonzero(self.sends(scores, looks, part_scores, sheet_scores))
             if features[int(i)] is not None
         ]
         if sent:
@@ -307,7 +330,7 @@ class CascadePolicy:
                 None if looks is None else np.asarray(looks, dtype=np.float64).reshape(len(scores), -1)[sent]
             )
             out[sent] = self.read_scores(scores[sent], rows, sent_looks)
-        carded = self.model_cards(scores)
+        carded = self.model_cards(scores, sheet_scores)
         if carded is not None:
             out[carded] = 1.0
         return out
@@ -355,6 +378,8 @@ class CascadePolicy:
             record["card_from"] = float(self.card_from)
         if self.panel_read is not None:
             record["panel_read"] = self.panel_read.to_json()
+        if self.sheets is not None:
+            record["sheets"] = self.sheets.to_json()
         return record
 
     @classmethod
@@ -375,6 +400,7 @@ class CascadePolicy:
             CascadeRule.from_json(record["parts_rule"]) if record.get("parts_rule") is not None else None,
             float(record["card_from"]) if record.get("card_from") is not None else None,
             PanelRead.from_json(record["panel_read"]) if record.get("panel_read") is not None else None,
+            SheetRoute.from_json(record["sheets"]) if record.get("sheets") is not None else None,
         )
 
 

@@ -5,7 +5,8 @@
 one line of text on a plain ground: `model.screen`; where it has the quadrant route, a picture one of whose
 corners scores like a card: `model.quadrants`); the verifier's features then give the verdict
 (`model.cascade.CascadePolicy`); where the card has a card band, a model score in it is a card without a
-read. Without a cascade every verdict is the model's own. A read that failed
+read, and where it has a sheet route, so is a picture whose best straightened sheet the model scores from
+the route's bound up (`model.sheets`). Without a cascade every verdict is the model's own. A read that failed
 keeps the model's own decision at its card's threshold, recorded as `decided_by = "model_fallback"`.
 
 Where the reads happen is the caller's: the worker's `worker.stages.verify.VerificationStage` (downloads
@@ -60,21 +61,30 @@ class CascadeDecisions:
         model_excluded: bool,
         model_threshold: float,
         look: npt.ArrayLike | None = None,
+        *,
         part_score: float | None = None,
+        sheet_score: float | None = None,
     ) -> Verdict | None:
         """The model's verdict, or None when the verifier must read the image.
 
         `look` is the image's plain-line look (`model.screen.plain_line_looks`), which a gated policy needs;
-        `part_score` its largest part score (`model.quadrants`), which a policy with the quadrant route needs.
-        In the policy's card band the model's verdict is a card, scored by the model against `card_from`.
+        `part_score` its largest part score (`model.quadrants`), which a policy with the quadrant route needs;
+        `sheet_score` its best sheet's score (`model.sheets.best_sheet_scores`), which a policy with the sheet
+        route needs. In the policy's card band the model's verdict is a card, scored by the model against
+        `card_from`; where the sheet route makes it a card, by its best sheet's score against the route's
+        bound.
         """
         if self.policy is None:
             return Verdict(model_score, model_excluded, model_threshold, MODEL, model_score)
         if self.in_card_band(model_score):  # the model's card band: no read
             assert self.policy.card_from is not None
             return Verdict(model_score, True, self.policy.card_from, MODEL, model_score)
+        if sheet_score is not None and self.sheet_card(sheet_score):  # a sheet the model is sure of
+            assert self.policy.sheets is not None
+            return Verdict(sheet_score, True, self.policy.sheets.card_from, MODEL, model_score)
         parts = None if part_score is None else [part_score]
-        if self.policy.sends([model_score], _one_row(look), parts)[0]:
+        sheets = None if sheet_score is None else [sheet_score]
+        if self.policy.sends([model_score], _one_row(look), parts, sheets)[0]:
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
 
@@ -82,6 +92,11 @@ class CascadeDecisions:
         """Whether the policy's card band makes this model score a card without a read."""
         carded = None if self.policy is None else self.policy.model_cards([model_score])
         return carded is not None and bool(carded[0])
+
+    def sheet_card(self, sheet_score: float | None) -> bool:
+        """Whether the policy's sheet route makes a picture of this best sheet score a card without a read."""
+        sheets = None if self.policy is None else self.policy.sheets
+        return sheets is not None and sheet_score is not None and bool(sheets.cards([sheet_score])[0])
 
     def route(self, look: npt.ArrayLike | None, model_score: float | None = None) -> str:
         """The route of an image the verifier reads: the gate's where the gate passes its look; else the

@@ -23,11 +23,15 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model.errors import CorruptImage, ImageTooLarge, UnsupportedImageFormat
+
+if TYPE_CHECKING:
+    from model.sheets import SheetSearch
 
 # Pillow format names, grouped by the family a user names in `allowed_formats`. Phone cameras write
 # multi-picture JPEGs; Pillow's JPEG opener returns those with format "MPO".
@@ -264,13 +268,27 @@ def decode_quadrants(
 
 
 def decode_with_parts(
-    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None
+    source: bytes | Image.Image,
+    size: int,
+    *,
+    limits: ImageLimits | None = None,
+    sheets: SheetSearch | None = None,
 ) -> np.ndarray:
     """`(1 + QUADRANTS, size, size, 3)` uint8: the model's input (exactly `decode_pixels`'s), then the four
-    corner squares (`decode_quadrants`), for a cascade with the quadrant route. The picture is decoded
-    once, at `decode_pixels`'s draft size (at least `2 * size` per side), for both."""
+    corner squares (`decode_quadrants`), for a cascade with the quadrant route; with `sheets`, then the
+    picture's sheets straightened (`model.sheets.sheet_pixels`: `sheets.slots` more, all zero where there is
+    no sheet), for a cascade with the sheet route. The picture is decoded once, at `decode_pixels`'s draft
+    size (at least `2 * size` per side), for all of them."""
     image = _load_for(source, size, limits)
-    return np.concatenate([_model_input(image, size)[None], _corner_squares(image, size)])
+    parts = [_model_input(image, size)[None], _corner_squares(image, size)]
+    if sheets is not None:
+        from model.sheets import sheet_pixels  # imports OpenCV: only where a cascade has the sheet route
+
+        try:
+            parts.append(sheet_pixels(image, size, sheets))
+        except _DECODE_ERRORS as exc:
+            raise CorruptImage(f"cannot decode image: {exc}") from exc
+    return np.concatenate(parts)
 
 
 def decode_for_reading(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from model.cascade import TextCascade
     from model.cascade_decisions import CascadeDecisions
     from model.scoring import Scorer
+    from model.sheets import SheetSearch
     from model.verifier.text_verifier import TextVerifier
 
 EXIT_OK = 0
@@ -64,14 +65,14 @@ def expand_paths(paths: Sequence[str | Path]) -> Iterator[Path | tuple[Path, str
             yield (path, "FileNotFoundError", "no such file or directory")
 
 
-def _load(path: Path, size: int, with_parts: bool = False) -> Any:
-    """Decode one file; return its `(3, S, S)` uint8 tensor (`(1 + 4, 3, S, S)` with its parts) or (error
-    class name, message)."""
+def _load(path: Path, size: int, with_parts: bool = False, sheets: SheetSearch | None = None) -> Any:
+    """Decode one file; return its `(3, S, S)` uint8 tensor (`(1 + 4 [+ slots], 3, S, S)` with its parts and
+    sheets) or (error class name, message)."""
     from model.errors import ImageError
     from model.preprocess import preprocess_uint8
 
     try:
-        return preprocess_uint8(path.read_bytes(), size, with_parts=with_parts)
+        return preprocess_uint8(path.read_bytes(), size, with_parts=with_parts, sheets=sheets)
     except (ImageError, OSError) as exc:
         return (type(exc).__name__, str(exc))
 
@@ -110,6 +111,7 @@ def score_paths(
     with_looks = policy is not None and policy.gate is not None
     with_parts = policy is not None and policy.parts_send_from is not None
     parts_member = policy.parts_member if policy is not None else None
+    sheets = policy.sheets if policy is not None else None
 
     def flush(pending: list[tuple[Path, Future[Any] | tuple[str, str]]]) -> Iterator[dict[str, Any]]:
         loaded = [(path, v.result() if isinstance(v, Future) else v) for path, v in pending]
@@ -124,8 +126,10 @@ def score_paths(
                 with_looks=with_looks,
                 parts_member=parts_member,
                 parts_matter=policy.parts_matter if policy is not None else None,
+                sheet_member=sheets.member if sheets is not None else None,
             )
             batch, looks, part_scores = screened.result, screened.looks, screened.part_scores
+            sheet_scores = screened.sheet_scores
             for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):
                 scored[i] = {
                     "score": float(score),
@@ -137,8 +141,17 @@ def score_paths(
                 if cascade is not None and decisions is not None:
                     look = None if looks is None else looks[row]
                     part = None if part_scores is None else float(part_scores[row])
+                    sheet = None if sheet_scores is None else float(sheet_scores[row])
                     scored[i].update(
-                        _decide(cascade, decisions, loaded[i][0], scored[i], look, part_score=part)
+                        _decide(
+                            cascade,
+                            decisions,
+                            loaded[i][0],
+                            scored[i],
+                            look,
+                            part_score=part,
+                            sheet_score=sheet,
+                        )
                     )
         for i, (path, value) in enumerate(loaded):
             if i in scored:
@@ -154,7 +167,14 @@ def score_paths(
             if isinstance(item, tuple):
                 pending.append((item[0], (item[1], item[2])))
             else:
-                pending.append((item, pool.submit(_load, item, scorer.input_size, with_parts)))
+                pending.append(
+                    (
+                        item,
+                        pool.submit(
+                            _load, item, scorer.input_size, with_parts, sheets.search if sheets else None
+                        ),
+                    )
+                )
             if len(pending) == batch_size:
                 yield from flush(pending)
                 pending = []
@@ -170,6 +190,7 @@ def _decide(
     look: Any,
     *,
     part_score: float | None = None,
+    sheet_score: float | None = None,
 ) -> dict[str, Any]:
     """The cascade's decision for one scored image, read here if the policy sends it (as the worker does)."""
     from model.cascade_decisions import describe_failure
@@ -178,7 +199,9 @@ def _decide(
 
     text_cascade, verifier = cascade
     score, excluded, threshold = model["score"], model["excluded"], model["threshold"]
-    verdict = decisions.screen(score, excluded, threshold, look, part_score)
+    verdict = decisions.screen(
+        score, excluded, threshold, look, part_score=part_score, sheet_score=sheet_score
+    )
     if verdict is None:
         try:
             features = verifier.features(

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from model.decode import DEFAULT_LIMITS, ImageLimits, decode_pixels, decode_with_parts, sniff_format, to_rgb
+from model.sheets import SheetSearch
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -31,14 +32,20 @@ __all__ = [
 
 
 def preprocess_uint8(
-    source: bytes | Image.Image, size: int, *, limits: ImageLimits | None = None, with_parts: bool = False
+    source: bytes | Image.Image,
+    size: int,
+    *,
+    limits: ImageLimits | None = None,
+    with_parts: bool = False,
+    sheets: SheetSearch | None = None,
 ) -> torch.Tensor:
     """Decode, orient, convert and resize an image; return a `(3, size, size)` uint8 tensor.
 
     This is the first half of `preprocess` (`model.decode.decode_pixels`, channels first); training
     caches its output and applies `normalise`. `with_parts` (a cascade with the quadrant route): a
     `(1 + 4, 3, size, size)` tensor, the same picture first and its four corner squares after it
-    (`model.decode.decode_with_parts`, `model.quadrants`).
+    (`model.decode.decode_with_parts`, `model.quadrants`); with `sheets` too (a cascade with the sheet
+    route), the picture's straightened sheets after them (`model.sheets`).
 
     Raises:
         UnsupportedImageFormat: not an image, or a format outside `limits.allowed_formats`.
@@ -46,7 +53,7 @@ def preprocess_uint8(
         CorruptImage: truncated or undecodable data.
     """
     if with_parts:
-        return pixels_to_tensor(decode_with_parts(source, size, limits=limits))
+        return pixels_to_tensor(decode_with_parts(source, size, limits=limits, sheets=sheets))
     return pixels_to_tensor(decode_pixels(source, size, limits=limits))
 
 

@@ -60,12 +60,14 @@ def plain_line_looks(pixels: Any) -> npt.NDArray[np.float64]:
 
 @dataclass(frozen=True)
 class ScreenedBatch:
-    """What the first stage knows of a batch: the model's `BatchScores`, and where the cascade needs them, the
-    plain-line looks and the largest part scores (`model.quadrants`)."""
+    """What the first stage knows of a batch: the model's `BatchScores`, and where the cascade needs them,
+    the plain-line looks, the largest part scores (`model.quadrants`) and the best sheet scores
+    (`model.sheets`)."""
 
     result: Any  # model.scoring.BatchScores
     looks: npt.NDArray[np.float64] | None
     part_scores: npt.NDArray[np.float32] | None
+    sheet_scores: npt.NDArray[np.float32] | None = None
 
 
 def screen_batch(
@@ -75,31 +77,39 @@ def screen_batch(
     with_looks: bool,
     parts_member: int | None,
     parts_matter: Callable[[Any, Any], npt.NDArray[np.bool_]] | None = None,
+    sheet_member: int | None = None,
 ) -> ScreenedBatch:
     """Score a stacked uint8 batch as the worker and `alocc score` both do: `(N, 3, S, S)`, or
-    `(N, 1 + P, 3, S, S)` with each picture's parts (`model.quadrants.split_parts`). The whole pictures are
-    normalised after stacking (the arithmetic of `model.preprocess.preprocess`) and scored; the looks are
-    taken where `with_looks`, the part scores where the batch has parts (by `parts_member`, or the whole
-    ensemble), of the pictures `parts_matter(scores, looks)` names (`CascadePolicy.parts_matter`; all
-    without it) and NaN for the others: no bound is reached by NaN."""
+    `(N, 1 + P, 3, S, S)` with each picture's parts (`model.quadrants.split_parts`): its four corners, then,
+    where `P` is larger, its sheet slots (`model.decode.decode_with_parts` with a sheet search). The whole
+    pictures are normalised after stacking (the arithmetic of `model.preprocess.preprocess`) and scored; the
+    looks are taken where `with_looks`; the part scores where the batch has parts (by `parts_member`, or the
+    whole ensemble), of the pictures `parts_matter(scores, looks)` names (`CascadePolicy.parts_matter`; all
+    without it) and NaN for the others: no bound is reached by NaN; the best sheet scores where the batch
+    has sheet slots (by `sheet_member`, or the whole ensemble), of every picture."""
     import torch
 
+    from model.decode import QUADRANTS
     from model.preprocess import normalise
     from model.quadrants import largest_part_scores, split_parts
+    from model.sheets import best_sheet_scores
 
     whole, parts = split_parts(pixels)
     result = scorer.score(normalise(whole))
     looks = plain_line_looks(whole) if with_looks else None
-    part_scores = None
+    part_scores = sheet_scores = None
     if parts is not None:
+        corners = parts[:, :QUADRANTS]
         wanted = np.ones(len(whole), dtype=bool)
         if parts_matter is not None:
             wanted = np.asarray(parts_matter(np.asarray(result.scores), looks), dtype=bool)
         part_scores = np.full(len(whole), np.nan, dtype=np.float32)
         if wanted.any():
-            chosen = parts[torch.from_numpy(wanted).to(parts.device)]
+            chosen = corners[torch.from_numpy(wanted).to(parts.device)]
             part_scores[wanted] = largest_part_scores(scorer, chosen, parts_member)
-    return ScreenedBatch(result=result, looks=looks, part_scores=part_scores)
+        if parts.shape[1] > QUADRANTS:
+            sheet_scores = best_sheet_scores(scorer, parts[:, QUADRANTS:], sheet_member)
+    return ScreenedBatch(result=result, looks=looks, part_scores=part_scores, sheet_scores=sheet_scores)
 
 
 @dataclass(frozen=True)

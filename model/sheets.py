@@ -24,6 +24,7 @@ machine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -203,3 +204,65 @@ def is_empty_slot(pixels: Any) -> npt.NDArray[np.bool_]:
     """`(N,)` which of `(N, ...)` uint8 sheet slots hold no sheet (all zero); numpy or torch."""
     array = pixels.cpu().numpy() if hasattr(pixels, "cpu") else np.asarray(pixels)
     return np.asarray(~array.reshape(len(array), -1).any(axis=1), dtype=bool)
+
+
+@dataclass(frozen=True)
+class SheetRoute:
+    """The sheet route as a cascade serves it: a picture whose best sheet (`sheet_pixels`), scored by the
+    model (by its discriminator `member`, or the whole ensemble), reaches `card_from` is a card without a
+    read. `card_from` is a bound on calibration photos (`model.cascade_sheets.with_sheet_route`)."""
+
+    card_from: float
+    member: int | None = None
+    search: SheetSearch = SheetSearch()
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.card_from) and 0.0 < self.card_from < 1.0):
+            raise ValueError("the sheet route's bound is a score between 0 and 1")
+        if self.member is not None and self.member < 0:
+            raise ValueError("the sheet route's member is an ensemble member's index")
+
+    def cards(self, sheet_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which pictures the sheet route makes cards (a picture without sheets scores 0)."""
+        return np.asarray(sheet_scores, dtype=np.float64) >= self.card_from
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (the card's policy stores it)."""
+        return {"card_from": self.card_from, "member": self.member, "search": self.search.to_json()}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> SheetRoute:
+        """The inverse of `to_json`."""
+        member = record.get("member")
+        return cls(
+            card_from=float(record["card_from"]),
+            member=None if member is None else int(member),
+            search=SheetSearch.from_json(record.get("search", {})),
+        )
+
+
+def best_sheet_scores(scorer: Any, sheets: Any, member: int | None = None) -> npt.NDArray[np.float32]:
+    """`(N,)` each picture's best sheet score: the largest `d_x` over its sheets (`(N, slots, 3, S, S)` uint8,
+    a torch tensor of `sheet_pixels`'s slots, channels first), by the ensemble `member`
+    (`Scorer.member_d_x`) or the whole ensemble; 0 for a picture without sheets. Only the slots that hold a
+    sheet are scored."""
+    import torch
+
+    from model.preprocess import normalise
+    from model.scoring import ScoreMode
+
+    if sheets.ndim != 5 or sheets.shape[2] != 3:
+        raise ValueError(f"expected (N, slots, 3, S, S) sheets, got {tuple(sheets.shape)}")
+    count, slots = sheets.shape[:2]
+    best = np.zeros(count, dtype=np.float32)
+    flat = sheets.reshape(count * slots, *sheets.shape[2:])
+    filled = np.flatnonzero(~is_empty_slot(flat))
+    if len(filled) == 0:
+        return best
+    images = normalise(flat[torch.from_numpy(filled).to(flat.device)])
+    if member is None:
+        scores = np.asarray(scorer.score(images, ScoreMode.D_X).scores, dtype=np.float32)
+    else:
+        scores = np.asarray(scorer.member_d_x(images, member), dtype=np.float32)
+    np.maximum.at(best, filled // slots, scores)
+    return best

@@ -529,10 +529,15 @@ class Worker:
             score, excluded = float(result.scores[row]), bool(result.excluded[row])
             look = None if result.looks is None else result.looks[row]
             part_score = None if result.part_scores is None else float(result.part_scores[row])
-            verdict = self._decisions.screen(score, excluded, result.threshold, look, part_score)
+            sheet_score = None if result.sheet_scores is None else float(result.sheet_scores[row])
+            verdict = self._decisions.screen(
+                score, excluded, result.threshold, look, part_score=part_score, sheet_score=sheet_score
+            )
             if verdict is not None:
                 if self._decisions.in_card_band(score):
                     self.metrics.card_band.inc()
+                elif self._decisions.sheet_card(sheet_score):
+                    self.metrics.sheet_cards.inc()
                 now.append((item, verdict))
             else:
                 self._send_to_verifier(item, score, excluded, result, look)

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer
 
 from model.cascade import TextCascade, card_cascade
 from model.cascade_decisions import CascadeDecisions
+from model.sheets import SheetSearch
 from search_client import connect
 from worker.app import LoopSettings, Topics, Worker
 from worker.failures import ConfigurationError
@@ -105,7 +106,10 @@ def build_worker(
         closers.append(_Stopper(server))
 
     with_parts = cascade is not None and cascade.policy.parts_send_from is not None
-    preparer = build_preparer(settings, loaded.input_size, closers, with_parts=with_parts)
+    sheets = cascade.policy.sheets if cascade is not None else None
+    preparer = build_preparer(
+        settings, loaded.input_size, closers, with_parts=with_parts, sheets=sheets.search if sheets else None
+    )
     verification = build_verification(settings, cascade, closers) if cascade is not None else None
 
     return Worker(
@@ -120,6 +124,8 @@ def build_worker(
             with_parts=with_parts,
             parts_member=cascade.policy.parts_member if cascade is not None else None,
             parts_matter=cascade.policy.parts_matter if cascade is not None else None,
+            sheet_slots=sheets.search.slots if sheets is not None else 0,
+            sheet_member=sheets.member if sheets is not None else None,
         ),
         verification=verification,
         decisions=CascadeDecisions(cascade.policy if cascade is not None else None),
@@ -224,11 +230,17 @@ def image_limits(settings: Settings) -> Any:
 
 
 def build_preparer(
-    settings: Settings, input_size: int, closers: list[Any], *, with_parts: bool = False
+    settings: Settings,
+    input_size: int,
+    closers: list[Any],
+    *,
+    with_parts: bool = False,
+    sheets: SheetSearch | None = None,
 ) -> Preparer:
     """The fetch + decode stage: child processes (`decode.processes` > 0) or threads in this process.
 
-    `with_parts`: each picture also as its corner squares (the served cascade has the quadrant route).
+    `with_parts`: each picture also as its corner squares (the served cascade has the quadrant route);
+    `sheets`: and as its sheets, searched so (the served cascade has the sheet route).
     Anything that must be closed after the preparer is appended to `closers`.
     """
     from model.decode import warm_up
@@ -246,12 +258,15 @@ def build_preparer(
             log_level=settings.observability.log_level,
             log_format=settings.observability.log_format,
             with_parts=with_parts,
+            sheets=None if sheets is None else sheets.to_json(),
         )
         return DecodeProcessPool(config, settings.decode.processes)
     warm_up(input_size, limits)
     fetcher = BackgroundFetcher(settings.fetch)
     closers.append(fetcher)
-    decode = functools.partial(preprocess_uint8, size=input_size, limits=limits, with_parts=with_parts)
+    decode = functools.partial(
+        preprocess_uint8, size=input_size, limits=limits, with_parts=with_parts, sheets=sheets
+    )
     return ImagePreparer(fetcher, decode, settings.decode.workers)
 
 

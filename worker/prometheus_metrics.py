@@ -82,6 +82,13 @@ class WorkerMetrics:
             "is the first sign of a photo source it does not cover.",
             registry=r,
         )
+        self.sheet_cards = Counter(
+            "alocc_sheet_cards_total",
+            "Images the sheet route made cards without a read: a sheet found in the picture (a photographed "
+            "notice), straightened, scored at or above the route's bound. Like the card band, a rising share "
+            "points at a photo source whose frames, screens or covers the bound does not cover.",
+            registry=r,
+        )
         self.verifier_in_flight = Gauge(
             "alocc_verifier_in_flight", "Images the text verifier is downloading or reading.", registry=r
         )

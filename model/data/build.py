@@ -21,6 +21,8 @@ Layout (all JPEG; `manifest.json` records every file with its kind and source):
                        model never trains on it; see model/cascade_fit.py)
     check/photographed/ CHECK-family cards photographed in a scene: tilted, unevenly lit, blurred
                        (model/data/photographed.py); measured only
+    train/photographed/ TRAIN-family cards photographed in scenes of TRAIN-role photos: the sheet route's
+                       fit set (model/sheets.py; the model never trains on it)
 
 Every image is a pure function of (seed, split, index), so the same seed gives the same files
 whatever the number of worker processes.
@@ -50,8 +52,9 @@ from model.data.splits import Role
 
 # 2: smooth negatives, cards-2; 3: cards-3; 4/5: cards-4/5; 6: train/structured; 7: check/target;
 # 8: check/one-line and train/one-line (every file of version 7 is drawn exactly as before);
-# 9: check/photographed (every file of version 8 is drawn exactly as before)
-DATASET_VERSION = "alocc-data-9"
+# 9: check/photographed (every file of version 8 is drawn exactly as before); 10: train/photographed (every
+# file of version 9 is drawn exactly as before)
+DATASET_VERSION = "alocc-data-10"
 
 
 class Scale(StrEnum):
@@ -93,6 +96,7 @@ PLANS: tuple[SplitPlan, ...] = (
     SplitPlan("check/one-line", True, Family.CHECK, Role.VAL, layout="one_line"),
     SplitPlan("train/one-line", True, Family.TRAIN, Role.TRAIN, layout="one_line"),
     SplitPlan("check/photographed", True, Family.CHECK, Role.VAL, photographed=True),
+    SplitPlan("train/photographed", True, Family.TRAIN, Role.TRAIN, photographed=True),
 )
 
 COUNTS: dict[Scale, dict[str, int]] = {
@@ -109,6 +113,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "check/one-line": 300,
         "train/one-line": 300,
         "check/photographed": 300,
+        "train/photographed": 400,
     },
     Scale.SMALL: {
         "train/target": 24,
@@ -123,6 +128,7 @@ COUNTS: dict[Scale, dict[str, int]] = {
         "check/one-line": 8,
         "train/one-line": 8,
         "check/photographed": 8,
+        "train/photographed": 8,
     },
 }
 

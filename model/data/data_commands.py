@@ -46,7 +46,7 @@ def register(subcommands: Any) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
     b = sub.add_parser("build", help="write the train/val/calib/eval image folders and manifest.json")
-    b.add_argument("--out", required=True, help="output folder (e.g. data/v9)")
+    b.add_argument("--out", required=True, help="output folder (e.g. data/v10)")
     b.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
     b.add_argument("--scale", choices=SCALES, default="default", help="default ~12k images; small ~100")
     b.add_argument("--workers", type=int, default=None, help="render processes (default: up to 2)")

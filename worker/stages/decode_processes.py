@@ -72,6 +72,9 @@ class ChildConfig:
     log_level: str
     log_format: str
     with_parts: bool = False  # also the picture's corner squares (a cascade with the quadrant route)
+    sheets: dict[str, Any] | None = (
+        None  # and its sheets, searched so (`SheetSearch.to_json`; the sheet route)
+    )
 
     def to_json(self) -> str:
         """One-line JSON."""
@@ -342,6 +345,7 @@ class DecodeProcessPool:
 def child_main(config_json: str) -> int:
     """Run one child: read jobs from stdin until EOF, write results to stdout."""
     from model.decode import decode_pixels, decode_with_parts, warm_up
+    from model.sheets import SheetSearch
     from worker.logs import configure_logging
     from worker.stages.fetch import BackgroundFetcher
     from worker.stages.prepare import ImagePreparer
@@ -359,6 +363,13 @@ def child_main(config_json: str) -> int:
         fetcher,
         functools.partial(
             decode_with_parts if config.with_parts else decode_pixels, size=config.size, limits=limits
+        )
+        if not config.with_parts
+        else functools.partial(
+            decode_with_parts,
+            size=config.size,
+            limits=limits,
+            sheets=None if config.sheets is None else SheetSearch.from_json(config.sheets),
         ),
         config.threads,
     )

@@ -46,6 +46,8 @@ class ScoredBatch:
     # (N,) largest part scores (`model.quadrants`) where the cascade has the quadrant route, else None;
     # NaN for the pictures whose corners cannot change a decision (not scored)
     part_scores: np.ndarray | None
+    # (N,) best sheet scores (`model.sheets`) where the cascade has the sheet route, else None
+    sheet_scores: np.ndarray | None
     threshold: float
     mode: str
     model_version: str
@@ -64,6 +66,8 @@ class ScoringStage:
         with_parts: bool = False,
         parts_member: int | None = None,
         parts_matter: Callable[[Any, Any], np.ndarray] | None = None,
+        sheet_slots: int = 0,
+        sheet_member: int | None = None,
     ) -> None:
         """Create the stage around a loaded model.
 
@@ -87,15 +91,19 @@ class ScoringStage:
                 of the discriminator per picture; of one member, `parts_member`, where the card names one).
             parts_matter: Which pictures' part scores can change a decision (`CascadePolicy.parts_matter`,
                 from their scores and looks); the others are not scored (NaN). None: all of them.
+            sheet_slots: The parts end with this many sheet slots (the served cascade has the sheet route:
+                `model.sheets`); each picture's best sheet score is computed too, by `sheet_member` where the
+                card names one (one more pass of the discriminator per sheet found; none for empty slots).
         """
         self._scorer = scorer
         self._with_looks = with_looks
         self._parts_member = parts_member
         self._parts_matter = parts_matter
+        self._sheet_member = sheet_member
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alocc-score")
         side = scorer.input_size
         blank = torch.zeros(
-            (1 + QUADRANTS, 3, side, side) if with_parts else (3, side, side), dtype=torch.uint8
+            (1 + QUADRANTS + sheet_slots, 3, side, side) if with_parts else (3, side, side), dtype=torch.uint8
         )
         for size in warm_up_batches:
             self.submit([blank] * size).result()
@@ -119,6 +127,7 @@ class ScoringStage:
             with_looks=self._with_looks,
             parts_member=self._parts_member,
             parts_matter=self._parts_matter,
+            sheet_member=self._sheet_member,
         )
         result = screened.result
         mode = getattr(result.mode, "value", result.mode)
@@ -127,6 +136,7 @@ class ScoringStage:
             excluded=np.asarray(result.excluded, dtype=bool),
             looks=screened.looks,
             part_scores=screened.part_scores,
+            sheet_scores=screened.sheet_scores,
             threshold=float(result.threshold),
             mode=str(mode),
             model_version=str(result.model_version),

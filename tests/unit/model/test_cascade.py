@@ -243,3 +243,49 @@ def test_a_refit_on_scores_that_differ_in_their_last_bits_gives_the_same_rule() 
 
     assert not np.array_equal(inputs, nudged)
     assert fit_rule(nudged, labels) == fit_rule(inputs, labels)
+
+
+def test_the_sheet_route_makes_cards_without_a_read_and_keeps_older_cards_json() -> None:
+    from model.cascade_decisions import MODEL, CascadeDecisions
+    from model.sheets import SheetRoute, SheetSearch
+
+    scores, features, labels = _training_set(np.random.default_rng(6))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    plain = CascadePolicy(0.5, rule, 0.5, parts_send_from=0.8)
+    route = SheetRoute(card_from=0.99, member=1, search=SheetSearch(slots=4))
+    sheeted = CascadePolicy(0.5, rule, 0.5, parts_send_from=0.8, sheets=route)
+    model_scores = np.array([0.1, 0.6, 0.1, 0.6])
+    parts = [0.0, 0.0, 0.0, 0.0]
+    sheet_scores = [0.2, 0.2, 0.995, 0.995]  # the last two hold a sheet the model is sure of
+    silent = [_features(0, 0.0, 0.2)] * 4
+
+    assert plain.sends(model_scores, part_scores=parts).tolist() == [False, True, False, True]
+    assert sheeted.sends(model_scores, None, parts, sheet_scores).tolist() == [False, True, False, False]
+    flagged = sheeted.cascade_scores(model_scores, silent, None, parts, sheet_scores) >= sheeted.threshold
+    assert flagged.tolist() == [False, False, True, True]
+    with pytest.raises(ValueError, match="sheet"):
+        sheeted.sends(model_scores, part_scores=parts)  # would silently decide otherwise
+    with pytest.raises(ValueError, match="quadrant route"):
+        CascadePolicy(0.5, rule, 0.5, sheets=route)
+
+    decisions = CascadeDecisions(sheeted)
+    card = decisions.screen(0.1, False, 0.97, part_score=0.0, sheet_score=0.995)
+    assert card is not None
+    assert (card.excluded, card.decided_by, card.score, card.threshold, card.model_score) == (
+        True,
+        MODEL,
+        0.995,
+        0.99,
+        0.1,
+    )
+    assert card.score >= card.threshold  # search relies on excluded == (score >= threshold)
+    assert decisions.sheet_card(0.995) and not decisions.sheet_card(0.2) and not decisions.sheet_card(None)
+    product = decisions.screen(0.1, False, 0.97, part_score=0.0, sheet_score=0.2)
+    assert product is not None and not product.excluded
+    assert decisions.screen(0.6, False, 0.97, part_score=0.0, sheet_score=0.2) is None  # read
+
+    assert "sheets" not in plain.to_json()  # the versions of earlier cards do not change
+    assert CascadePolicy.from_json(sheeted.to_json()) == sheeted
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(ValueError):
+            SheetRoute(card_from=bad)

@@ -252,6 +252,54 @@ def test_the_first_stage_skips_the_corners_that_cannot_change_a_decision_and_dec
     decisions = CascadeDecisions(policy)
     for row, score in enumerate(scores):
         look = everything.looks[row] if everything.looks is not None else None
-        full = decisions.screen(float(score), False, 0.9, look, float(everything.part_scores[row]))
-        cheap = decisions.screen(float(score), False, 0.9, look, float(skipped.part_scores[row]))
+        full = decisions.screen(float(score), False, 0.9, look, part_score=float(everything.part_scores[row]))
+        cheap = decisions.screen(float(score), False, 0.9, look, part_score=float(skipped.part_scores[row]))
         assert full == cheap
+
+
+def test_the_first_stage_scores_each_pictures_best_sheet_where_the_batch_has_sheets(scorer: Scorer) -> None:
+    import torch
+
+    from model.decode import QUADRANTS
+    from model.preprocess import normalise
+    from model.screen import screen_batch
+    from model.sheets import best_sheet_scores
+
+    slots = 3
+    pixels = torch.randint(
+        0,
+        256,
+        (4, 1 + QUADRANTS + slots, 3, 32, 32),
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(2),
+    )
+    pixels[0, 1 + QUADRANTS :] = 0  # no sheet at all
+    pixels[1, 1 + QUADRANTS + 1 :] = 0  # one sheet, then empty slots
+
+    screened = screen_batch(scorer, pixels, with_looks=False, parts_member=None)
+    corners_only = screen_batch(scorer, pixels[:, : 1 + QUADRANTS], with_looks=False, parts_member=None)
+
+    assert screened.sheet_scores is not None and corners_only.sheet_scores is None
+    assert np.array_equal(screened.part_scores, corners_only.part_scores)  # the corners are the same four
+    assert screened.sheet_scores[0] == 0.0
+    alone = scorer.score(normalise(pixels[1, 1 + QUADRANTS : 2 + QUADRANTS]), ScoreMode.D_X).scores
+    assert np.isclose(screened.sheet_scores[1], alone.max(), atol=1e-6)
+    sheets = pixels[:, 1 + QUADRANTS :]
+    assert np.allclose(screened.sheet_scores, best_sheet_scores(scorer, sheets), atol=1e-6)
+    with pytest.raises(ValueError):
+        best_sheet_scores(scorer, sheets[0])
+
+
+def test_decode_with_parts_adds_the_sheet_slots_after_the_corners() -> None:
+    from PIL import Image
+
+    from model.decode import QUADRANTS, decode_with_parts
+    from model.sheets import SheetSearch
+
+    picture = Image.new("RGB", (320, 240), (90, 120, 60))
+    plain = decode_with_parts(picture, 32)
+    with_sheets = decode_with_parts(picture, 32, sheets=SheetSearch(slots=2))
+    assert plain.shape == (1 + QUADRANTS, 32, 32, 3)
+    assert with_sheets.shape == (1 + QUADRANTS + 2, 32, 32, 3)
+    assert np.array_equal(with_sheets[: 1 + QUADRANTS], plain)
+    assert not with_sheets[1 + QUADRANTS :].any()  # a plain picture holds no sheet

@@ -73,12 +73,13 @@ def test_smooth_and_structured_negatives_are_for_training_only() -> None:
     structured = {plan.folder for plan in build.PLANS if plan.structured_share > 0}
     assert soft == {"train/negatives"}
     assert structured == {"train/structured"}
-    assert [plan.folder for plan in build.PLANS[-5:]] == [
+    assert [plan.folder for plan in build.PLANS[-6:]] == [
         "train/structured",
         "check/target",
         "check/one-line",
         "train/one-line",
         "check/photographed",
+        "train/photographed",
     ]
 
 
@@ -89,11 +90,14 @@ def test_the_one_line_folder_holds_one_line_cards_only(small: tuple[Path, dict])
         assert {(rec["layout"], rec["source"]) for rec in records} == {("one_line", source)}
 
 
-def test_the_photographed_folder_holds_check_cards_in_scenes(small: tuple[Path, dict]) -> None:
+def test_the_photographed_folders_hold_their_family_s_cards_in_scenes(small: tuple[Path, dict]) -> None:
     _, manifest = small
-    records = [rec for rec in manifest["files"] if rec["file"].startswith("check/photographed/")]
-    assert records and all(rec["photographed"] and rec["source"] == "cards-check" for rec in records)
-    assert not any(rec.get("photographed") for rec in manifest["files"] if rec not in records)
+    photographed = []
+    for folder, source in (("check/photographed", "cards-check"), ("train/photographed", "cards-train")):
+        records = [rec for rec in manifest["files"] if rec["file"].startswith(folder + "/")]
+        assert records and all(rec["photographed"] and rec["source"] == source for rec in records)
+        photographed += records
+    assert not any(rec.get("photographed") for rec in manifest["files"] if rec not in photographed)
 
 
 def test_items_are_reproducible(small: tuple[Path, dict]) -> None:
