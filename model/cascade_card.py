@@ -5,10 +5,10 @@ version and configuration, the rule, `send_from` and the threshold, how they wer
 point measured) into `card.json` as `text_cascade`; with `--quadrants`, the quadrant route that
 `alocc cascade quadrants` measured over that cascade (`model.quadrants`), at `--route-alpha`; with
 `--card-alpha`, the model's card band (`with_card_band`); with `--panel-read`, the panel reading
-(`with_panel_read`). Without `--fit`, the band or the panel reading is added to the cascade the card already
-serves. The weights
-are not touched: the checkpoint is the same ALOCC model, now served with its verifier under the cascade's
-own version (`TextCascade.version`).
+(`with_panel_read`); with `--sheet-alpha`, the sheet route (`model.cascade_sheets.with_sheet_route`).
+Without `--fit`, the band, the panel reading or the sheet route is added to the cascade the card already
+serves. The weights are not touched: the checkpoint is the same ALOCC model, now served with its verifier
+under the cascade's own version (`TextCascade.version`).
 """
 
 from __future__ import annotations
@@ -131,6 +131,11 @@ def _logit(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(np.log(clipped) - np.log1p(-clipped))
 
 
+def raised_by_logits(score: float, margin: float) -> float:
+    """The score `margin` logits higher (a bound raised by `source_margin`)."""
+    return float(1.0 / (1.0 + np.exp(-(_logit(np.array([score]))[0] + margin))))
+
+
 def with_card_band(
     cascade: TextCascade, calibration_scores: npt.ArrayLike, sources: Sequence[str], alpha: float
 ) -> TextCascade:
@@ -150,10 +155,10 @@ def with_card_band(
     from model.calibrate import conformal_threshold  # imports torch
 
     scores = np.asarray(calibration_scores, dtype=np.float32).ravel()
-    _check_calibration_photos(cascade, len(scores))
+    check_calibration_photos(cascade, len(scores))
     bound = conformal_threshold(scores, alpha)
     margin = source_margin(scores, sources)
-    card_from = float(1.0 / (1.0 + np.exp(-(_logit(np.array([bound.threshold]))[0] + margin))))
+    card_from = raised_by_logits(bound.threshold, margin)
     if card_from <= cascade.policy.send_from:
         raise ConfigError(
             f"a card band from {card_from:.4f} (alpha {alpha}) does not lie above send_from "
@@ -174,7 +179,7 @@ def with_card_band(
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
 
 
-def _check_calibration_photos(cascade: TextCascade, count: int) -> None:
+def check_calibration_photos(cascade: TextCascade, count: int) -> None:
     """Refuse calibration photos other than those the cascade was calibrated on (another count)."""
     expected = cascade.calibration.get("calibration_photos")
     if expected is not None and int(expected) != count:
@@ -215,7 +220,7 @@ def with_panel_read(cascade: TextCascade, data: Path, cache: Path, model_dir: Pa
     policy = cascade.policy
     measured = Measurements(data, cache, cascade.verifier, None if model_dir is None else str(model_dir))
     keys = measured.files(CALIB)
-    _check_calibration_photos(cascade, len(keys))
+    check_calibration_photos(cascade, len(keys))
     nothing = [key for key, row in zip(keys, measured.features(keys), strict=True) if PanelRead.wanted(row)]
     confident = [int(row["confident_characters"]) for row in measured.flattened(nothing)]
     read = dataclasses.replace(policy, panel_read=PanelRead(panel_bound(confident)))
@@ -255,13 +260,15 @@ def attach(
     quadrants: tuple[dict[str, Any], float] | None = None,
     card_band: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
     panel_read: tuple[Path, Path] | None = None,
+    sheet_route: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
     `card_band` (the calibration photos' model scores, their sources and an alpha), the model's card band;
-    with `panel_read` (the dataset and the measurement cache), the panel reading (`with_panel_read`).
-    Without a fit `report`, the cascade is the one the card already serves (to give it a band or a panel
-    reading).
+    with `panel_read` (the dataset and the measurement cache), the panel reading (`with_panel_read`); with
+    `sheet_route` (the calibration photos' best sheet scores, their sources and an alpha), the sheet route.
+    Without a fit `report`, the cascade is the one the card already serves (to give it a band, a panel
+    reading or a sheet route).
 
     Raises:
         ConfigError: no fit report and no cascade on the card, or a quadrant route without a fit report.
@@ -273,7 +280,8 @@ def attach(
         cascade = cascade_from_fit(report, card)
     elif card.text_cascade is None or quadrants is not None:
         raise ConfigError(
-            "without --fit only a card band or a panel reading can be added, to a card that serves a cascade"
+            "without --fit only a card band, a panel reading or a sheet route can be added, to a card that "
+            "serves a cascade"
         )
     else:
         cascade = TextCascade.from_json(card.text_cascade)
@@ -283,6 +291,10 @@ def attach(
         cascade = with_card_band(cascade, *card_band)
     if panel_read is not None:
         cascade = with_panel_read(cascade, *panel_read, model_dir)
+    if sheet_route is not None:
+        from model.cascade_sheets import with_sheet_route
+
+        cascade = with_sheet_route(cascade, *sheet_route)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -339,6 +351,13 @@ def register(subcommands: Any) -> None:
         "reads nothing in (its bound set on the calibration photos: needs --data)",
     )
     parser.add_argument(
+        "--sheet-alpha",
+        type=float,
+        help="also serve the sheet route: pictures whose best straightened sheet scores from the bound at "
+        "this false-positive rate on the calibration photos are cards without a read (needs --data; "
+        "`alocc cascade sheets` measures it first)",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=Path("reports/cascade"),
@@ -360,6 +379,19 @@ def calibration_model_scores(data: Path, cache: Path, model_dir: Path) -> tuple[
     return measured.scores(keys).astype(np.float32), [photo_source(key) for key in keys]
 
 
+def calibration_sheet_scores(data: Path, cache: Path, model_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """The best sheet score of every calibration photo of a dataset (`model.cascade_sheets.SheetScores`,
+    cached beside the fit's measurements), and each photo's source."""
+    from model.cascade_fit import CALIB, Measurements, photo_source
+    from model.cascade_sheets import SheetScores
+
+    keys = Measurements(data, cache, VerifierConfig(), str(model_dir)).files(CALIB)
+    if not keys:
+        raise ConfigError(f"no calibration photos in {data / CALIB}")
+    scores = SheetScores(data, cache, str(model_dir)).get(keys)
+    return scores, [photo_source(key) for key in keys]
+
+
 def run_attach(args: argparse.Namespace) -> int:
     """`alocc cascade attach`."""
     from model.scoring import default_model_dir  # imports torch: not at `alocc --help` time
@@ -375,14 +407,31 @@ def run_attach(args: argparse.Namespace) -> int:
     if args.panel_read and args.data is None:
         raise ConfigError("--panel-read needs --data: its bound is set on the calibration photos")
     panel_read = (args.data, args.cache) if args.panel_read else None
+    sheet_route = None
+    if args.sheet_alpha is not None:
+        if args.data is None:
+            raise ConfigError(
+                "--sheet-alpha needs --data: the route's bound is set on its calibration photos"
+            )
+        sheet_route = (*calibration_sheet_scores(args.data, args.cache, model_dir), args.sheet_alpha)
     out = args.out or model_dir
-    card = attach(model_dir, out, report, quadrants=quadrants, card_band=card_band, panel_read=panel_read)
+    card = attach(
+        model_dir,
+        out,
+        report,
+        quadrants=quadrants,
+        card_band=card_band,
+        panel_read=panel_read,
+        sheet_route=sheet_route,
+    )
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
     route = f", parts_send_from {policy['parts_send_from']:.4f}" if "parts_send_from" in policy else ""
     band = f", cards from a model score of {policy['card_from']:.4f}" if "card_from" in policy else ""
     if "panel_read" in policy:
         band += f", panel reading from {policy['panel_read']['min_confident']} confident characters"
+    if "sheets" in policy:
+        band += f", cards from a sheet score of {policy['sheets']['card_from']:.5f}"
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
         f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "

@@ -27,6 +27,7 @@ _OPTIONAL_REGISTRARS = (
     "model.cascade_card",
     "model.cascade_evaluate",
     "model.cascade_quadrants",
+    "model.cascade_sheets",
 )
 
 # Each group parser's own subparsers, so that several modules can add actions to one group.
