@@ -86,9 +86,11 @@ def evaluate_cascade(
     per_folder: int,
     alpha: float,
     part_scores: Callable[[list[str]], np.ndarray] | None = None,
+    sheet_scores: Callable[[list[str]], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The three columns for every evaluation folder and family; see the module docstring. A cascade with
-    the quadrant route needs `part_scores` (keys -> their largest part scores, `model.quadrants`)."""
+    the quadrant route needs `part_scores` (keys -> their largest part scores, `model.quadrants`), one with
+    the sheet route `sheet_scores` (keys -> their best sheet scores, `model.sheets`)."""
     # send_from 0: the verifier reads every image; the page reading alone for the verifier-only column,
     # and as the policy reads them (the gate's images with its line reading too) for the cascade.
     pages = load_eval_folders(measured, 0.0, None, None)
@@ -99,16 +101,19 @@ def evaluate_cascade(
     if policy.parts_send_from is not None and part_scores is None:
         raise ConfigError("this cascade has a quadrant route: evaluating it needs the part scores")
     parts = [None if part_scores is None else part_scores(measured.files(f.folder)) for f in folders]
+    if policy.sheets is not None and sheet_scores is None:
+        raise ConfigError("this cascade has a sheet route: evaluating it needs the sheet scores")
+    sheets = [None if sheet_scores is None else sheet_scores(measured.files(f.folder)) for f in folders]
     columns = {
         "model_only": family_rates(folders, [f.scores >= model_threshold for f in folders]),
         "verifier_only": family_rates(pages, [verifier_only_flags(alone, f) for f in pages]),
         "cascade": family_rates(
             folders,
             [
-                policy.cascade_scores(f.scores, f.features, f.looks, p) >= policy.threshold
-                for f, p in zip(folders, parts, strict=True)
+                policy.cascade_scores(f.scores, f.features, f.looks, p, s) >= policy.threshold
+                for f, p, s in zip(folders, parts, sheets, strict=True)
             ],
-            [policy.sends(f.scores, f.looks, p) for f, p in zip(folders, parts, strict=True)],
+            [policy.sends(f.scores, f.looks, p, s) for f, p, s in zip(folders, parts, sheets, strict=True)],
         ),
     }
     sample = [key for key in measured.files(folders[-1].folder, _TIMED_READS)]
@@ -117,6 +122,7 @@ def evaluate_cascade(
         "model_threshold": model_threshold,
         "send_from": policy.send_from,
         "parts_send_from": policy.parts_send_from,
+        "sheet_card_from": None if policy.sheets is None else policy.sheets.card_from,
         "cascade_threshold": policy.threshold,
         "verifier_only_threshold": alone.threshold,
         "alpha": alpha,
@@ -136,6 +142,9 @@ def format_table(report: dict[str, Any]) -> str:
     columns = report["columns"]
     parts_from = report.get("parts_send_from")
     route = "" if parts_from is None else f" (and from a part score of {parts_from:.4f})"
+    sheet_from = report.get("sheet_card_from")
+    if sheet_from is not None:
+        route += f"; cards from a sheet score of {sheet_from:.5f}"
     lines = [
         f"{report['cascade_version']}: model threshold {report['model_threshold']:.4f}, verifier reads from "
         f"{report['send_from']:.4f}{route}, cascade threshold {report['cascade_threshold']:.4f}; "
@@ -257,6 +266,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         parts = PartScores(args.data, args.out, args.model, cascade.policy.parts_member)
         part_scores = lambda keys: parts.get(keys)[1]  # noqa: E731 - the largest part score alone
+    sheet_scores = None
+    if cascade.policy.sheets is not None:
+        from model.cascade_sheets import SheetScores
+
+        route = cascade.policy.sheets
+        sheet_scores = SheetScores(args.data, args.out, args.model, route.member, route.search).get
     report = evaluate_cascade(
         measured,
         cascade,
@@ -264,6 +279,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         per_folder=args.per_folder,
         alpha=alpha,
         part_scores=part_scores,
+        sheet_scores=sheet_scores,
     )
     plot_band(report, args.out / "cascade-band.png")
     (args.out / "cascade-evaluation.json").write_text(json.dumps(report, indent=1) + "\n")
