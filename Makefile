@@ -45,7 +45,7 @@ dataset: setup ## build the training/calibration/evaluation dataset into $(DATAS
 model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 25 min on 2 CPU cores with bf16 support, more on a busy host)
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
-cascade: setup ## fit the text cascade over the default model on $(DATASET), measure its quadrant route, attach it with the model's card band and the panel reading to the model's card, and record its evaluation (about 15 min: Tesseract reads about 7,000 images)
+cascade: setup ## fit the text cascade over the default model on $(DATASET), measure its quadrant route and its sheet route, attach it with the model's card band, the panel reading and the sheet route to the model's card, and record its evaluation (about 16 min: Tesseract reads about 7,000 images)
 	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesserocr
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json
 	nice $(VENV)/bin/alocc cascade quadrants --data $(DATASET) --out reports/cascade \
@@ -53,6 +53,8 @@ cascade: setup ## fit the text cascade over the default model on $(DATASET), mea
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json \
 		--quadrants reports/cascade/cascade-quadrants.json --route-alpha 0.001 \
 		--card-alpha 0.0005 --panel-read --data $(DATASET)
+	nice $(VENV)/bin/alocc cascade sheets --data $(DATASET) --out reports/cascade
+	$(VENV)/bin/alocc cascade attach --sheet-alpha 0.0005 --data $(DATASET)
 	nice $(VENV)/bin/alocc cascade evaluate --data $(DATASET) --out reports/cascade --record
 
 services-up: ## start the local Kafka and Redis (ONLY=kafka or ONLY=redis: one of them) and print their export lines

@@ -212,19 +212,15 @@ def plot_band(report: dict[str, Any], path: Path) -> None:
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade evaluate` to the root parser's subparsers."""
-    from model.model_commands import add_grouped_command
+    from model.model_commands import add_cascade_measurement
 
-    parser = add_grouped_command(
+    parser = add_cascade_measurement(
         subcommands,
-        group="cascade",
-        group_help="the model + text verifier cascade",
         action="evaluate",
         action_help="model only, verifier only and the served cascade per evaluation family",
         description=__doc__,
+        out_help="folder for caches, JSON and the plot",
     )
-    parser.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
-    parser.add_argument("--out", type=Path, required=True, help="folder for caches, JSON and the plot")
-    parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument("--per-folder", type=int, default=200, help="training images per folder (rule fit)")
     parser.add_argument(
         "--record",

@@ -319,19 +319,15 @@ def format_tables(report: dict[str, Any]) -> str:
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade quadrants` to the root parser's subparsers."""
-    from model.model_commands import add_grouped_command
+    from model.model_commands import add_cascade_measurement
 
-    parser = add_grouped_command(
+    parser = add_cascade_measurement(
         subcommands,
-        group="cascade",
-        group_help="the model + text verifier cascade",
         action="quadrants",
         action_help="measure the quadrant route: chosen on held-out training layouts, reported per family",
         description=__doc__,
+        out_help="folder of the fit's caches; JSON goes here",
     )
-    parser.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
-    parser.add_argument("--out", type=Path, required=True, help="folder of the fit's caches; JSON goes here")
-    parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument("--held-out-model", help="a discriminator trained without --held-out-layouts")
     parser.add_argument("--held-out-layouts", nargs="+", default=[], help="the layouts it never learned")
     parser.add_argument(

@@ -225,7 +225,6 @@ def measure(
         "search": sheets.search.to_json(),
         "opencv": _opencv_version(),
         "calibration_photos": len(calib),
-        "calibration_with_sheets": float(np.mean(calib_scores > 0)),
         "fit_folder": FIT_FOLDER,
         "fit_cards": len(fit),
         "rows": rows,
@@ -236,8 +235,7 @@ def format_tables(report: dict[str, Any]) -> str:
     """The bound and the fit family per alpha, then each evaluation family's share made a card."""
     lines = [
         f"sheet route over {report['model_version']} (member {report['member']}, OpenCV "
-        f"{report['opencv']}): {report['calibration_with_sheets']:.1%} of {report['calibration_photos']} "
-        "calibration photos hold a sheet",
+        f"{report['opencv']}), bounded on {report['calibration_photos']} calibration photos",
         "| alpha | conformal bound | source margin (logits) | card_from | train/photographed caught "
         "| (at the bare bound) | calibration photos reaching a bound set without their source |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -273,19 +271,15 @@ def format_tables(report: dict[str, Any]) -> str:
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade sheets` to the root parser's subparsers."""
-    from model.model_commands import add_grouped_command
+    from model.model_commands import add_cascade_measurement
 
-    parser = add_grouped_command(
+    parser = add_cascade_measurement(
         subcommands,
-        group="cascade",
-        group_help="the model + text verifier cascade",
         action="sheets",
         action_help="measure the sheet route (notices photographed in a scene) before serving it",
         description=__doc__,
+        out_help="folder for caches and the JSON report",
     )
-    parser.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
-    parser.add_argument("--out", type=Path, required=True, help="folder for caches and the JSON report")
-    parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument(
         "--alpha",
         type=float,

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import weakref
+from pathlib import Path
 from typing import Any
 
 # Modules that may contribute subcommands through a `register(subcommands)` function.
@@ -73,6 +74,25 @@ def add_grouped_command(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def add_cascade_measurement(
+    subcommands: Any, *, action: str, action_help: str, description: str | None, out_help: str
+) -> argparse.ArgumentParser:
+    """Add `alocc cascade ACTION`, a measurement over a dataset, with the arguments every such measurement
+    takes: `--data` (the dataset), `--out` (`out_help`: its caches and report) and `--model`."""
+    parser = add_grouped_command(
+        subcommands,
+        group="cascade",
+        group_help="the model + text verifier cascade",
+        action=action,
+        action_help=action_help,
+        description=description,
+    )
+    parser.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
+    return parser
 
 
 def _setup_logging() -> None:

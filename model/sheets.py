@@ -18,7 +18,7 @@ against a bound set on calibration photos, which hold sheets too (book covers, s
 scores as the photographs they are.
 
 Everything here works on the picture resized to `SheetSearch.work_side` on its long side, so the cost is
-bounded whatever the upload's size: about 5-7 ms of one core per picture at 256 pixels on the development
+bounded whatever the upload's size: about 4-7 ms of one core per picture at 256 pixels on the development
 machine.
 """
 
