@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import functools
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -272,14 +273,18 @@ def fake_decode(data: bytes) -> torch.Tensor:
     return torch.full((3, SIZE, SIZE), value, dtype=torch.uint8)
 
 
-def fake_decode_with_parts(data: bytes) -> torch.Tensor:
+def fake_decode_with_parts(data: bytes, sheet_slots: int = 0) -> torch.Tensor:
     """`fake_decode`'s picture, then its four corner squares (`(5, 3, S, S)`): b"strip"'s lower corners are
-    its white notice; every other picture's corners look like the picture."""
+    its white notice; every other picture's corners look like the picture. With `sheet_slots`, then that
+    many sheet slots: b"pinned" (a dark scene, scored 0.0 whole) holds one white sheet; no other picture
+    holds any (all-zero slots)."""
     whole = fake_decode(data)
-    if data == b"strip":
-        black, white = torch.zeros_like(whole), torch.full_like(whole, 255)
-        return torch.stack([whole, black, black, white, white])
-    return torch.stack([whole] * 5)
+    black, white = torch.zeros_like(whole), torch.full_like(whole, 255)
+    parts = [whole, black, black, white, white] if data == b"strip" else [whole] * 5
+    sheets = [black] * sheet_slots
+    if data == b"pinned" and sheet_slots:
+        sheets[0] = white
+    return torch.stack(parts + sheets)
 
 
 @dataclass(frozen=True)
@@ -397,7 +402,9 @@ def make_rig(
     scorer = FakeScorer()
     default_payloads = {"card": b"card", "photo": b"photo", "corrupt": b"corrupt"}
     with_parts = bool(cascade and cascade[0].parts_send_from is not None)
-    decode = fake_decode_with_parts if with_parts else fake_decode
+    sheets = cascade[0].sheets if cascade else None
+    slots = sheets.search.slots if sheets is not None else 0
+    decode = functools.partial(fake_decode_with_parts, sheet_slots=slots) if with_parts else fake_decode
     preparer = ImagePreparer(fetcher or FakeFetcher(payloads or default_payloads), decode, workers=1)
     worker = Worker(
         consumer=consumer,  # type: ignore[arg-type]
@@ -405,7 +412,10 @@ def make_rig(
         store=store,  # type: ignore[arg-type]
         preparer=preparer,
         scoring=ScoringStage(
-            scorer, with_looks=bool(cascade and cascade[0].gate is not None), with_parts=with_parts
+            scorer,
+            with_looks=bool(cascade and cascade[0].gate is not None),
+            with_parts=with_parts,
+            sheet_slots=slots,
         ),
         verification=cascade[1] if cascade else None,  # type: ignore[arg-type]
         decisions=CascadeDecisions(cascade[0] if cascade else None),

@@ -14,6 +14,7 @@ from fakes import FakeStore, FakeVerification, Rig, event_bytes, make_rig
 
 from model.cascade import CascadePolicy
 from model.screen import PlainLineGate
+from model.sheets import SheetRoute, SheetSearch
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
 from schemas.events import DeadLetterHeaders, ExclusionEvent
@@ -409,6 +410,30 @@ def test_a_cascade_with_a_card_band_excludes_what_the_model_is_surest_of_without
     metric = rig.worker.metrics.registry.get_sample_value
     assert metric("alocc_card_band_total") == 1.0
     assert metric("alocc_verifier_sends_total", {"route": "model_score"}) is None
+
+
+def test_a_cascade_with_the_sheet_route_excludes_a_photographed_notice_without_a_read() -> None:
+    # The pinned notice's scene scores 0.0 whole and in its corners; its one sheet, straightened, scores 1.0:
+    # a card by the sheet route (from 0.9), decided by the model. The photo holds no sheet: a product.
+    policy = dataclasses.replace(
+        _reads_text_policy(),
+        parts_send_from=0.9,
+        sheets=SheetRoute(card_from=0.9, search=SheetSearch(slots=3)),
+    )
+
+    rig, verification = _run_cascade(policy, {"pinned": 20}, ["pinned", "photo"])
+
+    assert verification.requests == []
+    pinned, photo = rig.store.rows["a"], rig.store.rows["b"]
+    assert (pinned.decided_by, pinned.excluded, pinned.threshold, pinned.score) == ("model", True, 0.9, 1.0)
+    assert pinned.model_score == pytest.approx(0.0)  # the model alone would have let it through
+    assert pinned.score >= pinned.threshold  # what search reads stays consistent
+    assert (photo.decided_by, photo.excluded) == ("model", False)
+    events = [ExclusionEvent.model_validate_json(r.value or b"") for r in rig.sink.records]
+    assert [(e.image_id, e.decided_by) for e in events] == [("a", "model")]
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_sheet_cards_total") == 1.0
+    assert metric("alocc_card_band_total") == 0.0
 
 
 def test_the_score_routes_reads_ask_for_the_panel_reading_and_the_corners_do_not() -> None:
