@@ -139,6 +139,8 @@ def main(args: argparse.Namespace) -> int:
         corners = "" if parts_from is None else f" or a corner's score {parts_from:.4f}"
         card_from = cascade.policy.card_from
         band = "" if card_from is None else f"; the model alone makes cards from {card_from:.4f}"
+        sheets = cascade.policy.sheets
+        band += "" if sheets is None else f", and from a sheet's score {sheets.card_from:.5f}"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
