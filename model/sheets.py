@@ -56,7 +56,7 @@ class SheetSearch:
     min_area: float = 0.10  # a sheet's hull covers this share of the picture at least...
     max_area: float = 0.85  # ...and at most this (the whole frame is not a sheet in it)
     rectangularity: float = 0.85  # a hull that is not 4 corners must fill this much of its rotated rectangle
-    slots: int = 6  # the largest sheets kept per picture (the rest are smaller copies or scene)
+    slots: int = 4  # the largest sheets kept per picture (the rest are smaller copies or scene)
 
     def __post_init__(self) -> None:
         if self.work_side < 32 or self.slots < 1:
