@@ -195,8 +195,19 @@ def sheet_pixels(image: Image.Image, size: int, search: SheetSearch | None = Non
     search = search or SheetSearch()
     rgb = work_picture(image, search)
     out = np.zeros((search.slots, size, size, 3), dtype=np.uint8)
-    for slot, corners in enumerate(find_sheets(rgb, search)):
-        out[slot] = straighten(rgb, corners, size)
+    failure = _cv2().error
+    # A picture OpenCV cannot search (or a sheet it cannot warp) holds no sheet for the route: the picture
+    # itself decoded, and the rest of the cascade decides it as it would without the route. An odd picture
+    # must not cost the event its decision.
+    try:
+        sheets = find_sheets(rgb, search)
+    except failure:
+        return out
+    for slot, corners in enumerate(sheets):
+        try:
+            out[slot] = straighten(rgb, corners, size)
+        except failure:
+            continue
     return out
 
 

@@ -83,3 +83,27 @@ def test_the_search_round_trips_through_json_and_refuses_nonsense() -> None:
         SheetSearch(min_area=0.5, max_area=0.4)
     with pytest.raises(ValueError):
         SheetSearch(slots=0)
+
+
+def test_a_picture_opencv_cannot_search_holds_no_sheet_instead_of_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cv2
+
+    from model import sheets
+
+    def broken(*_args: object) -> None:
+        raise cv2.error("simulated")
+
+    monkeypatch.setattr(sheets, "find_sheets", broken)
+    assert is_empty_slot(sheet_pixels(_scene(), 16)).all()
+    monkeypatch.undo()
+    monkeypatch.setattr(sheets, "straighten", broken)
+    assert is_empty_slot(sheet_pixels(_scene(), 16)).all()
+
+
+def test_odd_pictures_search_without_error() -> None:
+    rng = np.random.default_rng(0)
+    for width, height in [(1, 1), (1, 500), (500, 1), (3, 700), (20000, 10), (7, 7)]:
+        noise = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        assert sheet_pixels(noise, 16).shape == (SheetSearch().slots, 16, 16, 3)
