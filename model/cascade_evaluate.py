@@ -134,6 +134,10 @@ def evaluate_cascade(
         report["part_scores"] = {
             f.folder: [float(v) for v in p] for f, p in zip(folders, parts, strict=True) if p is not None
         }
+    if sheet_scores is not None:
+        report["sheet_scores"] = {
+            f.folder: [float(v) for v in q] for f, q in zip(folders, sheets, strict=True) if q is not None
+        }
     return report
 
 
@@ -171,7 +175,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 def plot_band(report: dict[str, Any], path: Path) -> None:
     """The model's score distribution per folder, with the band the verifier reads and the threshold; where
-    the cascade has the quadrant route, beside it the largest part score's, with the band the corners send."""
+    the cascade has the quadrant route, beside it the largest part score's, with the band the corners send;
+    where it has the sheet route, the best sheet score's, in logits (its bound lies within 0.003 of 1), with
+    the band the route makes cards of."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless
@@ -179,21 +185,28 @@ def plot_band(report: dict[str, Any], path: Path) -> None:
 
     groups = report["model_scores"]
     parts: dict[str, list[float]] = report.get("part_scores") or {}
+    sheets: dict[str, list[float]] = report.get("sheet_scores") or {}
     columns = [("scores", "model score", report["send_from"], "the verifier reads")]
     if parts:
         columns.append(("parts", "largest part score", report["parts_send_from"], "the corners send"))
+    if sheets:
+        bound = float(_logits(np.array([report["sheet_card_from"]]))[0])
+        columns.append(("sheets", "best sheet score (logit)", bound, "the sheet route makes cards"))
     figure, axes = plt.subplots(
-        len(groups), len(columns), figsize=(8 * len(columns), 2.2 * len(groups)), sharex=True, squeeze=False
+        len(groups), len(columns), figsize=(8 * len(columns), 2.2 * len(groups)), sharex="col", squeeze=False
     )
-    bins = np.linspace(0.0, 1.0, 51)
     for row, (folder, data) in enumerate(groups.items()):
         kinds = np.array(data["kinds"])
         for column, (name, label, band_from, band_label) in enumerate(columns):
             axis = axes[row, column]
-            values = np.array(data["scores"] if name == "scores" else parts[folder])
+            if name == "sheets":
+                values, bins = _logits(np.array(sheets[folder])), np.linspace(-12.0, 12.0, 49)
+            else:
+                values = np.array(data["scores"] if name == "scores" else parts[folder])
+                bins = np.linspace(0.0, 1.0, 51)
             for kind in sorted(set(kinds)):
                 axis.hist(values[kinds == kind], bins=bins, histtype="step", label=kind, linewidth=1.2)
-            axis.axvspan(band_from, 1.0, color="tab:orange", alpha=0.12, label=band_label)
+            axis.axvspan(band_from, bins[-1], color="tab:orange", alpha=0.12, label=band_label)
             if name == "scores":
                 axis.axvline(
                     report["model_threshold"], color="black", linestyle="--", label="model threshold"
@@ -208,6 +221,12 @@ def plot_band(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _logits(values: np.ndarray) -> np.ndarray:
+    """Scores as logits, clipped to +-12 (a sheet-less picture scores 0)."""
+    clipped = np.clip(values.astype(np.float64), 1e-6, 1 - 1e-6)
+    return np.clip(np.log(clipped) - np.log1p(-clipped), -12.0, 12.0)
 
 
 def register(subcommands: Any) -> None:
