@@ -14,10 +14,14 @@ STATE_DIR="${LOCAL_SERVICES_DIR:-$REPO_ROOT/var/services}"
 CACHE_DIR="${LOCAL_SERVICES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alocc}"
 
 BIND_HOST="127.0.0.1"
+# The ports lie below Linux's ephemeral range (32768-60999 by default: /proc/sys/net/ipv4/ip_local_port_range).
+# Inside it, the kernel may give one of them to an outgoing connection as its local port: the broker's own
+# connection to its controller did, and once that connection closed its TIME_WAIT kept the broker's port from
+# being bound for a minute ("Address already in use": ten starts in a row failed in one stress run).
 KAFKA_VERSION="${LOCAL_KAFKA_VERSION:-4.1.2}"
-KAFKA_PORT="${LOCAL_KAFKA_PORT:-39092}"
-KAFKA_CONTROLLER_PORT="${LOCAL_KAFKA_CONTROLLER_PORT:-39093}"
-REDIS_PORT="${LOCAL_REDIS_PORT:-36379}"
+KAFKA_PORT="${LOCAL_KAFKA_PORT:-29092}"
+KAFKA_CONTROLLER_PORT="${LOCAL_KAFKA_CONTROLLER_PORT:-29093}"
+REDIS_PORT="${LOCAL_REDIS_PORT:-26390}"
 
 # Progress and diagnostics go to stderr: stdout is reserved for the `export` lines that callers eval.
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -83,6 +87,19 @@ pids_matching() {
 # pids_listening PORT: the pids of the processes that listen on BIND_HOST:PORT.
 pids_listening() {
     ss -Hltnp "src $BIND_HOST:$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true
+}
+
+# wait_ports_free SECONDS PORT...: wait up to SECONDS for no TCP socket of any state (TIME_WAIT included) to
+# hold one of the PORTs as its local port; false if some still does.
+wait_ports_free() {
+    local seconds="$1" deadline filter="" port
+    shift
+    for port in "$@"; do filter+="${filter:+ or }sport = :$port"; done
+    deadline=$((SECONDS + seconds))
+    while [[ -n "$(ss -Htan "( $filter )" 2>/dev/null)" ]]; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
 }
 
 # port_open PORT: true when something accepts TCP connections on BIND_HOST:PORT.

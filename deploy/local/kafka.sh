@@ -115,6 +115,23 @@ kafka_up_locked() {
     done
     kafka_fetch
 
+    local attempt
+    for attempt in 1 2 3; do
+        kafka_start_once
+        [[ "$KAFKA_PORT_TAKEN" == 1 ]] || return 0
+        # A port taken at start-up (any other failure has died): wait until no socket holds the ports (a
+        # TIME_WAIT lasts a minute), then start again.
+        log "kafka could not bind its ports (attempt $attempt); waiting for them to be free"
+        history "kafka: start failed: a port was in use; waiting for it to be free"
+        wait_ports_free 70 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" || true
+    done
+    kafka_fail "kafka could not bind $BIND_HOST:$KAFKA_PORT / $KAFKA_CONTROLLER_PORT in three starts (logs: $KAFKA_HOME_DIR/logs)"
+}
+
+# kafka_start_once: one start of the broker on a fresh data dir. It serves (KAFKA_PORT_TAKEN=0), or it exited
+# because a port was in use (KAFKA_PORT_TAKEN=1; everything it started is stopped); any other failure dies.
+kafka_start_once() {
+    KAFKA_PORT_TAKEN=0
     local java
     java="$(java_bin)"
     # A fresh data dir per start: a stale one fails with "already formatted" or a cluster id mismatch.
@@ -154,6 +171,12 @@ kafka_up_locked() {
     while ! port_open "$KAFKA_PORT"; do
         if ! process_alive "$pid"; then
             tail -n 30 "$KAFKA_HOME_DIR/logs/server.log" "$KAFKA_HOME_DIR/logs/stdout.log" >&2 2>/dev/null || true
+            if grep -qs "Address already in use" "$KAFKA_HOME_DIR/logs/server.log" "$KAFKA_HOME_DIR/logs/stdout.log"; then
+                log "sockets on the ports: $(ss -Htan "( sport = :$KAFKA_PORT or sport = :$KAFKA_CONTROLLER_PORT )" 2>/dev/null | tr -s ' ' | tr '\n' ';')"
+                stop_service "$KAFKA_PIDFILE" "$KAFKA_PATTERN" 10 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"
+                KAFKA_PORT_TAKEN=1
+                return 0
+            fi
             kafka_fail "kafka exited during start-up (logs: $KAFKA_HOME_DIR/logs)"
         fi
         if ((SECONDS - started > KAFKA_START_TIMEOUT)); then
