@@ -15,9 +15,10 @@ CACHE_DIR="${LOCAL_SERVICES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alocc}"
 
 BIND_HOST="127.0.0.1"
 # The ports lie below Linux's ephemeral range (32768-60999 by default: /proc/sys/net/ipv4/ip_local_port_range).
-# Inside it, the kernel may give one of them to an outgoing connection as its local port: the broker's own
-# connection to its controller did, and once that connection closed its TIME_WAIT kept the broker's port from
-# being bound for a minute ("Address already in use": ten starts in a row failed in one stress run).
+# Inside it, the kernel may give one of them to an outgoing connection as its local port (the broker's own
+# connections to its controller take such ports), and once that connection closes its TIME_WAIT keeps the
+# port from being bound for a minute: ten starts in a row failed with "Address already in use" in one stress
+# run with the ports at 39092/39192.
 KAFKA_VERSION="${LOCAL_KAFKA_VERSION:-4.1.2}"
 KAFKA_PORT="${LOCAL_KAFKA_PORT:-29092}"
 KAFKA_CONTROLLER_PORT="${LOCAL_KAFKA_CONTROLLER_PORT:-29093}"
