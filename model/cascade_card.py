@@ -30,6 +30,7 @@ from model.verifier.engines import VerifierConfig
 from model.verifier.panel_read import PanelRead
 
 if TYPE_CHECKING:  # model.checkpoint imports torch: not at `alocc --help` time
+    from model.cascade_fit import Measurements
     from model.checkpoint import ModelCard
 
 
@@ -131,9 +132,17 @@ def _logit(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(np.log(clipped) - np.log1p(-clipped))
 
 
-def raised_by_logits(score: float, margin: float) -> float:
-    """The score `margin` logits higher (a bound raised by `source_margin`)."""
-    return float(1.0 / (1.0 + np.exp(-(_logit(np.array([score]))[0] + margin))))
+def raised_bound(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, float]:
+    """A bound on calibration photos' scores that a photo source like theirs, unseen, still falls under: the
+    conformal bound at `alpha`, raised by the largest leave-one-source-out lead (`source_margin`, in logits).
+    The card band's `card_from` (`with_card_band`) and the sheet route's (`model.cascade_sheets`)."""
+    from model.calibrate import conformal_threshold  # imports torch
+
+    values = np.asarray(scores, dtype=np.float32).ravel()
+    bound = conformal_threshold(values, alpha).threshold
+    margin = source_margin(values, sources)
+    raised = float(1.0 / (1.0 + np.exp(-(_logit(np.array([bound]))[0] + margin))))
+    return {"conformal_bound": float(bound), "source_margin_logits": margin, "card_from": raised}
 
 
 def with_card_band(
@@ -152,13 +161,10 @@ def with_card_band(
         ConfigError: the photos are not the ones the cascade was calibrated on (another count), or the band
             would not start above `send_from`.
     """
-    from model.calibrate import conformal_threshold  # imports torch
-
     scores = np.asarray(calibration_scores, dtype=np.float32).ravel()
     check_calibration_photos(cascade, len(scores))
-    bound = conformal_threshold(scores, alpha)
-    margin = source_margin(scores, sources)
-    card_from = raised_by_logits(bound.threshold, margin)
+    bound = raised_bound(scores, sources, alpha)
+    card_from = bound["card_from"]
     if card_from <= cascade.policy.send_from:
         raise ConfigError(
             f"a card band from {card_from:.4f} (alpha {alpha}) does not lie above send_from "
@@ -170,8 +176,8 @@ def with_card_band(
         "card_band": {
             "target_fpr": alpha,
             "calibration_photos": len(scores),
-            "conformal_bound": float(bound.threshold),
-            "source_margin_logits": margin,
+            "conformal_bound": bound["conformal_bound"],
+            "source_margin_logits": bound["source_margin_logits"],
             # The cascade's false positives and the band's together (a union bound).
             "false_positive_bound": float(cascade.calibration.get("target_fpr", 0.0)) + alpha,
         },
@@ -366,30 +372,39 @@ def register(subcommands: Any) -> None:
     parser.set_defaults(handler=run_attach)
 
 
-def calibration_model_scores(data: Path, cache: Path, model_dir: Path) -> tuple[np.ndarray, list[str]]:
-    """The model's score of every calibration photo of a dataset (`calib/other`, as the fit used them, from
-    the fit's measurement cache where it holds them), and each photo's source
-    (`model.cascade_fit.photo_source`)."""
-    from model.cascade_fit import CALIB, Measurements, photo_source
+def _calibration_photos(data: Path, cache: Path, model_dir: Path) -> tuple[Measurements, list[str]]:
+    """The dataset's measurements (the fit's cache) and its calibration photos (`calib/other`, as the fit used
+    them).
+
+    Raises:
+        ConfigError: the dataset has no calibration photos.
+    """
+    from model.cascade_fit import CALIB, Measurements
 
     measured = Measurements(data, cache, VerifierConfig(), str(model_dir))
     keys = measured.files(CALIB)
     if not keys:
         raise ConfigError(f"no calibration photos in {data / CALIB}")
+    return measured, keys
+
+
+def calibration_model_scores(data: Path, cache: Path, model_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """The model's score of every calibration photo of a dataset (from the fit's measurement cache where it
+    holds them), and each photo's source (`model.cascade_fit.photo_source`)."""
+    from model.cascade_fit import photo_source
+
+    measured, keys = _calibration_photos(data, cache, model_dir)
     return measured.scores(keys).astype(np.float32), [photo_source(key) for key in keys]
 
 
 def calibration_sheet_scores(data: Path, cache: Path, model_dir: Path) -> tuple[np.ndarray, list[str]]:
     """The best sheet score of every calibration photo of a dataset (`model.cascade_sheets.SheetScores`,
     cached beside the fit's measurements), and each photo's source."""
-    from model.cascade_fit import CALIB, Measurements, photo_source
+    from model.cascade_fit import photo_source
     from model.cascade_sheets import SheetScores
 
-    keys = Measurements(data, cache, VerifierConfig(), str(model_dir)).files(CALIB)
-    if not keys:
-        raise ConfigError(f"no calibration photos in {data / CALIB}")
-    scores = SheetScores(data, cache, str(model_dir)).get(keys)
-    return scores, [photo_source(key) for key in keys]
+    _, keys = _calibration_photos(data, cache, model_dir)
+    return SheetScores(data, cache, str(model_dir)).get(keys), [photo_source(key) for key in keys]
 
 
 def run_attach(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from model.cascade_card import check_calibration_photos, raised_bound
 from model.cascade_fit import CALIB, JsonLinesCache, family_rates, load_eval_folders, photo_source
 from model.errors import ConfigError
 from model.sheets import SheetRoute, SheetSearch
@@ -113,22 +114,6 @@ class SheetScores:
         return [{"sheet": float(value)} for value in best]
 
 
-def sheet_bound(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, float]:
-    """The route's `card_from` on calibration photos' best sheet scores: the conformal bound at `alpha`,
-    raised by the largest leave-one-source-out lead (`model.cascade_card.source_margin`)."""
-    from model.calibrate import conformal_threshold  # imports torch
-    from model.cascade_card import raised_by_logits, source_margin
-
-    values = np.asarray(scores, dtype=np.float32).ravel()
-    bound = float(conformal_threshold(values, alpha).threshold)
-    margin = source_margin(values, sources)
-    return {
-        "conformal_bound": bound,
-        "source_margin_logits": margin,
-        "card_from": raised_by_logits(bound, margin),
-    }
-
-
 def left_out_flags(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, int]:
     """Per calibration source: how many of its photos reach the bound set on the other sources alone."""
     from model.calibrate import conformal_threshold  # imports torch
@@ -152,9 +137,9 @@ def with_sheet_route(
     member: int | None = DEFAULT_SHEET_MEMBER,
     search: SheetSearch | None = None,
 ) -> TextCascade:
-    """The cascade with the sheet route at `alpha` (`sheet_bound` on the calibration photos' best sheet
-    scores). Its false-positive bound adds to the cascade's (a union bound, recorded on the card); the
-    evaluation the card recorded no longer describes its decisions, so it is dropped.
+    """The cascade with the sheet route at `alpha` (`model.cascade_card.raised_bound` on the calibration
+    photos' best sheet scores). Its false-positive bound adds to the cascade's (a union bound, recorded on
+    the card); the evaluation the card recorded no longer describes its decisions, so it is dropped.
 
     Raises:
         ConfigError: the photos are not the ones the cascade was calibrated on, or the cascade has no
@@ -162,13 +147,11 @@ def with_sheet_route(
     """
     import dataclasses
 
-    from model.cascade_card import check_calibration_photos
-
     scores = np.asarray(calibration_scores, dtype=np.float64).ravel()
     check_calibration_photos(cascade, len(scores))
     if cascade.policy.parts_send_from is None:
         raise ConfigError("the sheet route needs a cascade with the quadrant route (attach --quadrants)")
-    bound = sheet_bound(scores, sources, alpha)
+    bound = raised_bound(scores, sources, alpha)
     route = SheetRoute(card_from=bound["card_from"], member=member, search=search or SheetSearch())
     before = cascade.calibration.get("card_band", {}).get("false_positive_bound")
     prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
@@ -208,7 +191,7 @@ def measure(
     folder_scores = [sheets.get(measured.files(folder.folder)) for folder in folders]
     rows = []
     for alpha in alphas:
-        bound = sheet_bound(calib_scores, sources, alpha)
+        bound = raised_bound(calib_scores, sources, alpha)
         route = SheetRoute(card_from=bound["card_from"], member=member)
         rows.append(
             {

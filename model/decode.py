@@ -302,13 +302,19 @@ def decode_for_reading(
     if long_side <= 0:
         raise ValueError(f"long_side must be positive, got {long_side}")
     image = _load_rgb(source, limits or DEFAULT_LIMITS, long_side)
+    try:
+        return long_side_resize(image, long_side)
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode image: {exc}") from exc
+
+
+def long_side_resize(image: Image.Image, long_side: int) -> Image.Image:
+    """The picture resized (bicubic) so that its long side is `long_side`, its aspect ratio kept; the picture
+    itself where it already is that size (what the verifier reads, and where `model.sheets` searches)."""
     width, height = image.size
     scale = long_side / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    try:
-        return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != image.size else image
-    except _DECODE_ERRORS as exc:
-        raise CorruptImage(f"cannot decode image: {exc}") from exc
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != image.size else image
 
 
 def warm_up(size: int, limits: ImageLimits | None = None) -> None:

@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from model.decode import long_side_resize
+
 # OpenCV would start a thread pool per process as wide as the machine; the worker's decode processes already
 # run one picture per thread, so more threads would only contend for the same cores.
 _CV_THREADS = 1
@@ -181,11 +183,7 @@ def straighten(rgb: npt.NDArray[np.uint8], corners: npt.ArrayLike, size: int) ->
 
 def work_picture(image: Image.Image, search: SheetSearch) -> npt.NDArray[np.uint8]:
     """The RGB picture resized so its long side is `search.work_side`, as an `(H, W, 3)` uint8 array."""
-    width, height = image.size
-    scale = search.work_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = image if size == image.size else image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-    return np.asarray(resized.convert("RGB"), dtype=np.uint8)
+    return np.asarray(long_side_resize(image, search.work_side).convert("RGB"), dtype=np.uint8)
 
 
 def sheet_pixels(image: Image.Image, size: int, search: SheetSearch | None = None) -> npt.NDArray[np.uint8]:

@@ -72,9 +72,8 @@ class ChildConfig:
     log_level: str
     log_format: str
     with_parts: bool = False  # also the picture's corner squares (a cascade with the quadrant route)
-    sheets: dict[str, Any] | None = (
-        None  # and its sheets, searched so (`SheetSearch.to_json`; the sheet route)
-    )
+    # and its sheets, searched so (`SheetSearch.to_json`; a cascade with the sheet route)
+    sheets: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """One-line JSON."""
@@ -362,15 +361,13 @@ def child_main(config_json: str) -> int:
     preparer = ImagePreparer(
         fetcher,
         functools.partial(
-            decode_with_parts if config.with_parts else decode_pixels, size=config.size, limits=limits
-        )
-        if not config.with_parts
-        else functools.partial(
             decode_with_parts,
             size=config.size,
             limits=limits,
             sheets=None if config.sheets is None else SheetSearch.from_json(config.sheets),
-        ),
+        )
+        if config.with_parts
+        else functools.partial(decode_pixels, size=config.size, limits=limits),
         config.threads,
     )
     out = sys.stdout.buffer

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
-from model.cascade_sheets import left_out_flags, sheet_bound, with_sheet_route
+from model.cascade_card import raised_bound
+from model.cascade_sheets import left_out_flags, with_sheet_route
 from model.errors import ConfigError
 from model.sheets import SheetSearch
 from model.verifier.engines import VerifierConfig
@@ -43,7 +44,7 @@ def test_the_bound_sits_above_the_calibration_sheets_raised_by_the_source_that_s
     photos = np.r_[np.zeros(1500), np.full(499, _sigmoid(1.0)), _sigmoid(3.0)]
     sources = ["a"] * 750 + ["b"] * 750 + ["a"] * 499 + ["b"]
 
-    bound = sheet_bound(photos, sources, 0.0005)
+    bound = raised_bound(photos, sources, 0.0005)
 
     assert bound["conformal_bound"] == pytest.approx(_sigmoid(3.0), abs=1e-6)  # 2,000 photos: their top
     assert bound["source_margin_logits"] == pytest.approx(2.0, abs=1e-4)
