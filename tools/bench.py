@@ -14,8 +14,11 @@ One run measures and prints:
   its decode processes and every OCR read's Tesseract process). With a cascade, the same events are run
   again with the model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
   `verifier_added_core_ms_per_event` is the verifier's cost on this mix, and `verifier_share` the share
-  of events it read. The mix is `--card-share` cards (5% by default), the rest photographs and products
-  from evaluation-only sources.
+  of events it read. A shared machine's speed drifts from one run to the next: `--cost-rounds N` runs the
+  pair N times, alternating, and reports the medians (what the cascade added, and
+  `cascade_to_model_core_ratio`, which moves less than a difference) with every round's figures. The
+  mix is `--card-share` cards (5% by default), the rest photographs and products from evaluation-only
+  sources.
 - `p99_latency_ms`: upload-to-score latency (the score record written in Redis: search reads it
   there, so that is when the decision takes effect) while events arrive at half of `worker_ips`,
   with the target it should meet (`max_wait + 2 x one batch's scoring time`);
@@ -348,6 +351,30 @@ def worker_run(
     }
 
 
+def cost_rounds_summary(rounds: list[tuple[float, float]]) -> dict[str, Any]:
+    """What the cascade cost over `rounds` of `(with the cascade, model alone)` core-ms per event, each
+    pair run back to back: the medians of each run's cost, of what the cascade added and of the ratio of
+    the two (a ratio moves less than a difference when the machine's speed drifts), and with more than
+    one round every round's figures, so that the spread is in the report too."""
+    if not rounds:
+        raise ValueError("no cost rounds to summarise")
+    cascade = [pair[0] for pair in rounds]
+    alone = [pair[1] for pair in rounds]
+    added = [with_cascade - model_alone for with_cascade, model_alone in rounds]
+    ratio = [with_cascade / model_alone for with_cascade, model_alone in rounds]
+    summary: dict[str, Any] = {
+        "cost_rounds": len(rounds),
+        "worker_core_ms_per_event": round(float(np.median(cascade)), 2),
+        "model_only_core_ms_per_event": round(float(np.median(alone)), 2),
+        "verifier_added_core_ms_per_event": round(float(np.median(added)), 2),
+        "cascade_to_model_core_ratio": round(float(np.median(ratio)), 2),
+    }
+    if len(rounds) > 1:
+        summary["verifier_added_core_ms_per_event_rounds"] = [round(value, 2) for value in added]
+        summary["model_only_core_ms_per_event_rounds"] = [round(value, 2) for value in alone]
+    return summary
+
+
 @dataclass
 class LatencyRun:
     """What `latency_run` measured, per event and at worst."""
@@ -636,11 +663,13 @@ def _run_all(args: argparse.Namespace) -> int:
             report["verifier_failures"] = measured["verifier_failures"]
             alone = worker_run(ctx, bootstrap, args.events, topics, verifier=False)
             report["model_only_ips"] = round(alone["worker_ips"], 1)
-            report["model_only_core_ms_per_event"] = round(alone["core_ms_per_event"], 2)
             report["model_only_excluded_share"] = round(alone["excluded"] / args.events, 4)
-            report["verifier_added_core_ms_per_event"] = round(
-                measured["core_ms_per_event"] - alone["core_ms_per_event"], 2
-            )
+            rounds = [(measured["core_ms_per_event"], alone["core_ms_per_event"])]
+            for _ in range(max(1, args.cost_rounds) - 1):
+                with_cascade = worker_run(ctx, bootstrap, args.events, topics)
+                model_alone = worker_run(ctx, bootstrap, args.events, topics, verifier=False)
+                rounds.append((with_cascade["core_ms_per_event"], model_alone["core_ms_per_event"]))
+            report.update(cost_rounds_summary(rounds))
         ceiling = min(report["decode_ceiling_ips"], report["model_ceiling_ips"])
         report["worker_vs_fetch_ceiling"] = round(report["worker_ips"] / report["fetch_ceiling_ips"], 2)
         report["worker_vs_naive"] = round(report["worker_ips"] / report["naive_ips"], 1)

@@ -36,6 +36,15 @@ def register(subcommands: Any) -> None:
         help="delay every image response by this much (a CDN's latency; loopback has none)",
     )
     bench.add_argument(
+        "--cost-rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with a cascade: run the worker with the cascade and with the model alone N times each, "
+        "alternating, and report the median of what the cascade added per round (a shared machine's "
+        "speed drifts between runs; default %(default)s)",
+    )
+    bench.add_argument(
         "--rss-events",
         type=int,
         nargs="*",

@@ -1,0 +1,36 @@
+"""What `alocc bench --cost-rounds` reports from its rounds of runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.bench import cost_rounds_summary
+
+
+def test_one_round_reports_its_own_figures_without_lists() -> None:
+    summary = cost_rounds_summary([(15.0, 3.0)])
+    assert summary == {
+        "cost_rounds": 1,
+        "worker_core_ms_per_event": 15.0,
+        "model_only_core_ms_per_event": 3.0,
+        "verifier_added_core_ms_per_event": 12.0,
+        "cascade_to_model_core_ratio": 5.0,
+    }
+
+
+def test_rounds_report_medians_of_each_round_and_every_round() -> None:
+    # A machine slowing down over the rounds: each pair is measured back to back, so the median of
+    # the per-round differences is not the difference of the medians of unrelated runs.
+    summary = cost_rounds_summary([(14.0, 3.0), (22.0, 5.0), (12.0, 3.0)])
+    assert summary["cost_rounds"] == 3
+    assert summary["verifier_added_core_ms_per_event"] == 11.0  # median of 11, 17, 9
+    assert summary["worker_core_ms_per_event"] == 14.0
+    assert summary["model_only_core_ms_per_event"] == 3.0
+    assert summary["cascade_to_model_core_ratio"] == 4.4  # median of 4.67, 4.4, 4.0
+    assert summary["verifier_added_core_ms_per_event_rounds"] == [11.0, 17.0, 9.0]
+    assert summary["model_only_core_ms_per_event_rounds"] == [3.0, 5.0, 3.0]
+
+
+def test_no_rounds_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no cost rounds"):
+        cost_rounds_summary([])
