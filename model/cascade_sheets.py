@@ -128,6 +128,16 @@ def left_out_flags(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) 
     return flags
 
 
+def highest_photos(scores: npt.ArrayLike, keys: Sequence[str], count: int = 3) -> list[dict[str, Any]]:
+    """The `count` calibration photos whose best sheets score highest, highest first, with their sources.
+    At the route's alpha the bound is one or two of them and its source margin is their source's lead, so
+    a search that lifts one photo's sheet moves the bound for every card (docs/CASCADE.md, "What else was
+    measured for the route"): the report names them, so that a person comparing searches sees it."""
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(-values, kind="stable")[:count]
+    return [{"key": keys[i], "source": photo_source(keys[i]), "sheet": float(values[i])} for i in order]
+
+
 def with_sheet_route(
     cascade: TextCascade,
     calibration_scores: npt.ArrayLike,
@@ -211,6 +221,7 @@ def measure(
         "calibration_photos": len(calib),
         "fit_folder": FIT_FOLDER,
         "fit_cards": len(fit),
+        "highest_calibration_photos": highest_photos(calib_scores, calib),
         "rows": rows,
     }
 
@@ -230,6 +241,12 @@ def format_tables(report: dict[str, Any]) -> str:
             f"| {row['alpha']} | {row['conformal_bound']:.5f} | {row['source_margin_logits']:.2f} | "
             f"{row['card_from']:.5f} | {row['fit_caught']:.1%} | "
             f"{row['fit_caught_at_conformal_bound']:.1%} | {left_out or 'none'} |"
+        )
+    highest = report.get("highest_calibration_photos", [])
+    if highest:
+        lines.append(
+            "calibration photos with the highest best sheets (the bound is one or two of them): "
+            + ", ".join(f"{photo['key']} {photo['sheet']:.5f}" for photo in highest)
         )
     alphas = [row["alpha"] for row in report["rows"]]
     lines += [

@@ -10,7 +10,7 @@ import pytest
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
 from model.cascade_card import raised_bound
-from model.cascade_sheets import left_out_flags, with_sheet_route
+from model.cascade_sheets import highest_photos, left_out_flags, with_sheet_route
 from model.errors import ConfigError
 from model.sheets import SheetSearch
 from model.verifier.engines import VerifierConfig
@@ -77,3 +77,17 @@ def test_the_route_refuses_other_photos_and_a_cascade_without_the_quadrant_route
         with_sheet_route(_cascade(), photos[:100], ["a"] * 100, 0.0005)
     with pytest.raises(ConfigError, match="quadrant route"):
         with_sheet_route(_cascade(parts_send_from=None), photos, ["a"] * 2000, 0.0005)
+
+
+def test_the_report_names_the_calibration_photos_that_set_the_bound() -> None:
+    keys = [
+        "calib/other/photo-skimage-00001.jpg",
+        "calib/other/photo-lomiri-16.04-00002.jpg",
+        "calib/other/product-tuxpaint-food-00003.jpg",
+        "calib/other/photo-lomiri-16.04-00004.jpg",
+    ]
+    highest = highest_photos([0.2, 0.99, 0.5, 0.97], keys, count=2)
+    assert highest == [
+        {"key": keys[1], "source": "lomiri-16.04", "sheet": 0.99},
+        {"key": keys[3], "source": "lomiri-16.04", "sheet": 0.97},
+    ]
