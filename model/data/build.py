@@ -316,3 +316,71 @@ def build(
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
     (out / INCOMPLETE_MARKER).unlink()
     return manifest
+
+
+def draw(
+    out: str | Path,
+    folder: str,
+    count: int,
+    *,
+    start: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+) -> dict[str, object]:
+    """Write `count` more files of one dataset folder into `out/<folder>`, drawn exactly as `build` draws
+    that folder's files, from index `start` on (default: just past the default build's own files, so
+    that no file is one the dataset holds).
+
+    A fresh sample of the folder's sources and roles: a second draw of `calib/other` checks a cascade's
+    false-positive rate on photos its calibration never used, from the sources it did use (`alocc score`
+    on the folder), or gives a larger calibration sample.
+
+    Returns:
+        The draw's record (also written to `out/draw-<folder>.json`, e.g. `draw-calib-other.json`):
+        dataset version, seed, folder, first index, and one manifest record per file.
+
+    Raises:
+        DatasetLayoutError: `folder` is not a dataset folder, `count` is not positive, or `out/<folder>`
+            already holds files.
+        FontsMissing, PhotoSourceMissing: when packages are missing (the message says which).
+    """
+    plan = next((p for p in PLANS if p.folder == folder), None)
+    if plan is None:
+        raise DatasetLayoutError(f"{folder!r} is not a dataset folder ({', '.join(p.folder for p in PLANS)})")
+    if count < 1:
+        raise DatasetLayoutError("a draw needs at least one file")
+    first = COUNTS[Scale.DEFAULT][folder] if start is None else start
+    if first < 0:
+        raise DatasetLayoutError("the first index of a draw cannot be negative")
+    out = Path(out)
+    target = out / folder
+    if target.exists() and any(target.iterdir()):
+        raise DatasetLayoutError(f"{target} already holds files; draw into another folder")
+    _role_files(plan.role)  # fail early, in this process, if photo packages are missing
+    if plan.target:
+        _card_generator(plan.family, plan.role)
+    target.mkdir(parents=True, exist_ok=True)
+    chunks = [
+        (out, seed, folder, list(range(index, min(index + 25, first + count))))
+        for index in range(first, first + count, 25)
+    ]
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    records: list[dict[str, object]] = []
+    if n_workers <= 1:
+        for chunk in chunks:
+            records.extend(_write_chunk(chunk))
+    else:
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            for chunk_records in pool.map(_write_chunk, chunks):
+                records.extend(chunk_records)
+    record: dict[str, object] = {
+        "version": DATASET_VERSION,
+        "generator": cards.GENERATOR_VERSION,
+        "seed": seed,
+        "folder": folder,
+        "start": first,
+        "count": count,
+        "files": records,
+    }
+    (out / f"draw-{folder.replace('/', '-')}.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record

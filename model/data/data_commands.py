@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 # Kept literal (not imported from model.data.build) so building the parser imports nothing heavy.
@@ -24,6 +25,29 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _draw(args: argparse.Namespace) -> int:
+    from model.data.build import draw
+    from model.data.dataset_errors import DatasetError
+
+    try:
+        record = draw(
+            args.out, args.folder, args.count, start=args.start, seed=args.seed, workers=args.workers
+        )
+    except DatasetError as exc:
+        print(f"alocc data draw: {exc}", file=sys.stderr)
+        return 2
+    files = record["files"]
+    assert isinstance(files, list)
+    kinds: dict[str, int] = {}
+    for row in files:
+        kinds[str(row["kind"])] = kinds.get(str(row["kind"]), 0) + 1
+    print(
+        f"drew {len(files)} files of {args.folder} (from index {record['start']}) into "
+        f"{args.out}/{args.folder}: {json.dumps(dict(sorted(kinds.items())))}"
+    )
+    return 0
+
+
 def _preview(args: argparse.Namespace) -> int:
     from model.data.preview import contact_sheet
 
@@ -41,7 +65,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(subcommands: Any) -> None:
-    """Attach `alocc data {build,preview,demo}` to the root parser's subparsers."""
+    """Attach `alocc data {build,draw,preview,demo}` to the root parser's subparsers."""
     data = subcommands.add_parser("data", help="build, preview and sample the training/evaluation data")
     sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
@@ -52,6 +76,25 @@ def register(subcommands: Any) -> None:
     b.add_argument("--workers", type=int, default=None, help="render processes (default: up to 2)")
     b.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
     b.set_defaults(handler=_build)
+
+    dr = sub.add_parser(
+        "draw",
+        help="draw more files of one folder, as the build would draw them past its own",
+        description=(
+            "Write COUNT more files of one dataset folder, drawn exactly as `alocc data build` draws that "
+            "folder's files, from index --start on (default: just past the build's own, so none is a file "
+            "the dataset holds). A fresh sample of the same sources and roles: `alocc data draw --folder "
+            "calib/other --count 4000 --out data/v10-calib-draw`, then `alocc score` on it, measures a "
+            "card's false-positive rate on photos its calibration never used."
+        ),
+    )
+    dr.add_argument("--folder", required=True, help="the dataset folder to draw from (e.g. calib/other)")
+    dr.add_argument("--count", type=int, required=True, help="how many files to draw")
+    dr.add_argument("--out", required=True, help="output root; files go to OUT/FOLDER")
+    dr.add_argument("--start", type=int, default=None, help="first index (default: the build's count)")
+    dr.add_argument("--seed", type=int, default=0, help="build seed (default 0, the shipped dataset's)")
+    dr.add_argument("--workers", type=int, default=None, help="render processes (default: up to 2)")
+    dr.set_defaults(handler=_draw)
 
     p = sub.add_parser("preview", help="write a contact-sheet PNG of a built dataset")
     p.add_argument("root", help="dataset folder")
