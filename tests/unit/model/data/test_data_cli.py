@@ -35,13 +35,13 @@ def test_a_draw_adds_files_the_build_would_draw_past_its_own(tmp_path: Path, cap
     argv = ["data", "draw", "--folder", "calib/other", "--count", "3", "--out", str(out), "--workers", "1"]
     assert main(argv) == 0
     record = json.loads((out / "draw-calib-other.json").read_text())
-    assert (record["folder"], record["start"], record["count"]) == ("calib/other", 2000, 3)
+    assert (record["folder"], record["start"], record["count"]) == ("calib/other", 6000, 3)
     files = sorted(path.name for path in (out / "calib/other").glob("*.jpg"))
-    assert sorted(name.rsplit("-", 1)[1] for name in files) == ["02000.jpg", "02001.jpg", "02002.jpg"]
+    assert sorted(name.rsplit("-", 1)[1] for name in files) == ["06000.jpg", "06001.jpg", "06002.jpg"]
     # The same file the build's own drawing gives for that index.
-    _, row = render_item(0, "calib/other", 2001)
+    _, row = render_item(0, "calib/other", 6001)
     assert row == record["files"][1] and (out / str(row["file"])).is_file()
-    assert "drew 3 files of calib/other (from index 2000)" in capsys.readouterr().out
+    assert "drew 3 files of calib/other (from index 6000)" in capsys.readouterr().out
 
     assert main(argv) == 2  # the folder holds files now: never mixed with another draw
     assert main([*argv[:2], "--folder", "eval/nowhere", *argv[4:]]) == 2
