@@ -5,7 +5,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SERVICES := deploy/local/services
-DATASET ?= data/v10
+DATASET ?= data/v11
 # `make cascade HELD_OUT_MODEL=DIR`: the discriminator trained without three training layouts (its command
 # is in docs/CASCADE.md), so the card records the simulation the quadrant route is chosen on.
 HELD_OUT_MODEL ?=

@@ -193,7 +193,7 @@ def measure(
     fit = measured.files(FIT_FOLDER)
     if not calib or not fit:
         raise ConfigError(
-            f"{data} lacks {CALIB} or {FIT_FOLDER}: build it with `alocc data build` (alocc-data-10)"
+            f"{data} lacks {CALIB} or {FIT_FOLDER}: build it with `alocc data build` (alocc-data-10 or later)"
         )
     sources = [photo_source(key) for key in calib]
     calib_scores, fit_scores = sheets.get(calib), sheets.get(fit)

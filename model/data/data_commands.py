@@ -84,7 +84,7 @@ def register(subcommands: Any) -> None:
             "Write COUNT more files of one dataset folder, drawn exactly as `alocc data build` draws that "
             "folder's files, from index --start on (default: just past the build's own, so none is a file "
             "the dataset holds). A fresh sample of the same sources and roles: `alocc data draw --folder "
-            "calib/other --count 4000 --out data/v10-calib-draw`, then `alocc score` on it, measures a "
+            "calib/other --count 4000 --out data/v11-calib-draw`, then `alocc score` on it, measures a "
             "card's false-positive rate on photos its calibration never used."
         ),
     )
