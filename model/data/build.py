@@ -200,6 +200,23 @@ def _write_chunk(args: tuple[Path, int, str, list[int]]) -> list[dict[str, objec
     return records
 
 
+def _write_chunks(
+    chunks: list[tuple[Path, int, str, list[int]]], workers: int | None
+) -> list[dict[str, object]]:
+    """Render and write every chunk, in `workers` processes (default: up to 2, the cores this project plans
+    for); the records in chunk order, whatever the number of processes."""
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    records: list[dict[str, object]] = []
+    if n_workers <= 1:
+        for chunk in chunks:
+            records.extend(_write_chunk(chunk))
+    else:
+        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+            for chunk_records in pool.map(_write_chunk, chunks):
+                records.extend(chunk_records)
+    return records
+
+
 def _chunks(
     counts: dict[str, int], out: Path, seed: int, size: int
 ) -> Iterator[tuple[Path, int, str, list[int]]]:
@@ -273,17 +290,8 @@ def build(
         if plan.target:
             _card_generator(plan.family, plan.role)
     _prepare(out, overwrite)
-    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     started = time.monotonic()
-    chunk_list = list(_chunks(counts, out, seed, 25))
-    records: list[dict[str, object]] = []
-    if n_workers <= 1:
-        for chunk in chunk_list:
-            records.extend(_write_chunk(chunk))
-    else:
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            for chunk_records in pool.map(_write_chunk, chunk_list):
-                records.extend(chunk_records)
+    records = _write_chunks(list(_chunks(counts, out, seed, 25)), workers)
     manifest = {
         "version": DATASET_VERSION,
         "generator": cards.GENERATOR_VERSION,
@@ -365,15 +373,7 @@ def draw(
         (out, seed, folder, list(range(index, min(index + 25, first + count))))
         for index in range(first, first + count, 25)
     ]
-    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    records: list[dict[str, object]] = []
-    if n_workers <= 1:
-        for chunk in chunks:
-            records.extend(_write_chunk(chunk))
-    else:
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            for chunk_records in pool.map(_write_chunk, chunks):
-                records.extend(chunk_records)
+    records = _write_chunks(chunks, workers)
     record: dict[str, object] = {
         "version": DATASET_VERSION,
         "generator": cards.GENERATOR_VERSION,
