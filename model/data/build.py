@@ -217,13 +217,26 @@ def _write_chunks(
     return records
 
 
+def _folder_chunks(
+    out: Path, seed: int, folder: str, indices: range, size: int
+) -> Iterator[tuple[Path, int, str, list[int]]]:
+    """The `indices` of one folder (a step-1 range), `size` at a time."""
+    for start in range(indices.start, indices.stop, size):
+        yield out, seed, folder, list(range(start, min(start + size, indices.stop)))
+
+
 def _chunks(
     counts: dict[str, int], out: Path, seed: int, size: int
 ) -> Iterator[tuple[Path, int, str, list[int]]]:
     for plan in PLANS:
-        n = counts[plan.folder]
-        for start in range(0, n, size):
-            yield out, seed, plan.folder, list(range(start, min(start + size, n)))
+        yield from _folder_chunks(out, seed, plan.folder, range(counts[plan.folder]), size)
+
+
+def _check_sources(plan: SplitPlan) -> None:
+    """Fail early, in this process, if the fonts or photo packages a folder draws from are missing."""
+    _role_files(plan.role)
+    if plan.target:
+        _card_generator(plan.family, plan.role)
 
 
 INCOMPLETE_MARKER = ".build-incomplete"
@@ -284,11 +297,8 @@ def build(
     out = Path(out)
     scale = Scale(scale)
     counts = COUNTS[scale]
-    # Fail early, in this process, if fonts or photo packages are missing.
     for plan in PLANS:
-        _role_files(plan.role)
-        if plan.target:
-            _card_generator(plan.family, plan.role)
+        _check_sources(plan)
     _prepare(out, overwrite)
     started = time.monotonic()
     records = _write_chunks(list(_chunks(counts, out, seed, 25)), workers)
@@ -365,15 +375,9 @@ def draw(
     target = out / folder
     if target.exists() and any(target.iterdir()):
         raise DatasetLayoutError(f"{target} already holds files; draw into another folder")
-    _role_files(plan.role)  # fail early, in this process, if photo packages are missing
-    if plan.target:
-        _card_generator(plan.family, plan.role)
+    _check_sources(plan)
     target.mkdir(parents=True, exist_ok=True)
-    chunks = [
-        (out, seed, folder, list(range(index, min(index + 25, first + count))))
-        for index in range(first, first + count, 25)
-    ]
-    records = _write_chunks(chunks, workers)
+    records = _write_chunks(list(_folder_chunks(out, seed, folder, range(first, first + count), 25)), workers)
     record: dict[str, object] = {
         "version": DATASET_VERSION,
         "generator": cards.GENERATOR_VERSION,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import Any
 
 # Kept literal (not imported from model.data.build) so building the parser imports nothing heavy.
@@ -38,9 +39,7 @@ def _draw(args: argparse.Namespace) -> int:
         return 2
     files = record["files"]
     assert isinstance(files, list)
-    kinds: dict[str, int] = {}
-    for row in files:
-        kinds[str(row["kind"])] = kinds.get(str(row["kind"]), 0) + 1
+    kinds = Counter(str(row["kind"]) for row in files)
     print(
         f"drew {len(files)} files of {args.folder} (from index {record['start']}) into "
         f"{args.out}/{args.folder}: {json.dumps(dict(sorted(kinds.items())))}"
