@@ -11,14 +11,16 @@ One run measures and prints:
   write Redis, publish, commit (`naive_loop`).
 - `worker_ips`: the real worker end to end (first consumed message to last commit), serving the default
   model's text cascade when its card has one; `worker_core_ms_per_event` is what it cost (its process,
-  its decode processes and every OCR read's Tesseract process). With a cascade, the same events are run
-  again with the model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
+  its decode processes and its OCR processes). With a cascade, the same events are run again with the
+  model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
   `verifier_added_core_ms_per_event` is the verifier's cost on this mix, and `verifier_share` the share
-  of events it read. A shared machine's speed drifts from one run to the next: `--cost-rounds N` runs the
-  pair N times, alternating, and reports the medians (what the cascade added, and
-  `cascade_to_model_core_ratio`, which moves less than a difference) with every round's figures. The
-  mix is `--card-share` cards (5% by default), the rest photographs and products from evaluation-only
-  sources.
+  of events it read. `verifier_added_core_ms_per_event_by_part` says where the cascade's cost went: the
+  OCR processes (the reads), the decode processes (the quadrants and the sheet search) and the worker's
+  own process (the member's passes over parts and sheets, the verifier's downloads). A shared machine's
+  speed drifts from one run to the next: `--cost-rounds N` runs the pair N times, alternating, and
+  reports the medians (what the cascade added, and `cascade_to_model_core_ratio`, which moves less than
+  a difference) with every round's figures. The mix is `--card-share` cards (5% by default), the rest
+  photographs and products from evaluation-only sources.
 - `p99_latency_ms`: upload-to-score latency (the score record written in Redis: search reads it
   there, so that is when the decision takes effect) while events arrive at half of `worker_ips`,
   with the target it should meet (`max_wait + 2 x one batch's scoring time`);
@@ -344,10 +346,35 @@ def worker_run(
         "batches": stats.batches,
         "events": count,
         "core_ms_per_event": (cpu.process_seconds + cpu.reaped_children_seconds) * 1000 / count,
+        "core_ms_per_event_by_part": core_ms_by_part(cpu, count),
         "verifier_reads": stats.verifier_reads,
         "verifier_failures": stats.verifier_failures,
         "excluded": stats.excluded,
         "cpu": cpu.report(),
+    }
+
+
+def core_ms_by_part(cpu: CpuUsage, count: int) -> dict[str, float]:
+    """Core-ms per event by where it was spent: the worker's own process (consuming, scoring, the member's
+    passes over parts and sheets, Redis and Kafka clients, the verifier's downloads), its decode processes
+    (fetch, decode, the quadrants and the sheet search) and its OCR processes (the reads)."""
+    parts = {"worker_process": cpu.process_seconds}
+    for role, seconds in cpu.reaped_children_seconds_by_role.items():
+        parts[f"{role}_processes"] = seconds
+    return {part: round(seconds * 1000 / count, 2) for part, seconds in sorted(parts.items())}
+
+
+def added_by_part(rounds: list[tuple[dict[str, float], dict[str, float]]]) -> dict[str, float]:
+    """The median over `rounds` of `(with the cascade, model alone)` `core_ms_by_part` of what the cascade
+    added in each part (a part the model alone does not run, such as the OCR processes, counts from 0)."""
+    if not rounds:
+        raise ValueError("no cost rounds to summarise")
+    names = sorted({name for pair in rounds for run in pair for name in run})
+    return {
+        name: round(
+            float(np.median([cascade.get(name, 0.0) - alone.get(name, 0.0) for cascade, alone in rounds])), 2
+        )
+        for name in names
     }
 
 
@@ -664,12 +691,21 @@ def _run_all(args: argparse.Namespace) -> int:
             alone = worker_run(ctx, bootstrap, args.events, topics, verifier=False)
             report["model_only_ips"] = round(alone["worker_ips"], 1)
             report["model_only_excluded_share"] = round(alone["excluded"] / args.events, 4)
-            rounds = [(measured["core_ms_per_event"], alone["core_ms_per_event"])]
+            runs = [(measured, alone)]
             for _ in range(max(1, args.cost_rounds) - 1):
                 with_cascade = worker_run(ctx, bootstrap, args.events, topics)
-                model_alone = worker_run(ctx, bootstrap, args.events, topics, verifier=False)
-                rounds.append((with_cascade["core_ms_per_event"], model_alone["core_ms_per_event"]))
-            report.update(cost_rounds_summary(rounds))
+                runs.append((with_cascade, worker_run(ctx, bootstrap, args.events, topics, verifier=False)))
+            report.update(
+                cost_rounds_summary(
+                    [(pair[0]["core_ms_per_event"], pair[1]["core_ms_per_event"]) for pair in runs]
+                )
+            )
+            report["verifier_added_core_ms_per_event_by_part"] = added_by_part(
+                [
+                    (pair[0]["core_ms_per_event_by_part"], pair[1]["core_ms_per_event_by_part"])
+                    for pair in runs
+                ]
+            )
         ceiling = min(report["decode_ceiling_ips"], report["model_ceiling_ips"])
         report["worker_vs_fetch_ceiling"] = round(report["worker_ips"] / report["fetch_ceiling_ips"], 2)
         report["worker_vs_naive"] = round(report["worker_ips"] / report["naive_ips"], 1)

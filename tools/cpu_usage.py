@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -56,30 +57,46 @@ def _thread_seconds() -> dict[int, float]:
     return {tid: value for tid, value in seconds.items() if value is not None}
 
 
-def _decode_children_rss_mb() -> list[float]:
-    """Resident MiB of each live fetch-and-decode child of this process.
+# The worker's child processes, told apart by the module they run.
+_CHILD_ROLES = (
+    ("decode", b"worker.stages.decode_processes"),
+    ("ocr", b"model.verifier.ocr_processes"),
+)
 
-    The children run `python -m worker.stages.decode_processes`.
-    """
+
+@dataclass(frozen=True)
+class _Child:
+    pid: int
+    role: str  # "decode", "ocr" or "other"
+    rss_mb: float
+    seconds: float  # CPU seconds (user + system) so far
+
+
+def _children() -> list[_Child]:
+    """The live child processes of this process: role, resident MiB and CPU seconds of each."""
     me = str(os.getpid())
-    sizes: list[float] = []
+    found: list[_Child] = []
     try:
         entries = [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
     except OSError:
-        return sizes
+        return found
     for entry in entries:
         try:
             status = (entry / "status").read_text(encoding="ascii", errors="replace")
             if f"\nPPid:\t{me}\n" not in status:
                 continue
-            if b"worker.stages.decode_processes" not in (entry / "cmdline").read_bytes():
-                continue
+            command = (entry / "cmdline").read_bytes()
         except OSError:
             continue  # the process ended meanwhile
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(int(line.split()[1]) / 1024)
-    return sizes
+        seconds = _stat_seconds(entry / "stat")
+        if seconds is None:
+            continue
+        role = next((name for name, module in _CHILD_ROLES if module in command), "other")
+        rss = next(
+            (int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0.0
+        )
+        found.append(_Child(int(entry.name), role, rss, seconds))
+    return found
 
 
 def _thread_names() -> dict[int, str]:
@@ -99,7 +116,10 @@ class CpuUsage:
     thread records thread names and CPU times every `interval_s`, so threads that end before exit
     (a worker's pools, closed at its end) are still counted. It also samples the resident memory of
     the worker's fetch-and-decode child processes: `decode_children_peak_rss_mb` is the largest sum
-    seen, `decode_child_peak_rss_mb` the largest single child.
+    seen, `decode_child_peak_rss_mb` the largest single child. The CPU of the children reaped meanwhile
+    (`reaped_children_seconds`, exact) is split by what they run (`reaped_children_seconds_by_role`:
+    "decode" for the fetch-and-decode processes, "ocr" for the verifier's, "other"), in the proportions
+    the samples saw.
     """
 
     def __init__(self, interval_s: float = 0.25, others: dict[str, int] | None = None) -> None:
@@ -125,9 +145,16 @@ class CpuUsage:
         self.decode_child_peak_rss_mb = 0.0
         self._interval_s = interval_s
         self._wall = 0.0
+        self._wall_seconds = 1.0
         self._machine: tuple[int, int] | None = None
         self._process = 0.0
         self._start_threads: dict[int, float] = {}
+        # Each child's CPU seconds when first seen (children alive at enter: their use until then) and when
+        # last seen; the children ended meanwhile are split by role in the proportions sampled.
+        self._child_start: dict[int, float] = {}
+        self._child_last: dict[int, float] = {}
+        self._child_roles: dict[int, str] = {}
+        self.reaped_children_seconds_by_role: dict[str, float] = {}
         self._last_threads: dict[int, float] = {}
         self._names: dict[int, str] = {}
         self._stop = threading.Event()
@@ -140,10 +167,14 @@ class CpuUsage:
             seconds = _process_seconds(pid)
             if seconds is not None:  # keep the last reading of a process that has ended
                 self._other_last[name] = seconds
-        children = _decode_children_rss_mb()
-        if children:
-            self.decode_children_peak_rss_mb = max(self.decode_children_peak_rss_mb, sum(children))
-            self.decode_child_peak_rss_mb = max(self.decode_child_peak_rss_mb, *children)
+        children = _children()
+        decode_rss = [child.rss_mb for child in children if child.role == "decode"]
+        if decode_rss:
+            self.decode_children_peak_rss_mb = max(self.decode_children_peak_rss_mb, sum(decode_rss))
+            self.decode_child_peak_rss_mb = max(self.decode_child_peak_rss_mb, *decode_rss)
+        for child in children:
+            self._child_roles[child.pid] = child.role
+            self._child_last[child.pid] = child.seconds
 
     def _sample_loop(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -157,6 +188,7 @@ class CpuUsage:
         self._children = times.children_user + times.children_system
         self._start_threads = _thread_seconds()
         self._other_start = {name: _process_seconds(pid) for name, pid in self._others.items()}
+        self._child_start = {child.pid: child.seconds for child in _children()}
         self._sampler.start()
         return self
 
@@ -165,6 +197,7 @@ class CpuUsage:
         self._sampler.join()
         self._sample()
         wall = max(time.monotonic() - self._wall, 1e-9)
+        self._wall_seconds = wall
         times = os.times()
         self.process_seconds = times.user + times.system - self._process
         self.process_cores = self.process_seconds / wall
@@ -172,6 +205,7 @@ class CpuUsage:
         # read's Tesseract process when its read ends.
         self.reaped_children_seconds = times.children_user + times.children_system - self._children
         self.reaped_children_cores = self.reaped_children_seconds / wall
+        self.reaped_children_seconds_by_role = self._split_by_role(self.reaped_children_seconds)
         for name in self._others:
             start, end = self._other_start.get(name), self._other_last.get(name)
             if start is not None and end is not None:
@@ -192,6 +226,18 @@ class CpuUsage:
             name: round(cores, 2) for name, cores in sorted(grouped.items()) if cores >= 0.005
         }
 
+    def _split_by_role(self, total: float) -> dict[str, float]:
+        """`total` (the exact CPU of the children reaped) split by role in the proportions the samples saw
+        (a child's last fraction of a sampling interval is not seen)."""
+        sampled: dict[str, float] = {}
+        for pid, last in self._child_last.items():
+            role = self._child_roles[pid]
+            sampled[role] = sampled.get(role, 0.0) + max(0.0, last - self._child_start.get(pid, 0.0))
+        seen = sum(sampled.values())
+        if seen <= 0:
+            return {}
+        return {role: total * seconds / seen for role, seconds in sorted(sampled.items())}
+
     def report(self) -> dict[str, object]:
         """The figures as plain JSON (cores = CPU seconds per wall second)."""
         return {
@@ -199,7 +245,11 @@ class CpuUsage:
             "machine_cores": os.cpu_count(),
             "worker_process_cores": round(self.process_cores, 2),
             "worker_thread_cores": self.thread_cores,
-            "decode_processes_cores": round(self.reaped_children_cores, 2),
+            "children_cores": round(self.reaped_children_cores, 2),
+            "children_cores_by_role": {
+                role: round(seconds / self._wall_seconds, 2)
+                for role, seconds in self.reaped_children_seconds_by_role.items()
+            },
             "other_process_cores": self.other_cores,
             "decode_children_peak_rss_mb": round(self.decode_children_peak_rss_mb, 1),
             "decode_child_peak_rss_mb": round(self.decode_child_peak_rss_mb, 1),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.bench import cost_rounds_summary
+from tools.bench import added_by_part, cost_rounds_summary
 
 
 def test_one_round_reports_its_own_figures_without_lists() -> None:
@@ -34,3 +34,27 @@ def test_rounds_report_medians_of_each_round_and_every_round() -> None:
 def test_no_rounds_is_an_error() -> None:
     with pytest.raises(ValueError, match="no cost rounds"):
         cost_rounds_summary([])
+
+
+def test_added_cost_by_part_is_the_median_of_each_rounds_difference() -> None:
+    rounds = [
+        (
+            {"worker_process": 5.0, "decode_processes": 6.0, "ocr_processes": 8.0},
+            {"worker_process": 3.0, "decode_processes": 1.0},
+        ),
+        (
+            {"worker_process": 6.0, "decode_processes": 7.0, "ocr_processes": 9.0},
+            {"worker_process": 3.5, "decode_processes": 1.5},
+        ),
+        (
+            {"worker_process": 4.0, "decode_processes": 6.5, "ocr_processes": 7.0},
+            {"worker_process": 3.0, "decode_processes": 1.0},
+        ),
+    ]
+    # The model alone runs no OCR process: its reads count from zero.
+    assert added_by_part(rounds) == {"decode_processes": 5.5, "ocr_processes": 8.0, "worker_process": 2.0}
+
+
+def test_added_cost_by_part_needs_rounds() -> None:
+    with pytest.raises(ValueError, match="no cost rounds"):
+        added_by_part([])

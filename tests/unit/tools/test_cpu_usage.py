@@ -39,3 +39,20 @@ def test_busy_thread_and_other_process_are_counted() -> None:
     assert usage.process_cores > 0.05
     assert usage.other_cores["spinner"] > 0.05
     assert 0.0 < usage.machine_busy_cores <= (report["machine_cores"] or 1) + 0.01
+
+
+def test_children_cpu_is_split_by_the_module_they_run() -> None:
+    def spinner(module: str) -> subprocess.Popen[bytes]:
+        # The role is read from the command line; a comment naming the module stands in for `-m module`.
+        code = f"import time  # {module}\nend = time.time() + 0.6\nwhile time.time() < end: pass"
+        return subprocess.Popen([sys.executable, "-c", code])
+
+    with CpuUsage(interval_s=0.05) as usage:
+        children = [spinner("model.verifier.ocr_processes"), spinner("worker.stages.decode_processes")]
+        for child in children:
+            child.wait()  # reaped inside the measurement, as the worker's children are
+    by_role = usage.reaped_children_seconds_by_role
+    assert set(by_role) == {"ocr", "decode"}
+    assert min(by_role.values()) > 0.05
+    assert sum(by_role.values()) == pytest.approx(usage.reaped_children_seconds)
+    assert set(usage.report()["children_cores_by_role"]) == {"ocr", "decode"}  # type: ignore[arg-type]
