@@ -295,6 +295,21 @@ class CascadePolicy:
             carded = sheeted if carded is None else carded | sheeted
         return carded
 
+    def sheet_reads(
+        self, model_scores: npt.ArrayLike, sheet_scores: npt.ArrayLike | None
+    ) -> npt.NDArray[np.bool_]:
+        """Which pictures have their best sheet read (the sheet route's reading band,
+        `model.sheets.SheetRoute.reads`): none in the model's card band; none without the sheet reading. A
+        picture may be read both ways: as a page where `sends` says so, and its sheet."""
+        scores = np.asarray(model_scores, dtype=np.float64)
+        if self.sheets is None or self.sheets.read_from is None:
+            return np.zeros(scores.shape, dtype=bool)
+        if sheet_scores is None:
+            raise ValueError("this cascade reads sheets: pass the images' best sheet scores")
+        reads = self.sheets.reads(np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape))
+        carded = self.model_cards(scores)
+        return reads if carded is None else reads & ~carded
+
     def _gated(self, looks: npt.ArrayLike | None) -> npt.NDArray[np.bool_] | None:
         """Which images the gate passes; None for a policy without a gate."""
         if self.gate is None:
@@ -310,9 +325,13 @@ class CascadePolicy:
         looks: npt.ArrayLike | None = None,
         part_scores: npt.ArrayLike | None = None,
         sheet_scores: npt.ArrayLike | None = None,
+        *,
+        sheet_characters: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score per image: 0 where not sent; the rule's probability where read; 1 in the model's
-        card band (`card_from`) and where the sheet route makes a card, a card whatever the threshold.
+        card band (`card_from`), where the sheet route makes a card and where its sheet reading does (the
+        characters read in each picture's best sheet, `sheet_characters`, any value where `sheet_reads` is
+        false), a card whatever the threshold.
 
         `features[i]` may be None where the image was not sent. A sent image without features (the verifier
         failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
@@ -333,6 +352,13 @@ class CascadePolicy:
         carded = self.model_cards(scores, sheet_scores)
         if carded is not None:
             out[carded] = 1.0
+        read = self.sheet_reads(scores, sheet_scores)
+        if read.any():
+            if sheet_characters is None or self.sheets is None:
+                raise ValueError("this cascade reads sheets: pass the characters read in the best sheets")
+            characters = np.asarray(sheet_characters, dtype=np.float64).reshape(scores.shape)
+            assert self.sheets.read_characters is not None
+            out[read & (characters >= self.sheets.read_characters)] = 1.0
         return out
 
     def read_scores(

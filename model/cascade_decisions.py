@@ -6,8 +6,10 @@ one line of text on a plain ground: `model.screen`; where it has the quadrant ro
 corners scores like a card: `model.quadrants`); the verifier's features then give the verdict
 (`model.cascade.CascadePolicy`); where the card has a card band, a model score in it is a card without a
 read, and where it has a sheet route, so is a picture whose best straightened sheet the model scores from
-the route's bound up (`model.sheets`). Without a cascade every verdict is the model's own. A read that failed
-keeps the model's own decision at its card's threshold, recorded as `decided_by = "model_fallback"`.
+the route's bound up (`model.sheets`); where the sheet route reads sheets, a picture whose best sheet
+scores in its reading band has that sheet read too. Without a cascade every verdict is the model's own.
+A read that failed keeps the model's own decision at its card's threshold, recorded as
+`decided_by = "model_fallback"`.
 
 Where the reads happen is the caller's: the worker's `worker.stages.verify.VerificationStage` (downloads
 and OCR processes, off the event loop), `alocc score` in its own process.
@@ -82,11 +84,32 @@ class CascadeDecisions:
         if sheet_score is not None and self.sheet_card(sheet_score):  # a sheet the model is sure of
             assert self.policy.sheets is not None
             return Verdict(sheet_score, True, self.policy.sheets.card_from, MODEL, model_score)
-        parts = None if part_score is None else [part_score]
-        sheets = None if sheet_score is None else [sheet_score]
-        if self.policy.sends([model_score], _one_row(look), parts, sheets)[0]:
+        if self.reads_page(model_score, look, part_score=part_score, sheet_score=sheet_score):
+            return None
+        if self.reads_sheet(model_score, sheet_score):
             return None
         return Verdict(0.0, False, self.policy.threshold, MODEL, model_score)
+
+    def reads_page(
+        self,
+        model_score: float,
+        look: npt.ArrayLike | None = None,
+        *,
+        part_score: float | None = None,
+        sheet_score: float | None = None,
+    ) -> bool:
+        """Whether the verifier must read the picture as a page (the score, gate and quadrant routes)."""
+        if self.policy is None:
+            return False
+        parts = None if part_score is None else [part_score]
+        sheets = None if sheet_score is None else [sheet_score]
+        return bool(self.policy.sends([model_score], _one_row(look), parts, sheets)[0])
+
+    def reads_sheet(self, model_score: float, sheet_score: float | None) -> bool:
+        """Whether the verifier must read the picture's best sheet (the sheet route's reading band)."""
+        if self.policy is None or self.policy.sheets is None or self.policy.sheets.read_from is None:
+            return False
+        return bool(self.policy.sheet_reads([model_score], None if sheet_score is None else [sheet_score])[0])
 
     def in_card_band(self, model_score: float) -> bool:
         """Whether the policy's card band makes this model score a card without a read."""
@@ -123,19 +146,37 @@ class CascadeDecisions:
         return self.policy.panel_read if self.policy.score_routed([model_score], _one_row(look))[0] else None
 
     def verified(
-        self, model_score: float, features: TextFeatures, look: npt.ArrayLike | None = None
+        self,
+        model_score: float,
+        features: TextFeatures | None,
+        look: npt.ArrayLike | None = None,
+        *,
+        sheet_score: float | None = None,
+        sheet_features: TextFeatures | None = None,
     ) -> Verdict:
-        """The cascade's verdict once the verifier read the image (the rule for its look decides)."""
+        """The cascade's verdict once the verifier read the image: as a page (`features`: the rule for its
+        look decides), its best sheet (`sheet_features`, with the picture's `sheet_score`: a card from the
+        sheet route's `read_characters` up), or both (a card where either says so). The record's features
+        are the page's, and the sheet's prefixed `sheet_`."""
         assert self.policy is not None
-        row = features.as_dict()
-        score = float(self.policy.read_scores([model_score], [row], _one_row(look))[0])
+        recorded: dict[str, float] = {}
+        if features is not None:
+            recorded.update({name: float(value) for name, value in features.as_dict().items()})
+        if sheet_features is not None:
+            recorded.update(
+                {f"sheet_{name}": float(value) for name, value in sheet_features.as_dict().items()}
+            )
+        sheets = self.policy.sheets
+        if sheet_features is not None and sheets is not None and sheets.read_from is not None:
+            assert sheet_score is not None, "a sheet reading needs the picture's best sheet score"
+            if sheets.read_cards([sheet_score], [sheet_features.read_characters])[0]:
+                # Excluded by the sheet reading: its sheet's score, against where the reading begins.
+                return Verdict(sheet_score, True, sheets.read_from, VERIFIER, model_score, recorded)
+        if features is None:
+            return Verdict(0.0, False, self.policy.threshold, VERIFIER, model_score, recorded)
+        score = float(self.policy.read_scores([model_score], [features.as_dict()], _one_row(look))[0])
         return Verdict(
-            score,
-            score >= self.policy.threshold,
-            self.policy.threshold,
-            VERIFIER,
-            model_score,
-            {name: float(value) for name, value in row.items()},
+            score, score >= self.policy.threshold, self.policy.threshold, VERIFIER, model_score, recorded
         )
 
     @staticmethod

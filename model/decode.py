@@ -291,6 +291,22 @@ def decode_with_parts(
     return np.concatenate(parts)
 
 
+def decode_sheet_picture(
+    source: bytes | Image.Image, size: int, search: SheetSearch, *, limits: ImageLimits | None = None
+) -> np.ndarray:
+    """The picture `decode_with_parts` searches for sheets, as an `(H, W, 3)` uint8 array at the search's
+    work side: decoded exactly as for the model's input of `size`, so a sheet found here is the one the
+    worker's decode processes found (the verifier reads it: `model.sheets.sheet_to_read`). Raises the
+    same errors as `decode_pixels`."""
+    from model.sheets import work_picture
+
+    image = _load_for(source, size, limits)
+    try:
+        return work_picture(image, search)
+    except _DECODE_ERRORS as exc:
+        raise CorruptImage(f"cannot decode image: {exc}") from exc
+
+
 def decode_for_reading(
     source: bytes | Image.Image, long_side: int, *, limits: ImageLimits | None = None
 ) -> Image.Image:

@@ -181,6 +181,42 @@ def straighten(rgb: npt.NDArray[np.uint8], corners: npt.ArrayLike, size: int) ->
     return np.asarray(warped, dtype=np.uint8)
 
 
+def flat_sheet(rgb: npt.NDArray[np.uint8], corners: npt.ArrayLike, long_side: int) -> npt.NDArray[np.uint8]:
+    """The whole sheet at `corners` flattened to its own width and height, scaled so its long side is
+    `long_side` (bicubic): what the verifier reads, where `straighten` cuts the model's square."""
+    cv2 = _cv2()
+    quad = np.asarray(corners, dtype=np.float32).reshape(4, 2)
+    sheet_w = max(float(np.linalg.norm(quad[1] - quad[0])), float(np.linalg.norm(quad[2] - quad[3])), 1.0)
+    sheet_h = max(float(np.linalg.norm(quad[3] - quad[0])), float(np.linalg.norm(quad[2] - quad[1])), 1.0)
+    scale = long_side / max(sheet_w, sheet_h)
+    width, height = max(1, round(sheet_w * scale)), max(1, round(sheet_h * scale))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    warped = cv2.warpPerspective(
+        np.ascontiguousarray(rgb),
+        cv2.getPerspectiveTransform(quad, target),
+        (width, height),
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return np.asarray(warped, dtype=np.uint8)
+
+
+def sheet_to_read(
+    rgb: npt.NDArray[np.uint8], slot: int, search: SheetSearch, long_side: int
+) -> Image.Image | None:
+    """The sheet in `slot` of a work-size picture (`model.decode.decode_sheet_picture`) flattened for the
+    verifier (`flat_sheet`), or None where the picture holds no sheet there. The search is run again: it is
+    deterministic, and a few milliseconds for the few pictures read are cheaper than sending every
+    picture's corners along with its pixels."""
+    try:
+        sheets = find_sheets(rgb, search)
+        if not 0 <= slot < len(sheets):
+            return None
+        return Image.fromarray(flat_sheet(rgb, sheets[slot], long_side), "RGB")
+    except _cv2().error:
+        return None
+
+
 def work_picture(image: Image.Image, search: SheetSearch) -> npt.NDArray[np.uint8]:
     """The RGB picture resized so its long side is `search.work_side`, as an `(H, W, 3)` uint8 array."""
     return np.asarray(long_side_resize(image, search.work_side).convert("RGB"), dtype=np.uint8)
@@ -219,42 +255,94 @@ def is_empty_slot(pixels: Any) -> npt.NDArray[np.bool_]:
 class SheetRoute:
     """The sheet route as a cascade serves it: a picture whose best sheet (`sheet_pixels`), scored by the
     model (by its discriminator `member`, or the whole ensemble), reaches `card_from` is a card without a
-    read. `card_from` is a bound on calibration photos (`model.cascade_sheets.with_sheet_route`)."""
+    read. `card_from` is a bound on calibration photos (`model.cascade_sheets.with_sheet_route`).
+
+    With the sheet reading (`read_from`, `read_characters`): a picture whose best sheet scores from
+    `read_from` up to `card_from` has that sheet read, flattened (`sheet_to_read`); it is a card where the
+    verifier reads at least `read_characters` characters in it (`TextFeatures.read_characters`). A notice
+    photographed in a scene has its text a few pixels high in the picture, and the model's score of its
+    straightened sheet is often high without reaching the bound calibration photos set; flattened to the
+    verifier's size, the same text is read (`model.cascade_sheets.with_sheet_reading` sets both values)."""
 
     card_from: float
     member: int | None = None
     search: SheetSearch = SheetSearch()
+    read_from: float | None = None
+    read_characters: int | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.card_from) and 0.0 < self.card_from < 1.0):
             raise ValueError("the sheet route's bound is a score between 0 and 1")
         if self.member is not None and self.member < 0:
             raise ValueError("the sheet route's member is an ensemble member's index")
+        if (self.read_from is None) != (self.read_characters is None):
+            raise ValueError("the sheet reading needs both its band (read_from) and its read_characters")
+        if self.read_from is not None and not (0.0 < self.read_from < self.card_from):
+            raise ValueError("the sheet reading's band starts between 0 and the route's card_from")
+        if self.read_characters is not None and self.read_characters < 1:
+            raise ValueError("the sheet reading flags from at least one character read")
 
     def cards(self, sheet_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Which pictures the sheet route makes cards (a picture without sheets scores 0)."""
         return np.asarray(sheet_scores, dtype=np.float64) >= self.card_from
 
+    def reads(self, sheet_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which pictures have their best sheet read (none without the sheet reading)."""
+        scores = np.asarray(sheet_scores, dtype=np.float64)
+        if self.read_from is None:
+            return np.zeros(scores.shape, dtype=bool)
+        return (scores >= self.read_from) & (scores < self.card_from)
+
+    def read_cards(
+        self, sheet_scores: npt.ArrayLike, read_characters: npt.ArrayLike
+    ) -> npt.NDArray[np.bool_]:
+        """Which pictures the sheet reading makes cards: their best sheet read (`reads`), with at least
+        `read_characters` characters read in it (`read_characters` per picture; any value where not read)."""
+        reads = self.reads(sheet_scores)
+        if self.read_characters is None:
+            return reads
+        characters = np.asarray(read_characters, dtype=np.float64).reshape(reads.shape)
+        return reads & (characters >= self.read_characters)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the card's policy stores it)."""
-        return {"card_from": self.card_from, "member": self.member, "search": self.search.to_json()}
+        record: dict[str, Any] = {
+            "card_from": self.card_from,
+            "member": self.member,
+            "search": self.search.to_json(),
+        }
+        if self.read_from is not None:
+            record["read_from"] = self.read_from
+            record["read_characters"] = self.read_characters
+        return record
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> SheetRoute:
         """The inverse of `to_json`."""
         member = record.get("member")
+        read_from = record.get("read_from")
+        read_characters = record.get("read_characters")
         return cls(
             card_from=float(record["card_from"]),
             member=None if member is None else int(member),
             search=SheetSearch.from_json(record.get("search", {})),
+            read_from=None if read_from is None else float(read_from),
+            read_characters=None if read_characters is None else int(read_characters),
         )
 
 
 def best_sheet_scores(scorer: Any, sheets: Any, member: int | None = None) -> npt.NDArray[np.float32]:
-    """`(N,)` each picture's best sheet score: the largest `d_x` over its sheets (`(N, slots, 3, S, S)` uint8,
-    a torch tensor of `sheet_pixels`'s slots, channels first), by the ensemble `member`
-    (`Scorer.member_d_x`) or the whole ensemble; 0 for a picture without sheets. Only the slots that hold a
-    sheet are scored."""
+    """`(N,)` each picture's best sheet score (`best_sheets`'s scores)."""
+    return best_sheets(scorer, sheets, member)[0]
+
+
+def best_sheets(
+    scorer: Any, sheets: Any, member: int | None = None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """`(N,)` each picture's best sheet score and the slot that holds it: the largest `d_x` over its sheets
+    (`(N, slots, 3, S, S)` uint8, a torch tensor of `sheet_pixels`'s slots, channels first), by the ensemble
+    `member` (`Scorer.member_d_x`) or the whole ensemble; score 0 and slot -1 for a picture without sheets.
+    Only the slots that hold a sheet are scored."""
     import torch
 
     from model.preprocess import normalise
@@ -264,14 +352,19 @@ def best_sheet_scores(scorer: Any, sheets: Any, member: int | None = None) -> np
         raise ValueError(f"expected (N, slots, 3, S, S) sheets, got {tuple(sheets.shape)}")
     count, slots = sheets.shape[:2]
     best = np.zeros(count, dtype=np.float32)
+    best_slot = np.full(count, -1, dtype=np.int64)
     flat = sheets.reshape(count * slots, *sheets.shape[2:])
     filled = np.flatnonzero(~is_empty_slot(flat))
     if len(filled) == 0:
-        return best
+        return best, best_slot
     images = normalise(flat[torch.from_numpy(filled).to(flat.device)])
     if member is None:
         scores = np.asarray(scorer.score(images, ScoreMode.D_X).scores, dtype=np.float32)
     else:
         scores = np.asarray(scorer.member_d_x(images, member), dtype=np.float32)
-    np.maximum.at(best, filled // slots, scores)
-    return best
+    # Visit the scored slots best first: each picture keeps the first (its best; the lowest slot on a tie).
+    for index in np.lexsort((filled, -scores)):
+        picture, slot = divmod(int(filled[index]), slots)
+        if best_slot[picture] < 0:
+            best[picture], best_slot[picture] = scores[index], slot
+    return best, best_slot

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from model.decode import ImageLimits, decode_for_reading
-from model.verifier.engines import OcrEngine, VerifierConfig, make_engine
+from model.decode import ImageLimits, decode_for_reading, decode_sheet_picture
+from model.verifier.engines import OcrEngine, VerifierConfig, VerifierUnavailable, make_engine
 from model.verifier.features import TextFeatures, features_from_boxes
 from model.verifier.line_read import LineRead, drawing_shape, line_boxes
 from model.verifier.panel_read import PanelRead, flatten_ground
+
+if TYPE_CHECKING:
+    from model.sheets import SheetSearch
+
+
+@dataclass(frozen=True)
+class SheetReading:
+    """Which sheet of a picture to read: the sheet route's search (`model.sheets.SheetSearch`) run on the
+    picture decoded for the model's input of `input_size`, and the slot of its best sheet."""
+
+    search: SheetSearch
+    input_size: int
+    slot: int
 
 
 class TextVerifier:
@@ -81,3 +96,23 @@ class TextVerifier:
         image = decode_for_reading(source, self.config.side, limits=limits)
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
         return features_from_boxes(self.engine.read(flatten_ground(image)), gray)
+
+    def sheet_features(
+        self, source: bytes | Image.Image, sheet: SheetReading, *, limits: ImageLimits | None = None
+    ) -> TextFeatures:
+        """The features of a picture's sheet, flattened to the verifier's side and read as a page
+        (`model.sheets.sheet_to_read`; the sheet reading of the sheet route).
+
+        Raises:
+            ImageError: the bytes are not an acceptable image (as in `model.decode`).
+            VerifierUnavailable: the engine failed on this image, or the picture holds no sheet in that slot
+                (the decode that found it must have differed).
+        """
+        from model.sheets import sheet_to_read
+
+        picture = decode_sheet_picture(source, sheet.input_size, sheet.search, limits=limits)
+        flat = sheet_to_read(picture, sheet.slot, sheet.search, self.config.side)
+        if flat is None:
+            raise VerifierUnavailable(f"no sheet in slot {sheet.slot} of this picture")
+        gray = np.asarray(flat.convert("L"), dtype=np.uint8)
+        return features_from_boxes(self.engine.read(flat), gray)

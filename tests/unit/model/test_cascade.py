@@ -245,6 +245,67 @@ def test_a_refit_on_scores_that_differ_in_their_last_bits_gives_the_same_rule() 
     assert fit_rule(nudged, labels) == fit_rule(inputs, labels)
 
 
+def test_the_sheet_reading_reads_the_band_below_the_bound_and_flags_from_its_characters() -> None:
+    from model.cascade_decisions import VERIFIER, CascadeDecisions
+    from model.sheets import SheetRoute
+    from model.verifier.features import TextFeatures
+
+    scores, features, labels = _training_set(np.random.default_rng(7))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    route = SheetRoute(card_from=0.99, member=1, read_from=0.9, read_characters=5)
+    policy = CascadePolicy(0.5, rule, 0.5, parts_send_from=0.8, sheets=route)
+    model_scores = np.array([0.1, 0.1, 0.1, 0.1, 0.6])
+    parts = [0.0] * 5
+    sheet_scores = [
+        0.5,
+        0.95,
+        0.95,
+        0.995,
+        0.95,
+    ]  # below the band, in it twice, over the bound, in it and sent
+    sheet_characters = [40, 12, 2, 0, 12]  # what reading each best sheet would find
+    silent = [_features(0, 0.0, 0.2)] * 5
+
+    assert policy.sends(model_scores, None, parts, sheet_scores).tolist() == [False] * 4 + [True]
+    assert policy.sheet_reads(model_scores, sheet_scores).tolist() == [False, True, True, False, True]
+    flagged = policy.cascade_scores(
+        model_scores, silent, None, parts, sheet_scores, sheet_characters=sheet_characters
+    )
+    assert (flagged >= policy.threshold).tolist() == [False, True, False, True, True]
+    with pytest.raises(ValueError, match="characters"):
+        policy.cascade_scores(model_scores, silent, None, parts, sheet_scores)
+    assert CascadePolicy.from_json(policy.to_json()) == policy
+
+    decisions = CascadeDecisions(policy)
+    assert decisions.screen(0.1, False, 0.97, part_score=0.0, sheet_score=0.95) is None  # its sheet is read
+    assert decisions.reads_sheet(0.1, 0.95) and not decisions.reads_page(
+        0.1, part_score=0.0, sheet_score=0.95
+    )
+    assert not decisions.reads_sheet(0.1, 0.5) and not decisions.reads_sheet(0.1, 0.995)
+    legible = TextFeatures(4, 3, 12, 0.1, 2, 0.1, 0.8, 12)
+    card = decisions.verified(0.1, None, sheet_score=0.95, sheet_features=legible)
+    assert (card.excluded, card.decided_by, card.score, card.threshold) == (True, VERIFIER, 0.95, 0.9)
+    assert card.score >= card.threshold  # search relies on excluded == (score >= threshold)
+    assert card.features is not None and card.features["sheet_read_characters"] == 12
+    scrawl = TextFeatures(4, 1, 2, 0.01, 1, 0.05, 0.3, 0)
+    product = decisions.verified(0.1, None, sheet_score=0.95, sheet_features=scrawl)
+    assert not product.excluded and product.score < product.threshold
+    # Read both ways: the page's rule still decides where the sheet's reading does not flag.
+    page = TextFeatures(20, 15, 45, 0.2, 4, 0.1, 0.9, 45)
+    both = decisions.verified(0.6, page, sheet_score=0.95, sheet_features=scrawl)
+    assert both.excluded and both.threshold == policy.threshold
+    assert both.features is not None and {"read_characters", "sheet_read_characters"} <= set(both.features)
+
+    for bad in (
+        {"read_from": 0.9},
+        {"read_from": 0.995, "read_characters": 3},
+        {"read_from": 0.9, "read_characters": 0},
+    ):
+        with pytest.raises(ValueError):
+            SheetRoute(card_from=0.99, **bad)  # type: ignore[arg-type]
+    assert "read_from" not in SheetRoute(card_from=0.99).to_json()  # earlier cards keep their versions
+
+
 def test_the_sheet_route_makes_cards_without_a_read_and_keeps_older_cards_json() -> None:
     from model.cascade_decisions import MODEL, CascadeDecisions
     from model.sheets import SheetRoute, SheetSearch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -107,3 +109,50 @@ def test_odd_pictures_search_without_error() -> None:
     for width, height in [(1, 1), (1, 500), (500, 1), (3, 700), (20000, 10), (7, 7)]:
         noise = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
         assert sheet_pixels(noise, 16).shape == (SheetSearch().slots, 16, 16, 3)
+
+
+def test_the_flat_sheet_is_the_whole_sheet_at_the_readers_size() -> None:
+    from model.sheets import flat_sheet
+
+    rgb = np.asarray(_scene(), dtype=np.uint8)
+    flat = flat_sheet(rgb, CORNERS, 512)
+    assert flat.dtype == np.uint8 and max(flat.shape[:2]) == 512
+    height, width = flat.shape[:2]
+    assert 1.2 < width / height < 1.6  # the sheet is about 141 x 98 pixels: its own proportions, not a square
+    grey = flat.mean(axis=2)
+    assert (grey > 200).mean() > 0.5 and (grey < 80).mean() > 0.03  # the ground, and its lines
+
+
+def test_the_sheet_to_read_is_found_again_in_the_same_picture() -> None:
+    from model.decode import decode_sheet_picture
+    from model.sheets import sheet_to_read
+
+    buffer = io.BytesIO()
+    _scene().save(buffer, format="PNG")
+    search = SheetSearch()
+    picture = decode_sheet_picture(buffer.getvalue(), 32, search)
+    assert picture.shape[1] == search.work_side  # the scene is wide: its long side at the work side
+    sheet = sheet_to_read(picture, 0, search, 256)
+    assert sheet is not None and max(sheet.size) == 256
+    assert sheet_to_read(picture, search.slots, search, 256) is None  # no sheet in that slot
+    assert sheet_to_read(np.zeros((64, 64, 3), dtype=np.uint8), 0, search, 256) is None
+
+
+def test_best_sheets_gives_each_pictures_best_slot() -> None:
+    import torch
+
+    from model.sheets import best_sheets
+
+    class Member:
+        """Scores a sheet by its mean brightness: the test picks which slot wins."""
+
+        def member_d_x(self, images: torch.Tensor, member: int) -> np.ndarray:
+            assert member == 1
+            return ((images.float().mean(dim=(1, 2, 3)) + 1) / 2).numpy()  # normalised to -1..1
+
+    sheets = torch.zeros((3, 4, 3, 8, 8), dtype=torch.uint8)
+    sheets[0, 0], sheets[0, 2] = 40, 90  # the second filled slot is brighter
+    sheets[1, 1] = 10  # one sheet, in slot 1
+    scores, slots = best_sheets(Member(), sheets, 1)
+    assert slots.tolist() == [2, 1, -1]  # the third picture holds no sheet
+    assert scores[0] > scores[1] > scores[2] == 0.0
