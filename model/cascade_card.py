@@ -267,14 +267,17 @@ def attach(
     card_band: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
     panel_read: tuple[Path, Path] | None = None,
     sheet_route: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
+    sheet_reading: tuple[npt.ArrayLike, npt.ArrayLike, Sequence[str], float, float] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
     `card_band` (the calibration photos' model scores, their sources and an alpha), the model's card band;
     with `panel_read` (the dataset and the measurement cache), the panel reading (`with_panel_read`); with
-    `sheet_route` (the calibration photos' best sheet scores, their sources and an alpha), the sheet route.
+    `sheet_route` (the calibration photos' best sheet scores, their sources and an alpha), the sheet route;
+    with `sheet_reading` (their best sheet scores, the characters read in those sheets, their sources, a
+    read share and an alpha), the sheet route's reading (`model.cascade_sheets.with_sheet_reading`).
     Without a fit `report`, the cascade is the one the card already serves (to give it a band, a panel
-    reading or a sheet route).
+    reading, a sheet route or its reading).
 
     Raises:
         ConfigError: no fit report and no cascade on the card, or a quadrant route without a fit report.
@@ -301,6 +304,11 @@ def attach(
         from model.cascade_sheets import with_sheet_route
 
         cascade = with_sheet_route(cascade, *sheet_route)
+    if sheet_reading is not None:
+        from model.cascade_sheets import with_sheet_reading
+
+        scores, characters, sources, share, alpha = sheet_reading
+        cascade = with_sheet_reading(cascade, scores, characters, sources, share=share, alpha=alpha)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -364,6 +372,19 @@ def register(subcommands: Any) -> None:
         "`alocc cascade sheets` measures it first)",
     )
     parser.add_argument(
+        "--sheet-read-share",
+        type=float,
+        help="also read the best sheet of pictures whose sheet scores under the sheet route's bound but "
+        "among the top share of calibration photos' (this share); a card from the characters bound at "
+        "--sheet-read-alpha (needs --data and a sheet route; `alocc cascade sheets` measures it first)",
+    )
+    parser.add_argument(
+        "--sheet-read-alpha",
+        type=float,
+        default=0.0005,
+        help="the sheet reading's false-positive rate on the calibration photos (default %(default)s)",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=Path("reports/cascade"),
@@ -407,6 +428,22 @@ def calibration_sheet_scores(data: Path, cache: Path, model_dir: Path) -> tuple[
     return SheetScores(data, cache, str(model_dir)).get(keys), [photo_source(key) for key in keys]
 
 
+def calibration_sheet_readings(
+    data: Path, cache: Path, model_dir: Path
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The best sheet score of every calibration photo of a dataset, the characters the verifier reads in
+    that sheet (-1 where it scores too low to be read: `model.cascade_sheets.SheetReadings`), and each
+    photo's source."""
+    from model.cascade_fit import photo_source
+    from model.cascade_sheets import SheetReadings, SheetScores
+
+    measured, keys = _calibration_photos(data, cache, model_dir)
+    sheets = SheetScores(data, cache, str(model_dir))
+    scores = sheets.get(keys)
+    characters = SheetReadings(sheets, measured).characters(keys, scores)
+    return scores, characters, [photo_source(key) for key in keys]
+
+
 def run_attach(args: argparse.Namespace) -> int:
     """`alocc cascade attach`."""
     from model.scoring import default_model_dir  # imports torch: not at `alocc --help` time
@@ -429,6 +466,12 @@ def run_attach(args: argparse.Namespace) -> int:
                 "--sheet-alpha needs --data: the route's bound is set on its calibration photos"
             )
         sheet_route = (*calibration_sheet_scores(args.data, args.cache, model_dir), args.sheet_alpha)
+    sheet_reading = None
+    if args.sheet_read_share is not None:
+        if args.data is None:
+            raise ConfigError("--sheet-read-share needs --data: its bounds are set on the calibration photos")
+        readings = calibration_sheet_readings(args.data, args.cache, model_dir)
+        sheet_reading = (*readings, args.sheet_read_share, args.sheet_read_alpha)
     out = args.out or model_dir
     card = attach(
         model_dir,
@@ -438,6 +481,7 @@ def run_attach(args: argparse.Namespace) -> int:
         card_band=card_band,
         panel_read=panel_read,
         sheet_route=sheet_route,
+        sheet_reading=sheet_reading,
     )
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
@@ -447,6 +491,11 @@ def run_attach(args: argparse.Namespace) -> int:
         band += f", panel reading from {policy['panel_read']['min_confident']} confident characters"
     if "sheets" in policy:
         band += f", cards from a sheet score of {policy['sheets']['card_from']:.5f}"
+        if "read_from" in policy["sheets"]:
+            band += (
+                f" (sheets read from {policy['sheets']['read_from']:.5f}, cards from "
+                f"{policy['sheets']['read_characters']} characters)"
+            )
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
         f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "

@@ -87,10 +87,13 @@ def evaluate_cascade(
     alpha: float,
     part_scores: Callable[[list[str]], np.ndarray] | None = None,
     sheet_scores: Callable[[list[str]], np.ndarray] | None = None,
+    sheet_characters: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The three columns for every evaluation folder and family; see the module docstring. A cascade with
     the quadrant route needs `part_scores` (keys -> their largest part scores, `model.quadrants`), one with
-    the sheet route `sheet_scores` (keys -> their best sheet scores, `model.sheets`)."""
+    the sheet route `sheet_scores` (keys -> their best sheet scores, `model.sheets`), one that reads sheets
+    `sheet_characters` (keys and their best sheet scores -> the characters read in those sheets,
+    `model.cascade_sheets.SheetReadings`)."""
     # send_from 0: the verifier reads every image; the page reading alone for the verifier-only column,
     # and as the policy reads them (the gate's images with its line reading too) for the cascade.
     pages = load_eval_folders(measured, 0.0, None, None)
@@ -104,16 +107,27 @@ def evaluate_cascade(
     if policy.sheets is not None and sheet_scores is None:
         raise ConfigError("this cascade has a sheet route: evaluating it needs the sheet scores")
     sheets = [None if sheet_scores is None else sheet_scores(measured.files(f.folder)) for f in folders]
+    reads_sheets = policy.sheets is not None and policy.sheets.read_from is not None
+    if reads_sheets and sheet_characters is None:
+        raise ConfigError("this cascade reads sheets: evaluating it needs the characters read in them")
+    characters = [
+        None if sheet_characters is None or q is None else sheet_characters(measured.files(f.folder), q)
+        for f, q in zip(folders, sheets, strict=True)
+    ]
     columns = {
         "model_only": family_rates(folders, [f.scores >= model_threshold for f in folders]),
         "verifier_only": family_rates(pages, [verifier_only_flags(alone, f) for f in pages]),
         "cascade": family_rates(
             folders,
             [
-                policy.cascade_scores(f.scores, f.features, f.looks, p, s) >= policy.threshold
+                policy.cascade_scores(f.scores, f.features, f.looks, p, s, sheet_characters=c)
+                >= policy.threshold
+                for f, p, s, c in zip(folders, parts, sheets, characters, strict=True)
+            ],
+            [
+                policy.sends(f.scores, f.looks, p, s) | policy.sheet_reads(f.scores, s)
                 for f, p, s in zip(folders, parts, sheets, strict=True)
             ],
-            [policy.sends(f.scores, f.looks, p, s) for f, p, s in zip(folders, parts, sheets, strict=True)],
         ),
     }
     sample = [key for key in measured.files(folders[-1].folder, _TIMED_READS)]
@@ -123,6 +137,7 @@ def evaluate_cascade(
         "send_from": policy.send_from,
         "parts_send_from": policy.parts_send_from,
         "sheet_card_from": None if policy.sheets is None else policy.sheets.card_from,
+        "sheet_read_from": None if policy.sheets is None else policy.sheets.read_from,
         "cascade_threshold": policy.threshold,
         "verifier_only_threshold": alone.threshold,
         "alpha": alpha,
@@ -149,6 +164,9 @@ def format_table(report: dict[str, Any]) -> str:
     sheet_from = report.get("sheet_card_from")
     if sheet_from is not None:
         route += f"; cards from a sheet score of {sheet_from:.5f}"
+    read_from = report.get("sheet_read_from")
+    if read_from is not None:
+        route += f" (sheets read from {read_from:.5f})"
     lines = [
         f"{report['cascade_version']}: model threshold {report['model_threshold']:.4f}, verifier reads from "
         f"{report['send_from']:.4f}{route}, cascade threshold {report['cascade_threshold']:.4f}; "
@@ -281,12 +299,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         parts = PartScores(args.data, args.out, args.model, cascade.policy.parts_member)
         part_scores = lambda keys: parts.get(keys)[1]  # noqa: E731 - the largest part score alone
-    sheet_scores = None
+    sheet_scores = sheet_characters = None
     if cascade.policy.sheets is not None:
         from model.cascade_sheets import SheetScores
 
         route = cascade.policy.sheets
-        sheet_scores = SheetScores(args.data, args.out, args.model, route.member, route.search).get
+        sheet_scorer = SheetScores(args.data, args.out, args.model, route.member, route.search)
+        sheet_scores = sheet_scorer.get
+        if route.read_from is not None:
+            from model.cascade_sheets import SheetReadings
+
+            sheet_characters = SheetReadings(sheet_scorer, measured).characters
     report = evaluate_cascade(
         measured,
         cascade,
@@ -295,6 +318,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         alpha=alpha,
         part_scores=part_scores,
         sheet_scores=sheet_scores,
+        sheet_characters=sheet_characters,
     )
     plot_band(report, args.out / "cascade-band.png")
     (args.out / "cascade-evaluation.json").write_text(json.dumps(report, indent=1) + "\n")

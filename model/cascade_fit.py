@@ -139,7 +139,7 @@ class Measurements:
     @property
     def _features(self) -> JsonLinesCache:
         if self._feature_cache is None:
-            self._feature_cache = JsonLinesCache(self._out / f"{self._features_stem()}.jsonl")
+            self._feature_cache = JsonLinesCache(self._out / f"{self.features_stem()}.jsonl")
         return self._feature_cache
 
     def seed_features(self, measure_output: Path) -> int:
@@ -178,7 +178,7 @@ class Measurements:
             return self._features.get_many(keys, self._read)
         if line_read not in self._line_features:
             read = line_read
-            stem = f"{self._features_stem()}-line-psm{read.page_segmentation}-h{read.text_height}"
+            stem = f"{self.features_stem()}-line-psm{read.page_segmentation}-h{read.text_height}"
             stem += f"-g{read.min_glyphs}{'-skip' if read.skip_page else ''}-shape"
             self._line_features[line_read] = JsonLinesCache(self._out / f"{stem}.jsonl")
         return self._line_features[line_read].get_many(
@@ -189,7 +189,7 @@ class Measurements:
         """The verifier's features of each file read with its ground flattened alone
         (`model.verifier.panel_read`; read now where not cached)."""
         if self._flattened_cache is None:
-            stem = f"{self._features_stem()}-flattened-b{GROUND_BLUR}-l{GROUND_LEVEL:g}"
+            stem = f"{self.features_stem()}-flattened-b{GROUND_BLUR}-l{GROUND_LEVEL:g}"
             self._flattened_cache = JsonLinesCache(self._out / f"{stem}.jsonl")
         return self._flattened_cache.get_many(keys, self._read_flattened)
 
@@ -201,9 +201,9 @@ class Measurements:
             self._progress.update()
         return rows
 
-    def _features_stem(self) -> str:
-        # The engine's release and the confidence that counts a character as confidently read are part of
-        # what a cached row means.
+    def features_stem(self) -> str:
+        """`features-<engine release>-<side>-psm<k>-c<confidence>`: what a cached reading means (the engine's
+        release and the confidence that counts a character as confidently read are part of it)."""
         config = self.config
         release = re.sub(r"[^0-9A-Za-z.]+", "-", self.engine_version()).strip("-")
         return f"features-{release}-{config.side}-psm{config.page_segmentation}-c{CONFIDENT_READ:g}"

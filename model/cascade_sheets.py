@@ -24,6 +24,7 @@ Writes `cascade-sheets.json` and prints the tables.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -79,13 +80,16 @@ class SheetScores:
         from model.scoring import Scorer  # imports torch
 
         self.data = data
+        self.out = out
         self.member = member
         self.search = search or SheetSearch()
         self.scorer = Scorer.load(model_dir, device="cpu")
-        by = "" if member is None else f"-member{member}"
-        self._cache = JsonLinesCache(
-            out / f"sheet-scores-{self.scorer.model_version}{by}-{search_digest(self.search)}.jsonl"
-        )
+        self._cache = JsonLinesCache(out / f"{self.cache_stem()}.jsonl")
+
+    def cache_stem(self) -> str:
+        """`sheet-scores-<version>-member<k>-<search digest>`: what the cache's scores were measured with."""
+        by = "" if self.member is None else f"-member{self.member}"
+        return f"sheet-scores-{self.scorer.model_version}{by}-{search_digest(self.search)}"
 
     def get(self, keys: Sequence[str]) -> npt.NDArray[np.float64]:
         """The best sheet score of each file (0 where it holds no sheet)."""
@@ -112,6 +116,168 @@ class SheetScores:
         best = best_sheet_scores(self.scorer, sheets, self.member)
         progress.update(len(keys))
         return [{"sheet": float(value)} for value in best]
+
+
+# Only sheets scoring from here up are read when measuring the sheet reading (its band starts above it):
+# most pictures' best sheets score far below, and a read costs tens of milliseconds.
+READ_FLOOR = 0.5
+DEFAULT_READ_SHARES = (0.0025, 0.005, 0.01)
+DEFAULT_READ_ALPHA = 0.0005
+
+
+class SheetReadings:
+    """What the verifier reads in each picture's best sheet (`TextVerifier.sheet_features`), for the
+    pictures whose best sheet scores from `READ_FLOOR` up, cached beside the sheet scores."""
+
+    def __init__(self, sheets: SheetScores, measured: Any) -> None:
+        """`measured` (`model.cascade_fit.Measurements`) gives the verifier and its features' cache name."""
+        self._sheets = sheets
+        self._measured = measured
+        stem = sheets.cache_stem().replace("sheet-scores-", "sheet-readings-")
+        self._cache = JsonLinesCache(sheets.out / f"{stem}-{measured.features_stem()}.jsonl")
+
+    def characters(self, keys: Sequence[str], scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The characters read (`TextFeatures.read_characters`) in each picture's best sheet; -1 where its
+        best sheet scores under `READ_FLOOR` (not read)."""
+        values = np.asarray(scores, dtype=np.float64).ravel()
+        out = np.full(len(keys), -1.0)
+        wanted = [i for i in range(len(keys)) if values[i] >= READ_FLOOR]
+        records = self._cache.get_many([keys[i] for i in wanted], self._read, chunk=_BATCH)
+        for i, record in zip(wanted, records, strict=True):
+            out[i] = float(record["read_characters"])
+        return out
+
+    def _read(self, keys: list[str]) -> list[dict[str, Any]]:
+        import torch
+
+        from model.decode import QUADRANTS, decode_with_parts
+        from model.sheets import best_sheets
+        from model.verifier.text_verifier import SheetReading
+
+        scorer, search = self._sheets.scorer, self._sheets.search
+        size = scorer.input_size
+        data = [(self._sheets.data / key).read_bytes() for key in keys]
+        decoded = [decode_with_parts(item, size, sheets=search)[1 + QUADRANTS :] for item in data]
+        pixels = torch.from_numpy(np.stack(decoded)).permute(0, 1, 4, 2, 3).contiguous()
+        _, slots = best_sheets(scorer, pixels, self._sheets.member)
+        verifier = self._measured.verifier()
+        rows = []
+        for item, slot in zip(data, slots, strict=True):
+            features = verifier.sheet_features(item, SheetReading(search, size, int(slot)))
+            rows.append({"slot": int(slot), **features.as_dict()})
+        return rows
+
+
+def _route_and_reading(
+    route: SheetRoute, scores: npt.NDArray[np.float64], characters: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """The pictures the route makes cards, with or without reading their best sheet."""
+    return route.cards(scores) | route.read_cards(scores, characters)
+
+
+def _characters_bound(values: npt.NDArray[np.float64], alpha: float, *, allow_max: bool = False) -> int:
+    """One more than the conformal bound at `alpha` on whole-number counts (at least 1); with `allow_max`, a
+    sample too small for `alpha` gives one more than its largest count."""
+    from model.calibrate import conformal_threshold  # imports torch
+
+    bound = conformal_threshold(values.astype(np.float32), alpha, allow_max=allow_max)
+    return max(1, int(np.floor(bound.rank_score)) + 1)
+
+
+def reading_bound(
+    calibration_scores: npt.ArrayLike,
+    calibration_characters: npt.ArrayLike,
+    sources: Sequence[str],
+    card_from: float,
+    *,
+    share: float,
+    alpha: float,
+) -> dict[str, Any]:
+    """The sheet reading's band and its bound on calibration photos.
+
+    `read_from` is the conformal bound at `share` on their best sheet scores (about that share of photos
+    like them has its best sheet read: the reading's budget), at least `READ_FLOOR`. The characters bound
+    is one more than the conformal bound at `alpha` on the characters read in their sheets (0 for a photo
+    whose sheet is not read), raised as the route's own bound is (`model.cascade_card.raised_bound`): above
+    the best photo of any calibration source that reaches the bound set on the other sources alone. Few
+    photos fall in the band (tens of thousands), so one source of T-shirts or posters decides the tail, and
+    a source like it that calibration never saw must still fall under the bound."""
+    from model.calibrate import conformal_threshold  # imports torch
+
+    scores = np.asarray(calibration_scores, dtype=np.float64).ravel()
+    characters = np.asarray(calibration_characters, dtype=np.float64).ravel()
+    read_from = max(READ_FLOOR, float(conformal_threshold(scores.astype(np.float32), share).threshold))
+    if read_from >= card_from:
+        raise ConfigError(
+            f"a reading band from {read_from:.5f} (share {share}) does not lie below the route's bound "
+            f"{card_from:.5f}: choose a larger share"
+        )
+    read = (scores >= read_from) & (scores < card_from)
+    if np.any(read & (characters < 0)):
+        raise ConfigError("a calibration photo in the reading band has no reading (its sheet was not read)")
+    values = np.where(read, np.maximum(characters, 0.0), 0.0)
+    conformal = _characters_bound(values, alpha)
+    names = np.asarray(list(sources))
+    raised, lead = conformal, ""
+    for name in sorted(set(names.tolist())):
+        inside = names == name
+        if inside.all():
+            break  # one source: nothing to leave out
+        top = float(values[inside].max(initial=0.0))
+        if top >= _characters_bound(values[~inside], alpha, allow_max=True) and int(top) + 1 > raised:
+            raised, lead = int(top) + 1, name
+    return {
+        "read_share": share,
+        "read_from": read_from,
+        "conformal_read_characters": conformal,
+        "read_characters": raised,
+        "raised_by_source": lead,
+        "calibration_read": int(read.sum()),
+        "calibration_flagged": int(np.sum(read & (characters >= raised))),
+    }
+
+
+def with_sheet_reading(
+    cascade: TextCascade,
+    calibration_scores: npt.ArrayLike,
+    calibration_characters: npt.ArrayLike,
+    sources: Sequence[str],
+    *,
+    share: float,
+    alpha: float,
+) -> TextCascade:
+    """The cascade with the sheet route's reading (`reading_bound`). Its false-positive bound adds to the
+    cascade's (a union bound, recorded on the card); the evaluation the card recorded no longer describes
+    its decisions, so it is dropped.
+
+    Raises:
+        ConfigError: the photos are not the ones the cascade was calibrated on, or the cascade has no sheet
+            route (the reading is its band under the route's bound).
+    """
+    import dataclasses
+
+    scores = np.asarray(calibration_scores, dtype=np.float64).ravel()
+    check_calibration_photos(cascade, len(scores))
+    route = cascade.policy.sheets
+    if route is None:
+        raise ConfigError("the sheet reading needs a cascade with the sheet route (attach --sheet-alpha)")
+    bound = reading_bound(scores, calibration_characters, sources, route.card_from, share=share, alpha=alpha)
+    reading = dataclasses.replace(
+        route, read_from=bound["read_from"], read_characters=bound["read_characters"]
+    )
+    before = cascade.calibration.get("sheet_route", {}).get("false_positive_bound")
+    prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
+    calibration = {
+        **cascade.calibration,
+        "sheet_reading": {
+            "target_fpr": alpha,
+            "calibration_photos": len(scores),
+            **bound,
+            "false_positive_bound": prior + alpha,  # everything before it and the reading (a union bound)
+        },
+    }
+    policy = dataclasses.replace(cascade.policy, sheets=reading)
+    return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
 
 
 def left_out_flags(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, int]:
@@ -181,9 +347,17 @@ def with_sheet_route(
 
 
 def measure(
-    data: Path, out: Path, model_dir: str | None, alphas: Sequence[float], member: int | None
+    data: Path,
+    out: Path,
+    model_dir: str | None,
+    alphas: Sequence[float],
+    member: int | None,
+    *,
+    read_shares: Sequence[float] = (),
+    read_alpha: float = DEFAULT_READ_ALPHA,
 ) -> dict[str, Any]:
-    """The three measurements of the module docstring, at each alpha."""
+    """The three measurements of the module docstring, at each alpha; with `read_shares`, the sheet reading
+    at each share (under the route's bound at the first alpha) too."""
     from model.cascade_fit import Measurements
     from model.verifier.engines import VerifierConfig
 
@@ -213,6 +387,39 @@ def measure(
                 "route_alone": family_rates(folders, [route.cards(scores) for scores in folder_scores]),
             }
         )
+    readings = []
+    if read_shares:
+        reader = SheetReadings(sheets, measured)
+        calib_chars, fit_chars = reader.characters(calib, calib_scores), reader.characters(fit, fit_scores)
+        folder_chars = [
+            reader.characters(measured.files(folder.folder), scores)
+            for folder, scores in zip(folders, folder_scores, strict=True)
+        ]
+        card_from = float(rows[0]["card_from"])  # type: ignore[arg-type]
+        for share in read_shares:
+            bound = reading_bound(
+                calib_scores, calib_chars, sources, card_from, share=share, alpha=read_alpha
+            )
+            route = SheetRoute(
+                card_from,
+                member,
+                read_from=float(bound["read_from"]),
+                read_characters=int(bound["read_characters"]),
+            )
+            caught = functools.partial(_route_and_reading, route)
+
+            readings.append(
+                {
+                    **bound,
+                    "alpha": read_alpha,
+                    "card_from": card_from,
+                    "fit_read": float(np.mean(route.reads(fit_scores))),
+                    "fit_caught": float(np.mean(caught(fit_scores, fit_chars))),
+                    "route_and_reading": family_rates(
+                        folders, [caught(q, c) for q, c in zip(folder_scores, folder_chars, strict=True)]
+                    ),
+                }
+            )
     return {
         "model_version": sheets.scorer.model_version,
         "member": member,
@@ -223,6 +430,7 @@ def measure(
         "fit_cards": len(fit),
         "highest_calibration_photos": highest_photos(calib_scores, calib),
         "rows": rows,
+        "readings": readings,
     }
 
 
@@ -270,6 +478,48 @@ def format_tables(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_readings(report: dict[str, Any]) -> str:
+    """The sheet reading per read share: its band and bound, the fit family, then the evaluation families
+    the route and the reading together make cards of."""
+    readings = report.get("readings") or []
+    if not readings:
+        return ""
+    lines = [
+        f"sheet reading under the route's bound {readings[0]['card_from']:.5f} (characters bound at alpha "
+        f"{readings[0]['alpha']})",
+        "| read share | read_from | characters (conformal; raised by) | calibration photos read | flagged "
+        "| train/photographed read | caught (route + reading) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    photos = report["calibration_photos"]
+    for row in readings:
+        lines.append(
+            f"| {row['read_share']} | {row['read_from']:.5f} | {row['read_characters']} "
+            f"({row['conformal_read_characters']}; {row['raised_by_source'] or 'none'}) | "
+            f"{row['calibration_read']} ({row['calibration_read'] / photos:.2%}) | "
+            f"{row['calibration_flagged']} | "
+            f"{row['fit_read']:.1%} | {row['fit_caught']:.1%} |"
+        )
+    lines += [
+        "",
+        "| folder / family | images | route + reading make cards of: "
+        + " | ".join(f"share {row['read_share']}" for row in readings)
+        + " |",
+        "| --- | --- | " + " | ".join("---" for _ in readings) + " |",
+    ]
+    for folder, result in readings[0]["route_and_reading"].items():
+        for family in ["all", *result["families"]]:
+            cells = []
+            for row in readings:
+                counts = row["route_and_reading"][folder]
+                counts = counts if family == "all" else counts["families"][family]
+                share = 1.0 - counts["rate"] if result["measure"] == "missed" else counts["rate"]
+                cells.append(f"{share:.1%}")
+            images = result["images"] if family == "all" else result["families"][family]["images"]
+            lines.append(f"| {folder} / {family} | {images} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade sheets` to the root parser's subparsers."""
     from model.model_commands import add_cascade_measurement
@@ -294,14 +544,39 @@ def register(subcommands: Any) -> None:
         default=DEFAULT_SHEET_MEMBER,
         help="the ensemble member that scores the sheets (default %(default)s; -1: the whole ensemble)",
     )
+    parser.add_argument(
+        "--read-shares",
+        type=float,
+        nargs="*",
+        default=list(DEFAULT_READ_SHARES),
+        help="measure the sheet reading with these shares of calibration photos read (default %(default)s; "
+        "none: the route alone)",
+    )
+    parser.add_argument(
+        "--read-alpha",
+        type=float,
+        default=DEFAULT_READ_ALPHA,
+        help="the sheet reading's target false-positive rate on calibration photos (default %(default)s)",
+    )
     parser.set_defaults(handler=run_sheets)
 
 
 def run_sheets(args: argparse.Namespace) -> int:
     """`alocc cascade sheets`."""
     member = None if args.member < 0 else args.member
-    report = measure(args.data, args.out, args.model, args.alpha, member)
+    report = measure(
+        args.data,
+        args.out,
+        args.model,
+        args.alpha,
+        member,
+        read_shares=args.read_shares,
+        read_alpha=args.read_alpha,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cascade-sheets.json").write_text(json.dumps(report, indent=1) + "\n")
     print(format_tables(report))
+    readings = format_readings(report)
+    if readings:
+        print("\n" + readings)
     return 0

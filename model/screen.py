@@ -68,6 +68,9 @@ class ScreenedBatch:
     looks: npt.NDArray[np.float64] | None
     part_scores: npt.NDArray[np.float32] | None
     sheet_scores: npt.NDArray[np.float32] | None = None
+    # the slot of each picture's best sheet (-1: none), where `sheet_scores` are given (the sheet reading
+    # reads that sheet: `model.sheets.sheet_to_read`)
+    sheet_slots: npt.NDArray[np.int64] | None = None
 
 
 def screen_batch(
@@ -92,12 +95,12 @@ def screen_batch(
     from model.decode import QUADRANTS
     from model.preprocess import normalise
     from model.quadrants import largest_part_scores, split_parts
-    from model.sheets import best_sheet_scores
+    from model.sheets import best_sheets
 
     whole, parts = split_parts(pixels)
     result = scorer.score(normalise(whole))
     looks = plain_line_looks(whole) if with_looks else None
-    part_scores = sheet_scores = None
+    part_scores = sheet_scores = sheet_slots = None
     if parts is not None:
         corners = parts[:, :QUADRANTS]
         wanted = np.ones(len(whole), dtype=bool)
@@ -108,8 +111,14 @@ def screen_batch(
             chosen = corners[torch.from_numpy(wanted).to(parts.device)]
             part_scores[wanted] = largest_part_scores(scorer, chosen, parts_member)
         if parts.shape[1] > QUADRANTS:
-            sheet_scores = best_sheet_scores(scorer, parts[:, QUADRANTS:], sheet_member)
-    return ScreenedBatch(result=result, looks=looks, part_scores=part_scores, sheet_scores=sheet_scores)
+            sheet_scores, sheet_slots = best_sheets(scorer, parts[:, QUADRANTS:], sheet_member)
+    return ScreenedBatch(
+        result=result,
+        looks=looks,
+        part_scores=part_scores,
+        sheet_scores=sheet_scores,
+        sheet_slots=sheet_slots,
+    )
 
 
 @dataclass(frozen=True)

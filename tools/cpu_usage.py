@@ -236,7 +236,7 @@ class CpuUsage:
         seen = sum(sampled.values())
         if seen <= 0:
             return {}
-        return {role: total * seconds / seen for role, seconds in sorted(sampled.items())}
+        return {role: total * seconds / seen for role, seconds in sorted(sampled.items()) if seconds > 0}
 
     def report(self) -> dict[str, object]:
         """The figures as plain JSON (cores = CPU seconds per wall second)."""

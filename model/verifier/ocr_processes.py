@@ -12,10 +12,11 @@ next read; the read in progress raises `VerifierUnavailable`, which the worker t
 decision for that image.
 
 Wire format (pipes; the parent is the only peer, so no authentication and no pickle): each message is
-`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHHHH"` (the line reading's
+`struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHHHHH"` (the line reading's
 page segmentation, text height, least glyphs and skip_page, all 0 for none: `model.verifier.line_read`;
-then the panel reading's least confident characters plus one, 0 for none: `model.verifier.panel_read`),
-then the image bytes as a message. Child -> parent:
+then the panel reading's least confident characters plus one, 0 for none: `model.verifier.panel_read`;
+then 1 for a sheet reading, `model.verifier.text_verifier.SheetReading`, whose JSON follows as a message:
+`{"search", "input_size", "slot"}`), then the image bytes as a message. Child -> parent:
 JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
 image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
 text never crosses the pipe.
@@ -41,30 +42,51 @@ from model.verifier.engines import VerifierConfig, VerifierUnavailable
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
+from model.verifier.text_verifier import SheetReading
 
 _HEADER = struct.Struct(">I")
-_READING = struct.Struct(">HHHHH")
+_READING = struct.Struct(">HHHHHH")
 
 
-def pack_reading(line_read: LineRead | None, panel_read: PanelRead | None = None) -> bytes:
-    """How to read an image, as the parent sends it with the image (zeros: a page reading alone)."""
+def pack_reading(
+    line_read: LineRead | None, panel_read: PanelRead | None = None, sheet: SheetReading | None = None
+) -> bytes:
+    """How to read an image, as the parent sends it before the image (zeros: a page reading alone); a sheet
+    reading's spec follows as its own message."""
     panel = 0 if panel_read is None else panel_read.min_confident + 1
-    if line_read is None:
-        return _READING.pack(0, 0, 0, 0, panel)
-    return _READING.pack(
-        line_read.page_segmentation,
-        line_read.text_height,
-        line_read.min_glyphs,
-        int(line_read.skip_page),
-        panel,
+    fields = (
+        (0, 0, 0, 0)
+        if line_read is None
+        else (
+            line_read.page_segmentation,
+            line_read.text_height,
+            line_read.min_glyphs,
+            int(line_read.skip_page),
+        )
     )
+    packed = _READING.pack(*fields, panel, int(sheet is not None))
+    if sheet is None:
+        return packed
+    spec = json.dumps({"search": sheet.search.to_json(), "input_size": sheet.input_size, "slot": sheet.slot})
+    return packed + _HEADER.pack(len(spec)) + spec.encode()
 
 
-def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None]:
-    """What `pack_reading` sent."""
-    page_segmentation, text_height, min_glyphs, skip_page, panel = _READING.unpack(data)
+def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None, bool]:
+    """What `pack_reading` sent in its fixed part: the line and panel readings, and whether a sheet
+    reading's spec follows (`unpack_sheet`)."""
+    page_segmentation, text_height, min_glyphs, skip_page, panel, sheet = _READING.unpack(data)
     line_read = LineRead(page_segmentation, text_height, min_glyphs, bool(skip_page)) if text_height else None
-    return line_read, (PanelRead(panel - 1) if panel else None)
+    return line_read, (PanelRead(panel - 1) if panel else None), bool(sheet)
+
+
+def unpack_sheet(spec: bytes) -> SheetReading:
+    """The sheet reading `pack_reading` sent after its fixed part."""
+    from model.sheets import SheetSearch
+
+    record = json.loads(spec)
+    return SheetReading(
+        SheetSearch.from_json(record["search"]), int(record["input_size"]), int(record["slot"])
+    )
 
 
 _START_TIMEOUT_S = 60.0  # loading the language models takes about 0.2 s; a loaded host, much more
@@ -110,9 +132,15 @@ class OcrProcess:
         return self._process.pid
 
     def features(
-        self, data: bytes, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+        self,
+        data: bytes,
+        *,
+        line_read: LineRead | None = None,
+        panel_read: PanelRead | None = None,
+        sheet: SheetReading | None = None,
     ) -> TextFeatures:
-        """Read one image in the child (with the line or the panel reading too, where given).
+        """Read one image in the child (with the line or the panel reading too, where given), or with
+        `sheet`, the picture's sheet alone (`TextVerifier.sheet_features`).
 
         Raises:
             VerifierUnavailable: the child failed on this image, died, or did not answer in time; the
@@ -121,7 +149,7 @@ class OcrProcess:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            stdin.write(pack_reading(line_read, panel_read) + _HEADER.pack(len(data)) + data)
+            stdin.write(pack_reading(line_read, panel_read, sheet) + _HEADER.pack(len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.close()
@@ -215,9 +243,16 @@ class OcrProcessReader:
         self, data: bytes, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
     ) -> TextFeatures:
         """Read one image; raises `VerifierUnavailable` when the child fails (see `OcrProcess.features`)."""
+        return self._on_child(data, line_read=line_read, panel_read=panel_read)
+
+    def sheet_features(self, data: bytes, sheet: SheetReading) -> TextFeatures:
+        """Read a picture's sheet; raises `VerifierUnavailable` when the child fails."""
+        return self._on_child(data, sheet=sheet)
+
+    def _on_child(self, data: bytes, **reading: Any) -> TextFeatures:
         child = self._child()
         try:
-            return child.features(data, line_read=line_read, panel_read=panel_read)
+            return child.features(data, **reading)
         finally:
             if not child.alive:
                 self._local.child = None
@@ -279,18 +314,32 @@ def child_main(config_json: str) -> int:
     os.dup2(devnull, 2)
     os.close(devnull)
     while True:
-        header = source.read(_READING.size + _HEADER.size)
-        if len(header) < _READING.size + _HEADER.size:
+        header = source.read(_READING.size)
+        if len(header) < _READING.size:
             return 0  # the parent closed our input: stop
-        (length,) = _HEADER.unpack(header[_READING.size :])
-        data = source.read(length)
+        line_read, panel_read, with_sheet = unpack_reading(header)
+        spec = _read_message(source) if with_sheet else b""
+        data = _read_message(source)
+        if spec is None or data is None:
+            return 0
         try:
-            line_read, panel_read = unpack_reading(header[: _READING.size])
-            features = verifier.features(data, limits=limits, line_read=line_read, panel_read=panel_read)
+            if with_sheet:
+                features = verifier.sheet_features(data, unpack_sheet(spec), limits=limits)
+            else:
+                features = verifier.features(data, limits=limits, line_read=line_read, panel_read=panel_read)
         except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer
             send({"ok": False, "error": type(exc).__name__, "message": str(exc)[:300]})
             continue
         send({"ok": True, "features": features.as_dict()})
+
+
+def _read_message(source: Any) -> bytes | None:
+    """One length-prefixed message from the parent; None where its input ended."""
+    header = source.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack(header)
+    return bytes(source.read(length))
 
 
 if __name__ == "__main__":

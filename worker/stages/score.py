@@ -48,6 +48,8 @@ class ScoredBatch:
     part_scores: np.ndarray | None
     # (N,) best sheet scores (`model.sheets`) where the cascade has the sheet route, else None
     sheet_scores: np.ndarray | None
+    # (N,) the slot of each picture's best sheet (-1: none), with `sheet_scores` (the sheet reading reads it)
+    sheet_slots: np.ndarray | None
     threshold: float
     mode: str
     model_version: str
@@ -137,6 +139,7 @@ class ScoringStage:
             looks=screened.looks,
             part_scores=screened.part_scores,
             sheet_scores=screened.sheet_scores,
+            sheet_slots=screened.sheet_slots,
             threshold=float(result.threshold),
             mode=str(mode),
             model_version=str(result.model_version),

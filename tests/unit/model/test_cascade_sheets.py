@@ -10,7 +10,13 @@ import pytest
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
 from model.cascade_card import raised_bound
-from model.cascade_sheets import highest_photos, left_out_flags, with_sheet_route
+from model.cascade_sheets import (
+    highest_photos,
+    left_out_flags,
+    reading_bound,
+    with_sheet_reading,
+    with_sheet_route,
+)
 from model.errors import ConfigError
 from model.sheets import SheetSearch
 from model.verifier.engines import VerifierConfig
@@ -91,3 +97,43 @@ def test_the_report_names_the_calibration_photos_that_set_the_bound() -> None:
         {"key": keys[1], "source": "lomiri-16.04", "sheet": 0.99},
         {"key": keys[3], "source": "lomiri-16.04", "sheet": 0.97},
     ]
+
+
+def test_the_reading_band_and_its_characters_bound_raised_by_the_source_that_stood_out() -> None:
+    # 4,000 photos, 40 with a best sheet (0.90-0.98): a 1% share reads the 39 above the lowest. Read, source
+    # "a"'s sheets show 0-2 characters, "b"'s one T-shirt 9: the conformal bound at alpha 0.0005 is the
+    # second highest count (2), and "b", left out, reaches the bound "a" sets alone: raised above it.
+    scores = np.r_[np.zeros(3960), np.linspace(0.90, 0.98, 40)]
+    characters = np.r_[np.full(3960, -1.0), np.tile([0.0, 1.0, 2.0, 1.0], 10)]
+    characters[-1] = 9.0
+    sources = ["a"] * 3999 + ["b"]
+
+    bound = reading_bound(scores, characters, sources, 0.99, share=0.01, alpha=0.0005)
+
+    assert bound["read_from"] == pytest.approx(0.90, abs=1e-6) and bound["read_from"] > 0.90
+    assert bound["calibration_read"] == 39
+    assert bound["conformal_read_characters"] == 3
+    assert (bound["read_characters"], bound["raised_by_source"]) == (10, "b")
+    assert bound["calibration_flagged"] == 0
+    with pytest.raises(ConfigError, match="larger share"):
+        reading_bound(scores, characters, sources, 0.9, share=0.01, alpha=0.0005)
+    unread = np.where(scores > 0, -1.0, characters)
+    with pytest.raises(ConfigError, match="no reading"):
+        reading_bound(scores, unread, sources, 0.99, share=0.01, alpha=0.0005)
+
+
+def test_the_reading_goes_on_the_card_under_the_route_with_its_union_bound() -> None:
+    photos = np.r_[np.zeros(1980), np.linspace(0.90, 0.97, 20)]
+    characters = np.r_[np.full(1980, -1.0), np.zeros(19), 4.0]
+    routed = with_sheet_route(_cascade(), photos, ["a"] * 2000, 0.0005, member=1)
+    read = with_sheet_reading(routed, photos, characters, ["a"] * 2000, share=0.01, alpha=0.0005)
+
+    route = read.policy.sheets
+    assert route is not None and route.card_from == routed.policy.sheets.card_from  # type: ignore[union-attr]
+    # One source, 2,000 photos: the bound is the top count (4), so a card from 5 characters.
+    assert route.read_from == pytest.approx(0.90, abs=1e-6) and route.read_characters == 5
+    assert read.calibration["sheet_reading"]["false_positive_bound"] == pytest.approx(0.0025)
+    assert read.version != routed.version and read.measured == {}
+    assert TextCascade.from_json(json.loads(json.dumps(read.to_json()))) == read
+    with pytest.raises(ConfigError, match="sheet route"):
+        with_sheet_reading(_cascade(), photos, characters, ["a"] * 2000, share=0.01, alpha=0.0005)

@@ -52,7 +52,7 @@ def test_children_cpu_is_split_by_the_module_they_run() -> None:
         for child in children:
             child.wait()  # reaped inside the measurement, as the worker's children are
     by_role = usage.reaped_children_seconds_by_role
-    assert set(by_role) == {"ocr", "decode"}
-    assert min(by_role.values()) > 0.05
+    # Other tests' children (a module's OCR process) may live on beside them: the two are there, and busy.
+    assert by_role["ocr"] > 0.05 and by_role["decode"] > 0.05
     assert sum(by_role.values()) == pytest.approx(usage.reaped_children_seconds)
-    assert set(usage.report()["children_cores_by_role"]) == {"ocr", "decode"}  # type: ignore[arg-type]
+    assert {"ocr", "decode"} <= set(usage.report()["children_cores_by_role"])  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from ocr_samples import LATIN_FONT, engine_reads, one_line_card, png
+from ocr_samples import LATIN_FONT, engine_reads, one_line_card, photographed_notice, png, sheet_reading
 from PIL import Image, ImageDraw, ImageFont
 
 from model.decode import DEFAULT_LIMITS
@@ -77,7 +77,26 @@ def test_a_child_reads_a_panel_with_its_ground_flattened_when_asked(reader: OcrP
 @pytest.mark.parametrize("panel_read", [None, PanelRead(0), PanelRead(7)])
 def test_the_reading_crosses_the_pipe_whole(line_read: LineRead | None, panel_read: PanelRead | None) -> None:
     packed = ocr_processes.pack_reading(line_read, panel_read)
-    assert ocr_processes.unpack_reading(packed) == (line_read, panel_read)
+    assert ocr_processes.unpack_reading(packed) == (line_read, panel_read, False)
+
+
+def test_a_sheet_reading_crosses_the_pipe_after_the_fixed_part() -> None:
+    from model.sheets import SheetSearch
+    from model.verifier.text_verifier import SheetReading
+
+    sheet = SheetReading(SheetSearch(closings=(0, 3)), 96, 2)
+    packed = ocr_processes.pack_reading(None, None, sheet)
+    fixed = ocr_processes._READING.size
+    assert ocr_processes.unpack_reading(packed[:fixed]) == (None, None, True)
+    assert ocr_processes.unpack_sheet(packed[fixed + ocr_processes._HEADER.size :]) == sheet
+
+
+def test_a_child_reads_a_photographed_notices_sheet(reader: OcrProcessReader) -> None:
+    data = png(photographed_notice())
+    features = reader.sheet_features(data, sheet_reading(data))
+    assert features.read_characters >= 6
+    # The sheet alone was read: its text covers more of what was read than of the whole picture.
+    assert features.read_area > reader.features(data).read_area
 
 
 def test_a_read_from_a_child_that_died_fails_with_the_reason() -> None:
