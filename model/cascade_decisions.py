@@ -34,6 +34,7 @@ MODEL_FALLBACK = "model_fallback"
 SCORE_ROUTE = "model_score"
 PLAIN_LINE_ROUTE = "plain_line"
 PARTS_ROUTE = "quadrants"  # decided by the main rule, like the score route
+SHEET_READING = "sheet_reading"  # only the best sheet is read (`model.sheets.SheetRoute.read_from`)
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def score_paths(
                 sheet_member=sheets.member if sheets is not None else None,
             )
             batch, looks, part_scores = screened.result, screened.looks, screened.part_scores
-            sheet_scores = screened.sheet_scores
+            sheet_scores, sheet_slots = screened.sheet_scores, screened.sheet_slots
             for row, (i, score, excluded) in enumerate(zip(good, batch.scores, batch.excluded, strict=True)):
                 scored[i] = {
                     "score": float(score),
@@ -142,6 +142,7 @@ def score_paths(
                     look = None if looks is None else looks[row]
                     part = None if part_scores is None else float(part_scores[row])
                     sheet = None if sheet_scores is None else float(sheet_scores[row])
+                    slot = None if sheet_slots is None else int(sheet_slots[row])
                     scored[i].update(
                         _decide(
                             cascade,
@@ -151,6 +152,8 @@ def score_paths(
                             look,
                             part_score=part,
                             sheet_score=sheet,
+                            sheet_slot=slot,
+                            input_size=scorer.input_size,
                         )
                     )
         for i, (path, value) in enumerate(loaded):
@@ -191,11 +194,15 @@ def _decide(
     *,
     part_score: float | None = None,
     sheet_score: float | None = None,
+    sheet_slot: int | None = None,
+    input_size: int = 0,
 ) -> dict[str, Any]:
-    """The cascade's decision for one scored image, read here if the policy sends it (as the worker does)."""
+    """The cascade's decision for one scored image, read here if the policy sends it (as the worker does:
+    the page, its best sheet, or both)."""
     from model.cascade_decisions import describe_failure
     from model.errors import ImageError
     from model.verifier.engines import VerifierUnavailable
+    from model.verifier.text_verifier import SheetReading
 
     text_cascade, verifier = cascade
     score, excluded, threshold = model["score"], model["excluded"], model["threshold"]
@@ -204,12 +211,17 @@ def _decide(
     )
     if verdict is None:
         try:
-            features = verifier.features(
-                path.read_bytes(),
-                line_read=decisions.line_read(look),
-                panel_read=decisions.panel_read(look, score),
-            )
-            verdict = decisions.verified(score, features, look)
+            data = path.read_bytes()
+            features = sheet = None
+            if decisions.reads_page(score, look, part_score=part_score, sheet_score=sheet_score):
+                features = verifier.features(
+                    data, line_read=decisions.line_read(look), panel_read=decisions.panel_read(look, score)
+                )
+            if decisions.reads_sheet(score, sheet_score):
+                route = text_cascade.policy.sheets
+                assert route is not None and sheet_slot is not None
+                sheet = verifier.sheet_features(data, SheetReading(route.search, input_size, sheet_slot))
+            verdict = decisions.verified(score, features, look, sheet_score=sheet_score, sheet_features=sheet)
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
             verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))
     record: dict[str, Any] = {

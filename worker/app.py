@@ -54,7 +54,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
-from model.cascade_decisions import CascadeDecisions, Verdict, describe_failure
+from model.cascade_decisions import SHEET_READING, CascadeDecisions, Verdict, describe_failure
 from schemas.events import ImageUploaded
 from worker.committer import Committer
 from worker.failures import BadInput, InvalidEvent, KafkaFatalError, WorkerError
@@ -114,6 +114,7 @@ class _AwaitingVerifier:
     model_threshold: float
     mode: str
     look: Any  # the image's plain-line look (`model.screen`): which of the cascade's rules decides
+    sheet_score: float | None = None  # its best sheet's score, where the cascade has the sheet route
     future: concurrent.futures.Future[Reading] | None = None
 
 
@@ -540,21 +541,32 @@ class Worker:
                     self.metrics.sheet_cards.inc()
                 now.append((item, verdict))
             else:
-                self._send_to_verifier(item, score, excluded, result, look)
+                self._send_to_verifier(item, score, excluded, result, row)
         self._store_and_finish(now, result.mode)
         self._batch_done = True
 
     def _send_to_verifier(
-        self, item: InFlight, score: float, excluded: bool, result: ScoredBatch, look: Any
+        self, item: InFlight, score: float, excluded: bool, result: ScoredBatch, row: int
     ) -> None:
         assert self._verification is not None and item.event is not None
-        awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode, look)
+        look = None if result.looks is None else result.looks[row]
+        part_score = None if result.part_scores is None else float(result.part_scores[row])
+        sheet_score = None if result.sheet_scores is None else float(result.sheet_scores[row])
+        decisions = self._decisions
+        page = decisions.reads_page(score, look, part_score=part_score, sheet_score=sheet_score)
+        sheet_slot = None
+        if decisions.reads_sheet(score, sheet_score):
+            assert result.sheet_slots is not None
+            sheet_slot = int(result.sheet_slots[row])
+        awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode, look, sheet_score)
         future = self._verification.submit(
             item.event.image_url,
-            line_read=self._decisions.line_read(look),
-            panel_read=self._decisions.panel_read(look, score),
+            line_read=decisions.line_read(look) if page else None,
+            panel_read=decisions.panel_read(look, score) if page else None,
+            page=page,
+            sheet_slot=sheet_slot,
         )
-        self.metrics.verifier_sends.labels(self._decisions.route(look, score)).inc()
+        self.metrics.verifier_sends.labels(decisions.route(look, score) if page else SHEET_READING).inc()
         self._verifying += 1
         self.metrics.verifier_in_flight.set(self._verifying)
         future.add_done_callback(functools.partial(self._on_read, awaiting))
@@ -590,7 +602,13 @@ class Worker:
             self.stats.verifier_reads += 1
             self.metrics.verifier_reads.labels("read").inc()
             self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
-            return self._decisions.verified(awaiting.model_score, reading.features, awaiting.look)
+            return self._decisions.verified(
+                awaiting.model_score,
+                reading.features,
+                awaiting.look,
+                sheet_score=awaiting.sheet_score,
+                sheet_features=reading.sheet,
+            )
         self.stats.verifier_failures += 1
         self.metrics.verifier_reads.labels("failed").inc()
         reason = describe_failure(error)

@@ -110,7 +110,11 @@ def build_worker(
     preparer = build_preparer(
         settings, loaded.input_size, closers, with_parts=with_parts, sheets=sheets.search if sheets else None
     )
-    verification = build_verification(settings, cascade, closers) if cascade is not None else None
+    verification = (
+        build_verification(settings, cascade, closers, input_size=loaded.input_size)
+        if cascade is not None
+        else None
+    )
 
     return Worker(
         consumer=Consumer(settings.kafka.consumer_config()),
@@ -174,9 +178,12 @@ def served_cascade(settings: Settings, scorer: Any) -> TextCascade | None:
     return cascade
 
 
-def build_verification(settings: Settings, cascade: TextCascade, closers: list[Any]) -> VerificationStage:
+def build_verification(
+    settings: Settings, cascade: TextCascade, closers: list[Any], *, input_size: int = 0
+) -> VerificationStage:
     """The verifier stage of `cascade`: its own SSRF-safe fetcher and OCR child processes (both appended
-    to `closers`).
+    to `closers`); where the cascade reads sheets, they are found again on pictures decoded for the model's
+    input of `input_size`.
 
     Raises:
         ConfigurationError: the OCR engine or its language models are not installed.
@@ -215,7 +222,15 @@ def build_verification(settings: Settings, cascade: TextCascade, closers: list[A
     )
     fetcher = BackgroundFetcher(settings.fetch)
     closers.extend([fetcher, reader])
-    return VerificationStage(fetcher, reader, workers=settings.verifier.workers)
+    sheets = cascade.policy.sheets
+    reads_sheets = sheets is not None and sheets.read_from is not None
+    return VerificationStage(
+        fetcher,
+        reader,
+        workers=settings.verifier.workers,
+        sheets=sheets.search if reads_sheets and sheets is not None else None,
+        input_size=input_size,
+    )
 
 
 def image_limits(settings: Settings) -> Any:

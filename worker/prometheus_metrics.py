@@ -68,8 +68,9 @@ class WorkerMetrics:
         self.verifier_sends = Counter(
             "alocc_verifier_sends_total",
             "Images sent to the text verifier, by route: model_score (at or above the card's send_from), "
-            "quadrants (a corner of the picture scores like a card: the card's parts_send_from) or "
-            "plain_line (the gate: one line on a plain ground; its own rule decides). The gate's and the "
+            "quadrants (a corner of the picture scores like a card: the card's parts_send_from), "
+            "plain_line (the gate: one line on a plain ground; its own rule decides) or sheet_reading (only "
+            "the picture's best sheet is read: the sheet route's read_from). The gate's and the "
             "quadrants' shares are costs the card's budget assumed from calibration photos: watch them on "
             "real uploads.",
             ["route"],

@@ -22,18 +22,22 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from model.sheets import SheetSearch
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
+from model.verifier.text_verifier import SheetReading
 from worker.stages.prepare import Fetcher, fetch_then
 
 
 @dataclass(frozen=True)
 class Reading:
-    """What the verifier made of one image, and how long it took (download included)."""
+    """What the verifier made of one image, and how long it took (download included): the page's features
+    where the page was read, its best sheet's where that was read (the sheet route's reading)."""
 
-    features: TextFeatures
+    features: TextFeatures | None
     seconds: float
+    sheet: TextFeatures | None = None
 
 
 class Reader(Protocol):
@@ -45,30 +49,60 @@ class Reader(Protocol):
         """Read one image (with the line or the panel reading too, where given); raises on any failure."""
         ...
 
+    def sheet_features(self, data: bytes, sheet: SheetReading) -> TextFeatures:
+        """Read a picture's sheet (`TextVerifier.sheet_features`); raises on any failure."""
+        ...
+
 
 class VerificationStage:
     """Downloads and reads images on a thread pool; `submit(url)` returns a future of `Reading`."""
 
-    def __init__(self, fetcher: Fetcher, reader: Reader, *, workers: int) -> None:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        reader: Reader,
+        *,
+        workers: int,
+        sheets: SheetSearch | None = None,
+        input_size: int = 0,
+    ) -> None:
         """Create the stage.
 
         Args:
             fetcher: Downloads bytes (normally its own `BackgroundFetcher`).
             reader: Reads an image with the verifier the model card names, with the worker's image limits.
             workers: Reads at once (each takes about one core while its engine runs).
+            sheets: The sheet route's search, where the served cascade reads sheets: a picture's sheet is
+                found again, as the decode processes found it for the model's input of `input_size`.
+            input_size: The model's input side (with `sheets`).
         """
         self._fetcher = fetcher
         self._reader = reader
+        self._sheets = sheets
+        self._input_size = input_size
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="alocc-verify"
         )
 
     def submit(
-        self, url: str, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+        self,
+        url: str,
+        *,
+        line_read: LineRead | None = None,
+        panel_read: PanelRead | None = None,
+        page: bool = True,
+        sheet_slot: int | None = None,
     ) -> concurrent.futures.Future[Reading]:
-        """Download and read `url` (with `line_read` too, for the plain-line gate's images; `panel_read`, for
-        the score route's); the future raises on any failure (the caller falls back)."""
-        read = functools.partial(self._read, line_read=line_read, panel_read=panel_read)
+        """Download and read `url`: as a page where `page` (with `line_read` too, for the plain-line gate's
+        images; `panel_read`, for the score route's), and its sheet in `sheet_slot` where given (the sheet
+        route's reading); the future raises on any failure (the caller falls back)."""
+        if sheet_slot is not None and self._sheets is None:
+            raise ValueError("this stage reads no sheets: the served cascade has no sheet reading")
+        if not page and sheet_slot is None:
+            raise ValueError("nothing to read: neither the page nor a sheet")
+        read = functools.partial(
+            self._read, line_read=line_read, panel_read=panel_read, page=page, sheet_slot=sheet_slot
+        )
         return fetch_then(self._fetcher, url, self._pool, read)
 
     def _read(
@@ -79,14 +113,23 @@ class VerificationStage:
         *,
         line_read: LineRead | None,
         panel_read: PanelRead | None,
+        page: bool,
+        sheet_slot: int | None,
     ) -> None:
         started = time.monotonic()
         try:
-            features = self._reader.features(data, line_read=line_read, panel_read=panel_read)
+            features = (
+                self._reader.features(data, line_read=line_read, panel_read=panel_read) if page else None
+            )
+            sheet = None
+            if sheet_slot is not None:
+                assert self._sheets is not None
+                reading = SheetReading(self._sheets, self._input_size, sheet_slot)
+                sheet = self._reader.sheet_features(data, reading)
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return
-        result.set_result(Reading(features, fetch_s + time.monotonic() - started))
+        result.set_result(Reading(features, fetch_s + time.monotonic() - started, sheet))
 
     def close(self) -> None:
         """Stop the read threads (reads not started are cancelled)."""

@@ -276,14 +276,17 @@ def fake_decode(data: bytes) -> torch.Tensor:
 def fake_decode_with_parts(data: bytes, sheet_slots: int = 0) -> torch.Tensor:
     """`fake_decode`'s picture, then its four corner squares (`(5, 3, S, S)`): b"strip"'s lower corners are
     its white notice; every other picture's corners look like the picture. With `sheet_slots`, then that
-    many sheet slots: b"pinned" (a dark scene, scored 0.0 whole) holds one white sheet; no other picture
-    holds any (all-zero slots)."""
-    whole = fake_decode(data)
+    many sheet slots: b"pinned" (a dark scene, scored 0.0 whole) holds one white sheet; b"pinned-far..."
+    (the same, its notice photographed from further away) a light grey sheet in its second slot (scored
+    about 0.9), after a black one; no other picture holds any (all-zero slots)."""
+    whole = fake_decode(data[:6] if data.startswith(b"pinned") else data)
     black, white = torch.zeros_like(whole), torch.full_like(whole, 255)
     parts = [whole, black, black, white, white] if data == b"strip" else [whole] * 5
     sheets = [black] * sheet_slots
     if data == b"pinned" and sheet_slots:
         sheets[0] = white
+    if data.startswith(b"pinned-far") and sheet_slots > 1:
+        sheets[0], sheets[1] = torch.full_like(whole, 1), torch.full_like(whole, 230)
     return torch.stack(parts + sheets)
 
 
@@ -326,14 +329,24 @@ class FakeVerification:
         self.requests: list[str] = []
         self.line_reads: dict[str, LineRead | None] = {}  # url: the line reading it was asked for
         self.panel_reads: dict[str, PanelRead | None] = {}  # url: the panel reading it was asked for
+        self.pages: dict[str, bool] = {}  # url: whether its page was read
+        self.sheet_slots: dict[str, int | None] = {}  # url: the sheet slot read (the sheet reading)
         self.closed = False
 
     def submit(
-        self, url: str, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+        self,
+        url: str,
+        *,
+        line_read: LineRead | None = None,
+        panel_read: PanelRead | None = None,
+        page: bool = True,
+        sheet_slot: int | None = None,
     ) -> concurrent.futures.Future[Reading]:
         self.requests.append(url)
         self.line_reads[url] = line_read
         self.panel_reads[url] = panel_read
+        self.pages[url] = page
+        self.sheet_slots[url] = sheet_slot
         future: concurrent.futures.Future[Reading] = concurrent.futures.Future()
         count = self.characters.get(url.removeprefix("fake://"))
 
@@ -344,7 +357,12 @@ class FakeVerification:
             features = TextFeatures(
                 count, count, count, 0.1 if count else 0.0, 1 if count else 0, 0.1, 0.8, count
             )
-            future.set_result(Reading(features, self.delay_s))
+            # The page and the sheet read the same characters here.
+            future.set_result(
+                Reading(
+                    features if page else None, self.delay_s, features if sheet_slot is not None else None
+                )
+            )
 
         threading.Timer(self.delay_s, answer).start()
         return future

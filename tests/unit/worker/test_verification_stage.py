@@ -88,3 +88,30 @@ def test_the_gates_pictures_are_read_as_lines_through_the_ocr_processes() -> Non
     # The rule crosses the pipe with the reading: the letter's line is read only when no glyphs are asked.
     assert (skipped.read_characters, skipped.drawing_glyphs) == (0, 1)
     assert every_line.read_characters == 1
+
+
+@pytest.mark.skipif(not engine_reads(LATIN_FONT), reason="tesserocr or its language models missing")
+def test_a_pictures_sheet_is_found_again_and_read_through_the_ocr_processes() -> None:
+    """The sheet reading: the stage names the slot, the child decodes and finds the sheet again."""
+    from ocr_samples import photographed_notice
+
+    from model.sheets import SheetSearch
+
+    reader = OcrProcessReader(VerifierConfig(timeout_s=5.0), DEFAULT_LIMITS)
+    payloads = {"notice": png(photographed_notice())}
+    stage = VerificationStage(FakeFetcher(payloads), reader, workers=1, sheets=SheetSearch(), input_size=96)
+    plain = VerificationStage(FakeFetcher(payloads), reader, workers=1)
+    try:
+        alone = stage.submit("fake://notice", page=False, sheet_slot=0).result(timeout=60)
+        both = stage.submit("fake://notice", sheet_slot=0).result(timeout=60)
+        with pytest.raises(ValueError, match="no sheets"):
+            plain.submit("fake://notice", sheet_slot=0)
+        with pytest.raises(ValueError, match="nothing to read"):
+            stage.submit("fake://notice", page=False)
+    finally:
+        stage.close()
+        plain.close()
+        reader.close()
+
+    assert alone.features is None and alone.sheet is not None and alone.sheet.read_characters >= 6
+    assert both.features is not None and both.sheet == alone.sheet

@@ -436,6 +436,32 @@ def test_a_cascade_with_the_sheet_route_excludes_a_photographed_notice_without_a
     assert metric("alocc_card_band_total") == 0.0
 
 
+def test_the_sheet_reading_reads_the_best_sheet_below_the_bound_and_excludes_by_its_characters() -> None:
+    # "pinned-far"'s best sheet (slot 1) scores about 0.9, under the route's bound 0.99 and in its reading
+    # band (from 0.8): only that sheet is read, and its 20 characters make a card; "pinned-blank"'s reads 2.
+    policy = dataclasses.replace(
+        _reads_text_policy(),
+        parts_send_from=0.9,
+        sheets=SheetRoute(card_from=0.99, search=SheetSearch(slots=3), read_from=0.8, read_characters=8),
+    )
+
+    rig, verification = _run_cascade(
+        policy, {"pinned-far": 20, "pinned-far-2": 2}, ["pinned-far", "pinned-far-2", "photo"]
+    )
+
+    assert verification.requests == ["fake://pinned-far", "fake://pinned-far-2"]  # not the photo
+    assert verification.sheet_slots == {"fake://pinned-far": 1, "fake://pinned-far-2": 1}
+    assert verification.pages == {"fake://pinned-far": False, "fake://pinned-far-2": False}
+    card, blank, photo = rig.store.rows["a"], rig.store.rows["b"], rig.store.rows["c"]
+    assert (card.decided_by, card.excluded, card.threshold) == ("verifier", True, 0.8)
+    assert card.score >= card.threshold  # what search reads stays consistent
+    assert card.verifier is not None and card.verifier["sheet_read_characters"] == 20
+    assert (blank.decided_by, blank.excluded) == ("verifier", False) and blank.score < blank.threshold
+    assert (photo.decided_by, photo.excluded) == ("model", False)
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_verifier_sends_total", {"route": "sheet_reading"}) == 2.0
+
+
 def test_the_score_routes_reads_ask_for_the_panel_reading_and_the_corners_do_not() -> None:
     # The white card is sent by its whole score (0.3 up), the strip by a corner (its whole score is 0.25).
     policy = dataclasses.replace(_reads_text_policy(), parts_send_from=0.9, panel_read=PanelRead(6))
