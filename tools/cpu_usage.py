@@ -205,7 +205,8 @@ class CpuUsage:
         # read's Tesseract process when its read ends.
         self.reaped_children_seconds = times.children_user + times.children_system - self._children
         self.reaped_children_cores = self.reaped_children_seconds / wall
-        self.reaped_children_seconds_by_role = self._split_by_role(self.reaped_children_seconds)
+        alive = {child.pid for child in _children()}  # not reaped: not in the total being split
+        self.reaped_children_seconds_by_role = self._split_by_role(self.reaped_children_seconds, alive)
         for name in self._others:
             start, end = self._other_start.get(name), self._other_last.get(name)
             if start is not None and end is not None:
@@ -226,11 +227,14 @@ class CpuUsage:
             name: round(cores, 2) for name, cores in sorted(grouped.items()) if cores >= 0.005
         }
 
-    def _split_by_role(self, total: float) -> dict[str, float]:
+    def _split_by_role(self, total: float, alive: set[int]) -> dict[str, float]:
         """`total` (the exact CPU of the children reaped) split by role in the proportions the samples saw
-        (a child's last fraction of a sampling interval is not seen)."""
+        of the children reaped (not those `alive`; a child's last fraction of a sampling interval is not
+        seen)."""
         sampled: dict[str, float] = {}
         for pid, last in self._child_last.items():
+            if pid in alive:
+                continue
             role = self._child_roles[pid]
             sampled[role] = sampled.get(role, 0.0) + max(0.0, last - self._child_start.get(pid, 0.0))
         seen = sum(sampled.values())
