@@ -141,6 +141,10 @@ def main(args: argparse.Namespace) -> int:
         band = "" if card_from is None else f"; the model alone makes cards from {card_from:.4f}"
         sheets = cascade.policy.sheets
         band += "" if sheets is None else f", and from a sheet's score {sheets.card_from:.5f}"
+        if sheets is not None and sheets.read_from is not None:
+            band += (
+                f" (sheets from {sheets.read_from:.5f} read: a card from {sheets.read_characters} characters)"
+            )
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
