@@ -41,7 +41,7 @@ from model.errors import ConfigError
 from model.sheets import SheetRoute, SheetSearch
 
 if TYPE_CHECKING:
-    from model.cascade import TextCascade
+    from model.cascade import CascadePolicy, TextCascade
 
 # The member that scores the sheets: the default ensemble's second, as for the quadrant route's corners. On
 # the training family, at the served search and alpha 0.0005, it caught 60.8% of `train/photographed` at its
@@ -265,19 +265,9 @@ def with_sheet_reading(
     reading = dataclasses.replace(
         route, read_from=bound["read_from"], read_characters=bound["read_characters"]
     )
-    before = cascade.calibration.get("sheet_route", {}).get("false_positive_bound")
-    prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
-    calibration = {
-        **cascade.calibration,
-        "sheet_reading": {
-            "target_fpr": alpha,
-            "calibration_photos": len(scores),
-            **bound,
-            "false_positive_bound": prior + alpha,  # everything before it and the reading (a union bound)
-        },
-    }
     policy = dataclasses.replace(cascade.policy, sheets=reading)
-    return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
+    record = {"calibration_photos": len(scores), **bound}
+    return _with_bound(cascade, policy, "sheet_reading", after="sheet_route", alpha=alpha, record=record)
 
 
 def left_out_flags(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, int]:
@@ -329,21 +319,35 @@ def with_sheet_route(
         raise ConfigError("the sheet route needs a cascade with the quadrant route (attach --quadrants)")
     bound = raised_bound(scores, sources, alpha)
     route = SheetRoute(card_from=bound["card_from"], member=member, search=search or SheetSearch())
-    before = cascade.calibration.get("card_band", {}).get("false_positive_bound")
-    prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
-    calibration = {
-        **cascade.calibration,
-        "sheet_route": {
-            "target_fpr": alpha,
-            "calibration_photos": len(scores),
-            **bound,
-            "opencv": _opencv_version(),
-            # Everything before it and the route together (a union bound).
-            "false_positive_bound": prior + alpha,
-        },
-    }
     policy = dataclasses.replace(cascade.policy, sheets=route)
-    return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
+    record = {"calibration_photos": len(scores), **bound, "opencv": _opencv_version()}
+    return _with_bound(cascade, policy, "sheet_route", after="card_band", alpha=alpha, record=record)
+
+
+def _with_bound(
+    cascade: TextCascade,
+    policy: CascadePolicy,
+    name: str,
+    *,
+    after: str,
+    alpha: float,
+    record: dict[str, Any],
+) -> TextCascade:
+    """The cascade serving `policy`, its calibration recording the step `name` (`record`, its `alpha` and
+    the union bound: the bound recorded by the step `after`, or the cascade's own alpha, plus `alpha`).
+    The evaluation the card recorded no longer describes its decisions, so it is dropped."""
+    import dataclasses
+
+    before = cascade.calibration.get(after, {}).get("false_positive_bound")
+    prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
+    step = {
+        "target_fpr": alpha,
+        **record,
+        "false_positive_bound": prior + alpha,  # everything before it and this step together
+    }
+    return dataclasses.replace(
+        cascade, policy=policy, calibration={**cascade.calibration, name: step}, measured={}
+    )
 
 
 def measure(
@@ -464,18 +468,25 @@ def format_tables(report: dict[str, Any]) -> str:
         + " |",
         "| --- | --- | " + " | ".join("---" for _ in alphas) + " |",
     ]
-    first = report["rows"][0]["route_alone"]
-    for folder, result in first.items():
+    lines += _family_lines(report["rows"], "route_alone")
+    return "\n".join(lines)
+
+
+def _family_lines(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
+    """One table line per evaluation folder and family: the share of it that each row's `key` rates
+    (`family_rates`) make cards of, one column per row."""
+    lines = []
+    for folder, result in rows[0][key].items():
         for family in ["all", *result["families"]]:
             cells = []
-            for row in report["rows"]:
-                counts = row["route_alone"][folder]
+            for row in rows:
+                counts = row[key][folder]
                 counts = counts if family == "all" else counts["families"][family]
                 share = 1.0 - counts["rate"] if result["measure"] == "missed" else counts["rate"]
                 cells.append(f"{share:.1%}")
             images = result["images"] if family == "all" else result["families"][family]["images"]
             lines.append(f"| {folder} / {family} | {images} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return lines
 
 
 def format_readings(report: dict[str, Any]) -> str:
@@ -507,16 +518,7 @@ def format_readings(report: dict[str, Any]) -> str:
         + " |",
         "| --- | --- | " + " | ".join("---" for _ in readings) + " |",
     ]
-    for folder, result in readings[0]["route_and_reading"].items():
-        for family in ["all", *result["families"]]:
-            cells = []
-            for row in readings:
-                counts = row["route_and_reading"][folder]
-                counts = counts if family == "all" else counts["families"][family]
-                share = 1.0 - counts["rate"] if result["measure"] == "missed" else counts["rate"]
-                cells.append(f"{share:.1%}")
-            images = result["images"] if family == "all" else result["families"][family]["images"]
-            lines.append(f"| {folder} / {family} | {images} | " + " | ".join(cells) + " |")
+    lines += _family_lines(readings, "route_and_reading")
     return "\n".join(lines)
 
 

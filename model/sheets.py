@@ -162,21 +162,36 @@ def straighten(rgb: npt.NDArray[np.uint8], corners: npt.ArrayLike, size: int) ->
     """`(size, size, 3)` uint8: the centre square of the sheet at `corners` once flattened to its own width
     and height (the square `model.decode` would cut from it as a picture), warped straight to the model's
     input in one bicubic pass (at the work side a sheet is at most a few times the input's size)."""
-    cv2 = _cv2()
     quad = np.asarray(corners, dtype=np.float32).reshape(4, 2)
-    sheet_w = max(float(np.linalg.norm(quad[1] - quad[0])), float(np.linalg.norm(quad[2] - quad[3])))
-    sheet_h = max(float(np.linalg.norm(quad[3] - quad[0])), float(np.linalg.norm(quad[2] - quad[1])))
+    sheet_w, sheet_h = _sides(quad)
     side = max(1.0, min(sheet_w, sheet_h))
     left, top = (sheet_w - side) / 2, (sheet_h - side) / 2
     # The flattened sheet's corners, placed so that its centre square lands on [0, size) x [0, size).
     flat = np.array([[0, 0], [sheet_w, 0], [sheet_w, sheet_h], [0, sheet_h]], dtype=np.float32)
     target = ((flat - np.array([left, top], dtype=np.float32)) * (size / side)).astype(np.float32)
-    warped = cv2.warpPerspective(
+    return _warp(rgb, quad, target, (size, size))
+
+
+def _sides(quad: npt.NDArray[np.float32]) -> tuple[float, float]:
+    """A sheet's width and height: the longer of its two opposite sides each."""
+    width = max(float(np.linalg.norm(quad[1] - quad[0])), float(np.linalg.norm(quad[2] - quad[3])))
+    height = max(float(np.linalg.norm(quad[3] - quad[0])), float(np.linalg.norm(quad[2] - quad[1])))
+    return width, height
+
+
+def _warp(
+    rgb: npt.NDArray[np.uint8],
+    quad: npt.NDArray[np.float32],
+    target: npt.NDArray[np.float32],
+    size: tuple[int, int],
+) -> npt.NDArray[np.uint8]:
+    """`rgb`'s quadrilateral `quad` warped onto `target` in a `size` (width, height) picture, bicubic."""
+    warped = _cv2().warpPerspective(
         np.ascontiguousarray(rgb),
-        cv2.getPerspectiveTransform(quad, target),
-        (size, size),
-        flags=cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_REPLICATE,
+        _cv2().getPerspectiveTransform(quad, target),
+        size,
+        flags=_cv2().INTER_CUBIC,
+        borderMode=_cv2().BORDER_REPLICATE,
     )
     return np.asarray(warped, dtype=np.uint8)
 
@@ -184,21 +199,12 @@ def straighten(rgb: npt.NDArray[np.uint8], corners: npt.ArrayLike, size: int) ->
 def flat_sheet(rgb: npt.NDArray[np.uint8], corners: npt.ArrayLike, long_side: int) -> npt.NDArray[np.uint8]:
     """The whole sheet at `corners` flattened to its own width and height, scaled so its long side is
     `long_side` (bicubic): what the verifier reads, where `straighten` cuts the model's square."""
-    cv2 = _cv2()
     quad = np.asarray(corners, dtype=np.float32).reshape(4, 2)
-    sheet_w = max(float(np.linalg.norm(quad[1] - quad[0])), float(np.linalg.norm(quad[2] - quad[3])), 1.0)
-    sheet_h = max(float(np.linalg.norm(quad[3] - quad[0])), float(np.linalg.norm(quad[2] - quad[1])), 1.0)
-    scale = long_side / max(sheet_w, sheet_h)
+    sheet_w, sheet_h = _sides(quad)
+    scale = long_side / max(sheet_w, sheet_h, 1.0)
     width, height = max(1, round(sheet_w * scale)), max(1, round(sheet_h * scale))
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
-    warped = cv2.warpPerspective(
-        np.ascontiguousarray(rgb),
-        cv2.getPerspectiveTransform(quad, target),
-        (width, height),
-        flags=cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return np.asarray(warped, dtype=np.uint8)
+    return _warp(rgb, quad, target, (width, height))
 
 
 def sheet_to_read(
