@@ -137,3 +137,41 @@ def test_the_cards_text_cascade_is_served_offline_as_the_worker_serves_it(
     assert main(["score", str(notice), "--model-only", "--model", str(tmp_path / "model")]) == EXIT_OK
     (alone,) = _lines(capsys)
     assert alone["model_version"] == read_card(tmp_path / "model").model_version and "decided_by" not in alone
+
+
+def test_a_sheet_in_the_reading_band_is_read_offline_as_the_worker_reads_it(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+    import shutil
+
+    from cascade_samples import characters_rule
+    from ocr_samples import LATIN_FONT, engine_reads, photographed_notice
+    from PIL import Image
+
+    from model.cascade import CascadePolicy, TextCascade
+    from model.checkpoint import write_card
+    from model.sheets import SheetRoute
+    from model.verifier.engines import VerifierConfig
+
+    if not engine_reads(LATIN_FONT):
+        pytest.skip("needs Tesseract with eng and jpn, and DejaVu fonts")
+    # Nothing is read as a page (no score or corner reaches 1); every best sheet is read, a card from 6
+    # characters read in it.
+    route = SheetRoute(card_from=0.999999, member=None, read_from=1e-6, read_characters=6)
+    policy = CascadePolicy(1.0, characters_rule(bias=-10.0), 0.5, parts_send_from=1.0, sheets=route)
+    card = read_card(tiny_model)
+    cascade = TextCascade(card.model_version, VerifierConfig(), "test", policy)
+    shutil.copytree(tiny_model, tmp_path / "model")
+    write_card(tmp_path / "model", dataclasses.replace(card, text_cascade=cascade.to_json()))
+    notice = tmp_path / "notice.png"
+    photographed_notice().save(notice)
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (300, 200), (128, 140, 150)).save(plain)
+
+    assert main(["score", str(notice), str(plain), "--model", str(tmp_path / "model")]) == EXIT_OK
+    read, bare = _lines(capsys)
+    assert (read["decided_by"], read["excluded"], read["threshold"]) == ("verifier", True, 1e-6)
+    assert read["verifier"]["sheet_read_characters"] >= 6  # type: ignore[index]
+    assert "read_characters" not in read["verifier"]  # type: ignore[operator]  # the page was not read
+    assert (bare["decided_by"], bare["excluded"]) == ("model", False)  # no sheet: nothing to read
