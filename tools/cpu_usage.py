@@ -173,7 +173,10 @@ class CpuUsage:
             self.decode_children_peak_rss_mb = max(self.decode_children_peak_rss_mb, sum(decode_rss))
             self.decode_child_peak_rss_mb = max(self.decode_child_peak_rss_mb, *decode_rss)
         for child in children:
-            self._child_roles[child.pid] = child.role
+            # A child read just before its exec, or as a zombie, shows no command line ("other"): keep the
+            # role it was seen with.
+            if child.role != "other" or child.pid not in self._child_roles:
+                self._child_roles[child.pid] = child.role
             self._child_last[child.pid] = child.seconds
 
     def _sample_loop(self) -> None:

@@ -155,6 +155,26 @@ def tessdata_dir() -> str:
     )
 
 
+# Leptonica's severity levels (`environ.h`): above L_SEVERITY_ERROR (5) nothing is printed.
+_LEPTONICA_SILENT = 6
+
+
+def _quiet_leptonica() -> None:
+    """Stop the Leptonica that tesserocr loaded from printing its own messages on stderr ("Error in
+    boxClipToRectangle: box outside rectangle" for boxes Tesseract clips itself, a few per hundred reads
+    of flattened sheets): stray non-JSON lines among a command's output or the worker's logs. A library
+    found elsewhere, or none, is left as it is."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            paths = {line.split()[-1] for line in maps if "libleptonica" in line or "liblept." in line}
+        for path in sorted(paths):
+            ctypes.CDLL(path).setMsgSeverity(_LEPTONICA_SILENT)
+    except (OSError, AttributeError):
+        return
+
+
 class TesserocrEngine:
     """Tesseract 5 through its C++ API: the models stay loaded between reads. Not thread-safe."""
 
@@ -180,6 +200,7 @@ class TesserocrEngine:
         self._api = tesserocr.PyTessBaseAPI(path=path, lang=config.languages, psm=config.page_segmentation)
         # Tesseract's diagnostics ("Estimating resolution as ...") would go to stderr, into the worker's logs.
         self._api.SetVariable("debug_file", os.devnull)
+        _quiet_leptonica()
         self._timeout_ms = int(config.timeout_s * 1000)
         self._page_segmentation = config.page_segmentation
 

@@ -43,3 +43,17 @@ def test_tesseract_reads_the_flattened_notice() -> None:
     data = png(photographed_notice())
     features = TextVerifier().sheet_features(data, sheet_reading(data))
     assert features.read_characters >= 6  # "CLOSED" or "TODAY" at least
+
+
+@pytest.mark.skipif(not engine_reads(), reason="needs tesserocr with eng and jpn")
+def test_the_engine_silences_leptonicas_own_messages() -> None:
+    import ctypes
+
+    from model.verifier import VerifierConfig, make_engine
+
+    make_engine(VerifierConfig())
+    with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+        paths = sorted({line.split()[-1] for line in maps if "libleptonica" in line})
+    assert paths, "tesserocr's Leptonica is loaded"
+    library = ctypes.CDLL(paths[0])
+    assert library.setMsgSeverity(6) == 6  # already silent: the previous level is returned
