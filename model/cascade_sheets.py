@@ -377,7 +377,7 @@ def measure(
     calib_scores, fit_scores = sheets.get(calib), sheets.get(fit)
     folders = load_eval_folders(measured, 1.1, None, None)  # model scores and kinds; nothing read
     folder_scores = [sheets.get(measured.files(folder.folder)) for folder in folders]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for alpha in alphas:
         bound = raised_bound(calib_scores, sources, alpha)
         route = SheetRoute(card_from=bound["card_from"], member=member)
@@ -399,7 +399,7 @@ def measure(
             reader.characters(measured.files(folder.folder), scores)
             for folder, scores in zip(folders, folder_scores, strict=True)
         ]
-        card_from = float(rows[0]["card_from"])  # type: ignore[arg-type]
+        card_from = float(rows[0]["card_from"])
         for share in read_shares:
             bound = reading_bound(
                 calib_scores, calib_chars, sources, card_from, share=share, alpha=read_alpha
