@@ -139,15 +139,21 @@ class SheetReadings:
     def characters(self, keys: Sequence[str], scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The characters read (`TextFeatures.read_characters`) in each picture's best sheet; -1 where its
         best sheet scores under `READ_FLOOR` (not read)."""
+        from tqdm import tqdm
+
         values = np.asarray(scores, dtype=np.float64).ravel()
         out = np.full(len(keys), -1.0)
         wanted = [i for i in range(len(keys)) if values[i] >= READ_FLOOR]
-        records = self._cache.get_many([keys[i] for i in wanted], self._read, chunk=_BATCH)
+        progress = tqdm(desc="sheet readings", unit="img", file=sys.stderr)
+        records = self._cache.get_many(
+            [keys[i] for i in wanted], lambda part: self._read(part, progress), chunk=_BATCH
+        )
+        progress.close()
         for i, record in zip(wanted, records, strict=True):
             out[i] = float(record["read_characters"])
         return out
 
-    def _read(self, keys: list[str]) -> list[dict[str, Any]]:
+    def _read(self, keys: list[str], progress: Any) -> list[dict[str, Any]]:
         import torch
 
         from model.decode import QUADRANTS, decode_with_parts
@@ -165,6 +171,7 @@ class SheetReadings:
         for item, slot in zip(data, slots, strict=True):
             features = verifier.sheet_features(item, SheetReading(search, size, int(slot)))
             rows.append({"slot": int(slot), **features.as_dict()})
+            progress.update()
         return rows
 
 
