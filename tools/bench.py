@@ -14,9 +14,10 @@ One run measures and prints:
   its decode processes and its OCR processes). With a cascade, the same events are run again with the
   model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
   `verifier_added_core_ms_per_event` is the verifier's cost on this mix, and `verifier_share` the share
-  of events it read. `verifier_added_core_ms_per_event_by_part` says where the cascade's cost went: the
-  OCR processes (the reads), the decode processes (the quadrants and the sheet search) and the worker's
-  own process (the member's passes over parts and sheets, the verifier's downloads). A shared machine's
+  of events it read (`verifier_sends_by_route`: by which route). `verifier_added_core_ms_per_event_by_part`
+  says where the cascade's cost went: the OCR processes (the reads), the decode processes (the quadrants
+  and the sheet search) and the worker's own process (the member's passes over parts and sheets, the
+  verifier's downloads). A shared machine's
   speed drifts from one run to the next: `--cost-rounds N` runs the pair N times, alternating, and
   reports the medians (what the cascade added, and `cascade_to_model_core_ratio`, which moves less than
   a difference) with every round's figures. The mix is `--card-share` cards (5% by default), the rest
@@ -349,9 +350,23 @@ def worker_run(
         "core_ms_per_event_by_part": core_ms_by_part(cpu, count),
         "verifier_reads": stats.verifier_reads,
         "verifier_failures": stats.verifier_failures,
+        "verifier_sends_by_route": sends_by_route(worker.metrics.registry, count),
         "excluded": stats.excluded,
         "cpu": cpu.report(),
     }
+
+
+def sends_by_route(registry: Any, count: int) -> dict[str, float]:
+    """The share of `count` events sent to the verifier by each route (`alocc_verifier_sends_total`): which
+    of the cascade's routes the reads, and so most of its cost, come from on this mix."""
+    shares: dict[str, float] = {}
+    for metric in registry.collect():
+        if metric.name != "alocc_verifier_sends":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.value:
+                shares[sample.labels["route"]] = round(sample.value / count, 4)
+    return dict(sorted(shares.items()))
 
 
 def core_ms_by_part(cpu: CpuUsage, count: int) -> dict[str, float]:
@@ -687,6 +702,7 @@ def _run_all(args: argparse.Namespace) -> int:
         if cascade is not None:
             reads = measured["verifier_reads"] + measured["verifier_failures"]
             report["verifier_share"] = round(reads / args.events, 4)
+            report["verifier_sends_by_route"] = measured["verifier_sends_by_route"]
             report["verifier_failures"] = measured["verifier_failures"]
             alone = worker_run(ctx, bootstrap, args.events, topics, verifier=False)
             report["model_only_ips"] = round(alone["worker_ips"], 1)

@@ -58,3 +58,14 @@ def test_added_cost_by_part_is_the_median_of_each_rounds_difference() -> None:
 def test_added_cost_by_part_needs_rounds() -> None:
     with pytest.raises(ValueError, match="no cost rounds"):
         added_by_part([])
+
+
+def test_sends_by_route_are_shares_of_the_events() -> None:
+    from tools.bench import sends_by_route
+    from worker.prometheus_metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    metrics.verifier_sends.labels("quadrants").inc(15)
+    metrics.verifier_sends.labels("sheet_reading").inc()
+    metrics.verifier_sends.labels("model_score").inc(0)  # a route never taken is left out
+    assert sends_by_route(metrics.registry, 200) == {"quadrants": 0.075, "sheet_reading": 0.005}
