@@ -328,6 +328,9 @@ def with_sheet_route(
     route = SheetRoute(card_from=bound["card_from"], member=member, search=search or SheetSearch())
     policy = dataclasses.replace(cascade.policy, sheets=route)
     record = {"calibration_photos": len(scores), **bound, "opencv": _opencv_version()}
+    # A new route has no reading yet: an earlier reading's record would describe another route.
+    earlier = {name: value for name, value in cascade.calibration.items() if name != "sheet_reading"}
+    cascade = dataclasses.replace(cascade, calibration=earlier)
     return _with_bound(cascade, policy, "sheet_route", after="card_band", alpha=alpha, record=record)
 
 

@@ -137,3 +137,7 @@ def test_the_reading_goes_on_the_card_under_the_route_with_its_union_bound() -> 
     assert TextCascade.from_json(json.loads(json.dumps(read.to_json()))) == read
     with pytest.raises(ConfigError, match="sheet route"):
         with_sheet_reading(_cascade(), photos, characters, ["a"] * 2000, share=0.01, alpha=0.0005)
+    # The route set again (make cascade re-attaches it) has no reading, and no record of one.
+    again = with_sheet_route(read, photos, ["a"] * 2000, 0.0005, member=1)
+    assert again.policy.sheets is not None and again.policy.sheets.read_from is None
+    assert "sheet_reading" not in again.calibration and again.version == routed.version
