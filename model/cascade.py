@@ -356,9 +356,8 @@ class CascadePolicy:
         if read.any():
             if sheet_characters is None or self.sheets is None:
                 raise ValueError("this cascade reads sheets: pass the characters read in the best sheets")
-            characters = np.asarray(sheet_characters, dtype=np.float64).reshape(scores.shape)
-            assert self.sheets.read_characters is not None
-            out[read & (characters >= self.sheets.read_characters)] = 1.0
+            best = np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape)
+            out[read & self.sheets.read_cards(best, sheet_characters)] = 1.0
         return out
 
     def read_scores(

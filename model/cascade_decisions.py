@@ -108,7 +108,7 @@ class CascadeDecisions:
 
     def reads_sheet(self, model_score: float, sheet_score: float | None) -> bool:
         """Whether the verifier must read the picture's best sheet (the sheet route's reading band)."""
-        if self.policy is None or self.policy.sheets is None or self.policy.sheets.read_from is None:
+        if self.policy is None:
             return False
         return bool(self.policy.sheet_reads([model_score], None if sheet_score is None else [sheet_score])[0])
 

@@ -470,22 +470,21 @@ def format_tables(report: dict[str, Any]) -> str:
             "calibration photos with the highest best sheets (the bound is one or two of them): "
             + ", ".join(f"{photo['key']} {photo['sheet']:.5f}" for photo in highest)
         )
-    alphas = [row["alpha"] for row in report["rows"]]
-    lines += [
-        "",
-        "| folder / family | images | the route alone makes cards of: "
-        + " | ".join(f"alpha {alpha}" for alpha in alphas)
-        + " |",
-        "| --- | --- | " + " | ".join("---" for _ in alphas) + " |",
-    ]
-    lines += _family_lines(report["rows"], "route_alone")
+    columns = [f"alpha {row['alpha']}" for row in report["rows"]]
+    lines += _family_table(report["rows"], "route_alone", "the route alone makes cards of", columns)
     return "\n".join(lines)
 
 
-def _family_lines(rows: Sequence[dict[str, Any]], key: str) -> list[str]:
-    """One table line per evaluation folder and family: the share of it that each row's `key` rates
-    (`family_rates`) make cards of, one column per row."""
-    lines = []
+def _family_table(
+    rows: Sequence[dict[str, Any]], key: str, caption: str, columns: Sequence[str]
+) -> list[str]:
+    """A table, after a blank line, with one line per evaluation folder and family: the share of it that
+    each row's `key` rates (`family_rates`) make cards of, under the row's column name."""
+    lines = [
+        "",
+        f"| folder / family | images | {caption}: " + " | ".join(columns) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in columns) + " |",
+    ]
     for folder, result in rows[0][key].items():
         for family in ["all", *result["families"]]:
             cells = []
@@ -521,14 +520,8 @@ def format_readings(report: dict[str, Any]) -> str:
             f"{row['calibration_flagged']} | "
             f"{row['fit_read']:.1%} | {row['fit_caught']:.1%} |"
         )
-    lines += [
-        "",
-        "| folder / family | images | route + reading make cards of: "
-        + " | ".join(f"share {row['read_share']}" for row in readings)
-        + " |",
-        "| --- | --- | " + " | ".join("---" for _ in readings) + " |",
-    ]
-    lines += _family_lines(readings, "route_and_reading")
+    columns = [f"share {row['read_share']}" for row in readings]
+    lines += _family_table(readings, "route_and_reading", "route + reading make cards of", columns)
     return "\n".join(lines)
 
 

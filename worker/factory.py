@@ -223,12 +223,11 @@ def build_verification(
     fetcher = BackgroundFetcher(settings.fetch)
     closers.extend([fetcher, reader])
     sheets = cascade.policy.sheets
-    reads_sheets = sheets is not None and sheets.read_from is not None
     return VerificationStage(
         fetcher,
         reader,
         workers=settings.verifier.workers,
-        sheets=sheets.search if reads_sheets and sheets is not None else None,
+        sheets=sheets.search if sheets is not None and sheets.read_from is not None else None,
         input_size=input_size,
     )
 
