@@ -400,9 +400,9 @@ def _calibration_photos(data: Path, cache: Path, model_dir: Path) -> tuple[Measu
     Raises:
         ConfigError: the dataset has no calibration photos.
     """
-    from model.cascade_fit import CALIB, Measurements
+    from model.cascade_fit import CALIB, Measurements, served_verifier
 
-    measured = Measurements(data, cache, VerifierConfig(), str(model_dir))
+    measured = Measurements(data, cache, served_verifier(model_dir), str(model_dir))
     keys = measured.files(CALIB)
     if not keys:
         raise ConfigError(f"no calibration photos in {data / CALIB}")

@@ -110,6 +110,17 @@ class JsonLinesCache:
         return [self.records[key] for key in keys]
 
 
+def served_verifier(model_dir: str | Path | None) -> VerifierConfig:
+    """How the cascade attached to a checkpoint reads (the default model's where `model_dir` is None): the
+    routes and readings measured over it must read as it does. The default configuration where no cascade
+    is attached yet."""
+    from model.checkpoint import read_card
+    from model.scoring import default_model_dir
+
+    cascade = read_card(default_model_dir() if model_dir is None else model_dir).text_cascade
+    return VerifierConfig() if cascade is None else VerifierConfig(**cascade["verifier"])
+
+
 class Measurements:
     """Model scores and verifier features of dataset files, cached."""
 
@@ -202,11 +213,14 @@ class Measurements:
         return rows
 
     def features_stem(self) -> str:
-        """`features-<engine release>-<side>-psm<k>-c<confidence>`: what a cached reading means (the engine's
-        release and the confidence that counts a character as confidently read are part of it)."""
+        """`features-<engine release>-<languages>-<side>-psm<k>-c<confidence>`: what a cached reading means
+        (the engine's release, its language models and the confidence that counts a character as confidently
+        read are part of it)."""
         config = self.config
         release = re.sub(r"[^0-9A-Za-z.]+", "-", self.engine_version()).strip("-")
-        return f"features-{release}-{config.side}-psm{config.page_segmentation}-c{CONFIDENT_READ:g}"
+        languages = re.sub(r"[^0-9A-Za-z]+", "-", config.languages)
+        reading = f"{config.side}-psm{config.page_segmentation}-c{CONFIDENT_READ:g}"
+        return f"features-{release}-{languages}-{reading}"
 
     def model_version(self) -> str:
         """The version of the model being screened with."""
@@ -591,6 +605,11 @@ def register(subcommands: Any) -> None:
     fit.add_argument("--out", type=Path, required=True, help="folder for caches and cascade-ENGINE.json")
     fit.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     fit.add_argument("--engine", choices=["tesserocr", "tesseract", "rapidocr"], default="tesserocr")
+    fit.add_argument(
+        "--languages",
+        default=VerifierConfig.languages,
+        help="Tesseract's language models, joined by + (default %(default)s)",
+    )
     fit.add_argument("--per-folder", type=int, default=200, help="training images per folder for the rule")
     fit.add_argument(
         "--eval-per-folder", type=int, help="evaluation images per folder, an even spread (default: all)"
@@ -628,7 +647,8 @@ def register(subcommands: Any) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """`alocc cascade fit`."""
-    measured = Measurements(args.data, args.out, VerifierConfig(engine=args.engine), args.model)
+    config = VerifierConfig(engine=args.engine, languages=args.languages)
+    measured = Measurements(args.data, args.out, config, args.model)
     for seed in args.seed_features:
         measured.seed_features(seed)
     report = fit_and_calibrate(

@@ -372,11 +372,10 @@ def measure(
 ) -> dict[str, Any]:
     """The three measurements of the module docstring, at each alpha; with `read_shares`, the sheet reading
     at each share (under the route's bound at the first alpha) too."""
-    from model.cascade_fit import Measurements
-    from model.verifier.engines import VerifierConfig
+    from model.cascade_fit import Measurements, served_verifier
 
     sheets = SheetScores(data, out, model_dir, member)
-    measured = Measurements(data, out, VerifierConfig(), model_dir)
+    measured = Measurements(data, out, served_verifier(model_dir), model_dir)
     calib = measured.files(CALIB)
     fit = measured.files(FIT_FOLDER)
     if not calib or not fit:

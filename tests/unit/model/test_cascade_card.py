@@ -262,3 +262,19 @@ def test_attach_without_a_fit_gives_the_cards_own_cascade_a_band(
     assert after.policy.card_from == pytest.approx(0.9, abs=1e-6)
     assert banded.serving_version != served.serving_version
     assert load_checkpoint(tmp_path / "cascade")[1] == banded
+
+
+def test_routes_measured_over_an_attached_cascade_read_as_its_verifier_does(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    from model.cascade_fit import served_verifier
+
+    networks, card = tiny_model()
+    saved = save_checkpoint(tmp_path / "model", networks, card)
+    assert served_verifier(tmp_path / "model") == VerifierConfig()  # nothing attached yet: the default
+
+    report = _fit_report(saved.model_version)
+    report["verifier"] = {**vars(VerifierConfig(languages="jpn"))}
+    attach(tmp_path / "model", tmp_path / "cascade", report)
+
+    assert served_verifier(tmp_path / "cascade") == VerifierConfig(languages="jpn")
