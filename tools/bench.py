@@ -14,7 +14,8 @@ One run measures and prints:
   its decode processes and its OCR processes). With a cascade, the same events are run again with the
   model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
   `verifier_added_core_ms_per_event` is the verifier's cost on this mix, and `verifier_share` the share
-  of events it read (`verifier_sends_by_route`: by which route). `verifier_added_core_ms_per_event_by_part`
+  of events it read (`verifier_sends_by_route`: by which route; `verifier_read_ms_per_event_by_route`: the
+  reads' time per event, by the route that sent them). `verifier_added_core_ms_per_event_by_part`
   says where the cascade's cost went: the OCR processes (the reads), the decode processes (the quadrants
   and the sheet search) and the worker's own process (the member's passes over parts and sheets, the
   verifier's downloads). A shared machine's
@@ -351,6 +352,7 @@ def worker_run(
         "verifier_reads": stats.verifier_reads,
         "verifier_failures": stats.verifier_failures,
         "verifier_sends_by_route": sends_by_route(worker.metrics.registry, count),
+        "verifier_read_ms_per_event_by_route": read_ms_by_route(worker.metrics.registry, count),
         "excluded": stats.excluded,
         "cpu": cpu.report(),
     }
@@ -367,6 +369,20 @@ def sends_by_route(registry: Any, count: int) -> dict[str, float]:
             if sample.name.endswith("_total") and sample.value:
                 shares[sample.labels["route"]] = round(sample.value / count, 4)
     return dict(sorted(shares.items()))
+
+
+def read_ms_by_route(registry: Any, count: int) -> dict[str, float]:
+    """The verifier's read time per event of `count`, by the route that sent the reads
+    (`alocc_verifier_read_seconds`: download included, wall time of a read that holds one OCR process):
+    which route the OCR processes' cost comes from on this mix."""
+    per_event: dict[str, float] = {}
+    for metric in registry.collect():
+        if metric.name != "alocc_verifier_read_seconds":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_sum") and sample.value:
+                per_event[sample.labels["route"]] = round(sample.value * 1000 / count, 2)
+    return dict(sorted(per_event.items()))
 
 
 def core_ms_by_part(cpu: CpuUsage, count: int) -> dict[str, float]:
@@ -703,6 +719,7 @@ def _run_all(args: argparse.Namespace) -> int:
             reads = measured["verifier_reads"] + measured["verifier_failures"]
             report["verifier_share"] = round(reads / args.events, 4)
             report["verifier_sends_by_route"] = measured["verifier_sends_by_route"]
+            report["verifier_read_ms_per_event_by_route"] = measured["verifier_read_ms_per_event_by_route"]
             report["verifier_failures"] = measured["verifier_failures"]
             alone = worker_run(ctx, bootstrap, args.events, topics, verifier=False)
             report["model_only_ips"] = round(alone["worker_ips"], 1)

@@ -115,6 +115,7 @@ class _AwaitingVerifier:
     mode: str
     look: Any  # the image's plain-line look (`model.screen`): which of the cascade's rules decides
     sheet_score: float | None = None  # its best sheet's score, where the cascade has the sheet route
+    route: str = ""  # the route that sent it (`alocc_verifier_sends_total`'s label)
     future: concurrent.futures.Future[Reading] | None = None
 
 
@@ -558,7 +559,10 @@ class Worker:
         if decisions.reads_sheet(score, sheet_score):
             assert result.sheet_slots is not None
             sheet_slot = int(result.sheet_slots[row])
-        awaiting = _AwaitingVerifier(item, score, excluded, result.threshold, result.mode, look, sheet_score)
+        route = decisions.route(look, score) if page else SHEET_READING
+        awaiting = _AwaitingVerifier(
+            item, score, excluded, result.threshold, result.mode, look, sheet_score, route
+        )
         future = self._verification.submit(
             item.event.image_url,
             line_read=decisions.line_read(look) if page else None,
@@ -566,7 +570,7 @@ class Worker:
             page=page,
             sheet_slot=sheet_slot,
         )
-        self.metrics.verifier_sends.labels(decisions.route(look, score) if page else SHEET_READING).inc()
+        self.metrics.verifier_sends.labels(route).inc()
         self._verifying += 1
         self.metrics.verifier_in_flight.set(self._verifying)
         future.add_done_callback(functools.partial(self._on_read, awaiting))
@@ -602,6 +606,7 @@ class Worker:
             self.stats.verifier_reads += 1
             self.metrics.verifier_reads.labels("read").inc()
             self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
+            self.metrics.verifier_read_seconds.labels(awaiting.route).observe(reading.seconds)
             return self._decisions.verified(
                 awaiting.model_score,
                 reading.features,

@@ -76,6 +76,14 @@ class WorkerMetrics:
             ["route"],
             registry=r,
         )
+        self.verifier_read_seconds = Histogram(
+            "alocc_verifier_read_seconds",
+            "Time of each verifier read (download included), by the route that sent the image (as "
+            "alocc_verifier_sends_total): the sum over events says which route the OCR's cost comes from.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.card_band = Counter(
             "alocc_card_band_total",
             "Images the model made cards without a read (at or above the card's card_from). The band assumes "

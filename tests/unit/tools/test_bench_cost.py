@@ -69,3 +69,14 @@ def test_sends_by_route_are_shares_of_the_events() -> None:
     metrics.verifier_sends.labels("sheet_reading").inc()
     metrics.verifier_sends.labels("model_score").inc(0)  # a route never taken is left out
     assert sends_by_route(metrics.registry, 200) == {"quadrants": 0.075, "sheet_reading": 0.005}
+
+
+def test_read_time_by_route_is_per_event_of_the_run() -> None:
+    from tools.bench import read_ms_by_route
+    from worker.prometheus_metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    for seconds in (0.05, 0.15):
+        metrics.verifier_read_seconds.labels("quadrants").observe(seconds)
+    metrics.verifier_read_seconds.labels("model_score").observe(0.1)
+    assert read_ms_by_route(metrics.registry, 200) == {"model_score": 0.5, "quadrants": 1.0}

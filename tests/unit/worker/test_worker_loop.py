@@ -392,6 +392,9 @@ def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_
     sends = rig.worker.metrics.registry.get_sample_value
     assert sends("alocc_verifier_sends_total", {"route": "quadrants"}) == 1.0
     assert sends("alocc_verifier_sends_total", {"route": "model_score"}) is None
+    # Its read's time is counted under the route that sent it: where the OCR's cost comes from.
+    assert sends("alocc_verifier_read_seconds_count", {"route": "quadrants"}) == 1.0
+    assert sends("alocc_verifier_read_seconds_count", {"route": "model_score"}) is None
 
 
 def test_a_cascade_with_a_card_band_excludes_what_the_model_is_surest_of_without_a_read() -> None:
@@ -460,6 +463,7 @@ def test_the_sheet_reading_reads_the_best_sheet_below_the_bound_and_excludes_by_
     assert (photo.decided_by, photo.excluded) == ("model", False)
     metric = rig.worker.metrics.registry.get_sample_value
     assert metric("alocc_verifier_sends_total", {"route": "sheet_reading"}) == 2.0
+    assert metric("alocc_verifier_read_seconds_count", {"route": "sheet_reading"}) == 2.0
 
 
 def test_the_score_routes_reads_ask_for_the_panel_reading_and_the_corners_do_not() -> None:
