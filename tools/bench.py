@@ -361,28 +361,28 @@ def worker_run(
 def sends_by_route(registry: Any, count: int) -> dict[str, float]:
     """The share of `count` events sent to the verifier by each route (`alocc_verifier_sends_total`): which
     of the cascade's routes the reads, and so most of its cost, come from on this mix."""
-    shares: dict[str, float] = {}
-    for metric in registry.collect():
-        if metric.name != "alocc_verifier_sends":
-            continue
-        for sample in metric.samples:
-            if sample.name.endswith("_total") and sample.value:
-                shares[sample.labels["route"]] = round(sample.value / count, 4)
-    return dict(sorted(shares.items()))
+    sends = _by_route(registry, "alocc_verifier_sends", "_total")
+    return {route: round(value / count, 4) for route, value in sends.items()}
 
 
 def read_ms_by_route(registry: Any, count: int) -> dict[str, float]:
     """The verifier's read time per event of `count`, by the route that sent the reads
     (`alocc_verifier_read_seconds`: download included, wall time of a read that holds one OCR process):
     which route the OCR processes' cost comes from on this mix."""
-    per_event: dict[str, float] = {}
+    seconds = _by_route(registry, "alocc_verifier_read_seconds", "_sum")
+    return {route: round(value * 1000 / count, 2) for route, value in seconds.items()}
+
+
+def _by_route(registry: Any, metric_name: str, sample_suffix: str) -> dict[str, float]:
+    """The non-zero `sample_suffix` samples of a metric labelled by route, by route (sorted)."""
+    values: dict[str, float] = {}
     for metric in registry.collect():
-        if metric.name != "alocc_verifier_read_seconds":
+        if metric.name != metric_name:
             continue
         for sample in metric.samples:
-            if sample.name.endswith("_sum") and sample.value:
-                per_event[sample.labels["route"]] = round(sample.value * 1000 / count, 2)
-    return dict(sorted(per_event.items()))
+            if sample.name.endswith(sample_suffix) and sample.value:
+                values[sample.labels["route"]] = sample.value
+    return dict(sorted(values.items()))
 
 
 def core_ms_by_part(cpu: CpuUsage, count: int) -> dict[str, float]:
