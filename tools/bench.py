@@ -642,7 +642,10 @@ class BenchSession:
         # The mix of uploads: `--card-share` cards, the rest photos and products (evaluation-only sources).
         cards = max(1, round(self._args.images * self._args.card_share))
         samples = write_samples(directory, cards=cards, photos=max(1, self._args.images - cards))
+        # Cards spread through the stream as uploads would be (a seeded order, the same every run): listed
+        # first, they came as one burst of reads that set the half-load latency run's p99.
         names = samples.cards + samples.photos
+        np.random.default_rng(0).shuffle(names)
         self._server = ExternalImageServer(directory, self._args.fetch_latency_ms)
         self._topics = Topics(settings.kafka.bootstrap_servers)
         self._ctx = BenchContext(
