@@ -15,8 +15,9 @@ Wire format (pipes; the parent is the only peer, so no authentication and no pic
 `struct ">I"` (length) followed by that many bytes. Parent -> child: `struct ">HHHHHH"` (the line reading's
 page segmentation, text height, least glyphs and skip_page, all 0 for none: `model.verifier.line_read`;
 then the panel reading's least confident characters plus one, 0 for none: `model.verifier.panel_read`;
-then 1 for a sheet reading, `model.verifier.text_verifier.SheetReading`, whose JSON follows as a message:
-`{"search", "input_size", "slot"}`), then the image bytes as a message. Child -> parent:
+then what to read: 0 the page, 1 a sheet (`model.verifier.text_verifier.SheetReading`, whose JSON follows as
+a message: `{"search", "input_size", "slot"}`), 2 the page's layout alone (`TextVerifier.layout_features`:
+words found, none recognised)), then the image bytes as a message. Child -> parent:
 JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
 image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
 text never crosses the pipe.
@@ -46,13 +47,21 @@ from model.verifier.text_verifier import SheetReading
 
 _HEADER = struct.Struct(">I")
 _READING = struct.Struct(">HHHHHH")
+# What a request reads (the last field of `_READING`).
+READ_PAGE, READ_SHEET, READ_LAYOUT = 0, 1, 2
 
 
 def pack_reading(
-    line_read: LineRead | None, panel_read: PanelRead | None = None, sheet: SheetReading | None = None
+    line_read: LineRead | None,
+    panel_read: PanelRead | None = None,
+    sheet: SheetReading | None = None,
+    *,
+    layout: bool = False,
 ) -> bytes:
     """How to read an image, as the parent sends it before the image (zeros: a page reading alone); a sheet
-    reading's spec follows as its own message."""
+    reading's spec follows as its own message; `layout`: the page's layout alone."""
+    if layout and sheet is not None:
+        raise ValueError("a request reads a sheet or the page's layout, not both")
     panel = 0 if panel_read is None else panel_read.min_confident + 1
     fields = (
         (0, 0, 0, 0)
@@ -64,19 +73,20 @@ def pack_reading(
             int(line_read.skip_page),
         )
     )
-    packed = _READING.pack(*fields, panel, int(sheet is not None))
+    kind = READ_SHEET if sheet is not None else READ_LAYOUT if layout else READ_PAGE
+    packed = _READING.pack(*fields, panel, kind)
     if sheet is None:
         return packed
     spec = json.dumps({"search": sheet.search.to_json(), "input_size": sheet.input_size, "slot": sheet.slot})
     return packed + _HEADER.pack(len(spec)) + spec.encode()
 
 
-def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None, bool]:
-    """What `pack_reading` sent in its fixed part: the line and panel readings, and whether a sheet
-    reading's spec follows (`unpack_sheet`)."""
-    page_segmentation, text_height, min_glyphs, skip_page, panel, sheet = _READING.unpack(data)
+def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None, int]:
+    """What `pack_reading` sent in its fixed part: the line and panel readings, and what to read
+    (`READ_PAGE`, `READ_SHEET`: its spec follows, `unpack_sheet`; `READ_LAYOUT`)."""
+    page_segmentation, text_height, min_glyphs, skip_page, panel, kind = _READING.unpack(data)
     line_read = LineRead(page_segmentation, text_height, min_glyphs, bool(skip_page)) if text_height else None
-    return line_read, (PanelRead(panel - 1) if panel else None), bool(sheet)
+    return line_read, (PanelRead(panel - 1) if panel else None), kind
 
 
 def unpack_sheet(spec: bytes) -> SheetReading:
@@ -138,9 +148,11 @@ class OcrProcess:
         line_read: LineRead | None = None,
         panel_read: PanelRead | None = None,
         sheet: SheetReading | None = None,
+        layout: bool = False,
     ) -> TextFeatures:
         """Read one image in the child (with the line or the panel reading too, where given), or with
-        `sheet`, the picture's sheet alone (`TextVerifier.sheet_features`).
+        `sheet`, the picture's sheet alone (`TextVerifier.sheet_features`), or with `layout`, find its
+        words without reading them (`TextVerifier.layout_features`).
 
         Raises:
             VerifierUnavailable: the child failed on this image, died, or did not answer in time; the
@@ -149,7 +161,8 @@ class OcrProcess:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            stdin.write(pack_reading(line_read, panel_read, sheet) + _HEADER.pack(len(data)) + data)
+            request = pack_reading(line_read, panel_read, sheet, layout=layout)
+            stdin.write(request + _HEADER.pack(len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self.close()
@@ -249,6 +262,11 @@ class OcrProcessReader:
         """Read a picture's sheet; raises `VerifierUnavailable` when the child fails."""
         return self._on_child(data, sheet=sheet)
 
+    def layout_features(self, data: bytes) -> TextFeatures:
+        """Find the words of an image without reading them; raises `VerifierUnavailable` when the child
+        fails."""
+        return self._on_child(data, layout=True)
+
     def _on_child(self, data: bytes, **reading: Any) -> TextFeatures:
         child = self._child()
         try:
@@ -317,14 +335,16 @@ def child_main(config_json: str) -> int:
         header = source.read(_READING.size)
         if len(header) < _READING.size:
             return 0  # the parent closed our input: stop
-        line_read, panel_read, with_sheet = unpack_reading(header)
-        spec = _read_message(source) if with_sheet else b""
+        line_read, panel_read, kind = unpack_reading(header)
+        spec = _read_message(source) if kind == READ_SHEET else b""
         data = _read_message(source)
         if spec is None or data is None:
             return 0
         try:
-            if with_sheet:
+            if kind == READ_SHEET:
                 features = verifier.sheet_features(data, unpack_sheet(spec), limits=limits)
+            elif kind == READ_LAYOUT:
+                features = verifier.layout_features(data, limits=limits)
             else:
                 features = verifier.features(data, limits=limits, line_read=line_read, panel_read=panel_read)
         except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer

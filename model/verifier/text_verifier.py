@@ -97,6 +97,24 @@ class TextVerifier:
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
         return features_from_boxes(self.engine.read(flatten_ground(image)), gray)
 
+    def layout_features(
+        self, source: bytes | Image.Image, *, limits: ImageLimits | None = None
+    ) -> TextFeatures:
+        """The features of the words the engine's layout analysis finds on the page, none recognised
+        (`model.cascade.LayoutBand`): each word counts as one character read with full confidence, so the
+        counts are of words found, and the areas, heights and ground are measured as for a reading.
+
+        Raises:
+            ImageError: the bytes are not an acceptable image (as in `model.decode`).
+            VerifierUnavailable: the engine has no layout analysis, or failed on this image.
+        """
+        layout = getattr(self.engine, "layout", None)
+        if layout is None:
+            raise VerifierUnavailable(f"the {self.engine.name} engine has no layout analysis")
+        image = decode_for_reading(source, self.config.side, limits=limits)
+        gray = np.asarray(image.convert("L"), dtype=np.uint8)
+        return features_from_boxes(layout(image), gray)
+
     def sheet_features(
         self, source: bytes | Image.Image, sheet: SheetReading, *, limits: ImageLimits | None = None
     ) -> TextFeatures:

@@ -57,3 +57,9 @@ def test_the_engine_silences_leptonicas_own_messages() -> None:
     assert paths, "tesserocr's Leptonica is loaded"
     library = ctypes.CDLL(paths[0])
     assert library.setMsgSeverity(6) == 6  # already silent: the previous level is returned
+
+
+def test_an_engine_without_layout_analysis_fails_a_layout_request_clearly() -> None:
+    data = png(photographed_notice())
+    with pytest.raises(VerifierUnavailable, match="no layout analysis"):
+        TextVerifier(engine=_SizeEngine()).layout_features(data)  # type: ignore[arg-type]
