@@ -63,6 +63,17 @@ RULE_INPUTS = (*BASE_RULE_INPUTS, "log_confident_characters")
 # The gate's rule also sees the drawing's shape (measured where the line is read: the gate's pictures), so
 # a line of glyphs that no reading makes sense of is told apart from a product on a flat ground.
 GATE_RULE_INPUTS = (*BASE_RULE_INPUTS, "log_drawing_marks", "log_drawing_glyphs", "drawing_aspect")
+# The layout band's rule (`LayoutBand`) weighs the words the layout analysis finds (counted as boxes; each
+# word one "character", so a character count would repeat the box count) and where they lie; nothing is
+# recognised, so no confidence either.
+LAYOUT_RULE_INPUTS = (
+    "model_logit",
+    "log_read_boxes",
+    "read_area",
+    "log_lines",
+    "largest_text_height",
+    "ground_emptiness",
+)
 # Each input but the model's logit: the feature it comes from, and whether it enters as log1p.
 _FEATURE_INPUTS: dict[str, tuple[str, bool]] = {
     "log_read_characters": ("read_characters", True),
@@ -187,6 +198,41 @@ def _kept(value: float) -> float:
 
 
 @dataclass(frozen=True)
+class LayoutBand:
+    """Cards decided on the page's layout, before any word is read: a picture the score route sends whose
+    rule on the model's score and the words Tesseract's layout analysis finds
+    (`TextVerifier.layout_features`: no recognition, a tenth of a card's read) reaches `cards_from` is a card
+    without a read. `cards_from` is a conformal bound on the calibration photos' rule scores, raised above
+    any one source's lead (`model.cascade_layout`); its false-positive bound adds to the cascade's. Below it
+    the page is read and the main rule decides, as without the band. A card is full of words, and each word
+    read costs a recognition: most of what the score route reads are cards, and most of its cost."""
+
+    rule: CascadeRule
+    cards_from: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cards_from <= 1.0:
+            raise ValueError(f"the layout band's bound must lie in (0, 1], got {self.cards_from}")
+        if "model_logit" not in self.rule.inputs:
+            raise ValueError("the layout band's rule weighs the model's score")
+
+    def cards(
+        self, model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any]]
+    ) -> npt.NDArray[np.bool_]:
+        """Which pictures are cards on their layout features."""
+        return np.asarray(self.rule.score(model_scores, features) >= self.cards_from, dtype=bool)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (the card stores it)."""
+        return {"rule": self.rule.to_json(), "cards_from": float(self.cards_from)}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> LayoutBand:
+        """Read what `to_json` wrote."""
+        return cls(CascadeRule.from_json(record["rule"]), float(record["cards_from"]))
+
+
+@dataclass(frozen=True)
 class CascadePolicy:
     """Where the verifier is asked, how its answer is weighed, and where a card begins."""
 
@@ -211,6 +257,9 @@ class CascadePolicy:
     # Pictures whose best straightened sheet the model scores from `sheets.card_from` up are cards without a
     # read (`model.sheets`); the sheets are decoded after the quadrant route's corners, so it needs the route.
     sheets: SheetRoute | None = None
+    # The score route's pictures whose layout (words found, none read) makes them cards are not read
+    # (`LayoutBand`); None: every one is read.
+    layout_band: LayoutBand | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
@@ -327,11 +376,13 @@ class CascadePolicy:
         sheet_scores: npt.ArrayLike | None = None,
         *,
         sheet_characters: npt.ArrayLike | None = None,
+        layout_features: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score per image: 0 where not sent; the rule's probability where read; 1 in the model's
         card band (`card_from`), where the sheet route makes a card and where its sheet reading does (the
         characters read in each picture's best sheet, `sheet_characters`, any value where `sheet_reads` is
-        false), a card whatever the threshold.
+        false), and where the layout band does (`layout_features` of the pictures the score route sends;
+        None elsewhere), a card whatever the threshold.
 
         `features[i]` may be None where the image was not sent. A sent image without features (the verifier
         failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
@@ -358,7 +409,30 @@ class CascadePolicy:
                 raise ValueError("this cascade reads sheets: pass the characters read in the best sheets")
             best = np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape)
             out[read & self.sheets.read_cards(best, sheet_characters)] = 1.0
+        out[self.layout_cards(scores, layout_features, looks)] = 1.0
         return out
+
+    def layout_cards(
+        self,
+        model_scores: npt.ArrayLike,
+        layout_features: Sequence[Mapping[str, Any] | None] | None,
+        looks: npt.ArrayLike | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """Which pictures the layout band makes cards: among those the score route sends
+        (`score_routed`), those whose layout features (None where not found) reach its bound."""
+        scores = np.asarray(model_scores, dtype=np.float64)
+        carded = np.zeros(scores.shape, dtype=bool)
+        band = self.layout_band
+        if band is None:
+            return carded
+        if layout_features is None:
+            raise ValueError("this cascade has a layout band: pass the layout features of what it sends")
+        routed = self.score_routed(scores, looks)
+        found = [int(i) for i in np.flatnonzero(routed) if layout_features[int(i)] is not None]
+        if found:
+            rows = [row for row in (layout_features[i] for i in found) if row is not None]
+            carded[found] = band.cards(scores[found], rows)
+        return carded
 
     def read_scores(
         self,
@@ -405,6 +479,8 @@ class CascadePolicy:
             record["panel_read"] = self.panel_read.to_json()
         if self.sheets is not None:
             record["sheets"] = self.sheets.to_json()
+        if self.layout_band is not None:
+            record["layout_band"] = self.layout_band.to_json()
         return record
 
     @classmethod
@@ -426,6 +502,7 @@ class CascadePolicy:
             float(record["card_from"]) if record.get("card_from") is not None else None,
             PanelRead.from_json(record["panel_read"]) if record.get("panel_read") is not None else None,
             SheetRoute.from_json(record["sheets"]) if record.get("sheets") is not None else None,
+            LayoutBand.from_json(record["layout_band"]) if record.get("layout_band") is not None else None,
         )
 
 

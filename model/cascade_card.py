@@ -185,6 +185,32 @@ def with_card_band(
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
 
 
+def with_union_bound(
+    cascade: TextCascade,
+    policy: CascadePolicy,
+    name: str,
+    *,
+    after: str,
+    alpha: float,
+    record: dict[str, Any],
+) -> TextCascade:
+    """The cascade serving `policy`, its calibration recording the step `name` (`record`, its `alpha` and
+    the union bound: the bound recorded by the step `after`, or the cascade's own alpha, plus `alpha`).
+    The evaluation the card recorded no longer describes its decisions, so it is dropped."""
+    import dataclasses
+
+    before = cascade.calibration.get(after, {}).get("false_positive_bound")
+    prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
+    step = {
+        "target_fpr": alpha,
+        **record,
+        "false_positive_bound": prior + alpha,  # everything before it and this step together
+    }
+    return dataclasses.replace(
+        cascade, policy=policy, calibration={**cascade.calibration, name: step}, measured={}
+    )
+
+
 def check_calibration_photos(cascade: TextCascade, count: int) -> None:
     """Refuse calibration photos other than those the cascade was calibrated on (another count)."""
     expected = cascade.calibration.get("calibration_photos")
@@ -268,6 +294,7 @@ def attach(
     panel_read: tuple[Path, Path] | None = None,
     sheet_route: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
     sheet_reading: tuple[npt.ArrayLike, npt.ArrayLike, Sequence[str], float, float] | None = None,
+    layout_band: tuple[Measurements, list[str], list[str], float] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
@@ -275,7 +302,9 @@ def attach(
     with `panel_read` (the dataset and the measurement cache), the panel reading (`with_panel_read`); with
     `sheet_route` (the calibration photos' best sheet scores, their sources and an alpha), the sheet route;
     with `sheet_reading` (their best sheet scores, the characters read in those sheets, their sources, a
-    read share and an alpha), the sheet route's reading (`model.cascade_sheets.with_sheet_reading`).
+    read share and an alpha), the sheet route's reading (`model.cascade_sheets.with_sheet_reading`); with
+    `layout_band` (the dataset's measurements, its calibration photos, their sources and an alpha), the
+    layout band (`model.cascade_layout.with_layout_band`).
     Without a fit `report`, the cascade is the one the card already serves (to give it a band, a panel
     reading, a sheet route or its reading).
 
@@ -309,6 +338,10 @@ def attach(
 
         scores, characters, sources, share, alpha = sheet_reading
         cascade = with_sheet_reading(cascade, scores, characters, sources, share=share, alpha=alpha)
+    if layout_band is not None:
+        from model.cascade_layout import with_layout_band
+
+        cascade = with_layout_band(cascade, *layout_band)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -383,6 +416,13 @@ def register(subcommands: Any) -> None:
         type=float,
         default=0.0005,
         help="the sheet reading's false-positive rate on the calibration photos (default %(default)s)",
+    )
+    parser.add_argument(
+        "--layout-alpha",
+        type=float,
+        help="also serve the layout band: pictures the score route sends are cards without a read where a "
+        "rule on the model's score and the words the layout analysis finds (none read) reaches the bound at "
+        "this false-positive rate on the calibration photos (needs --data; `model.cascade_layout`)",
     )
     parser.add_argument(
         "--cache",
@@ -472,6 +512,14 @@ def run_attach(args: argparse.Namespace) -> int:
             raise ConfigError("--sheet-read-share needs --data: its bounds are set on the calibration photos")
         readings = calibration_sheet_readings(args.data, args.cache, model_dir)
         sheet_reading = (*readings, args.sheet_read_share, args.sheet_read_alpha)
+    layout_band = None
+    if args.layout_alpha is not None:
+        if args.data is None:
+            raise ConfigError("--layout-alpha needs --data: the band is fitted and bounded on the dataset")
+        from model.cascade_fit import photo_source
+
+        measured, keys = _calibration_photos(args.data, args.cache, model_dir)
+        layout_band = (measured, keys, [photo_source(key) for key in keys], args.layout_alpha)
     out = args.out or model_dir
     card = attach(
         model_dir,
@@ -482,6 +530,7 @@ def run_attach(args: argparse.Namespace) -> int:
         panel_read=panel_read,
         sheet_route=sheet_route,
         sheet_reading=sheet_reading,
+        layout_band=layout_band,
     )
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
@@ -496,6 +545,12 @@ def run_attach(args: argparse.Namespace) -> int:
                 f" (sheets read from {policy['sheets']['read_from']:.5f}, cards from "
                 f"{policy['sheets']['read_characters']} characters)"
             )
+    if "layout_band" in policy:
+        decided = card.text_cascade["calibration"]["layout_band"]["train_cards_decided"]
+        band += (
+            f", cards on their layout from {policy['layout_band']['cards_from']:.5f} (decides "
+            f"{decided['decided']:.1%} of the {decided['sent']} train/target cards the score route sends)"
+        )
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
         f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "

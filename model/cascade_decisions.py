@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from model.cascade import CascadePolicy
+from model.cascade import CascadePolicy, LayoutBand
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
@@ -146,6 +146,19 @@ class CascadeDecisions:
             return None
         return self.policy.panel_read if self.policy.score_routed([model_score], _one_row(look))[0] else None
 
+    def layout_first(self, model_score: float, look: npt.ArrayLike | None = None) -> LayoutFirst | None:
+        """Where the page's layout is found before it is read (the layout band, on the score route): what
+        decides on it; None elsewhere."""
+        band = None if self.policy is None else self.policy.layout_band
+        if band is None or not self.reads_page(model_score, look):
+            return None
+        assert self.policy is not None
+        return (
+            LayoutFirst(band, model_score)
+            if self.policy.score_routed([model_score], _one_row(look))[0]
+            else None
+        )
+
     def verified(
         self,
         model_score: float,
@@ -154,19 +167,26 @@ class CascadeDecisions:
         *,
         sheet_score: float | None = None,
         sheet_features: TextFeatures | None = None,
+        layout_features: TextFeatures | None = None,
     ) -> Verdict:
         """The cascade's verdict once the verifier read the image: as a page (`features`: the rule for its
         look decides), its best sheet (`sheet_features`, with the picture's `sheet_score`: a card from the
-        sheet route's `read_characters` up), or both (a card where either says so). The record's features
-        are the page's, and the sheet's prefixed `sheet_`."""
+        sheet route's `read_characters` up), or both (a card where either says so); where the page's layout
+        was found first (`layout_features`, `layout_first`), a card where the layout band says so, whatever
+        was read. The record's features are the page's, the sheet's prefixed `sheet_` and the layout's
+        prefixed `layout_`."""
         assert self.policy is not None
         recorded: dict[str, float] = {}
         if features is not None:
             recorded.update({name: float(value) for name, value in features.as_dict().items()})
-        if sheet_features is not None:
-            recorded.update(
-                {f"sheet_{name}": float(value) for name, value in sheet_features.as_dict().items()}
-            )
+        for prefix, extra in (("sheet_", sheet_features), ("layout_", layout_features)):
+            if extra is not None:
+                recorded.update({f"{prefix}{name}": float(value) for name, value in extra.as_dict().items()})
+        first = None if layout_features is None else self.layout_first(model_score, look)
+        if first is not None and layout_features is not None and first.card(layout_features):
+            # Excluded on its layout: the band's rule score, against where the band begins.
+            band_score = first.score(layout_features)
+            return Verdict(band_score, True, first.band.cards_from, VERIFIER, model_score, recorded)
         sheets = self.policy.sheets
         if sheet_features is not None and sheets is not None and sheets.read_from is not None:
             assert sheet_score is not None, "a sheet reading needs the picture's best sheet score"
@@ -186,6 +206,23 @@ class CascadeDecisions:
         return Verdict(
             model_score, model_excluded, model_threshold, MODEL_FALLBACK, model_score, fallback_reason=reason
         )
+
+
+@dataclass(frozen=True)
+class LayoutFirst:
+    """A picture whose page layout is found before it is read: the layout band, and the picture's model
+    score it weighs. `card(features)` says whether the read can be skipped."""
+
+    band: LayoutBand
+    model_score: float
+
+    def score(self, layout_features: TextFeatures) -> float:
+        """The band's rule score of the picture."""
+        return float(self.band.rule.score([self.model_score], [layout_features.as_dict()])[0])
+
+    def card(self, layout_features: TextFeatures) -> bool:
+        """Whether the picture is a card on its layout alone (then it is not read)."""
+        return self.score(layout_features) >= self.band.cards_from
 
 
 def _one_row(look: npt.ArrayLike | None) -> npt.NDArray[np.float64] | None:

@@ -136,6 +136,7 @@ class Measurements:
         self._score_cache: JsonLinesCache | None = None
         self._feature_cache: JsonLinesCache | None = None
         self._flattened_cache: JsonLinesCache | None = None
+        self._layout_cache: JsonLinesCache | None = None
         self._line_features: dict[LineRead, JsonLinesCache] = {}
         self._scorer: Any = None
         self._verifier: Any = None
@@ -202,13 +203,21 @@ class Measurements:
         if self._flattened_cache is None:
             stem = f"{self.features_stem()}-flattened-b{GROUND_BLUR}-l{GROUND_LEVEL:g}"
             self._flattened_cache = JsonLinesCache(self._out / f"{stem}.jsonl")
-        return self._flattened_cache.get_many(keys, self._read_flattened)
+        return self._flattened_cache.get_many(keys, lambda part: self._read_each(part, "flattened_features"))
 
-    def _read_flattened(self, keys: list[str]) -> list[dict[str, Any]]:
-        verifier = self.verifier()
+    def layout(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The features of the words the layout analysis finds in each file, none recognised
+        (`TextVerifier.layout_features`; found now where not cached)."""
+        if self._layout_cache is None:
+            self._layout_cache = JsonLinesCache(self._out / f"{self.features_stem()}-layout.jsonl")
+        return self._layout_cache.get_many(keys, lambda part: self._read_each(part, "layout_features"))
+
+    def _read_each(self, keys: list[str], method: str) -> list[dict[str, Any]]:
+        """Each file through one of the verifier's `*_features` methods, in this process."""
+        read = getattr(self.verifier(), method)
         rows = []
         for key in keys:
-            rows.append(verifier.flattened_features((self.data / key).read_bytes()).as_dict())
+            rows.append(read((self.data / key).read_bytes()).as_dict())
             self._progress.update()
         return rows
 

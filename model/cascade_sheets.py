@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from model.cascade_card import check_calibration_photos, raised_bound
+from model.cascade_card import check_calibration_photos, raised_bound, with_union_bound
 from model.cascade_fit import CALIB, JsonLinesCache, family_rates, load_eval_folders, photo_source
 from model.errors import ConfigError
 from model.sheets import SheetRoute, SheetSearch
 
 if TYPE_CHECKING:
-    from model.cascade import CascadePolicy, TextCascade
+    from model.cascade import TextCascade
 
 # The member that scores the sheets: the default ensemble's second, as for the quadrant route's corners. On
 # the training family, at the served search and alpha 0.0005, it caught 60.8% of `train/photographed` at its
@@ -274,7 +274,7 @@ def with_sheet_reading(
     )
     policy = dataclasses.replace(cascade.policy, sheets=reading)
     record = {"calibration_photos": len(scores), **bound}
-    return _with_bound(cascade, policy, "sheet_reading", after="sheet_route", alpha=alpha, record=record)
+    return with_union_bound(cascade, policy, "sheet_reading", after="sheet_route", alpha=alpha, record=record)
 
 
 def left_out_flags(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, int]:
@@ -331,33 +331,7 @@ def with_sheet_route(
     # A new route has no reading yet: an earlier reading's record would describe another route.
     earlier = {name: value for name, value in cascade.calibration.items() if name != "sheet_reading"}
     cascade = dataclasses.replace(cascade, calibration=earlier)
-    return _with_bound(cascade, policy, "sheet_route", after="card_band", alpha=alpha, record=record)
-
-
-def _with_bound(
-    cascade: TextCascade,
-    policy: CascadePolicy,
-    name: str,
-    *,
-    after: str,
-    alpha: float,
-    record: dict[str, Any],
-) -> TextCascade:
-    """The cascade serving `policy`, its calibration recording the step `name` (`record`, its `alpha` and
-    the union bound: the bound recorded by the step `after`, or the cascade's own alpha, plus `alpha`).
-    The evaluation the card recorded no longer describes its decisions, so it is dropped."""
-    import dataclasses
-
-    before = cascade.calibration.get(after, {}).get("false_positive_bound")
-    prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
-    step = {
-        "target_fpr": alpha,
-        **record,
-        "false_positive_bound": prior + alpha,  # everything before it and this step together
-    }
-    return dataclasses.replace(
-        cascade, policy=policy, calibration={**cascade.calibration, name: step}, measured={}
-    )
+    return with_union_bound(cascade, policy, "sheet_route", after="card_band", alpha=alpha, record=record)
 
 
 def measure(

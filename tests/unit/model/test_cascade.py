@@ -350,3 +350,57 @@ def test_the_sheet_route_makes_cards_without_a_read_and_keeps_older_cards_json()
     for bad in (0.0, 1.0, float("nan")):
         with pytest.raises(ValueError):
             SheetRoute(card_from=bad)
+
+
+def _layout_band(cards_from: float = 0.9) -> Any:
+    from model.cascade import LAYOUT_RULE_INPUTS, LayoutBand
+
+    scores, features, labels = _training_set(np.random.default_rng(5))
+    rule = fit_rule(rule_inputs(scores, features, LAYOUT_RULE_INPUTS), labels, names=LAYOUT_RULE_INPUTS)
+    return LayoutBand(rule, cards_from)
+
+
+def test_the_layout_band_makes_cards_of_the_score_routes_pictures_only_and_keeps_older_cards_json() -> None:
+    scores, features, labels = _training_set(np.random.default_rng(4))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    plain = CascadePolicy(0.5, rule, 0.99, parts_send_from=0.8)
+    banded = CascadePolicy(0.5, rule, 0.99, parts_send_from=0.8, layout_band=_layout_band())
+    model_scores = np.array([0.2, 0.95, 0.95])
+    many_words, no_words = _features(40, 0.2, 0.8), _features(0, 0.0, 0.3)
+    # The first picture only the corners send: the band never decides it, whatever its layout.
+    layouts = [many_words, many_words, no_words]
+    read = [_features(2, 0.01, 0.2)] * 3  # what reading them would say: not cards at this threshold
+
+    assert banded.layout_cards(model_scores, layouts).tolist() == [False, True, False]
+    flagged = banded.cascade_scores(model_scores, read, part_scores=[0.9, 0, 0], layout_features=layouts)
+    assert (flagged >= banded.threshold).tolist() == [False, True, False]
+    assert (plain.cascade_scores(model_scores, read, part_scores=[0.9, 0, 0]) >= 0.99).tolist() == [False] * 3
+    with pytest.raises(ValueError, match="layout band"):
+        banded.cascade_scores(model_scores, read, part_scores=[0.9, 0, 0])
+
+    assert "layout_band" not in plain.to_json()  # the versions of earlier cards do not change
+    assert CascadePolicy.from_json(banded.to_json()) == banded
+    with pytest.raises(ValueError, match="bound"):
+        _layout_band(0.0)
+
+
+def test_a_card_on_its_layout_is_the_verifiers_unread_and_keeps_the_records_contract() -> None:
+    from model.cascade_decisions import VERIFIER, CascadeDecisions
+    from model.verifier.features import TextFeatures
+
+    scores, features, labels = _training_set(np.random.default_rng(6))
+    policy = CascadePolicy(
+        0.5, fit_rule(rule_inputs(scores, features), labels), 0.99, layout_band=_layout_band()
+    )
+    decisions = CascadeDecisions(policy)
+    many_words = TextFeatures(**{**_features(40, 0.2, 0.8), "boxes": 10})
+
+    first = decisions.layout_first(0.95)
+    assert first is not None and first.card(many_words)
+    assert decisions.layout_first(0.2) is None  # not sent: nothing to find
+    card = decisions.verified(0.95, None, layout_features=many_words)
+    assert (card.excluded, card.decided_by, card.threshold) == (True, VERIFIER, 0.9)
+    assert card.score >= card.threshold  # search relies on excluded == (score >= threshold)
+    assert card.features is not None and card.features["layout_read_boxes"] == 10
+    assert "read_boxes" not in card.features  # nothing was read
+    assert CascadeDecisions(CascadePolicy(0.5, policy.rule, 0.99)).layout_first(0.95) is None
