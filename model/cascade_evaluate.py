@@ -78,6 +78,20 @@ def time_reads(measured: Measurements, keys: Sequence[str]) -> float:
     return (time.perf_counter() - started) * 1000 / max(1, len(keys))
 
 
+def _layouts(
+    measured: Measurements, policy: CascadePolicy, folder: EvalFolder
+) -> list[dict[str, Any] | None]:
+    """The layout features of the folder's pictures the score route sends, where the policy has a layout
+    band (found now where not cached); None for the others, and for every picture without a band."""
+    keys = measured.files(folder.folder)
+    if policy.layout_band is None:
+        return [None] * len(keys)
+    sent = policy.score_routed(folder.scores, folder.looks)
+    routed = [key for key, send in zip(keys, sent, strict=True) if send]
+    found = dict(zip(routed, measured.layout(routed), strict=True))
+    return [found.get(key) for key in keys]
+
+
 def evaluate_cascade(
     measured: Measurements,
     cascade: TextCascade,
@@ -114,15 +128,18 @@ def evaluate_cascade(
         None if sheet_characters is None or q is None else sheet_characters(measured.files(f.folder), q)
         for f, q in zip(folders, sheets, strict=True)
     ]
+    layouts = [_layouts(measured, policy, f) for f in folders]
     columns = {
         "model_only": family_rates(folders, [f.scores >= model_threshold for f in folders]),
         "verifier_only": family_rates(pages, [verifier_only_flags(alone, f) for f in pages]),
         "cascade": family_rates(
             folders,
             [
-                policy.cascade_scores(f.scores, f.features, f.looks, p, s, sheet_characters=c)
+                policy.cascade_scores(
+                    f.scores, f.features, f.looks, p, s, sheet_characters=c, layout_features=layout
+                )
                 >= policy.threshold
-                for f, p, s, c in zip(folders, parts, sheets, characters, strict=True)
+                for f, p, s, c, layout in zip(folders, parts, sheets, characters, layouts, strict=True)
             ],
             [
                 policy.sends(f.scores, f.looks, p, s) | policy.sheet_reads(f.scores, s)
@@ -145,6 +162,12 @@ def evaluate_cascade(
         "columns": columns,
         "model_scores": {f.folder: {"scores": f.scores.tolist(), "kinds": f.kinds} for f in folders},
     }
+    if policy.layout_band is not None:
+        # The share of each folder the layout band made cards of without a read.
+        report["layout_decided"] = {
+            f.folder: float(policy.layout_cards(f.scores, layout, f.looks).mean())
+            for f, layout in zip(folders, layouts, strict=True)
+        }
     if part_scores is not None:
         report["part_scores"] = {
             f.folder: [float(v) for v in p] for f, p in zip(folders, parts, strict=True) if p is not None
@@ -167,6 +190,10 @@ def format_table(report: dict[str, Any]) -> str:
     read_from = report.get("sheet_read_from")
     if read_from is not None:
         route += f" (sheets read from {read_from:.5f})"
+    decided = report.get("layout_decided")
+    if decided:
+        shares = ", ".join(f"{folder} {share:.1%}" for folder, share in decided.items())
+        route += f"; cards on their layout, unread: {shares}"
     lines = [
         f"{report['cascade_version']}: model threshold {report['model_threshold']:.4f}, verifier reads from "
         f"{report['send_from']:.4f}{route}, cascade threshold {report['cascade_threshold']:.4f}; "

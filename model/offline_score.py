@@ -212,16 +212,22 @@ def _decide(
     if verdict is None:
         try:
             data = path.read_bytes()
-            features = sheet = None
-            if decisions.reads_page(score, look, part_score=part_score, sheet_score=sheet_score):
-                features = verifier.features(
-                    data, line_read=decisions.line_read(look), panel_read=decisions.panel_read(look, score)
-                )
-            if decisions.reads_sheet(score, sheet_score):
+            features = sheet = layout = None
+            first = decisions.layout_first(score, look)
+            if first is not None:
+                layout = verifier.layout_features(data)
+            unread = first is not None and layout is not None and first.card(layout)  # a card on its layout
+            page = decisions.reads_page(score, look, part_score=part_score, sheet_score=sheet_score)
+            if page and not unread:
+                line_read, panel_read = decisions.line_read(look), decisions.panel_read(look, score)
+                features = verifier.features(data, line_read=line_read, panel_read=panel_read)
+            if not unread and decisions.reads_sheet(score, sheet_score):
                 route = text_cascade.policy.sheets
                 assert route is not None and sheet_slot is not None
                 sheet = verifier.sheet_features(data, SheetReading(route.search, input_size, sheet_slot))
-            verdict = decisions.verified(score, features, look, sheet_score=sheet_score, sheet_features=sheet)
+            verdict = decisions.verified(
+                score, features, look, sheet_score=sheet_score, sheet_features=sheet, layout_features=layout
+            )
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
             verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))
     record: dict[str, Any] = {
