@@ -569,6 +569,7 @@ class Worker:
             panel_read=decisions.panel_read(look, score) if page else None,
             page=page,
             sheet_slot=sheet_slot,
+            layout_first=decisions.layout_first(score, look) if page else None,
         )
         self.metrics.verifier_sends.labels(route).inc()
         self._verifying += 1
@@ -604,7 +605,8 @@ class Worker:
         if error is None:
             reading = future.result()
             self.stats.verifier_reads += 1
-            self.metrics.verifier_reads.labels("read").inc()
+            unread = reading.features is None and reading.sheet is None and reading.layout is not None
+            self.metrics.verifier_reads.labels("layout_card" if unread else "read").inc()
             self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
             self.metrics.verifier_read_seconds.labels(awaiting.route).observe(reading.seconds)
             return self._decisions.verified(
@@ -613,6 +615,7 @@ class Worker:
                 awaiting.look,
                 sheet_score=awaiting.sheet_score,
                 sheet_features=reading.sheet,
+                layout_features=reading.layout,
             )
         self.stats.verifier_failures += 1
         self.metrics.verifier_reads.labels("failed").inc()

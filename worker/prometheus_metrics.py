@@ -61,7 +61,8 @@ class WorkerMetrics:
         )
         self.verifier_reads = Counter(
             "alocc_verifier_reads_total",
-            "Text verifier reads by result (read, failed: the model's decision stood).",
+            "Text verifier reads by result (read; layout_card: a card on its layout alone, nothing read; "
+            "failed: the model's decision stood).",
             ["result"],
             registry=r,
         )

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from model.cascade_decisions import LayoutFirst
 from model.sheets import SheetSearch
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
@@ -38,6 +39,9 @@ class Reading:
     features: TextFeatures | None
     seconds: float
     sheet: TextFeatures | None = None
+    # The page's layout, where it was found before the page was read (the layout band); alone where it made
+    # the picture a card, and nothing was read.
+    layout: TextFeatures | None = None
 
 
 class Reader(Protocol):
@@ -51,6 +55,11 @@ class Reader(Protocol):
 
     def sheet_features(self, data: bytes, sheet: SheetReading) -> TextFeatures:
         """Read a picture's sheet (`TextVerifier.sheet_features`); raises on any failure."""
+        ...
+
+    def layout_features(self, data: bytes) -> TextFeatures:
+        """Find a page's words without reading them (`TextVerifier.layout_features`); raises on any
+        failure."""
         ...
 
 
@@ -92,16 +101,24 @@ class VerificationStage:
         panel_read: PanelRead | None = None,
         page: bool = True,
         sheet_slot: int | None = None,
+        layout_first: LayoutFirst | None = None,
     ) -> concurrent.futures.Future[Reading]:
         """Download and read `url`: as a page where `page` (with `line_read` too, for the plain-line gate's
         images; `panel_read`, for the score route's), and its sheet in `sheet_slot` where given (the sheet
-        route's reading); the future raises on any failure (the caller falls back)."""
+        route's reading); with `layout_first` (the layout band, on the score route), the page's layout is
+        found first, and where it makes the picture a card nothing is read. The future raises on any
+        failure (the caller falls back)."""
         if sheet_slot is not None and self._sheets is None:
             raise ValueError("this stage reads no sheets: the served cascade has no sheet reading")
         if not page and sheet_slot is None:
             raise ValueError("nothing to read: neither the page nor a sheet")
         read = functools.partial(
-            self._read, line_read=line_read, panel_read=panel_read, page=page, sheet_slot=sheet_slot
+            self._read,
+            line_read=line_read,
+            panel_read=panel_read,
+            page=page,
+            sheet_slot=sheet_slot,
+            layout_first=layout_first,
         )
         return fetch_then(self._fetcher, url, self._pool, read)
 
@@ -115,9 +132,14 @@ class VerificationStage:
         panel_read: PanelRead | None,
         page: bool,
         sheet_slot: int | None,
+        layout_first: LayoutFirst | None,
     ) -> None:
         started = time.monotonic()
         try:
+            layout = None if layout_first is None else self._reader.layout_features(data)
+            if layout_first is not None and layout is not None and layout_first.card(layout):
+                result.set_result(Reading(None, fetch_s + time.monotonic() - started, layout=layout))
+                return
             features = (
                 self._reader.features(data, line_read=line_read, panel_read=panel_read) if page else None
             )
@@ -129,7 +151,7 @@ class VerificationStage:
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return
-        result.set_result(Reading(features, fetch_s + time.monotonic() - started, sheet))
+        result.set_result(Reading(features, fetch_s + time.monotonic() - started, sheet, layout))
 
     def close(self) -> None:
         """Stop the read threads (reads not started are cancelled)."""

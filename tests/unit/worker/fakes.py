@@ -20,7 +20,7 @@ import torch
 from confluent_kafka import TopicPartition
 
 from model.cascade import CascadePolicy
-from model.cascade_decisions import CascadeDecisions
+from model.cascade_decisions import CascadeDecisions, LayoutFirst
 from model.errors import CorruptImage
 from model.verifier import TextFeatures, VerifierUnavailable
 from model.verifier.line_read import LineRead
@@ -331,6 +331,7 @@ class FakeVerification:
         self.panel_reads: dict[str, PanelRead | None] = {}  # url: the panel reading it was asked for
         self.pages: dict[str, bool] = {}  # url: whether its page was read
         self.sheet_slots: dict[str, int | None] = {}  # url: the sheet slot read (the sheet reading)
+        self.layout_firsts: dict[str, LayoutFirst | None] = {}  # url: the layout band it was asked to try
         self.closed = False
 
     def submit(
@@ -341,8 +342,10 @@ class FakeVerification:
         panel_read: PanelRead | None = None,
         page: bool = True,
         sheet_slot: int | None = None,
+        layout_first: LayoutFirst | None = None,
     ) -> concurrent.futures.Future[Reading]:
         self.requests.append(url)
+        self.layout_firsts[url] = layout_first
         self.line_reads[url] = line_read
         self.panel_reads[url] = panel_read
         self.pages[url] = page
@@ -357,10 +360,16 @@ class FakeVerification:
             features = TextFeatures(
                 count, count, count, 0.1 if count else 0.0, 1 if count else 0, 0.1, 0.8, count
             )
-            # The page and the sheet read the same characters here.
+            # The page, the sheet and the layout find the same characters here.
+            if layout_first is not None and layout_first.card(features):
+                future.set_result(Reading(None, self.delay_s, layout=features))
+                return
             future.set_result(
                 Reading(
-                    features if page else None, self.delay_s, features if sheet_slot is not None else None
+                    features if page else None,
+                    self.delay_s,
+                    features if sheet_slot is not None else None,
+                    features if layout_first is not None else None,
                 )
             )
 

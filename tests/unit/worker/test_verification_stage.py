@@ -115,3 +115,37 @@ def test_a_pictures_sheet_is_found_again_and_read_through_the_ocr_processes() ->
 
     assert alone.features is None and alone.sheet is not None and alone.sheet.read_characters >= 6
     assert both.features is not None and both.sheet == alone.sheet
+
+
+class LayoutStubEngine(StubEngine):
+    """The stub that also finds `words` words without reading them, and counts its reads."""
+
+    def __init__(self, words: int) -> None:
+        super().__init__()
+        self.words = words
+        self.reads = 0
+
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        self.reads += 1
+        return super().read(image, page_segmentation)
+
+    def layout(self, image: Image.Image) -> list[ReadBox]:
+        return [ReadBox(10.0 * i, 10.0, 8.0, 8.0, 100.0, 1) for i in range(self.words)]
+
+
+def test_a_card_on_its_layout_is_not_read_and_a_picture_the_band_does_not_decide_is() -> None:
+    from model.cascade import LAYOUT_RULE_INPUTS, CascadeRule, LayoutBand
+    from model.cascade_decisions import LayoutFirst
+
+    size = len(LAYOUT_RULE_INPUTS)
+    weights = tuple(5.0 if name == "log_read_boxes" else 0.0 for name in LAYOUT_RULE_INPUTS)
+    band = LayoutBand(CascadeRule(weights, -5.0, (0.0,) * size, (1.0,) * size, LAYOUT_RULE_INPUTS), 0.9)
+    for words, read in ((20, False), (0, True)):
+        engine = LayoutStubEngine(words)
+        stage = VerificationStage(FakeFetcher({"card": _png()}), TextVerifier(engine=engine), workers=1)
+        try:
+            reading = stage.submit("fake://card", layout_first=LayoutFirst(band, 0.99)).result(timeout=10)
+        finally:
+            stage.close()
+        assert reading.layout is not None and reading.layout.read_boxes == words
+        assert (reading.features is not None, engine.reads) == (read, int(read))

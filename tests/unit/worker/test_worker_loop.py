@@ -415,6 +415,34 @@ def test_a_cascade_with_a_card_band_excludes_what_the_model_is_surest_of_without
     assert metric("alocc_verifier_sends_total", {"route": "model_score"}) is None
 
 
+def test_a_cascade_with_a_layout_band_excludes_a_card_on_its_layout_and_reads_what_it_does_not_decide() -> (
+    None
+):
+    # Both white pictures score 1.0 and are sent by their score; the band (a rule on the words found alone)
+    # makes the first a card on its 20 words, unread; the second's layout finds none, so its page is read.
+    from model.cascade import LAYOUT_RULE_INPUTS, CascadeRule, LayoutBand
+
+    size = len(LAYOUT_RULE_INPUTS)
+    weights = tuple(5.0 if name == "log_read_boxes" else 0.0 for name in LAYOUT_RULE_INPUTS)
+    band = LayoutBand(CascadeRule(weights, -5.0, (0.0,) * size, (1.0,) * size, LAYOUT_RULE_INPUTS), 0.9)
+    policy = dataclasses.replace(_reads_text_policy(), layout_band=band)
+
+    rig, verification = _run_cascade(policy, {"card": 20, "card-like": 0}, ["card", "card-like", "photo"])
+
+    assert verification.requests == ["fake://card", "fake://card-like"]  # the photo is not sent
+    assert all(first is not None for first in verification.layout_firsts.values())
+    card, blank = rig.store.rows["a"], rig.store.rows["b"]
+    assert (card.decided_by, card.excluded, card.threshold) == ("verifier", True, 0.9)
+    assert card.score >= card.threshold  # what search reads stays consistent
+    assert card.verifier is not None and card.verifier["layout_read_boxes"] == 20
+    assert "read_characters" not in card.verifier  # nothing was read
+    assert (blank.decided_by, blank.excluded) == ("verifier", False) and blank.score < blank.threshold
+    assert blank.verifier is not None and blank.verifier["read_characters"] == 0  # read, after its layout
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_verifier_reads_total", {"result": "layout_card"}) == 1.0
+    assert metric("alocc_verifier_reads_total", {"result": "read"}) == 1.0
+
+
 def test_a_cascade_with_the_sheet_route_excludes_a_photographed_notice_without_a_read() -> None:
     # The pinned notice's scene scores 0.0 whole and in its corners; its one sheet, straightened, scores 1.0:
     # a card by the sheet route (from 0.9), decided by the model. The photo holds no sheet: a product.
