@@ -150,14 +150,12 @@ class CascadeDecisions:
         """Where the page's layout is found before it is read (the layout band, on the score route): what
         decides on it; None elsewhere."""
         band = None if self.policy is None else self.policy.layout_band
-        if band is None or not self.reads_page(model_score, look):
+        if band is None:
             return None
         assert self.policy is not None
-        return (
-            LayoutFirst(band, model_score)
-            if self.policy.score_routed([model_score], _one_row(look))[0]
-            else None
-        )
+        # The score route's own test: no part or sheet score is needed to know it.
+        routed = self.policy.score_routed([model_score], _one_row(look))[0]
+        return LayoutFirst(band, model_score) if routed else None
 
     def verified(
         self,

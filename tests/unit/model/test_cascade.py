@@ -390,7 +390,11 @@ def test_a_card_on_its_layout_is_the_verifiers_unread_and_keeps_the_records_cont
 
     scores, features, labels = _training_set(np.random.default_rng(6))
     policy = CascadePolicy(
-        0.5, fit_rule(rule_inputs(scores, features), labels), 0.99, layout_band=_layout_band()
+        0.5,
+        fit_rule(rule_inputs(scores, features), labels),
+        0.99,
+        parts_send_from=0.8,
+        layout_band=_layout_band(),
     )
     decisions = CascadeDecisions(policy)
     many_words = TextFeatures(**{**_features(40, 0.2, 0.8), "boxes": 10})

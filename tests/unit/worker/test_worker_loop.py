@@ -425,7 +425,8 @@ def test_a_cascade_with_a_layout_band_excludes_a_card_on_its_layout_and_reads_wh
     size = len(LAYOUT_RULE_INPUTS)
     weights = tuple(5.0 if name == "log_read_boxes" else 0.0 for name in LAYOUT_RULE_INPUTS)
     band = LayoutBand(CascadeRule(weights, -5.0, (0.0,) * size, (1.0,) * size, LAYOUT_RULE_INPUTS), 0.9)
-    policy = dataclasses.replace(_reads_text_policy(), layout_band=band)
+    # With the quadrant route too, as served (the band asks nothing of the corners).
+    policy = dataclasses.replace(_reads_text_policy(), parts_send_from=0.9, layout_band=band)
 
     rig, verification = _run_cascade(policy, {"card": 20, "card-like": 0}, ["card", "card-like", "photo"])
 
