@@ -209,19 +209,8 @@ class LayoutBand:
 
     rule: CascadeRule
     cards_from: float
-    # Its cards are confirmed by reading the `checked_words` largest words alone (a few ms each): at least
-    # `min_confident` characters read with high confidence in them (`TextVerifier.layout_features`), or the
-    # page is read. Textures look like lines of words to the layout analysis and read as nothing. 0: none.
-    checked_words: int = 0
-    min_confident: int = 0
 
     def __post_init__(self) -> None:
-        if (
-            self.checked_words < 0
-            or self.min_confident < 0
-            or (self.min_confident and not self.checked_words)
-        ):
-            raise ValueError("the layout band confirms its cards on checked words: both counts, or neither")
         if not 0.0 < self.cards_from <= 1.0:
             raise ValueError(f"the layout band's bound must lie in (0, 1], got {self.cards_from}")
         if "model_logit" not in self.rule.inputs:
@@ -230,29 +219,17 @@ class LayoutBand:
     def cards(
         self, model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any]]
     ) -> npt.NDArray[np.bool_]:
-        """Which pictures are cards on their layout features (and, where the band checks words, on the
-        characters read confidently in them)."""
-        banded = np.asarray(self.rule.score(model_scores, features) >= self.cards_from, dtype=bool)
-        confident = np.array([float(row["confident_characters"]) for row in features])
-        return banded & (confident >= self.min_confident) if self.checked_words else banded
+        """Which pictures are cards on their layout features."""
+        return np.asarray(self.rule.score(model_scores, features) >= self.cards_from, dtype=bool)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready record (the card stores it); the check only where set."""
-        record: dict[str, Any] = {"rule": self.rule.to_json(), "cards_from": float(self.cards_from)}
-        if self.checked_words:
-            record["checked_words"] = int(self.checked_words)
-            record["min_confident"] = int(self.min_confident)
-        return record
+        """A JSON-ready record (the card stores it)."""
+        return {"rule": self.rule.to_json(), "cards_from": float(self.cards_from)}
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> LayoutBand:
         """Read what `to_json` wrote."""
-        return cls(
-            CascadeRule.from_json(record["rule"]),
-            float(record["cards_from"]),
-            int(record.get("checked_words", 0)),
-            int(record.get("min_confident", 0)),
-        )
+        return cls(CascadeRule.from_json(record["rule"]), float(record["cards_from"]))
 
 
 @dataclass(frozen=True)

@@ -219,8 +219,8 @@ class LayoutFirst:
         return float(self.band.rule.score([self.model_score], [layout_features.as_dict()])[0])
 
     def card(self, layout_features: TextFeatures) -> bool:
-        """Whether the picture is a card on its layout (and its checked words) alone: then it is not read."""
-        return bool(self.band.cards([self.model_score], [layout_features.as_dict()])[0])
+        """Whether the picture is a card on its layout alone (then it is not read)."""
+        return self.score(layout_features) >= self.band.cards_from
 
 
 def _one_row(look: npt.ArrayLike | None) -> npt.NDArray[np.float64] | None:

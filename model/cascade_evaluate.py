@@ -88,7 +88,7 @@ def _layouts(
         return [None] * len(keys)
     sent = policy.score_routed(folder.scores, folder.looks)
     routed = [key for key, send in zip(keys, sent, strict=True) if send]
-    found = dict(zip(routed, measured.layout(routed, policy.layout_band.checked_words), strict=True))
+    found = dict(zip(routed, measured.layout(routed), strict=True))
     return [found.get(key) for key in keys]
 
 

@@ -136,7 +136,7 @@ class Measurements:
         self._score_cache: JsonLinesCache | None = None
         self._feature_cache: JsonLinesCache | None = None
         self._flattened_cache: JsonLinesCache | None = None
-        self._layout_caches: dict[int, JsonLinesCache] = {}
+        self._layout_cache: JsonLinesCache | None = None
         self._line_features: dict[LineRead, JsonLinesCache] = {}
         self._scorer: Any = None
         self._verifier: Any = None
@@ -205,22 +205,19 @@ class Measurements:
             self._flattened_cache = JsonLinesCache(self._out / f"{stem}.jsonl")
         return self._flattened_cache.get_many(keys, lambda part: self._read_each(part, "flattened_features"))
 
-    def layout(self, keys: Sequence[str], check_words: int = 0) -> list[dict[str, Any]]:
-        """The features of the words the layout analysis finds in each file, none recognised but the
-        `check_words` largest (`TextVerifier.layout_features`; found now where not cached)."""
-        if check_words not in self._layout_caches:
-            stem = f"{self.features_stem()}-layout{f'-w{check_words}' if check_words else ''}"
-            self._layout_caches[check_words] = JsonLinesCache(self._out / f"{stem}.jsonl")
-        return self._layout_caches[check_words].get_many(
-            keys, lambda part: self._read_each(part, "layout_features", check_words=check_words)
-        )
+    def layout(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The features of the words the layout analysis finds in each file, none recognised
+        (`TextVerifier.layout_features`; found now where not cached)."""
+        if self._layout_cache is None:
+            self._layout_cache = JsonLinesCache(self._out / f"{self.features_stem()}-layout.jsonl")
+        return self._layout_cache.get_many(keys, lambda part: self._read_each(part, "layout_features"))
 
-    def _read_each(self, keys: list[str], method: str, **options: Any) -> list[dict[str, Any]]:
+    def _read_each(self, keys: list[str], method: str) -> list[dict[str, Any]]:
         """Each file through one of the verifier's `*_features` methods, in this process."""
         read = getattr(self.verifier(), method)
         rows = []
         for key in keys:
-            rows.append(read((self.data / key).read_bytes(), **options).as_dict())
+            rows.append(read((self.data / key).read_bytes()).as_dict())
             self._progress.update()
         return rows
 

@@ -23,7 +23,6 @@ training side, the share of `train/target` cards the score route sends that the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,8 +37,6 @@ if TYPE_CHECKING:
 # The folders the band's rule is fitted on (as the main rule), and the training cards it is measured on.
 FIT_CARDS, FIT_OTHER, TRAIN_CARDS = "val/target", "val/other", "train/target"
 DEFAULT_LAYOUT_ALPHA = 0.0005
-# The share of the band's training cards its confirmation keeps (`confirming_characters`).
-DEFAULT_KEEP = 0.95
 
 
 def fit_layout_rule(measured: Measurements) -> tuple[CascadeRule, int, int]:
@@ -61,20 +58,11 @@ def fit_layout_rule(measured: Measurements) -> tuple[CascadeRule, int, int]:
 
 
 def with_layout_band(
-    cascade: TextCascade,
-    measured: Measurements,
-    calibration: list[str],
-    sources: list[str],
-    alpha: float,
-    *,
-    checked_words: int = 0,
-    keep: float = DEFAULT_KEEP,
+    cascade: TextCascade, measured: Measurements, calibration: list[str], sources: list[str], alpha: float
 ) -> TextCascade:
     """The cascade with the layout band at `alpha`, fitted and bounded on `measured`'s dataset
-    (`calibration`: its calibration photos' keys, `sources` theirs); with `checked_words`, its cards
-    confirmed by reading that many of their largest words, from the count of confident characters that
-    keeps the share `keep` of the band's training cards (`confirming_characters`). The step is recorded on
-    the card with the share of training cards the score route sends that the band decides.
+    (`calibration`: its calibration photos' keys, `sources` theirs); the step is recorded on the card with
+    the share of training cards the score route sends that the band decides.
 
     Raises:
         ConfigError: the photos are not the ones the cascade was calibrated on, or the engine has no layout
@@ -85,19 +73,11 @@ def with_layout_band(
     scores = rule.score(measured.scores(calibration), measured.layout(calibration))
     bound = raised_bound(scores, sources, alpha)
     band = LayoutBand(rule, min(1.0, bound["card_from"]))
-    record: dict[str, Any] = {}
-    if checked_words:
-        unchecked = dataclasses.replace(cascade, policy=dataclasses.replace(cascade.policy, layout_band=band))
-        confident = _band_cards_confident(unchecked, measured, checked_words)
-        least = confirming_characters(confident, keep)
-        band = dataclasses.replace(band, checked_words=checked_words, min_confident=least)
-        record["confirmation"] = {"keep": keep, "band_train_cards": len(confident), "min_confident": least}
     policy = dataclasses.replace(cascade.policy, layout_band=band)
     record = {
         "calibration_photos": len(calibration),
         **bound,
         "rule_fitted_on": {"cards": cards, "other": other, "folders": [FIT_CARDS, FIT_OTHER]},
-        **record,
         "train_cards_decided": train_cards_decided(dataclasses.replace(cascade, policy=policy), measured),
     }
     return with_union_bound(
@@ -105,57 +85,25 @@ def with_layout_band(
     )
 
 
-def confirming_characters(confident: Sequence[int], keep: float) -> int:
-    """The most confident characters in the checked words that at least the share `keep` of the band's
-    training cards reach (at least 1: a texture reads nothing); 1 where there are none to measure."""
-    if not confident:
-        return 1
-    values = np.sort(np.asarray(confident))[::-1]
-    reached = values[min(len(values) - 1, int(np.ceil(keep * len(values))) - 1)]
-    return max(1, int(reached))
-
-
-def _band_cards_confident(cascade: TextCascade, measured: Measurements, checked_words: int) -> list[int]:
-    """The confident characters read in the `checked_words` largest words of each training card the band
-    (unchecked) decides."""
-    keys, scores, _looks, routed = _score_routed_training_cards(cascade, measured)
-    found = measured.layout(routed)
-    band = cascade.policy.layout_band
-    assert band is not None
-    index = {key: i for i, key in enumerate(keys)}
-    banded = [
-        key for key, row in zip(routed, found, strict=True) if band.cards([scores[index[key]]], [row])[0]
-    ]
-    return [int(row["confident_characters"]) for row in measured.layout(banded, checked_words)]
-
-
 def train_cards_decided(cascade: TextCascade, measured: Measurements) -> dict[str, float]:
     """Of the `train/target` cards the score route sends, the share the layout band decides without a
     read (the training side's measure of what the band saves)."""
-    keys, scores, looks, routed = _score_routed_training_cards(cascade, measured)
-    if not routed:
-        return {"sent": 0, "decided": 0.0}
-    band = cascade.policy.layout_band
-    assert band is not None
-    index = {key: i for i, key in enumerate(keys)}
-    rows = [index[key] for key in routed]
-    layouts: list[dict[str, Any] | None] = [None] * len(keys)
-    for key, found in zip(routed, measured.layout(routed, band.checked_words), strict=True):
-        layouts[index[key]] = found
-    decided = cascade.policy.layout_cards(scores, layouts, looks)[rows]
-    return {"sent": len(routed), "decided": float(np.mean(decided))}
-
-
-def _score_routed_training_cards(
-    cascade: TextCascade, measured: Measurements
-) -> tuple[list[str], np.ndarray, np.ndarray | None, list[str]]:
-    """`train/target`'s keys, model scores and looks (where gated), and the keys the score route sends."""
     keys = measured.files(TRAIN_CARDS)
+    if not keys:
+        return {"sent": 0, "decided": 0.0}
     scores = measured.scores(keys)
     policy = cascade.policy
     looks = measured.looks(keys) if policy.gate is not None else None
     routed = [key for key, sent in zip(keys, policy.score_routed(scores, looks), strict=True) if sent]
-    return keys, scores, looks, routed
+    if not routed:
+        return {"sent": 0, "decided": 0.0}
+    index = {key: i for i, key in enumerate(keys)}
+    rows = [index[key] for key in routed]
+    layouts: list[dict[str, Any] | None] = [None] * len(keys)
+    for key, found in zip(routed, measured.layout(routed), strict=True):
+        layouts[index[key]] = found
+    decided = policy.layout_cards(scores, layouts, looks)[rows]
+    return {"sent": len(routed), "decided": float(np.mean(decided))}
 
 
 def _last_step(cascade: TextCascade) -> str:

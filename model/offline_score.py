@@ -215,7 +215,7 @@ def _decide(
             features = sheet = layout = None
             first = decisions.layout_first(score, look)
             if first is not None:
-                layout = verifier.layout_features(data, check_words=first.band.checked_words)
+                layout = verifier.layout_features(data)
             unread = first is not None and layout is not None and first.card(layout)  # a card on its layout
             page = decisions.reads_page(score, look, part_score=part_score, sheet_score=sheet_score)
             if page and not unread:

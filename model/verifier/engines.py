@@ -64,15 +64,10 @@ class OcrEngine(Protocol):
 
 
 class LayoutEngine(Protocol):
-    """An engine that can find the words of an image without recognising them (`TesserocrEngine.layout`),
-    and read a few of them alone (`read_words`)."""
+    """An engine that can find the words of an image without recognising them (`TesserocrEngine.layout`)."""
 
     def layout(self, image: Image.Image) -> list[ReadBox]:
         """A box per word found in `image`, nothing recognised."""
-        ...
-
-    def read_words(self, image: Image.Image, words: Sequence[ReadBox]) -> list[ReadBox]:
-        """Each of `words` (boxes of `image`) read alone, as one word."""
         ...
 
 
@@ -188,10 +183,6 @@ def _quiet_leptonica() -> None:
         return
 
 
-# Tesseract's page segmentation for one word alone.
-_SINGLE_WORD = 8
-
-
 class TesserocrEngine:
     """Tesseract 5 through its C++ API: the models stay loaded between reads. Not thread-safe."""
 
@@ -264,30 +255,6 @@ class TesserocrEngine:
                 left, top, right, bottom = (float(value) for value in box)
                 boxes.append(ReadBox(left, top, right - left, bottom - top, 100.0, 1))
         return boxes
-
-    def read_words(self, image: Image.Image, words: Sequence[ReadBox]) -> list[ReadBox]:
-        """Each of `words` read alone as one word (page segmentation 8, in its box and a margin of a
-        quarter of its height: cut at its ink, a word's first letter is misread): a few ms a word, where a
-        page of them costs a recognition each. The boxes come back with what was read in them."""
-        self._api.SetImage(image.convert("L"))
-        self._api.SetPageSegMode(_SINGLE_WORD)
-        read = []
-        try:
-            for word in words:
-                margin = max(4.0, word.height / 4)
-                left, top = max(0, int(word.left - margin)), max(0, int(word.top - margin))
-                right = min(image.width, int(word.left + word.width + margin))
-                bottom = min(image.height, int(word.top + word.height + margin))
-                self._api.SetRectangle(left, top, max(1, right - left), max(1, bottom - top))
-                if not self._api.Recognize(timeout=self._timeout_ms):
-                    raise VerifierUnavailable(f"tesseract failed or ran past {self._timeout_ms} ms")
-                text = self._api.GetUTF8Text() or ""
-                confidence = max(0.0, float(self._api.MeanTextConf())) if text.strip() else 0.0
-                corners = (word.left, word.top, word.left + word.width, word.top + word.height)
-                read.append(_box(corners, confidence, text))
-        finally:
-            self._api.SetPageSegMode(self._page_segmentation)
-        return read
 
 
 class RapidOcrEngine:

@@ -17,8 +17,7 @@ page segmentation, text height, least glyphs and skip_page, all 0 for none: `mod
 then the panel reading's least confident characters plus one, 0 for none: `model.verifier.panel_read`;
 then what to read: 0 the page, 1 a sheet (`model.verifier.text_verifier.SheetReading`, whose JSON follows as
 a message: `{"search", "input_size", "slot"}`), 2 the page's layout alone (`TextVerifier.layout_features`:
-words found, none recognised); then, for a layout, how many of its largest words to read alone), then the
-image bytes as a message. Child -> parent:
+words found, none recognised)), then the image bytes as a message. Child -> parent:
 JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
 image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
 text never crosses the pipe.
@@ -47,7 +46,7 @@ from model.verifier.panel_read import PanelRead
 from model.verifier.text_verifier import SheetReading
 
 _HEADER = struct.Struct(">I")
-_READING = struct.Struct(">HHHHHHH")
+_READING = struct.Struct(">HHHHHH")
 # What a request reads (the last field of `_READING`).
 READ_PAGE, READ_SHEET, READ_LAYOUT = 0, 1, 2
 
@@ -58,11 +57,9 @@ def pack_reading(
     sheet: SheetReading | None = None,
     *,
     layout: bool = False,
-    check_words: int = 0,
 ) -> bytes:
     """How to read an image, as the parent sends it before the image (zeros: a page reading alone); a sheet
-    reading's spec follows as its own message; `layout`: the page's layout alone, its `check_words` largest
-    words read alone."""
+    reading's spec follows as its own message; `layout`: the page's layout alone."""
     if layout and sheet is not None:
         raise ValueError("a request reads a sheet or the page's layout, not both")
     panel = 0 if panel_read is None else panel_read.min_confident + 1
@@ -77,19 +74,19 @@ def pack_reading(
         )
     )
     kind = READ_SHEET if sheet is not None else READ_LAYOUT if layout else READ_PAGE
-    packed = _READING.pack(*fields, panel, kind, check_words if layout else 0)
+    packed = _READING.pack(*fields, panel, kind)
     if sheet is None:
         return packed
     spec = json.dumps({"search": sheet.search.to_json(), "input_size": sheet.input_size, "slot": sheet.slot})
     return packed + _HEADER.pack(len(spec)) + spec.encode()
 
 
-def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None, int, int]:
-    """What `pack_reading` sent in its fixed part: the line and panel readings, what to read (`READ_PAGE`,
-    `READ_SHEET`: its spec follows, `unpack_sheet`; `READ_LAYOUT`) and, for a layout, the words to check."""
-    page_segmentation, text_height, min_glyphs, skip_page, panel, kind, check_words = _READING.unpack(data)
+def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None, int]:
+    """What `pack_reading` sent in its fixed part: the line and panel readings, and what to read
+    (`READ_PAGE`, `READ_SHEET`: its spec follows, `unpack_sheet`; `READ_LAYOUT`)."""
+    page_segmentation, text_height, min_glyphs, skip_page, panel, kind = _READING.unpack(data)
     line_read = LineRead(page_segmentation, text_height, min_glyphs, bool(skip_page)) if text_height else None
-    return line_read, (PanelRead(panel - 1) if panel else None), kind, check_words
+    return line_read, (PanelRead(panel - 1) if panel else None), kind
 
 
 def unpack_sheet(spec: bytes) -> SheetReading:
@@ -152,7 +149,6 @@ class OcrProcess:
         panel_read: PanelRead | None = None,
         sheet: SheetReading | None = None,
         layout: bool = False,
-        check_words: int = 0,
     ) -> TextFeatures:
         """Read one image in the child (with the line or the panel reading too, where given), or with
         `sheet`, the picture's sheet alone (`TextVerifier.sheet_features`), or with `layout`, find its
@@ -165,7 +161,7 @@ class OcrProcess:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            request = pack_reading(line_read, panel_read, sheet, layout=layout, check_words=check_words)
+            request = pack_reading(line_read, panel_read, sheet, layout=layout)
             stdin.write(request + _HEADER.pack(len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
@@ -266,10 +262,10 @@ class OcrProcessReader:
         """Read a picture's sheet; raises `VerifierUnavailable` when the child fails."""
         return self._on_child(data, sheet=sheet)
 
-    def layout_features(self, data: bytes, *, check_words: int = 0) -> TextFeatures:
-        """Find the words of an image without reading them (but its `check_words` largest, each alone);
-        raises `VerifierUnavailable` when the child fails."""
-        return self._on_child(data, layout=True, check_words=check_words)
+    def layout_features(self, data: bytes) -> TextFeatures:
+        """Find the words of an image without reading them; raises `VerifierUnavailable` when the child
+        fails."""
+        return self._on_child(data, layout=True)
 
     def _on_child(self, data: bytes, **reading: Any) -> TextFeatures:
         child = self._child()
@@ -339,7 +335,7 @@ def child_main(config_json: str) -> int:
         header = source.read(_READING.size)
         if len(header) < _READING.size:
             return 0  # the parent closed our input: stop
-        line_read, panel_read, kind, check_words = unpack_reading(header)
+        line_read, panel_read, kind = unpack_reading(header)
         spec = _read_message(source) if kind == READ_SHEET else b""
         data = _read_message(source)
         if spec is None or data is None:
@@ -348,7 +344,7 @@ def child_main(config_json: str) -> int:
             if kind == READ_SHEET:
                 features = verifier.sheet_features(data, unpack_sheet(spec), limits=limits)
             elif kind == READ_LAYOUT:
-                features = verifier.layout_features(data, limits=limits, check_words=check_words)
+                features = verifier.layout_features(data, limits=limits)
             else:
                 features = verifier.features(data, limits=limits, line_read=line_read, panel_read=panel_read)
         except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer

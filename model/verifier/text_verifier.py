@@ -11,7 +11,7 @@ from PIL import Image
 
 from model.decode import ImageLimits, decode_for_reading, decode_sheet_picture
 from model.verifier.engines import OcrEngine, VerifierConfig, VerifierUnavailable, make_engine
-from model.verifier.features import CONFIDENT_READ, TextFeatures, features_from_boxes
+from model.verifier.features import TextFeatures, features_from_boxes
 from model.verifier.line_read import LineRead, drawing_shape, line_boxes
 from model.verifier.panel_read import PanelRead, flatten_ground
 
@@ -98,29 +98,22 @@ class TextVerifier:
         return features_from_boxes(self.engine.read(flatten_ground(image)), gray)
 
     def layout_features(
-        self, source: bytes | Image.Image, *, limits: ImageLimits | None = None, check_words: int = 0
+        self, source: bytes | Image.Image, *, limits: ImageLimits | None = None
     ) -> TextFeatures:
         """The features of the words the engine's layout analysis finds on the page, none recognised
-        (`model.cascade.LayoutBand`): each word counts as one character, so the counts are of words found,
-        and the areas, heights and ground are measured as for a reading. `confident_characters` counts the
-        characters read with high confidence in the `check_words` largest words, each read alone (0 where
-        none are checked): a texture's "words" read as nothing, a card's as text.
+        (`model.cascade.LayoutBand`): each word counts as one character read with full confidence, so the
+        counts are of words found, and the areas, heights and ground are measured as for a reading.
 
         Raises:
             ImageError: the bytes are not an acceptable image (as in `model.decode`).
             VerifierUnavailable: the engine has no layout analysis, or failed on this image.
         """
-        engine = self.engine
-        if not hasattr(engine, "layout") or not hasattr(engine, "read_words"):
-            raise VerifierUnavailable(f"the {engine.name} engine has no layout analysis")
+        layout = getattr(self.engine, "layout", None)
+        if layout is None:
+            raise VerifierUnavailable(f"the {self.engine.name} engine has no layout analysis")
         image = decode_for_reading(source, self.config.side, limits=limits)
         gray = np.asarray(image.convert("L"), dtype=np.uint8)
-        words = engine.layout(image)
-        found = features_from_boxes(words, gray)
-        largest = sorted(words, key=lambda box: (-box.width * box.height, box.top, box.left))[:check_words]
-        checked = engine.read_words(image, largest) if largest else []
-        confident = sum(box.characters for box in checked if box.confidence >= CONFIDENT_READ)
-        return dataclasses.replace(found, confident_characters=confident)
+        return features_from_boxes(layout(image), gray)
 
     def sheet_features(
         self, source: bytes | Image.Image, sheet: SheetReading, *, limits: ImageLimits | None = None

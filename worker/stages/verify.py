@@ -57,9 +57,9 @@ class Reader(Protocol):
         """Read a picture's sheet (`TextVerifier.sheet_features`); raises on any failure."""
         ...
 
-    def layout_features(self, data: bytes, *, check_words: int = 0) -> TextFeatures:
-        """Find a page's words without reading them but its `check_words` largest, alone
-        (`TextVerifier.layout_features`); raises on any failure."""
+    def layout_features(self, data: bytes) -> TextFeatures:
+        """Find a page's words without reading them (`TextVerifier.layout_features`); raises on any
+        failure."""
         ...
 
 
@@ -136,9 +136,7 @@ class VerificationStage:
     ) -> None:
         started = time.monotonic()
         try:
-            layout = None
-            if layout_first is not None:
-                layout = self._reader.layout_features(data, check_words=layout_first.band.checked_words)
+            layout = None if layout_first is None else self._reader.layout_features(data)
             if layout_first is not None and layout is not None and layout_first.card(layout):
                 result.set_result(Reading(None, fetch_s + time.monotonic() - started, layout=layout))
                 return

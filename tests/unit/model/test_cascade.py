@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -383,16 +382,6 @@ def test_the_layout_band_makes_cards_of_the_score_routes_pictures_only_and_keeps
     assert CascadePolicy.from_json(banded.to_json()) == banded
     with pytest.raises(ValueError, match="bound"):
         _layout_band(0.0)
-    # Confirmed by its checked words: a card on its layout reads enough confident characters in them.
-    checked = dataclasses.replace(banded.layout_band, checked_words=3, min_confident=4)
-    confirmed = dataclasses.replace(banded, layout_band=checked)
-    read_few, read_many = {**many_words, "confident_characters": 2}, {**many_words, "confident_characters": 9}
-    assert confirmed.layout_cards(model_scores, [None, read_few, read_many]).tolist() == [False, False, True]
-    assert confirmed.layout_cards(model_scores, [None, read_many, no_words]).tolist() == [False, True, False]
-    assert CascadePolicy.from_json(confirmed.to_json()) == confirmed
-    assert "checked_words" not in banded.to_json()["layout_band"]
-    with pytest.raises(ValueError, match="both counts"):
-        dataclasses.replace(checked, checked_words=0)
 
 
 def test_a_card_on_its_layout_is_the_verifiers_unread_and_keeps_the_records_contract() -> None:

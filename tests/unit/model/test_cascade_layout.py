@@ -59,18 +59,8 @@ class _Measured:
     def scores(self, keys: list[str]) -> np.ndarray:
         return np.array([self.records[key][0] for key in keys])
 
-    def layout(self, keys: list[str], check_words: int = 0) -> list[dict[str, Any]]:
-        # The checked words of a card read 4 confident characters each; a photo's, none.
-        rows = [self.records[key][1] for key in keys]
-        return [
-            {
-                **row,
-                "confident_characters": 4 * min(check_words, row["read_boxes"])
-                if row["read_boxes"] > 10
-                else 0,
-            }
-            for row in rows
-        ]
+    def layout(self, keys: list[str]) -> list[dict[str, Any]]:
+        return [self.records[key][1] for key in keys]
 
     def looks(self, keys: list[str]) -> np.ndarray:
         raise AssertionError("no gate here")
@@ -112,23 +102,3 @@ def test_the_band_refuses_photos_other_than_the_cascades() -> None:
     calibration = measured.files("calib/other")
     with pytest.raises(ConfigError, match="calibrated on 6000"):
         with_layout_band(_cascade(6000), measured, calibration, ["sky"] * len(calibration), 0.0005)  # type: ignore[arg-type]
-
-
-def test_the_bands_cards_are_confirmed_from_what_most_of_its_training_cards_read_in_their_checked_words() -> (
-    None
-):
-    from model.cascade_layout import confirming_characters
-
-    measured = _Measured()
-    calibration = measured.files("calib/other")
-    sources = [key.split("-")[1] for key in calibration]
-    cascade = _cascade(len(calibration))
-    checked = with_layout_band(cascade, measured, calibration, sources, 0.0005, checked_words=2)  # type: ignore[arg-type]
-
-    band = checked.policy.layout_band
-    assert band is not None and (band.checked_words, band.min_confident) == (2, 8)
-    assert checked.calibration["layout_band"]["confirmation"]["min_confident"] == 8
-    assert confirming_characters([9, 8, 8, 1], keep=0.75) == 8
-    assert confirming_characters([9, 8, 8, 1], keep=1.0) == 1
-    assert confirming_characters([0, 0], keep=0.95) == 1  # a texture reads nothing: never 0
-    assert confirming_characters([], keep=0.95) == 1

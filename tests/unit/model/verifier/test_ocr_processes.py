@@ -77,7 +77,7 @@ def test_a_child_reads_a_panel_with_its_ground_flattened_when_asked(reader: OcrP
 @pytest.mark.parametrize("panel_read", [None, PanelRead(0), PanelRead(7)])
 def test_the_reading_crosses_the_pipe_whole(line_read: LineRead | None, panel_read: PanelRead | None) -> None:
     packed = ocr_processes.pack_reading(line_read, panel_read)
-    assert ocr_processes.unpack_reading(packed) == (line_read, panel_read, ocr_processes.READ_PAGE, 0)
+    assert ocr_processes.unpack_reading(packed) == (line_read, panel_read, ocr_processes.READ_PAGE)
 
 
 def test_a_sheet_reading_crosses_the_pipe_after_the_fixed_part() -> None:
@@ -87,7 +87,7 @@ def test_a_sheet_reading_crosses_the_pipe_after_the_fixed_part() -> None:
     sheet = SheetReading(SheetSearch(closings=(0, 3)), 96, 2)
     packed = ocr_processes.pack_reading(None, None, sheet)
     fixed = ocr_processes._READING.size
-    assert ocr_processes.unpack_reading(packed[:fixed]) == (None, None, ocr_processes.READ_SHEET, 0)
+    assert ocr_processes.unpack_reading(packed[:fixed]) == (None, None, ocr_processes.READ_SHEET)
     assert ocr_processes.unpack_sheet(packed[fixed + ocr_processes._HEADER.size :]) == sheet
 
 
@@ -95,8 +95,8 @@ def test_a_layout_request_crosses_the_pipe_and_reads_no_sheet_with_it() -> None:
     from model.sheets import SheetSearch
     from model.verifier.text_verifier import SheetReading
 
-    packed = ocr_processes.pack_reading(None, None, layout=True, check_words=3)
-    assert ocr_processes.unpack_reading(packed) == (None, None, ocr_processes.READ_LAYOUT, 3)
+    packed = ocr_processes.pack_reading(None, None, layout=True)
+    assert ocr_processes.unpack_reading(packed) == (None, None, ocr_processes.READ_LAYOUT)
     with pytest.raises(ValueError, match="not both"):
         ocr_processes.pack_reading(None, None, SheetReading(SheetSearch(), 96, 0), layout=True)
 
@@ -106,10 +106,6 @@ def test_a_child_finds_a_cards_words_without_reading_them(reader: OcrProcessRead
     read = reader.features(_card())
     # The two words are found where they are read; their characters are not recognised (one per word).
     assert found.read_boxes == found.read_characters == read.read_boxes == 2
-    assert found.confident_characters == 0  # none checked
-    # Its largest word read alone: "CLOSED" (6) or "TODAY" (5), read with confidence.
-    assert reader.layout_features(_card(), check_words=1).confident_characters in (5, 6)
-    assert reader.layout_features(_card(), check_words=2).confident_characters == 11
     assert found.lines == read.lines == 1
     assert found.largest_text_height == pytest.approx(read.largest_text_height, abs=0.05)
     with pytest.raises(VerifierUnavailable, match="UnsupportedImageFormat"):
