@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 # The folders the band's rule is fitted on (as the main rule), and the training cards it is measured on.
 FIT_CARDS, FIT_OTHER, TRAIN_CARDS = "val/target", "val/other", "train/target"
-DEFAULT_LAYOUT_ALPHA = 0.0005
 
 
 def fit_layout_rule(measured: Measurements) -> tuple[CascadeRule, int, int]:
