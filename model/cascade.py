@@ -209,27 +209,43 @@ class LayoutBand:
 
     rule: CascadeRule
     cards_from: float
+    # And only where at least this share of the ground is empty (`TextFeatures.ground_emptiness`): a card's
+    # words stand on a plain ground; a texture's "words" fill it, and look like lines of text to the layout
+    # analysis. Set to keep most of the band's training cards (`model.cascade_layout`); 0: no floor.
+    min_emptiness: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.cards_from <= 1.0:
             raise ValueError(f"the layout band's bound must lie in (0, 1], got {self.cards_from}")
+        if not 0.0 <= self.min_emptiness < 1.0:
+            raise ValueError(f"the layout band's emptiness floor must lie in [0, 1): {self.min_emptiness}")
         if "model_logit" not in self.rule.inputs:
             raise ValueError("the layout band's rule weighs the model's score")
 
     def cards(
         self, model_scores: npt.ArrayLike, features: Sequence[Mapping[str, Any]]
     ) -> npt.NDArray[np.bool_]:
-        """Which pictures are cards on their layout features."""
-        return np.asarray(self.rule.score(model_scores, features) >= self.cards_from, dtype=bool)
+        """Which pictures are cards on their layout features (the rule from `cards_from`, on a ground at
+        least `min_emptiness` empty)."""
+        banded = np.asarray(self.rule.score(model_scores, features) >= self.cards_from, dtype=bool)
+        empty = np.array([float(row["ground_emptiness"]) for row in features]) >= self.min_emptiness
+        return banded & empty
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready record (the card stores it)."""
-        return {"rule": self.rule.to_json(), "cards_from": float(self.cards_from)}
+        """A JSON-ready record (the card stores it); the emptiness floor only where set."""
+        record: dict[str, Any] = {"rule": self.rule.to_json(), "cards_from": float(self.cards_from)}
+        if self.min_emptiness:
+            record["min_emptiness"] = float(self.min_emptiness)
+        return record
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> LayoutBand:
         """Read what `to_json` wrote."""
-        return cls(CascadeRule.from_json(record["rule"]), float(record["cards_from"]))
+        return cls(
+            CascadeRule.from_json(record["rule"]),
+            float(record["cards_from"]),
+            float(record.get("min_emptiness", 0.0)),
+        )
 
 
 @dataclass(frozen=True)

@@ -294,7 +294,7 @@ def attach(
     panel_read: tuple[Path, Path] | None = None,
     sheet_route: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
     sheet_reading: tuple[npt.ArrayLike, npt.ArrayLike, Sequence[str], float, float] | None = None,
-    layout_band: tuple[Measurements, list[str], list[str], float] | None = None,
+    layout_band: tuple[Measurements, list[str], list[str], float, float] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
@@ -303,8 +303,9 @@ def attach(
     `sheet_route` (the calibration photos' best sheet scores, their sources and an alpha), the sheet route;
     with `sheet_reading` (their best sheet scores, the characters read in those sheets, their sources, a
     read share and an alpha), the sheet route's reading (`model.cascade_sheets.with_sheet_reading`); with
-    `layout_band` (the dataset's measurements, its calibration photos, their sources and an alpha), the
-    layout band (`model.cascade_layout.with_layout_band`).
+    `layout_band` (the dataset's measurements, its calibration photos, their sources, an alpha and the share
+    of the band's training cards its emptiness floor keeps), the layout band
+    (`model.cascade_layout.with_layout_band`).
     Without a fit `report`, the cascade is the one the card already serves (to give it a band, a panel
     reading, a sheet route or its reading).
 
@@ -341,7 +342,8 @@ def attach(
     if layout_band is not None:
         from model.cascade_layout import with_layout_band
 
-        cascade = with_layout_band(cascade, *layout_band)
+        measured, keys, sources, alpha, keep = layout_band
+        cascade = with_layout_band(cascade, measured, keys, sources, alpha, keep=keep)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -423,6 +425,13 @@ def register(subcommands: Any) -> None:
         help="also serve the layout band: pictures the score route sends are cards without a read where a "
         "rule on the model's score and the words the layout analysis finds (none read) reaches the bound at "
         "this false-positive rate on the calibration photos (needs --data; `model.cascade_layout`)",
+    )
+    parser.add_argument(
+        "--layout-keep",
+        type=float,
+        default=0.95,
+        help="the layout band decides only on grounds at least as empty as those of this share of its "
+        "training cards: a texture fills its ground (default %(default)s; 1: no floor)",
     )
     parser.add_argument(
         "--cache",
@@ -519,7 +528,8 @@ def run_attach(args: argparse.Namespace) -> int:
         from model.cascade_fit import photo_source
 
         measured, keys = _calibration_photos(args.data, args.cache, model_dir)
-        layout_band = (measured, keys, [photo_source(key) for key in keys], args.layout_alpha)
+        sources = [photo_source(key) for key in keys]
+        layout_band = (measured, keys, sources, args.layout_alpha, args.layout_keep)
     out = args.out or model_dir
     card = attach(
         model_dir,
@@ -547,8 +557,10 @@ def run_attach(args: argparse.Namespace) -> int:
             )
     if "layout_band" in policy:
         decided = card.text_cascade["calibration"]["layout_band"]["train_cards_decided"]
+        floor = policy["layout_band"].get("min_emptiness", 0.0)
         band += (
-            f", cards on their layout from {policy['layout_band']['cards_from']:.5f} (decides "
+            f", cards on their layout from {policy['layout_band']['cards_from']:.5f} on grounds from "
+            f"{floor:.3f} empty (decides "
             f"{decided['decided']:.1%} of the {decided['sent']} train/target cards the score route sends)"
         )
     print(

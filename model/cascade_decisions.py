@@ -220,7 +220,7 @@ class LayoutFirst:
 
     def card(self, layout_features: TextFeatures) -> bool:
         """Whether the picture is a card on its layout alone (then it is not read)."""
-        return self.score(layout_features) >= self.band.cards_from
+        return bool(self.band.cards([self.model_score], [layout_features.as_dict()])[0])
 
 
 def _one_row(look: npt.ArrayLike | None) -> npt.NDArray[np.float64] | None:

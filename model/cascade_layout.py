@@ -23,6 +23,7 @@ training side, the share of `train/target` cards the score route sends that the 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 # The folders the band's rule is fitted on (as the main rule), and the training cards it is measured on.
 FIT_CARDS, FIT_OTHER, TRAIN_CARDS = "val/target", "val/other", "train/target"
+# The share of the band's training cards whose ground the emptiness floor keeps (`emptiness_floor`).
+DEFAULT_KEEP = 0.95
 
 
 def fit_layout_rule(measured: Measurements) -> tuple[CascadeRule, int, int]:
@@ -57,11 +60,18 @@ def fit_layout_rule(measured: Measurements) -> tuple[CascadeRule, int, int]:
 
 
 def with_layout_band(
-    cascade: TextCascade, measured: Measurements, calibration: list[str], sources: list[str], alpha: float
+    cascade: TextCascade,
+    measured: Measurements,
+    calibration: list[str],
+    sources: list[str],
+    alpha: float,
+    *,
+    keep: float = DEFAULT_KEEP,
 ) -> TextCascade:
     """The cascade with the layout band at `alpha`, fitted and bounded on `measured`'s dataset
-    (`calibration`: its calibration photos' keys, `sources` theirs); the step is recorded on the card with
-    the share of training cards the score route sends that the band decides.
+    (`calibration`: its calibration photos' keys, `sources` theirs), on grounds at least as empty as those
+    of the share `keep` of the band's training cards (`emptiness_floor`; 1: no floor). The step is recorded
+    on the card with the share of training cards the score route sends that the band decides.
 
     Raises:
         ConfigError: the photos are not the ones the cascade was calibrated on, or the engine has no layout
@@ -72,11 +82,19 @@ def with_layout_band(
     scores = rule.score(measured.scores(calibration), measured.layout(calibration))
     bound = raised_bound(scores, sources, alpha)
     band = LayoutBand(rule, min(1.0, bound["card_from"]))
+    unfloored = dataclasses.replace(cascade, policy=dataclasses.replace(cascade.policy, layout_band=band))
+    emptiness = _band_training_emptiness(unfloored, measured)
+    band = dataclasses.replace(band, min_emptiness=emptiness_floor(emptiness, keep))
     policy = dataclasses.replace(cascade.policy, layout_band=band)
     record = {
         "calibration_photos": len(calibration),
         **bound,
         "rule_fitted_on": {"cards": cards, "other": other, "folders": [FIT_CARDS, FIT_OTHER]},
+        "emptiness_floor": {
+            "keep": keep,
+            "band_train_cards": len(emptiness),
+            "min_emptiness": band.min_emptiness,
+        },
         "train_cards_decided": train_cards_decided(dataclasses.replace(cascade, policy=policy), measured),
     }
     return with_union_bound(
@@ -84,25 +102,41 @@ def with_layout_band(
     )
 
 
+def emptiness_floor(emptiness: Sequence[float], keep: float) -> float:
+    """The ground emptiness that the share `keep` of the band's training cards reach (0 where there are none
+    or `keep` is 1): the floor under which a picture is read whatever its layout."""
+    if not len(emptiness) or keep >= 1.0:
+        return 0.0
+    return float(np.quantile(np.asarray(emptiness, dtype=np.float64), 1.0 - keep))
+
+
+def _band_training_emptiness(cascade: TextCascade, measured: Measurements) -> list[float]:
+    """The ground emptiness of each training card the score route sends that the band decides."""
+    found, carded = _routed_training_layouts(cascade, measured)
+    return [float(row["ground_emptiness"]) for row, card in zip(found, carded, strict=True) if card]
+
+
 def train_cards_decided(cascade: TextCascade, measured: Measurements) -> dict[str, float]:
     """Of the `train/target` cards the score route sends, the share the layout band decides without a
     read (the training side's measure of what the band saves)."""
+    found, carded = _routed_training_layouts(cascade, measured)
+    return {"sent": len(found), "decided": float(np.mean(carded)) if len(found) else 0.0}
+
+
+def _routed_training_layouts(
+    cascade: TextCascade, measured: Measurements
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The layouts of the `train/target` cards the score route sends, and which of them the band decides."""
     keys = measured.files(TRAIN_CARDS)
-    if not keys:
-        return {"sent": 0, "decided": 0.0}
-    scores = measured.scores(keys)
     policy = cascade.policy
+    band = policy.layout_band
+    assert band is not None
+    scores = measured.scores(keys)
     looks = measured.looks(keys) if policy.gate is not None else None
-    routed = [key for key, sent in zip(keys, policy.score_routed(scores, looks), strict=True) if sent]
-    if not routed:
-        return {"sent": 0, "decided": 0.0}
-    index = {key: i for i, key in enumerate(keys)}
-    rows = [index[key] for key in routed]
-    layouts: list[dict[str, Any] | None] = [None] * len(keys)
-    for key, found in zip(routed, measured.layout(routed), strict=True):
-        layouts[index[key]] = found
-    decided = policy.layout_cards(scores, layouts, looks)[rows]
-    return {"sent": len(routed), "decided": float(np.mean(decided))}
+    routed = [i for i, sent in enumerate(policy.score_routed(scores, looks)) if sent]
+    found = measured.layout([keys[i] for i in routed])
+    carded = band.cards(scores[routed], found) if routed else np.zeros(0, dtype=bool)
+    return found, np.asarray(carded, dtype=bool)
 
 
 def _last_step(cascade: TextCascade) -> str:

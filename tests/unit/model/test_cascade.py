@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +383,16 @@ def test_the_layout_band_makes_cards_of_the_score_routes_pictures_only_and_keeps
     assert CascadePolicy.from_json(banded.to_json()) == banded
     with pytest.raises(ValueError, match="bound"):
         _layout_band(0.0)
+    # With an emptiness floor: the same layout on a filled ground (a texture's) is read, not carded.
+    floored = dataclasses.replace(
+        banded, layout_band=dataclasses.replace(banded.layout_band, min_emptiness=0.5)
+    )
+    filled = {**many_words, "ground_emptiness": 0.2}
+    assert floored.layout_cards(model_scores, [None, many_words, filled]).tolist() == [False, True, False]
+    assert CascadePolicy.from_json(floored.to_json()) == floored
+    assert "min_emptiness" not in banded.to_json()["layout_band"]
+    with pytest.raises(ValueError, match="emptiness floor"):
+        dataclasses.replace(floored.layout_band, min_emptiness=1.0)
 
 
 def test_a_card_on_its_layout_is_the_verifiers_unread_and_keeps_the_records_contract() -> None:

@@ -89,6 +89,8 @@ def test_the_band_is_bounded_above_the_calibration_photos_and_adds_its_alpha_to_
     step = banded.calibration["layout_band"]
     assert step["false_positive_bound"] == pytest.approx(0.0015 + 0.0005)  # after the card band's
     assert step["rule_fitted_on"] == {"cards": 80, "other": 80, "folders": ["val/target", "val/other"]}
+    # The floor keeps 95% of the band's training cards' grounds (theirs 0.5-0.9 here).
+    assert 0.5 <= band.min_emptiness < 0.6 and step["emptiness_floor"]["min_emptiness"] == band.min_emptiness
     # No calibration photo reaches the band (the bound sits at or above the conformal one).
     photos = band.rule.score(measured.scores(calibration), measured.layout(calibration))
     assert band.cards_from >= step["conformal_bound"] and (photos >= band.cards_from).mean() <= 0.0005
@@ -102,3 +104,13 @@ def test_the_band_refuses_photos_other_than_the_cascades() -> None:
     calibration = measured.files("calib/other")
     with pytest.raises(ConfigError, match="calibrated on 6000"):
         with_layout_band(_cascade(6000), measured, calibration, ["sky"] * len(calibration), 0.0005)  # type: ignore[arg-type]
+
+
+def test_the_emptiness_floor_keeps_the_share_asked_of_the_bands_training_cards() -> None:
+    from model.cascade_layout import emptiness_floor
+
+    grounds = [0.1 * i for i in range(1, 11)]  # 0.1 .. 1.0
+    assert emptiness_floor(grounds, keep=0.9) == pytest.approx(0.19)
+    assert np.mean(np.array(grounds) >= emptiness_floor(grounds, keep=0.9)) == pytest.approx(0.9)
+    assert emptiness_floor(grounds, keep=1.0) == 0.0  # no floor
+    assert emptiness_floor([], keep=0.95) == 0.0
