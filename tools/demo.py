@@ -145,6 +145,12 @@ def main(args: argparse.Namespace) -> int:
             band += (
                 f" (sheets from {sheets.read_from:.5f} read: a card from {sheets.read_characters} characters)"
             )
+        layout = cascade.policy.layout_band
+        if layout is not None:
+            band += (
+                f"; the score route's cards on their layout, unread, from {layout.cards_from:.5f} "
+                f"(grounds from {layout.min_emptiness:.3f} empty)"
+            )
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
