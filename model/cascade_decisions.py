@@ -18,6 +18,7 @@ and OCR processes, off the event loop), `alocc score` in its own process.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,9 @@ from model.cascade import CascadePolicy, LayoutBand
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
+
+if TYPE_CHECKING:
+    from model.verifier.text_verifier import SheetReading
 
 MODEL = "model"
 VERIFIER = "verifier"
@@ -221,6 +225,56 @@ class LayoutFirst:
     def card(self, layout_features: TextFeatures) -> bool:
         """Whether the picture is a card on its layout alone (then it is not read)."""
         return bool(self.band.cards([self.model_score], [layout_features.as_dict()])[0])
+
+
+class Reader(Protocol):
+    """Image bytes in, the verifier's features out (`TextVerifier`, or the worker's `OcrProcessReader`)."""
+
+    def features(
+        self, data: bytes, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
+    ) -> TextFeatures:
+        """Read one image (with the line or the panel reading too, where given); raises on any failure."""
+        ...
+
+    def sheet_features(self, data: bytes, sheet: SheetReading) -> TextFeatures:
+        """Read a picture's sheet (`TextVerifier.sheet_features`); raises on any failure."""
+        ...
+
+    def layout_features(self, data: bytes) -> TextFeatures:
+        """Find a page's words without reading them (`TextVerifier.layout_features`); raises on any
+        failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What the verifier made of one picture, as `CascadeDecisions.verified` takes it: the page's features,
+    its sheet's, its layout's (each None where not read)."""
+
+    page: TextFeatures | None = None
+    sheet: TextFeatures | None = None
+    layout: TextFeatures | None = None
+
+
+def read_for_verdict(
+    reader: Reader,
+    data: bytes,
+    *,
+    page: bool,
+    line_read: LineRead | None = None,
+    panel_read: PanelRead | None = None,
+    sheet: SheetReading | None = None,
+    layout_first: LayoutFirst | None = None,
+) -> Readings:
+    """Read one picture as its decision needs, the same in the worker and offline: its layout first where
+    `layout_first` (and nothing more where that makes it a card), then the page where `page` (with the
+    line or panel reading), and the sheet where `sheet`. Raises on any failure (the caller falls back)."""
+    layout = None if layout_first is None else reader.layout_features(data)
+    if layout_first is not None and layout is not None and layout_first.card(layout):
+        return Readings(layout=layout)
+    features = reader.features(data, line_read=line_read, panel_read=panel_read) if page else None
+    sheet_features = None if sheet is None else reader.sheet_features(data, sheet)
+    return Readings(features, sheet_features, layout)
 
 
 def _one_row(look: npt.ArrayLike | None) -> npt.NDArray[np.float64] | None:

@@ -199,7 +199,7 @@ def _decide(
 ) -> dict[str, Any]:
     """The cascade's decision for one scored image, read here if the policy sends it (as the worker does:
     the page, its best sheet, or both)."""
-    from model.cascade_decisions import describe_failure
+    from model.cascade_decisions import describe_failure, read_for_verdict
     from model.errors import ImageError
     from model.verifier.engines import VerifierUnavailable
     from model.verifier.text_verifier import SheetReading
@@ -211,22 +211,28 @@ def _decide(
     )
     if verdict is None:
         try:
-            data = path.read_bytes()
-            features = sheet = layout = None
-            first = decisions.layout_first(score, look)
-            if first is not None:
-                layout = verifier.layout_features(data)
-            unread = first is not None and layout is not None and first.card(layout)  # a card on its layout
-            page = decisions.reads_page(score, look, part_score=part_score, sheet_score=sheet_score)
-            if page and not unread:
-                line_read, panel_read = decisions.line_read(look), decisions.panel_read(look, score)
-                features = verifier.features(data, line_read=line_read, panel_read=panel_read)
-            if not unread and decisions.reads_sheet(score, sheet_score):
+            sheet = None
+            if decisions.reads_sheet(score, sheet_score):
                 route = text_cascade.policy.sheets
                 assert route is not None and sheet_slot is not None
-                sheet = verifier.sheet_features(data, SheetReading(route.search, input_size, sheet_slot))
+                sheet = SheetReading(route.search, input_size, sheet_slot)
+            page = decisions.reads_page(score, look, part_score=part_score, sheet_score=sheet_score)
+            read = read_for_verdict(
+                verifier,
+                path.read_bytes(),
+                page=page,
+                line_read=decisions.line_read(look) if page else None,
+                panel_read=decisions.panel_read(look, score) if page else None,
+                sheet=sheet,
+                layout_first=decisions.layout_first(score, look) if page else None,
+            )
             verdict = decisions.verified(
-                score, features, look, sheet_score=sheet_score, sheet_features=sheet, layout_features=layout
+                score,
+                read.page,
+                look,
+                sheet_score=sheet_score,
+                sheet_features=read.sheet,
+                layout_features=read.layout,
             )
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
             verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))

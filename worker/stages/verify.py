@@ -20,9 +20,8 @@ import concurrent.futures
 import functools
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
-from model.cascade_decisions import LayoutFirst
+from model.cascade_decisions import LayoutFirst, Reader, read_for_verdict
 from model.sheets import SheetSearch
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
@@ -42,25 +41,6 @@ class Reading:
     # The page's layout, where it was found before the page was read (the layout band); alone where it made
     # the picture a card, and nothing was read.
     layout: TextFeatures | None = None
-
-
-class Reader(Protocol):
-    """Image bytes in, the verifier's features out (`OcrProcessReader`; a `TextVerifier` in tests)."""
-
-    def features(
-        self, data: bytes, *, line_read: LineRead | None = None, panel_read: PanelRead | None = None
-    ) -> TextFeatures:
-        """Read one image (with the line or the panel reading too, where given); raises on any failure."""
-        ...
-
-    def sheet_features(self, data: bytes, sheet: SheetReading) -> TextFeatures:
-        """Read a picture's sheet (`TextVerifier.sheet_features`); raises on any failure."""
-        ...
-
-    def layout_features(self, data: bytes) -> TextFeatures:
-        """Find a page's words without reading them (`TextVerifier.layout_features`); raises on any
-        failure."""
-        ...
 
 
 class VerificationStage:
@@ -135,23 +115,24 @@ class VerificationStage:
         layout_first: LayoutFirst | None,
     ) -> None:
         started = time.monotonic()
+        sheet = None
+        if sheet_slot is not None:
+            assert self._sheets is not None
+            sheet = SheetReading(self._sheets, self._input_size, sheet_slot)
         try:
-            layout = None if layout_first is None else self._reader.layout_features(data)
-            if layout_first is not None and layout is not None and layout_first.card(layout):
-                result.set_result(Reading(None, fetch_s + time.monotonic() - started, layout=layout))
-                return
-            features = (
-                self._reader.features(data, line_read=line_read, panel_read=panel_read) if page else None
+            read = read_for_verdict(
+                self._reader,
+                data,
+                page=page,
+                line_read=line_read,
+                panel_read=panel_read,
+                sheet=sheet,
+                layout_first=layout_first,
             )
-            sheet = None
-            if sheet_slot is not None:
-                assert self._sheets is not None
-                reading = SheetReading(self._sheets, self._input_size, sheet_slot)
-                sheet = self._reader.sheet_features(data, reading)
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return
-        result.set_result(Reading(features, fetch_s + time.monotonic() - started, sheet, layout))
+        result.set_result(Reading(read.page, fetch_s + time.monotonic() - started, read.sheet, read.layout))
 
     def close(self) -> None:
         """Stop the read threads (reads not started are cancelled)."""
