@@ -16,6 +16,11 @@ route sends is a card from that bound up, without a read; below it, the page is 
 decides, as without the band. The band only adds cards, so its alpha adds to the cascade's false-positive
 bound (a union bound, recorded on the card).
 
+The layout cannot tell a texture's rows from a line of Japanese (both are found as one or two "words" a
+line), but the ground can: a card's words stand on a plain ground, a texture fills it. So the band decides
+only on grounds at least as empty as those of most of its training cards (`emptiness_floor`, kept share
+`keep`). A floor only removes cards from the band: its bound holds as calibrated.
+
 `alocc cascade attach --layout-alpha A --data D` attaches it to the card's cascade and prints, for the
 training side, the share of `train/target` cards the score route sends that the band decides.
 """
