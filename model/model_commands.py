@@ -27,6 +27,7 @@ _OPTIONAL_REGISTRARS = (
     "model.cascade_fit",
     "model.cascade_card",
     "model.cascade_evaluate",
+    "model.cascade_draws",
     "model.cascade_quadrants",
     "model.cascade_sheets",
 )

@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_MODEL_ERROR
     try:
         scorer = Scorer.load(args.model, device=args.device, mode=args.mode)
-        cascade = None if args.model_only else _load_cascade(scorer)
+        cascade = None if args.model_only else load_cascade(scorer)
     except (ModelError, ValueError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_MODEL_ERROR
@@ -314,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _load_cascade(scorer: Scorer) -> tuple[TextCascade, TextVerifier] | None:
+def load_cascade(scorer: Scorer) -> tuple[TextCascade, TextVerifier] | None:
     """The card's text cascade and a verifier for it, or None when the card has none.
 
     Raises:
