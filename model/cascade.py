@@ -63,6 +63,16 @@ RULE_INPUTS = (*BASE_RULE_INPUTS, "log_confident_characters")
 # The gate's rule also sees the drawing's shape (measured where the line is read: the gate's pictures), so
 # a line of glyphs that no reading makes sense of is told apart from a product on a flat ground.
 GATE_RULE_INPUTS = (*BASE_RULE_INPUTS, "log_drawing_marks", "log_drawing_glyphs", "drawing_aspect")
+# Where the gate's line reading reads nothing in a line of glyphs (a font Tesseract cannot read: brush,
+# pixel), the gate's shape rule (`CascadePolicy.gate_shape_rule`) weighs the drawing alone: what is left of
+# the gate's inputs when nothing was read.
+SHAPE_RULE_INPUTS = (
+    "model_logit",
+    "ground_emptiness",
+    "log_drawing_marks",
+    "log_drawing_glyphs",
+    "drawing_aspect",
+)
 # The layout band's rule (`LayoutBand`) weighs the words the layout analysis finds (counted as boxes; each
 # word one "character", so a character count would repeat the box count) and where they lie; nothing is
 # recognised, so no confidence either.
@@ -276,10 +286,17 @@ class CascadePolicy:
     # The score route's pictures whose layout (words found, none read) makes them cards are not read
     # (`LayoutBand`); None: every one is read.
     layout_band: LayoutBand | None = None
+    # Decides, with `gate_rule`, the gate's pictures whose line has glyphs (`LineRead.min_glyphs`) and in
+    # which nothing was read: the higher of the two scores. Fitted on the gate's training cards with their
+    # reading taken away, so a line in a font the verifier cannot read is weighed on its shape; None:
+    # `gate_rule` alone.
+    gate_shape_rule: CascadeRule | None = None
 
     def __post_init__(self) -> None:
         if (self.gate is None) != (self.gate_rule is None):
             raise ValueError("a plain-line gate needs its own rule, and a gate rule needs its gate")
+        if self.gate_shape_rule is not None and (self.gate is None or self.gate.line_read is None):
+            raise ValueError("a gate shape rule needs a plain-line gate that reads the line (its glyphs)")
         if self.parts_send_from is not None and not math.isfinite(self.parts_send_from):
             raise ValueError("the quadrant route's bound must be finite")
         if self.parts_member is not None and (self.parts_send_from is None or self.parts_member < 0):
@@ -457,8 +474,9 @@ class CascadePolicy:
         looks: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score of images the verifier read: `gate_rule` where the gate passes the image's
-        look, `parts_rule` where only the quadrant route sent it (its whole score under `send_from`),
-        `rule` elsewhere. A gated policy needs `looks` (see `sends`)."""
+        look (the higher of it and `gate_shape_rule` where a line of glyphs read nothing), `parts_rule`
+        where only the quadrant route sent it (its whole score under `send_from`), `rule` elsewhere. A
+        gated policy needs `looks` (see `sends`)."""
         scores = np.asarray(model_scores, dtype=np.float64)
         out = self.rule.score(scores, features)
         parts_only = scores < self.send_from
@@ -471,7 +489,24 @@ class CascadePolicy:
             out[gated] = self.gate_rule.score(
                 scores[gated], [features[int(i)] for i in np.flatnonzero(gated)]
             )
+            if self.gate_shape_rule is not None:
+                shaped = gated & self._unread_glyph_lines(features)
+                if shaped.any():
+                    rows = [features[int(i)] for i in np.flatnonzero(shaped)]
+                    out[shaped] = np.maximum(out[shaped], self.gate_shape_rule.score(scores[shaped], rows))
         return out
+
+    def _unread_glyph_lines(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.bool_]:
+        """Which rows drew a line of glyphs (at least the line reading's `min_glyphs`) and read nothing."""
+        assert self.gate is not None and self.gate.line_read is not None
+        least = self.gate.line_read.min_glyphs
+        return np.array(
+            [
+                float(row.get("drawing_glyphs", 0)) >= least and float(row.get("read_characters", 0)) == 0
+                for row in features
+            ],
+            dtype=bool,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the card stores it); a policy without a gate or a quadrant route writes no
@@ -483,6 +518,8 @@ class CascadePolicy:
         }
         if self.gate is not None and self.gate_rule is not None:
             record["plain_line_gate"] = {**self.gate.to_json(), "rule": self.gate_rule.to_json()}
+            if self.gate_shape_rule is not None:
+                record["plain_line_gate"]["shape_rule"] = self.gate_shape_rule.to_json()
         if self.parts_send_from is not None:
             record["parts_send_from"] = float(self.parts_send_from)
         if self.parts_member is not None:
@@ -519,6 +556,7 @@ class CascadePolicy:
             PanelRead.from_json(record["panel_read"]) if record.get("panel_read") is not None else None,
             SheetRoute.from_json(record["sheets"]) if record.get("sheets") is not None else None,
             LayoutBand.from_json(record["layout_band"]) if record.get("layout_band") is not None else None,
+            CascadeRule.from_json(gate["shape_rule"]) if gate is not None and "shape_rule" in gate else None,
         )
 
 

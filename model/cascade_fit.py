@@ -42,7 +42,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from model.cascade import GATE_RULE_INPUTS, RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
+from model.cascade import (
+    GATE_RULE_INPUTS,
+    RULE_INPUTS,
+    SHAPE_RULE_INPUTS,
+    CascadePolicy,
+    CascadeRule,
+    fit_rule,
+    rule_inputs,
+)
 from model.data.folder import iter_image_files
 from model.screen import PlainLineGate, plain_line_looks
 from model.verifier.engines import VerifierConfig
@@ -196,6 +204,13 @@ class Measurements:
         return self._line_features[line_read].get_many(
             keys, lambda part: self._read(part, line_read=line_read)
         )
+
+    def unread(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The features the verifier gives each file as a picture in which nothing is read
+        (`model.verifier.text_verifier.unread_features`); no engine runs, so nothing is cached."""
+        from model.verifier.text_verifier import unread_features
+
+        return [unread_features((self.data / key).read_bytes(), self.config.side).as_dict() for key in keys]
 
     def flattened(self, keys: Sequence[str]) -> list[dict[str, Any]]:
         """The verifier's features of each file read with its ground flattened alone
@@ -358,6 +373,9 @@ def fit_and_calibrate(
         # The drawing's shape is measured where the line is read.
         names=GATE_RULE_INPUTS if line_read is not None else RULE_INPUTS,
     )
+    # Where the line is read, a line of glyphs read as nothing (a font the verifier cannot read) is weighed
+    # on its shape by a rule of its own, fitted on the same pictures as the verifier sees them unread.
+    gate_shape_rule = None if line_read is None else fit_shape_rule(measured, gated_one_line, gated_other)
     train_cards = measured.files(TRAIN_CARDS, per_folder) + one_line  # choosing weighs both designs
     card_scores = measured.scores(train_cards)
     by_key = _gate_aware_features(measured, train_cards, gate)
@@ -378,11 +396,13 @@ def fit_and_calibrate(
     card_looks = measured.looks(train_cards)
     curve = []
     for send_from in grid:
-        draft = CascadePolicy(send_from, rule, threshold=1.0, gate=gate, gate_rule=gate_rule)
+        draft = CascadePolicy(
+            send_from, rule, threshold=1.0, gate=gate, gate_rule=gate_rule, gate_shape_rule=gate_shape_rule
+        )
         calibrated = conformal_threshold(
             draft.cascade_scores(calib_scores, calib_features, calib_looks).astype(np.float32), alpha
         )
-        policy = CascadePolicy(send_from, rule, calibrated.threshold, gate, gate_rule)
+        policy = dataclasses.replace(draft, threshold=calibrated.threshold)
         card_flags = policy.cascade_scores(card_scores, card_features, card_looks) >= policy.threshold
         curve.append(
             CurvePoint(
@@ -418,6 +438,10 @@ def fit_and_calibrate(
         "fit": {
             "rule": {"cards": len(val_cards), "other": len(val_other), "folders": [VAL_CARDS, VAL_OTHER]},
             "gate_rule": {"one_line_cards": len(gated_one_line), "other": len(gated_other)},
+            "gate_shape_rule": {
+                "one_line_cards_unread": len(gated_one_line) if gate_shape_rule is not None else 0,
+                "other_unread": len(gated_other) if gate_shape_rule is not None else 0,
+            },
             "training_cards": len(train_cards),
             "gate_recall": gate_recall,
         },
@@ -451,6 +475,19 @@ def fit_rule_on(
     rule = fit_rule(rule_inputs(scores, measured.features(keys, line_read), names), labels, names=names)
     if with_model:
         return rule
+    return dataclasses.replace(rule, weights=(0.0, *rule.weights[1:]))
+
+
+def fit_shape_rule(measured: Measurements, cards: list[str], other: list[str]) -> CascadeRule:
+    """The gate's shape rule (`CascadePolicy.gate_shape_rule`): `cards` against `other`, each as the verifier
+    sees a picture it reads nothing in (`Measurements.unread`: the whole ground and the drawing's shape), the
+    model's score given no weight. Training one-line cards are in fonts Tesseract reads; taking their reading
+    away is what they would look like in one it cannot."""
+    keys = cards + other
+    rows = measured.unread(keys)
+    labels = np.array([True] * len(cards) + [False] * len(other))
+    inputs = rule_inputs(np.full(len(keys), 0.5), rows, SHAPE_RULE_INPUTS)
+    rule = fit_rule(inputs, labels, names=SHAPE_RULE_INPUTS)
     return dataclasses.replace(rule, weights=(0.0, *rule.weights[1:]))
 
 

@@ -134,3 +134,24 @@ class TextVerifier:
             raise VerifierUnavailable(f"no sheet in slot {sheet.slot} of this picture")
         gray = np.asarray(flat.convert("L"), dtype=np.uint8)
         return features_from_boxes(self.engine.read(flat), gray)
+
+
+def unread_features(
+    source: bytes | Image.Image, side: int, *, limits: ImageLimits | None = None
+) -> TextFeatures:
+    """The features the verifier gives a picture read with the gate's line reading in which nothing was read:
+    no boxes, the whole ground, and the drawing's shape. No engine runs: what a card in a font the verifier
+    cannot read looks like to it, for fitting the gate's shape rule (`CascadePolicy.gate_shape_rule`).
+
+    Raises:
+        ImageError: the bytes are not an acceptable image (as in `model.decode`).
+    """
+    image = decode_for_reading(source, side, limits=limits)
+    gray = np.asarray(image.convert("L"), dtype=np.uint8)
+    shape = drawing_shape(gray)
+    return dataclasses.replace(
+        features_from_boxes([], gray),
+        drawing_marks=shape.marks,
+        drawing_glyphs=shape.glyphs,
+        drawing_aspect=shape.aspect,
+    )

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from model.calibrate import conformal_threshold
-from model.cascade import GATE_RULE_INPUTS, RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
+from model.cascade import (
+    GATE_RULE_INPUTS,
+    RULE_INPUTS,
+    SHAPE_RULE_INPUTS,
+    CascadePolicy,
+    CascadeRule,
+    fit_rule,
+    rule_inputs,
+)
 from model.cascade_fit import JsonLinesCache, fit_rule_on
 
 
@@ -419,3 +427,44 @@ def test_a_card_on_its_layout_is_the_verifiers_unread_and_keeps_the_records_cont
     assert card.features is not None and card.features["layout_read_boxes"] == 10
     assert "read_boxes" not in card.features  # nothing was read
     assert CascadeDecisions(CascadePolicy(0.5, policy.rule, 0.99)).layout_first(0.95) is None
+
+
+def _glyphs_rule() -> CascadeRule:
+    """A shape rule: P(card) = sigmoid(4 * log1p(glyphs) - 6) (means 0, scales 1)."""
+    weights = tuple(4.0 if name == "log_drawing_glyphs" else 0.0 for name in SHAPE_RULE_INPUTS)
+    size = len(SHAPE_RULE_INPUTS)
+    return CascadeRule(weights, -6.0, (0.0,) * size, (1.0,) * size, SHAPE_RULE_INPUTS)
+
+
+def test_the_gates_shape_rule_weighs_a_line_of_glyphs_read_as_nothing_and_keeps_older_cards_json() -> None:
+    from model.screen import PlainLineGate
+    from model.verifier.line_read import LineRead
+
+    scores, features, labels = _training_set(np.random.default_rng(5))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    gate = PlainLineGate(0.5, 0.5, LineRead(min_glyphs=2, skip_page=True))
+    served = CascadePolicy(0.9, rule, 0.6, gate=gate, gate_rule=rule)
+    shaped = dataclasses.replace(served, gate_shape_rule=_glyphs_rule())
+    gated, busy = [0.9, 0.1], [0.1, 0.9]  # looks: flat share, busy rows
+    unread_line = {**_features(0, 0.0, 0.9), "drawing_marks": 12, "drawing_glyphs": 9, "drawing_aspect": 6.0}
+    one_mark = {**unread_line, "drawing_glyphs": 1}
+    read_line = {**unread_line, **_features(1, 0.01, 0.9)}
+    rows = [unread_line, one_mark, read_line, unread_line]
+    looks = np.array([gated, gated, gated, busy])
+    model_scores = np.array([0.1, 0.1, 0.1, 0.95])
+
+    before = served.read_scores(model_scores, rows, looks)
+    after = shaped.read_scores(model_scores, rows, looks)
+    # Only the gate's line of glyphs in which nothing was read is weighed on its shape (sigmoid(4 ln 10 - 6)).
+    assert after[0] == pytest.approx(1 / (1 + np.exp(-(4 * np.log(10) - 6)))) and after[0] > before[0]
+    assert after[1:].tolist() == before[1:].tolist()  # one glyph, something read, another route
+    assert (shaped.cascade_scores(model_scores, rows, looks) >= 0.6).tolist()[0]
+
+    assert "shape_rule" not in served.to_json()["plain_line_gate"]  # the versions of earlier cards stay
+    assert CascadePolicy.from_json(shaped.to_json()) == shaped
+    with pytest.raises(ValueError, match="shape rule needs"):
+        CascadePolicy(0.9, rule, 0.6, gate_shape_rule=_glyphs_rule())
+    with pytest.raises(ValueError, match="shape rule needs"):
+        CascadePolicy(
+            0.9, rule, 0.6, gate=PlainLineGate(0.5, 0.5), gate_rule=rule, gate_shape_rule=_glyphs_rule()
+        )

@@ -91,6 +91,16 @@ class _Synthetic(Measurements):
         self.line_reads.extend(keys)
         return [self.items[key][3] for key in keys]
 
+    def unread(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        blank = {
+            "read_characters": 0,
+            "read_boxes": 0,
+            "read_area": 0.0,
+            "lines": 0,
+            "largest_text_height": 0.0,
+        }
+        return [{**self.items[key][3], **blank, "confident_characters": 0} for key in keys]
+
     def model_version(self) -> str:
         return "synthetic-model"
 
@@ -112,6 +122,13 @@ def test_the_fit_reads_the_gates_pictures_as_lines_and_reports_the_held_out_one_
     assert policy.gate_rule is not None and policy.gate_rule.inputs == GATE_RULE_INPUTS
     assert policy.gate_rule.weights[0] == 0.0  # the gate's rule gives the model's score no weight
     assert policy.rule.inputs == RULE_INPUTS
+    # The shape rule, fitted on the same pictures unread, scores a line of four glyphs over a flat product.
+    shape_rule = policy.gate_shape_rule
+    assert shape_rule is not None and shape_rule.weights[0] == 0.0
+    line, product = measured.unread(["train/one-line/line-x-0000.jpg", "train/negatives/product-x-0000.jpg"])
+    line_score, product_score = shape_rule.score([0.5, 0.5], [line, product])
+    assert line_score > 0.5 > product_score
+    assert report["fit"]["gate_shape_rule"]["one_line_cards_unread"] > 0
     # Only what the gate passes is read as a line: one-line cards and flat products, never a photo.
     assert measured.line_reads and all("/line-" in key or "/product-" in key for key in measured.line_reads)
     # The 20 one-line cards that fitted nothing are caught: they read only as lines.
@@ -134,5 +151,6 @@ def test_a_fit_that_reads_pages_only_keeps_the_gate_without_a_line_reading(tmp_p
     policy = CascadePolicy.from_json(report["policy"])
     assert policy.gate is not None and policy.gate.line_read is None
     assert policy.gate_rule is not None and policy.gate_rule.inputs == RULE_INPUTS
+    assert policy.gate_shape_rule is None  # no line reading, no glyphs to weigh
     assert not measured.line_reads
     assert report["held_out_one_line"]["recall"] == 0.0  # as pages, the one-line cards read nothing

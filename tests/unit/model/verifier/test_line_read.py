@@ -125,3 +125,18 @@ def test_with_skip_page_a_drawing_without_the_glyphs_is_not_read_at_all() -> Non
     assert "skip_page" not in LineRead(min_glyphs=2).to_json()  # earlier cards' versions stay
     with pytest.raises(ValueError, match="skip_page needs min_glyphs"):
         LineRead(skip_page=True)
+
+
+def test_unread_features_are_what_the_verifier_gives_a_line_it_reads_nothing_in() -> None:
+    from model.verifier.text_verifier import unread_features
+
+    card = png(one_line_card())
+    config = VerifierConfig(engine="tesseract", side=512)
+    read_as_nothing = TextVerifier(config, engine=_CountingEngine()).features(
+        card, line_read=LineRead(min_glyphs=2, skip_page=True)
+    )
+
+    unread = unread_features(card, config.side)
+
+    assert unread == read_as_nothing  # the whole ground, the drawing's shape, nothing read
+    assert unread.read_characters == 0 and unread.drawing_glyphs >= 4 and unread.ground_emptiness < 1.0
