@@ -151,6 +151,8 @@ def main(args: argparse.Namespace) -> int:
                 f"; the score route's cards on their layout, unread, from {layout.cards_from:.5f} "
                 f"(grounds from {layout.min_emptiness:.3f} empty)"
             )
+        if cascade.policy.gate_shape_rule is not None:
+            band += "; a plain line of glyphs read as nothing weighed on its shape"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
