@@ -459,6 +459,15 @@ def test_the_gates_shape_rule_weighs_a_line_of_glyphs_read_as_nothing_and_keeps_
     assert after[0] == pytest.approx(1 / (1 + np.exp(-(4 * np.log(10) - 6)))) and after[0] > before[0]
     assert after[1:].tolist() == before[1:].tolist()  # one glyph, something read, another route
     assert (shaped.cascade_scores(model_scores, rows, looks) >= 0.6).tolist()[0]
+    # The verdict the worker and `alocc score` give it (`CascadeDecisions.verified`): a card, by the verifier.
+    from model.cascade_decisions import VERIFIER, CascadeDecisions
+    from model.verifier.features import TextFeatures
+
+    read_as_nothing = TextFeatures(**{**unread_line, "boxes": 0, "read_boxes": 0})
+    verdict = CascadeDecisions(shaped).verified(0.1, read_as_nothing, gated)
+    assert (verdict.excluded, verdict.decided_by, verdict.threshold) == (True, VERIFIER, 0.6)
+    assert verdict.score == pytest.approx(after[0])
+    assert not CascadeDecisions(served).verified(0.1, read_as_nothing, gated).excluded
 
     assert "shape_rule" not in served.to_json()["plain_line_gate"]  # the versions of earlier cards stay
     assert CascadePolicy.from_json(shaped.to_json()) == shaped
