@@ -490,14 +490,15 @@ class CascadePolicy:
                 scores[gated], [features[int(i)] for i in np.flatnonzero(gated)]
             )
             if self.gate_shape_rule is not None:
-                shaped = gated & self._unread_glyph_lines(features)
+                shaped = gated & self.unread_glyph_lines(features)
                 if shaped.any():
                     rows = [features[int(i)] for i in np.flatnonzero(shaped)]
                     out[shaped] = np.maximum(out[shaped], self.gate_shape_rule.score(scores[shaped], rows))
         return out
 
-    def _unread_glyph_lines(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.bool_]:
-        """Which rows drew a line of glyphs (at least the line reading's `min_glyphs`) and read nothing."""
+    def unread_glyph_lines(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.bool_]:
+        """Which rows drew a line of glyphs (at least the gate's line reading's `min_glyphs`) and read
+        nothing: where `gate_shape_rule` weighs in. The policy must have a gate that reads the line."""
         assert self.gate is not None and self.gate.line_read is not None
         least = self.gate.line_read.min_glyphs
         return np.array(

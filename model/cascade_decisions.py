@@ -202,6 +202,23 @@ class CascadeDecisions:
             score, score >= self.policy.threshold, self.policy.threshold, VERIFIER, model_score, recorded
         )
 
+    def shape_card(
+        self, model_score: float, features: TextFeatures | None, look: npt.ArrayLike | None
+    ) -> bool:
+        """Whether the gate's shape rule, and not the gate's rule, makes this read picture a card (a line of
+        glyphs read as nothing, `CascadePolicy.gate_shape_rule`). Such cards are counted apart
+        (`alocc_verifier_reads_total{result="shape_card"}`): products cut out on a white ground with
+        lettering-like marks are the false positives this rule can add."""
+        policy = self.policy
+        if policy is None or policy.gate_shape_rule is None or policy.gate_rule is None or features is None:
+            return False
+        row = features.as_dict()
+        if self.route(look) != PLAIN_LINE_ROUTE or not policy.unread_glyph_lines([row])[0]:
+            return False
+        by_gate = float(policy.gate_rule.score([model_score], [row])[0])
+        by_shape = float(policy.gate_shape_rule.score([model_score], [row])[0])
+        return by_shape >= policy.threshold > by_gate
+
     @staticmethod
     def fallback(model_score: float, model_excluded: bool, model_threshold: float, reason: str) -> Verdict:
         """The model's own decision, when the verifier could not read an image it was sent."""

@@ -605,11 +605,9 @@ class Worker:
         if error is None:
             reading = future.result()
             self.stats.verifier_reads += 1
-            unread = reading.features is None and reading.sheet is None and reading.layout is not None
-            self.metrics.verifier_reads.labels("layout_card" if unread else "read").inc()
             self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
             self.metrics.verifier_read_seconds.labels(awaiting.route).observe(reading.seconds)
-            return self._decisions.verified(
+            verdict = self._decisions.verified(
                 awaiting.model_score,
                 reading.features,
                 awaiting.look,
@@ -617,6 +615,15 @@ class Worker:
                 sheet_features=reading.sheet,
                 layout_features=reading.layout,
             )
+            result = "read"
+            if reading.features is None and reading.sheet is None and reading.layout is not None:
+                result = "layout_card"
+            elif verdict.excluded and self._decisions.shape_card(
+                awaiting.model_score, reading.features, awaiting.look
+            ):
+                result = "shape_card"
+            self.metrics.verifier_reads.labels(result).inc()
+            return verdict
         self.stats.verifier_failures += 1
         self.metrics.verifier_reads.labels("failed").inc()
         reason = describe_failure(error)

@@ -62,7 +62,9 @@ class WorkerMetrics:
         self.verifier_reads = Counter(
             "alocc_verifier_reads_total",
             "Text verifier reads by result (read; layout_card: a card on its layout alone, nothing read; "
-            "failed: the model's decision stood).",
+            "shape_card: a line of glyphs read as nothing, made a card by the gate's shape rule alone, "
+            "where products cut out on a white ground would show as false positives; failed: the model's "
+            "decision stood).",
             ["result"],
             registry=r,
         )

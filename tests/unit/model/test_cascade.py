@@ -468,6 +468,11 @@ def test_the_gates_shape_rule_weighs_a_line_of_glyphs_read_as_nothing_and_keeps_
     assert (verdict.excluded, verdict.decided_by, verdict.threshold) == (True, VERIFIER, 0.6)
     assert verdict.score == pytest.approx(after[0])
     assert not CascadeDecisions(served).verified(0.1, read_as_nothing, gated).excluded
+    # Counted apart where the shape rule alone makes the card; not on another route, nor without the rule.
+    assert CascadeDecisions(shaped).shape_card(0.1, read_as_nothing, gated)
+    assert not CascadeDecisions(shaped).shape_card(0.1, read_as_nothing, busy)
+    assert not CascadeDecisions(served).shape_card(0.1, read_as_nothing, gated)
+    assert not CascadeDecisions(shaped).shape_card(0.1, TextFeatures(**{**read_line, "boxes": 1}), gated)
 
     assert "shape_rule" not in served.to_json()["plain_line_gate"]  # the versions of earlier cards stay
     assert CascadePolicy.from_json(shaped.to_json()) == shaped

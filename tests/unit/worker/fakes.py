@@ -323,9 +323,12 @@ class FakeVerification:
     """The verifier stage answering from a thread after `delay_s`: `fake://<name>` reads `characters[name]`
     characters; a name missing from the dict makes the read fail, as a crashed engine would."""
 
-    def __init__(self, characters: dict[str, int], delay_s: float = 0.02) -> None:
+    def __init__(
+        self, characters: dict[str, int], delay_s: float = 0.02, glyphs: dict[str, int] | None = None
+    ) -> None:
         self.characters = characters
         self.delay_s = delay_s
+        self.glyphs = glyphs or {}  # name: the glyph-sized marks its drawing has (the gate's line reading)
         self.requests: list[str] = []
         self.line_reads: dict[str, LineRead | None] = {}  # url: the line reading it was asked for
         self.panel_reads: dict[str, PanelRead | None] = {}  # url: the panel reading it was asked for
@@ -357,8 +360,19 @@ class FakeVerification:
             if count is None:
                 future.set_exception(VerifierUnavailable("tesseract failed: simulated crash"))
                 return
+            glyphs = self.glyphs.get(url.removeprefix("fake://"), 0)
             features = TextFeatures(
-                count, count, count, 0.1 if count else 0.0, 1 if count else 0, 0.1, 0.8, count
+                count,
+                count,
+                count,
+                0.1 if count else 0.0,
+                1 if count else 0,
+                0.1,
+                0.8,
+                count,
+                drawing_marks=glyphs,
+                drawing_glyphs=glyphs,
+                drawing_aspect=4.0 if glyphs else 0.0,
             )
             # The page, the sheet and the layout find the same characters here.
             if layout_first is not None and layout_first.card(features):

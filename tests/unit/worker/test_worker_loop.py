@@ -377,6 +377,35 @@ def test_a_gated_cascade_also_sends_what_looks_like_one_line_on_a_plain_ground()
     assert sends("alocc_verifier_sends_total", {"route": "model_score"}) is None
 
 
+def test_a_line_of_glyphs_read_as_nothing_is_made_a_card_by_the_gates_shape_rule_and_counted_apart() -> None:
+    # The gate sends the one-line picture; the verifier reads nothing in its eight glyphs (a font it cannot
+    # read). The gate's rule (characters alone) says product; the shape rule (glyphs) says card.
+    from model.cascade import SHAPE_RULE_INPUTS, CascadeRule
+
+    base = _reads_text_policy()
+    size = len(SHAPE_RULE_INPUTS)
+    weights = tuple(4.0 if name == "log_drawing_glyphs" else 0.0 for name in SHAPE_RULE_INPUTS)
+    shape_rule = CascadeRule(weights, -6.0, (0.0,) * size, (1.0,) * size, SHAPE_RULE_INPUTS)
+    gate = PlainLineGate(flat_from=0.6, rows_to=0.4, line_read=LineRead(min_glyphs=2))
+    policy = dataclasses.replace(
+        base, send_from=0.99, gate=gate, gate_rule=base.rule, gate_shape_rule=shape_rule
+    )
+    verification = FakeVerification({"line": 0}, glyphs={"line": 8})
+    rig = make_rig(
+        {0: [(b"a", event_bytes("a", "line"))]}, payloads={"line": b"line"}, cascade=(policy, verification)
+    )
+
+    stats = rig.worker.run(max_events=1, idle_timeout=5)
+
+    assert stats.committed == 1 and verification.requests == ["fake://line"]
+    row = rig.store.rows["a"]
+    assert (row.decided_by, row.excluded) == ("verifier", True) and row.score >= row.threshold
+    assert row.verifier is not None and row.verifier["read_characters"] == 0
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_verifier_reads_total", {"result": "shape_card"}) == 1.0
+    assert metric("alocc_verifier_reads_total", {"result": "read"}) is None
+
+
 def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_looks_like_a_card() -> None:
     # The whole picture's score sends nothing here (send_from 0.99); the strip's lower corners score 1.0
     # and send it; the black photo's corners do not. The main rule decides, as for the score route.
