@@ -10,15 +10,7 @@ import numpy as np
 import pytest
 
 from model.calibrate import conformal_threshold
-from model.cascade import (
-    GATE_RULE_INPUTS,
-    RULE_INPUTS,
-    SHAPE_RULE_INPUTS,
-    CascadePolicy,
-    CascadeRule,
-    fit_rule,
-    rule_inputs,
-)
+from model.cascade import GATE_RULE_INPUTS, RULE_INPUTS, CascadePolicy, CascadeRule, fit_rule, rule_inputs
 from model.cascade_fit import JsonLinesCache, fit_rule_on
 
 
@@ -431,6 +423,8 @@ def test_a_card_on_its_layout_is_the_verifiers_unread_and_keeps_the_records_cont
 
 def _glyphs_rule() -> CascadeRule:
     """A shape rule: P(card) = sigmoid(4 * log1p(glyphs) - 6) (means 0, scales 1)."""
+    from model.cascade import SHAPE_RULE_INPUTS
+
     weights = tuple(4.0 if name == "log_drawing_glyphs" else 0.0 for name in SHAPE_RULE_INPUTS)
     size = len(SHAPE_RULE_INPUTS)
     return CascadeRule(weights, -6.0, (0.0,) * size, (1.0,) * size, SHAPE_RULE_INPUTS)
