@@ -465,14 +465,17 @@ def fit_rule_on(
     *,
     with_model: bool = True,
     line_read: LineRead | None = None,
+    unread: bool = False,
     names: Sequence[str] = RULE_INPUTS,
 ) -> CascadeRule:
     """A logistic rule over `names`: `cards` against `other`, on model scores (unless not `with_model`:
-    the rule then gives the score no weight) and verifier features (read with `line_read` too where given)."""
+    the rule then gives the score no weight) and verifier features (read with `line_read` too where given;
+    with `unread`, as the verifier sees each picture when it reads nothing in it: `Measurements.unread`)."""
     keys = cards + other
     labels = np.array([True] * len(cards) + [False] * len(other))
     scores = measured.scores(keys) if with_model else np.full(len(keys), 0.5)  # logit(0.5) = 0
-    rule = fit_rule(rule_inputs(scores, measured.features(keys, line_read), names), labels, names=names)
+    rows = measured.unread(keys) if unread else measured.features(keys, line_read)
+    rule = fit_rule(rule_inputs(scores, rows, names), labels, names=names)
     if with_model:
         return rule
     return dataclasses.replace(rule, weights=(0.0, *rule.weights[1:]))
@@ -483,12 +486,7 @@ def fit_shape_rule(measured: Measurements, cards: list[str], other: list[str]) -
     sees a picture it reads nothing in (`Measurements.unread`: the whole ground and the drawing's shape), the
     model's score given no weight. Training one-line cards are in fonts Tesseract reads; taking their reading
     away is what they would look like in one it cannot."""
-    keys = cards + other
-    rows = measured.unread(keys)
-    labels = np.array([True] * len(cards) + [False] * len(other))
-    inputs = rule_inputs(np.full(len(keys), 0.5), rows, SHAPE_RULE_INPUTS)
-    rule = fit_rule(inputs, labels, names=SHAPE_RULE_INPUTS)
-    return dataclasses.replace(rule, weights=(0.0, *rule.weights[1:]))
+    return fit_rule_on(measured, cards, other, with_model=False, unread=True, names=SHAPE_RULE_INPUTS)
 
 
 _NOTHING = float(np.nextafter(1.0, 2.0))  # a send_from above every score: nothing is sent by score
