@@ -12,7 +12,7 @@ from PIL import Image
 from model.decode import ImageLimits, decode_for_reading, decode_sheet_picture
 from model.verifier.engines import OcrEngine, VerifierConfig, VerifierUnavailable, make_engine
 from model.verifier.features import TextFeatures, features_from_boxes
-from model.verifier.line_read import LineRead, drawing_shape, line_boxes
+from model.verifier.line_read import DrawingShape, LineRead, drawing_shape, line_boxes
 from model.verifier.panel_read import PanelRead, flatten_ground
 
 if TYPE_CHECKING:
@@ -76,12 +76,7 @@ class TextVerifier:
         if shape.glyphs >= line_read.min_glyphs:
             line = features_from_boxes(line_boxes(self.engine, image, line_read), gray)
             best = line if line.read_characters > page.read_characters else page
-        return dataclasses.replace(
-            best,
-            drawing_marks=shape.marks,
-            drawing_glyphs=shape.glyphs,
-            drawing_aspect=shape.aspect,
-        )
+        return _with_shape(best, shape)
 
     def flattened_features(
         self, source: bytes | Image.Image, *, limits: ImageLimits | None = None
@@ -148,10 +143,11 @@ def unread_features(
     """
     image = decode_for_reading(source, side, limits=limits)
     gray = np.asarray(image.convert("L"), dtype=np.uint8)
-    shape = drawing_shape(gray)
+    return _with_shape(features_from_boxes([], gray), drawing_shape(gray))
+
+
+def _with_shape(features: TextFeatures, shape: DrawingShape) -> TextFeatures:
+    """`features` with the drawing's shape (`model.verifier.line_read.drawing_shape`) recorded."""
     return dataclasses.replace(
-        features_from_boxes([], gray),
-        drawing_marks=shape.marks,
-        drawing_glyphs=shape.glyphs,
-        drawing_aspect=shape.aspect,
+        features, drawing_marks=shape.marks, drawing_glyphs=shape.glyphs, drawing_aspect=shape.aspect
     )
