@@ -18,10 +18,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from model.checkpoint import ThresholdRecord, write_card
@@ -108,6 +110,22 @@ def conformal_threshold(scores: np.ndarray, alpha: float, *, allow_max: bool = F
             rank,
         )
     return ConformalThreshold(next_float32_above(rank_score), rank_score, rank, n, alpha, fallback)
+
+
+def left_out_flags(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, int]:
+    """Per calibration source: how many of its photos reach the bound set on the other sources alone (at
+    `alpha`, the largest of theirs where they are too few): how a source calibration never saw would fare.
+    A single source has nothing to be measured against: no entry."""
+    values = np.asarray(scores, dtype=np.float32).ravel()
+    names = np.asarray(list(sources))
+    flags = {}
+    for name in sorted(set(names.tolist())):
+        inside = names == name
+        if inside.all():
+            break
+        bound = conformal_threshold(values[~inside], alpha, allow_max=True).threshold
+        flags[name] = int(np.sum(values[inside] >= bound))
+    return flags
 
 
 def empirical_threshold(negative_scores: np.ndarray, fpr: float) -> float:

@@ -291,8 +291,17 @@ class CascadePolicy:
     # reading taken away, so a line in a font the verifier cannot read is weighed on its shape; None:
     # `gate_rule` alone.
     gate_shape_rule: CascadeRule | None = None
+    # The main and parts rules' floor: a reading with fewer characters read confidently
+    # (`TextFeatures.confident_characters`, boxes read at `CONFIDENT_READ` or more) is no evidence of text,
+    # and scores 0 whatever else it read. Fine textures (bark, fabric, wallpaper) are read as runs of
+    # symbols at middling confidence, and a source of them that calibration never saw passes a threshold
+    # set on calibration photos; a card's words come back confident. The gate's pictures are exempt: their
+    # own rules weigh the line's shape. 0: no floor.
+    min_confident: int = 0
 
     def __post_init__(self) -> None:
+        if self.min_confident < 0:
+            raise ValueError("the rules' floor is a count of confident characters (0: none)")
         if (self.gate is None) != (self.gate_rule is None):
             raise ValueError("a plain-line gate needs its own rule, and a gate rule needs its gate")
         if self.gate_shape_rule is not None and (self.gate is None or self.gate.line_read is None):
@@ -475,8 +484,9 @@ class CascadePolicy:
     ) -> npt.NDArray[np.float64]:
         """The cascade score of images the verifier read: `gate_rule` where the gate passes the image's
         look (the higher of it and `gate_shape_rule` where a line of glyphs read nothing), `parts_rule`
-        where only the quadrant route sent it (its whole score under `send_from`), `rule` elsewhere. A
-        gated policy needs `looks` (see `sends`)."""
+        where only the quadrant route sent it (its whole score under `send_from`), `rule` elsewhere; 0 for
+        the last two where fewer characters than `min_confident` were read confidently. A gated policy
+        needs `looks` (see `sends`)."""
         scores = np.asarray(model_scores, dtype=np.float64)
         out = self.rule.score(scores, features)
         parts_only = scores < self.send_from
@@ -485,6 +495,9 @@ class CascadePolicy:
                 scores[parts_only], [features[int(i)] for i in np.flatnonzero(parts_only)]
             )
         gated = self._gated(looks)
+        if self.min_confident > 0:
+            weak = self.without_confident_text(features)
+            out[weak if gated is None else weak & ~gated] = 0.0
         if gated is not None and self.gate_rule is not None and gated.any():
             out[gated] = self.gate_rule.score(
                 scores[gated], [features[int(i)] for i in np.flatnonzero(gated)]
@@ -495,6 +508,13 @@ class CascadePolicy:
                     rows = [features[int(i)] for i in np.flatnonzero(shaped)]
                     out[shaped] = np.maximum(out[shaped], self.gate_shape_rule.score(scores[shaped], rows))
         return out
+
+    def without_confident_text(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.bool_]:
+        """Which rows read fewer confident characters than the rules' floor (`min_confident`): where the
+        main and parts rules score 0 (none without a floor)."""
+        return np.array(
+            [float(row.get("confident_characters", 0)) < self.min_confident for row in features], dtype=bool
+        ).reshape(len(features))
 
     def unread_glyph_lines(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.bool_]:
         """Which rows drew a line of glyphs (at least the gate's line reading's `min_glyphs`) and read
@@ -535,6 +555,8 @@ class CascadePolicy:
             record["sheets"] = self.sheets.to_json()
         if self.layout_band is not None:
             record["layout_band"] = self.layout_band.to_json()
+        if self.min_confident:
+            record["min_confident"] = int(self.min_confident)
         return record
 
     @classmethod
@@ -558,6 +580,7 @@ class CascadePolicy:
             SheetRoute.from_json(record["sheets"]) if record.get("sheets") is not None else None,
             LayoutBand.from_json(record["layout_band"]) if record.get("layout_band") is not None else None,
             CascadeRule.from_json(gate["shape_rule"]) if gate is not None and "shape_rule" in gate else None,
+            int(record.get("min_confident", 0)),
         )
 
 

@@ -211,6 +211,25 @@ def with_union_bound(
     )
 
 
+def with_rules_floor(cascade: TextCascade, min_confident: int) -> TextCascade:
+    """The cascade with the main and parts rules' floor (`CascadePolicy.min_confident`): their readings with
+    fewer confident characters score 0. Its threshold is kept: the floor only lowers cascade scores, so the
+    calibration photos it flags are some of those it flagged before, and every false-positive bound on the
+    card still holds. Calibrated again instead, the threshold would fall towards 0 where the floor takes
+    out the photos that set it, and every reading with a confident character would count (the fit's
+    `confidence_floor` table). The evaluation the card recorded no longer describes its decisions: dropped.
+
+    Raises:
+        ConfigError: the floor is negative.
+    """
+    if min_confident < 0:
+        raise ConfigError(f"the rules' floor is a count of confident characters, not {min_confident}")
+    policy = dataclasses.replace(cascade.policy, min_confident=min_confident)
+    record = {"min_confident": min_confident, "threshold_kept": float(cascade.policy.threshold)}
+    calibration = {**cascade.calibration, "rules_floor": record}
+    return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})
+
+
 def check_calibration_photos(cascade: TextCascade, count: int) -> None:
     """Refuse calibration photos other than those the cascade was calibrated on (another count)."""
     expected = cascade.calibration.get("calibration_photos")
@@ -295,6 +314,7 @@ def attach(
     sheet_route: tuple[npt.ArrayLike, Sequence[str], float] | None = None,
     sheet_reading: tuple[npt.ArrayLike, npt.ArrayLike, Sequence[str], float, float] | None = None,
     layout_band: tuple[Measurements, list[str], list[str], float, float] | None = None,
+    rules_floor: int | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
@@ -305,7 +325,8 @@ def attach(
     read share and an alpha), the sheet route's reading (`model.cascade_sheets.with_sheet_reading`); with
     `layout_band` (the dataset's measurements, its calibration photos, their sources, an alpha and the share
     of the band's training cards its emptiness floor keeps), the layout band
-    (`model.cascade_layout.with_layout_band`).
+    (`model.cascade_layout.with_layout_band`); with `rules_floor` (a count of confident characters), the
+    main and parts rules' floor, its threshold kept (`with_rules_floor`).
     Without a fit `report`, the cascade is the one the card already serves (to give it a band, a panel
     reading, a sheet route or its reading).
 
@@ -319,8 +340,8 @@ def attach(
         cascade = cascade_from_fit(report, card)
     elif card.text_cascade is None or quadrants is not None:
         raise ConfigError(
-            "without --fit only a card band, a panel reading or a sheet route can be added, to a card that "
-            "serves a cascade"
+            "without --fit only a card band, a panel reading, a sheet route or its reading, a layout band "
+            "or the rules' floor can be added, to a card that serves a cascade"
         )
     else:
         cascade = TextCascade.from_json(card.text_cascade)
@@ -344,6 +365,8 @@ def attach(
 
         measured, keys, sources, alpha, keep = layout_band
         cascade = with_layout_band(cascade, measured, keys, sources, alpha, keep=keep)
+    if rules_floor is not None:
+        cascade = with_rules_floor(cascade, rules_floor)
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -432,6 +455,12 @@ def register(subcommands: Any) -> None:
         default=0.95,
         help="the layout band decides only on grounds at least as empty as those of this share of its "
         "training cards: a texture fills its ground (default %(default)s; 1: no floor)",
+    )
+    parser.add_argument(
+        "--min-confident",
+        type=int,
+        help="also serve the main and parts rules' floor: their readings with fewer characters read with "
+        "confidence 90 or more score 0, the threshold kept (`CascadePolicy.min_confident`; 0: none)",
     )
     parser.add_argument(
         "--cache",
@@ -541,6 +570,7 @@ def run_attach(args: argparse.Namespace) -> int:
         sheet_route=sheet_route,
         sheet_reading=sheet_reading,
         layout_band=layout_band,
+        rules_floor=args.min_confident,
     )
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
@@ -563,6 +593,8 @@ def run_attach(args: argparse.Namespace) -> int:
             f"{floor:.3f} empty (decides "
             f"{decided['decided']:.1%} of the {decided['sent']} train/target cards the score route sends)"
         )
+    if policy.get("min_confident"):
+        band += f", the rules' readings count from {policy['min_confident']} confident characters"
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
         f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "

@@ -84,6 +84,10 @@ DEFAULT_LINE_READ = LineRead(min_glyphs=2, skip_page=True)
 # 100 one-line cards that fit nothing were caught 95% at 0.95-0.98 and 99% at 0.99 (`held_out_one_line` in
 # the report), for 1.25% of calibration photos in the gate instead of 0.65% (inside the same budget).
 DEFAULT_GATE_RECALL = 0.99
+# The main and parts rules' floors the fit measures (`CascadePolicy.min_confident`; `confidence_floor` in
+# its report): at each, the threshold set again on the calibration photos, the training cards caught, and
+# the calibration photos flagged when their source is left out of the calibration (a source it never saw).
+FLOOR_GRID = (0, 1, 2, 3, 4)
 
 
 class JsonLinesCache:
@@ -349,6 +353,7 @@ def fit_and_calibrate(
     eval_per_folder: int | None = None,
     line_read: LineRead | None = DEFAULT_LINE_READ,
     gate_recall: float = DEFAULT_GATE_RECALL,
+    min_confident: int = 0,
 ) -> dict[str, Any]:
     """Everything `alocc cascade fit` reports; see the module docstring."""
     from model.calibrate import conformal_threshold  # imports torch: not at `alocc --help` time
@@ -397,7 +402,13 @@ def fit_and_calibrate(
     curve = []
     for send_from in grid:
         draft = CascadePolicy(
-            send_from, rule, threshold=1.0, gate=gate, gate_rule=gate_rule, gate_shape_rule=gate_shape_rule
+            send_from,
+            rule,
+            threshold=1.0,
+            gate=gate,
+            gate_rule=gate_rule,
+            gate_shape_rule=gate_shape_rule,
+            min_confident=min_confident,
         )
         calibrated = conformal_threshold(
             draft.cascade_scores(calib_scores, calib_features, calib_looks).astype(np.float32), alpha
@@ -425,6 +436,18 @@ def fit_and_calibrate(
         chosen.policy.cascade_scores(held_scores, held_features, held_looks) >= chosen.policy.threshold
     )
 
+    # The rules' floor at the chosen point: what each would give on the training side.
+    calib_sources = [photo_source(key) for key in calib_keys]
+    floors = [
+        floor_row(
+            dataclasses.replace(chosen.policy, min_confident=floor),
+            alpha,
+            (calib_scores, calib_features, calib_looks, calib_sources),
+            (card_scores, card_features, card_looks),
+        )
+        for floor in FLOOR_GRID
+    ]
+
     # 4. Report every grid point on the evaluation families (the choice above did not look at them).
     evaluation = load_eval_folders(measured, grid[0], eval_per_folder, gate)
     return {
@@ -449,8 +472,37 @@ def fit_and_calibrate(
         "gate_share_calib_photos": _rate(calib_gated),
         "calibration_photos": len(calib_keys),
         "chosen_send_from": chosen.policy.send_from,
+        "min_confident": min_confident,
+        "confidence_floor": floors,
         "curve": [{**point.as_json(), "eval": evaluate_policy(point.policy, evaluation)} for point in curve],
         "policy": chosen.policy.to_json(),
+    }
+
+
+def floor_row(
+    policy: CascadePolicy,
+    alpha: float,
+    photos: tuple[np.ndarray, Sequence[dict[str, Any] | None], np.ndarray, list[str]],
+    cards: tuple[np.ndarray, Sequence[dict[str, Any] | None], np.ndarray],
+) -> dict[str, Any]:
+    """`policy` (its floor, `min_confident`) calibrated on the calibration photos at `alpha`: the threshold,
+    the training cards it catches, and per photo source how many reach the threshold the other sources set
+    alone (`model.calibrate.left_out_flags`)."""
+    from model.calibrate import conformal_threshold, left_out_flags  # imports torch
+
+    photo_scores, photo_features, photo_looks, sources = photos
+    calib = policy.cascade_scores(photo_scores, photo_features, photo_looks)
+    threshold = conformal_threshold(calib.astype(np.float32), alpha).threshold
+    card_scores, card_features, card_looks = cards
+    caught = policy.cascade_scores(card_scores, card_features, card_looks) >= threshold
+    left_out = left_out_flags(calib, sources, alpha)
+    return {
+        "min_confident": policy.min_confident,
+        "threshold": float(threshold),
+        "train_card_recall": _rate(caught),
+        "train_cards_missed": int(np.sum(~caught)),
+        "calib_flags_source_left_out": sum(left_out.values()),
+        "left_out_flags": left_out,
     }
 
 
@@ -686,6 +738,13 @@ def register(subcommands: Any) -> None:
         help="how the verifier reads what the plain-line gate sends: also the line alone "
         "(`model.verifier.line_read`), or the page only, as before (default %(default)s)",
     )
+    fit.add_argument(
+        "--min-confident",
+        type=int,
+        default=0,
+        help="the main and parts rules' floor: a reading with fewer characters read confidently scores 0 "
+        "(`CascadePolicy.min_confident`; the report's confidence_floor measures 0-4; default %(default)s)",
+    )
     fit.set_defaults(handler=run_fit)
 
 
@@ -704,6 +763,7 @@ def run_fit(args: argparse.Namespace) -> int:
         eval_per_folder=args.eval_per_folder,
         line_read=DEFAULT_LINE_READ if args.gate_reading == "line" else None,
         gate_recall=args.gate_recall,
+        min_confident=args.min_confident,
     )
     (args.out / f"cascade-{args.engine}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_curve(report, args.out / f"cascade-curve-{args.engine}.png")
@@ -780,4 +840,16 @@ def format_curve(report: dict[str, Any]) -> str:
             f"{ev['eval/target']['rate']:>6.1%}     {ev['check/target']['rate']:>6.1%}      "
             f"{ev['eval/other']['rate']:>6.2%}          {ev['eval/other']['verifier_share']:>6.1%}"
         )
+    floors = report.get("confidence_floor", [])
+    if floors:
+        lines.append(
+            f"the rules' floor at the chosen point (served: {report.get('min_confident', 0)}): "
+            "min_confident  threshold  train cards missed  calibration photos flagged, source left out"
+        )
+        for row in floors:
+            lead = ", ".join(f"{name} {count}" for name, count in row["left_out_flags"].items() if count)
+            lines.append(
+                f"  {row['min_confident']:>13}  {row['threshold']:.4f}  {row['train_cards_missed']:>18}  "
+                f"{row['calib_flags_source_left_out']} ({lead or 'none'})"
+            )
     return "\n".join(lines)

@@ -172,17 +172,11 @@ def _simulated_row(
     cascade: Any, calib: list[str], unseen: list[str], unseen_val: list[str], alpha: float
 ) -> dict[str, Any]:
     """Calibrate `cascade` (keys -> cascade scores, sent) on `calib` at `alpha` and measure it."""
-    from model.calibrate import conformal_threshold  # imports torch
+    from model.calibrate import conformal_threshold, left_out_flags  # imports torch
 
     calib_scores, calib_sent = cascade(calib)
     threshold = conformal_threshold(calib_scores.astype(np.float32), alpha).threshold
-    by_source: dict[str, list[int]] = {}
-    for index, key in enumerate(calib):
-        by_source.setdefault(photo_source(key), []).append(index)
-    left_out_flags = 0
-    for members in by_source.values():
-        rest = np.delete(calib_scores, members).astype(np.float32)
-        left_out_flags += int(np.sum(calib_scores[members] >= conformal_threshold(rest, alpha).threshold))
+    left_out = left_out_flags(calib_scores, [photo_source(key) for key in calib], alpha)
     caught, sent = cascade(unseen)
     return {
         "calib_sent": float(calib_sent.mean()),
@@ -192,7 +186,7 @@ def _simulated_row(
         "unseen_caught": float(np.mean(caught >= threshold)),
         "unseen_caught_of_sent": float(np.mean(caught[sent] >= threshold)) if sent.any() else 0.0,
         "unseen_val_caught": float(np.mean(cascade(unseen_val)[0] >= threshold)) if unseen_val else None,
-        "calib_flags_source_left_out": left_out_flags,
+        "calib_flags_source_left_out": sum(left_out.values()),
     }
 
 

@@ -277,20 +277,6 @@ def with_sheet_reading(
     return with_union_bound(cascade, policy, "sheet_reading", after="sheet_route", alpha=alpha, record=record)
 
 
-def left_out_flags(scores: npt.ArrayLike, sources: Sequence[str], alpha: float) -> dict[str, int]:
-    """Per calibration source: how many of its photos reach the bound set on the other sources alone."""
-    from model.calibrate import conformal_threshold  # imports torch
-
-    values = np.asarray(scores, dtype=np.float32).ravel()
-    names = np.asarray(list(sources))
-    flags = {}
-    for name in sorted(set(names.tolist())):
-        inside = names == name
-        bound = conformal_threshold(values[~inside], alpha, allow_max=True).threshold
-        flags[name] = int(np.sum(values[inside] >= bound))
-    return flags
-
-
 def highest_photos(scores: npt.ArrayLike, keys: Sequence[str], count: int = 3) -> list[dict[str, Any]]:
     """The `count` calibration photos whose best sheets score highest, highest first, with their sources.
     At the route's alpha the bound is one or two of them and its source margin is their source's lead, so
@@ -346,6 +332,7 @@ def measure(
 ) -> dict[str, Any]:
     """The three measurements of the module docstring, at each alpha; with `read_shares`, the sheet reading
     at each share (under the route's bound at the first alpha) too."""
+    from model.calibrate import left_out_flags  # imports torch
     from model.cascade_fit import Measurements, served_verifier
 
     sheets = SheetScores(data, out, model_dir, member)

@@ -476,3 +476,36 @@ def test_the_gates_shape_rule_weighs_a_line_of_glyphs_read_as_nothing_and_keeps_
         CascadePolicy(
             0.9, rule, 0.6, gate=PlainLineGate(0.5, 0.5), gate_rule=rule, gate_shape_rule=_glyphs_rule()
         )
+
+
+def test_the_rules_floor_takes_readings_without_confident_text_out_and_keeps_older_cards_json() -> None:
+    from model.cascade_decisions import CascadeDecisions
+    from model.screen import PlainLineGate
+    from model.verifier.features import TextFeatures
+
+    scores, features, labels = _training_set(np.random.default_rng(6))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    served = CascadePolicy(
+        0.5, rule, 0.5, gate=PlainLineGate(0.5, 0.5), gate_rule=rule, parts_send_from=0.6, parts_rule=rule
+    )
+    floored = dataclasses.replace(served, min_confident=1)
+    # A texture read as many characters, none of them confidently; the same reading with one confident.
+    texture = {**_features(40, 0.2, 0.9), "confident_characters": 0}
+    one_sure = {**texture, "confident_characters": 1}
+    gated, busy = [0.9, 0.1], [0.1, 0.9]  # looks: flat share, busy rows
+    rows = [texture, texture, one_sure, texture]
+    looks = np.array([busy, busy, busy, gated])
+    model_scores = np.array([0.9, 0.2, 0.9, 0.9])  # score route, parts only, score route, the gate's
+
+    before = served.read_scores(model_scores, rows, looks)
+    after = floored.read_scores(model_scores, rows, looks)
+    assert (before >= 0.5).all()  # the rules alone make every one a card
+    # The main and parts rules' readings without a confident character score 0; the gate's are its rule's.
+    assert after.tolist() == [0.0, 0.0, before[2], before[3]]
+    verdict = CascadeDecisions(floored).verified(0.9, TextFeatures(**{**texture, "boxes": 12}), busy)
+    assert not verdict.excluded and verdict.score == 0.0 and verdict.score < verdict.threshold
+
+    assert "min_confident" not in served.to_json()  # the versions of earlier cards do not change
+    assert CascadePolicy.from_json(floored.to_json()) == floored
+    with pytest.raises(ValueError, match="floor"):
+        CascadePolicy(0.5, rule, 0.5, min_confident=-1)

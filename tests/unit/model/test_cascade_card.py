@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
-from model.cascade_card import attach, cascade_from_fit, source_margin, with_card_band
+from model.cascade_card import attach, cascade_from_fit, source_margin, with_card_band, with_rules_floor
 from model.cascade_fit import CurvePoint, choose_point, plot_curve, send_from_for_share
 from model.checkpoint import ModelCard, load_checkpoint, read_card, save_checkpoint
 from model.errors import ConfigError
@@ -278,3 +278,43 @@ def test_routes_measured_over_an_attached_cascade_read_as_its_verifier_does(
     attach(tmp_path / "model", tmp_path / "cascade", report)
 
     assert served_verifier(tmp_path / "cascade") == VerifierConfig(languages="jpn")
+
+
+def test_the_rules_floor_keeps_the_threshold_names_a_new_version_and_only_lowers_scores(
+    tmp_path: Path, tiny_model: TinyModelFactory
+) -> None:
+    cascade = _cascade(calibration={"target_fpr": 0.001}, measured={"eval/target": {"rate": 0.02}})
+    floored = with_rules_floor(cascade, 1)
+
+    assert floored.policy == dataclasses.replace(cascade.policy, min_confident=1)
+    assert floored.policy.threshold == cascade.policy.threshold  # kept: the floor only lowers scores
+    assert floored.calibration["rules_floor"] == {"min_confident": 1, "threshold_kept": 0.18}
+    assert floored.measured == {} and floored.version != cascade.version
+    assert TextCascade.from_json(json.loads(json.dumps(floored.to_json()))) == floored
+    rng = np.random.default_rng(7)
+    rows = [
+        {
+            "read_characters": int(n),
+            "read_boxes": int(n) // 3,
+            "read_area": 0.01 * int(n),
+            "lines": min(int(n), 4),
+            "largest_text_height": 0.1,
+            "ground_emptiness": 0.5,
+            "confident_characters": int(c),
+        }
+        for n, c in zip(rng.integers(0, 40, 200), rng.integers(0, 3, 200), strict=True)
+    ]
+    scores = rng.uniform(0.3, 1.0, 200)
+    before = cascade.policy.cascade_scores(scores, rows)
+    after = floored.policy.cascade_scores(scores, rows)
+    assert np.all(after <= before) and np.any(after < before)
+    with pytest.raises(ConfigError, match="floor"):
+        with_rules_floor(cascade, -1)
+
+    networks, card = tiny_model()
+    saved = save_checkpoint(tmp_path / "model", networks, card)
+    served = attach(tmp_path / "model", tmp_path / "cascade", _fit_report(saved.model_version))
+    attached = attach(tmp_path / "cascade", tmp_path / "floored", None, rules_floor=2)
+    assert TextCascade.from_json(attached.text_cascade or {}).policy == dataclasses.replace(
+        TextCascade.from_json(served.text_cascade or {}).policy, min_confident=2
+    )

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 
 from model.cascade import GATE_RULE_INPUTS, RULE_INPUTS, CascadePolicy
-from model.cascade_fit import DEFAULT_LINE_READ, Measurements, fit_and_calibrate, format_curve
+from model.cascade_fit import (
+    DEFAULT_LINE_READ,
+    FLOOR_GRID,
+    Measurements,
+    fit_and_calibrate,
+    format_curve,
+)
 from model.verifier.engines import VerifierConfig
 from model.verifier.line_read import LineRead
 
@@ -139,6 +145,17 @@ def test_the_fit_reads_the_gates_pictures_as_lines_and_reports_the_held_out_one_
     assert all(point["verifier_share_calib_photos"] >= 0.1 for point in report["curve"])
     assert report["curve"][-1]["eval"]["check/one-line"]["rate"] == 0.0
     assert "20 training one-line cards that fitted nothing" in format_curve(report)
+    # The rules' floor: none served unless asked; each floor of the grid calibrated and measured.
+    assert policy.min_confident == 0 and report["min_confident"] == 0
+    floors = report["confidence_floor"]
+    assert [row["min_confident"] for row in floors] == list(FLOOR_GRID)
+    assert floors[0]["threshold"] == report["curve"][-1]["threshold"]  # no floor: the chosen point's
+    assert all(0 <= row["train_card_recall"] <= 1 for row in floors)
+    assert "the rules' floor at the chosen point (served: 0)" in format_curve(report)
+    floored = fit_and_calibrate(
+        measured, per_folder=40, shares=[0.2], alpha=0.01, budget_share=0.2, min_confident=2
+    )
+    assert CascadePolicy.from_json(floored["policy"]).min_confident == 2
 
 
 def test_a_fit_that_reads_pages_only_keeps_the_gate_without_a_line_reading(tmp_path: Path) -> None:

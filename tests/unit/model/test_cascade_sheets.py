@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from model.calibrate import left_out_flags
 from model.cascade import BASE_RULE_INPUTS, CascadePolicy, CascadeRule, TextCascade
 from model.cascade_card import raised_bound
 from model.cascade_sheets import (
     highest_photos,
-    left_out_flags,
     reading_bound,
     with_sheet_reading,
     with_sheet_route,
@@ -57,6 +57,7 @@ def test_the_bound_sits_above_the_calibration_sheets_raised_by_the_source_that_s
     assert bound["card_from"] == pytest.approx(_sigmoid(5.0), abs=1e-5)
     # Left out, "b"'s top photo reaches the bound the others set; "a"'s photos stay under "b"'s.
     assert left_out_flags(photos, sources, 0.0005) == {"a": 0, "b": 1}
+    assert left_out_flags(photos, ["a"] * len(photos), 0.0005) == {}  # nothing to leave one out against
 
 
 def test_the_route_goes_on_the_card_with_its_search_member_and_union_bound() -> None:
