@@ -17,6 +17,7 @@ and OCR processes, off the event loop), `alocc score` in its own process.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -218,6 +219,24 @@ class CascadeDecisions:
         by_gate = float(policy.gate_rule.score([model_score], [row])[0])
         by_shape = float(policy.gate_shape_rule.score([model_score], [row])[0])
         return by_shape >= policy.threshold > by_gate
+
+    def unconfident(
+        self, model_score: float, features: TextFeatures | None, look: npt.ArrayLike | None
+    ) -> bool:
+        """Whether the rules' floor (`CascadePolicy.min_confident`), and not the rule, keeps this read picture
+        from being a card: its rule alone would make it one, but it read too few characters confidently.
+        Such readings are counted apart (`alocc_verifier_reads_total{result="unconfident"}`): cards in fonts
+        the verifier reads without confidence are the misses the floor can add."""
+        policy = self.policy
+        if policy is None or not policy.min_confident or features is None:
+            return False
+        if self.route(look) == PLAIN_LINE_ROUTE:
+            return False  # the gate's rules have no floor
+        row, looks = features.as_dict(), _one_row(look)
+        if not policy.without_confident_text([row])[0]:
+            return False
+        unfloored = dataclasses.replace(policy, min_confident=0)
+        return bool(unfloored.read_scores([model_score], [row], looks)[0] >= policy.threshold)
 
     @staticmethod
     def fallback(model_score: float, model_excluded: bool, model_threshold: float, reason: str) -> Verdict:

@@ -622,6 +622,10 @@ class Worker:
                 awaiting.model_score, reading.features, awaiting.look
             ):
                 result = "shape_card"
+            elif not verdict.excluded and self._decisions.unconfident(
+                awaiting.model_score, reading.features, awaiting.look
+            ):
+                result = "unconfident"
             self.metrics.verifier_reads.labels(result).inc()
             return verdict
         self.stats.verifier_failures += 1

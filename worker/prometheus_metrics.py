@@ -63,8 +63,10 @@ class WorkerMetrics:
             "alocc_verifier_reads_total",
             "Text verifier reads by result (read; layout_card: a card on its layout alone, nothing read; "
             "shape_card: a line of glyphs read as nothing, made a card by the gate's shape rule alone, "
-            "where products cut out on a white ground would show as false positives; failed: the model's "
-            "decision stood).",
+            "where products cut out on a white ground would show as false positives; unconfident: a reading "
+            "the rule would make a card, kept a product by the rules' floor for reading no character "
+            "confidently, where cards in fonts read without confidence would show as misses; failed: the "
+            "model's decision stood).",
             ["result"],
             registry=r,
         )

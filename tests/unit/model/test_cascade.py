@@ -502,8 +502,14 @@ def test_the_rules_floor_takes_readings_without_confident_text_out_and_keeps_old
     assert (before >= 0.5).all()  # the rules alone make every one a card
     # The main and parts rules' readings without a confident character score 0; the gate's are its rule's.
     assert after.tolist() == [0.0, 0.0, before[2], before[3]]
-    verdict = CascadeDecisions(floored).verified(0.9, TextFeatures(**{**texture, "boxes": 12}), busy)
+    read_texture = TextFeatures(**{**texture, "boxes": 12})
+    verdict = CascadeDecisions(floored).verified(0.9, read_texture, busy)
     assert not verdict.excluded and verdict.score == 0.0 and verdict.score < verdict.threshold
+    # Counted apart where the floor alone keeps it a product; not without the floor, nor on the gate's route.
+    assert CascadeDecisions(floored).unconfident(0.9, read_texture, busy)
+    assert not CascadeDecisions(served).unconfident(0.9, read_texture, busy)
+    assert not CascadeDecisions(floored).unconfident(0.9, read_texture, gated)
+    assert not CascadeDecisions(floored).unconfident(0.9, TextFeatures(**{**one_sure, "boxes": 12}), busy)
 
     assert "min_confident" not in served.to_json()  # the versions of earlier cards do not change
     assert CascadePolicy.from_json(floored.to_json()) == floored

@@ -324,11 +324,16 @@ class FakeVerification:
     characters; a name missing from the dict makes the read fail, as a crashed engine would."""
 
     def __init__(
-        self, characters: dict[str, int], delay_s: float = 0.02, glyphs: dict[str, int] | None = None
+        self,
+        characters: dict[str, int],
+        delay_s: float = 0.02,
+        glyphs: dict[str, int] | None = None,
+        confident: dict[str, int] | None = None,
     ) -> None:
         self.characters = characters
         self.delay_s = delay_s
         self.glyphs = glyphs or {}  # name: the glyph-sized marks its drawing has (the gate's line reading)
+        self.confident = confident or {}  # name: its characters read confidently (default: all of them)
         self.requests: list[str] = []
         self.line_reads: dict[str, LineRead | None] = {}  # url: the line reading it was asked for
         self.panel_reads: dict[str, PanelRead | None] = {}  # url: the panel reading it was asked for
@@ -369,7 +374,7 @@ class FakeVerification:
                 1 if count else 0,
                 0.1,
                 0.8,
-                count,
+                self.confident.get(url.removeprefix("fake://"), count),
                 drawing_marks=glyphs,
                 drawing_glyphs=glyphs,
                 drawing_aspect=4.0 if glyphs else 0.0,

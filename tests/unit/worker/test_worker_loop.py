@@ -406,6 +406,29 @@ def test_a_line_of_glyphs_read_as_nothing_is_made_a_card_by_the_gates_shape_rule
     assert metric("alocc_verifier_reads_total", {"result": "read"}) is None
 
 
+def test_a_reading_without_a_confident_character_is_kept_a_product_by_the_rules_floor_and_counted() -> None:
+    # Both pictures read 20 characters (the rule alone makes each a card); the texture's are all read
+    # without confidence, so the floor keeps it a product, and the worker counts it apart.
+    policy = dataclasses.replace(_reads_text_policy(), min_confident=1)
+    verification = FakeVerification({"card": 20, "texture": 20}, confident={"texture": 0})
+    rig = make_rig(
+        {0: [(b"a", event_bytes("a", "card")), (b"b", event_bytes("b", "texture"))]},
+        payloads={"card": b"card", "texture": b"texture"},
+        cascade=(policy, verification),
+    )
+
+    stats = rig.worker.run(max_events=2, idle_timeout=5)
+
+    assert stats.committed == 2 and stats.dead_lettered == 0
+    rows = rig.store.rows
+    assert (rows["a"].decided_by, rows["a"].excluded) == ("verifier", True)
+    assert (rows["b"].decided_by, rows["b"].excluded, rows["b"].score) == ("verifier", False, 0.0)
+    assert rows["b"].verifier is not None and rows["b"].verifier["confident_characters"] == 0
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_verifier_reads_total", {"result": "unconfident"}) == 1.0
+    assert metric("alocc_verifier_reads_total", {"result": "read"}) == 1.0
+
+
 def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_looks_like_a_card() -> None:
     # The whole picture's score sends nothing here (send_from 0.99); the strip's lower corners score 1.0
     # and send it; the black photo's corners do not. The main rule decides, as for the score route.
