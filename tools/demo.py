@@ -153,6 +153,8 @@ def main(args: argparse.Namespace) -> int:
             )
         if cascade.policy.gate_shape_rule is not None:
             band += "; a plain line of glyphs read as nothing weighed on its shape"
+        if cascade.policy.min_confident:
+            band += f"; a reading counts from {cascade.policy.min_confident} confident character(s)"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
