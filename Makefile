@@ -71,7 +71,8 @@ draws: setup ## draw fresh evaluation files from DRAW_START on (2,000-4,000 per 
 		set -- $$spec; test -f $(DRAW_OUT)/draw-$$(echo $$1 | tr / -).json || \
 		$(VENV)/bin/alocc data draw --folder $$1 --count $$2 --start $(DRAW_START) --out $(DRAW_OUT) || exit 1; \
 	done
-	nice $(VENV)/bin/alocc cascade draws $(DRAW_OUT) --out reports/draws/$(notdir $(DRAW_OUT)).json
+	nice $(VENV)/bin/alocc cascade draws $(DRAW_OUT) --out reports/draws/$(notdir $(DRAW_OUT)).json \
+		--records reports/draws/$(notdir $(DRAW_OUT))-records.jsonl
 
 services-up: ## start the local Kafka and Redis (ONLY=kafka or ONLY=redis: one of them) and print their export lines
 	$(SERVICES) up $(ONLY)

@@ -11,7 +11,7 @@ other images per source too. Nothing here is chosen or fitted.
 
     alocc data draw --folder check/target --count 2000 --out data/v11-eval-draw
     alocc data draw --folder eval/other --count 4000 --out data/v11-eval-draw
-    alocc cascade draws data/v11-eval-draw --out reports/draws.json
+    alocc cascade draws data/v11-eval-draw --out reports/draws.json --records reports/draws-records.jsonl
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import argparse
 import json
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from model.errors import ConfigError
 
@@ -136,7 +136,21 @@ def register(subcommands: Any) -> None:
     parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument(
+        "--records",
+        type=Path,
+        help="also write every image's decision here, one JSON line each as `alocc score` prints it (the "
+        "stage, bound and verifier features behind each error)",
+    )
     parser.set_defaults(handler=run_draws)
+
+
+def _kept(records: Iterable[dict[str, Any]], sink: IO[str] | None) -> Iterator[dict[str, Any]]:
+    """`records`, each also written to `sink` as a JSON line where there is one."""
+    for record in records:
+        if sink is not None:
+            sink.write(json.dumps(record) + "\n")
+        yield record
 
 
 def run_draws(args: argparse.Namespace) -> int:
@@ -148,10 +162,14 @@ def run_draws(args: argparse.Namespace) -> int:
     from model.offline_score import expand_paths, load_cascade, score_paths
     from model.scoring import Scorer
 
+    sink = None
     try:
         draws = drawn_folders(args.root)
         scorer = Scorer.load(args.model, device="cpu")
         cascade = load_cascade(scorer)
+        if args.records is not None:
+            args.records.parent.mkdir(parents=True, exist_ok=True)
+            sink = args.records.open("w", encoding="utf-8")
         folders = []
         for draw in draws:
             folder = str(draw["folder"])
@@ -159,10 +177,13 @@ def run_draws(args: argparse.Namespace) -> int:
                 scorer, expand_paths([args.root / folder]), batch_size=args.batch_size, cascade=cascade
             )
             progress = tqdm(records, total=len(draw["files"]), desc=folder, unit="img", file=sys.stderr)
-            folders.append(tally(folder, draw["files"], progress))
+            folders.append(tally(folder, draw["files"], _kept(progress, sink)))
     except (ModelError, ValueError) as exc:
         print(f"alocc cascade draws: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if sink is not None:
+            sink.close()
     version = scorer.model_version if cascade is None else cascade[0].version
     report = {"model_version": version, "root": str(args.root), "folders": folders}
     print(format_table(report))

@@ -106,7 +106,9 @@ def test_scores_each_drawn_folder_as_alocc_score_does(
     _write_draw(root, "eval/other", [_photo(path.name, "photo", "kde") for path in photos])
     out = tmp_path / "report.json"
 
-    assert main(["cascade", "draws", str(root), "--model", str(model), "--out", str(out)]) == 0
+    records = tmp_path / "records.jsonl"
+    arguments = ["--model", str(model), "--out", str(out), "--records", str(records)]
+    assert main(["cascade", "draws", str(root), *arguments]) == 0
 
     report = json.loads(out.read_text())
     assert [folder["folder"] for folder in report["folders"]] == ["check/target", "eval/other"]
@@ -118,6 +120,12 @@ def test_scores_each_drawn_folder_as_alocc_score_does(
     assert report["folders"][1]["families"]["photo"]["errors"] == sum(
         bool(line["excluded"]) for line in lines
     )
+    # Every decision behind the report, as `alocc score` prints it.
+    kept = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(kept) == 5 and sorted(Path(row["path"]).name for row in kept[3:]) == sorted(
+        Path(line["path"]).name for line in lines
+    )
+    assert [row["excluded"] for row in kept[3:]] == [line["excluded"] for line in lines]
 
 
 def test_a_draw_naming_a_missing_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
