@@ -17,7 +17,10 @@
   on a panel of another tone is lost to Tesseract's global threshold;
 - where the policy has a sheet route (`sheets`), a picture holding a sheet (a notice photographed in a
   scene: `model.sheets`) that the model, shown the sheet straightened, scores at least `sheets.card_from` is
-  a card without a read, like the card band (its bound on the calibration photos adds to the union bound).
+  a card without a read, like the card band (its bound on the calibration photos adds to the union bound);
+- where the policy has a second reading (`second_read`), a page the main or corner rule decided is no card is
+  read again by a second engine (`model.verifier.second_read`), and is a card where that reading reads
+  enough characters (its bound on the calibration photos adds to the union bound too).
 
 The cascade score of an image the verifier never saw is 0, so one number ranks every image, and the
 project's conformal rule (`model.calibrate.conformal_threshold`) sets `threshold` on calibration photos
@@ -44,6 +47,7 @@ from model.screen import PlainLineGate
 from model.sheets import SheetRoute
 from model.verifier.engines import VerifierConfig
 from model.verifier.panel_read import PanelRead
+from model.verifier.second_read import SecondRead
 
 # What every rule weighs, in order. Counts enter as log1p (a card reads tens of characters, a T-shirt a
 # few); the model score as its logit, so the rule can weigh it against the text. Cards fitted before the
@@ -298,6 +302,9 @@ class CascadePolicy:
     # set on calibration photos; a card's words come back confident. The gate's pictures are exempt: their
     # own rules weigh the line's shape. 0: no floor.
     min_confident: int = 0
+    # Pages the main or parts rule decided are no card are read again by a second engine, and are cards
+    # where it reads enough characters (`model.verifier.second_read`); None: the first reading decides.
+    second_read: SecondRead | None = None
 
     def __post_init__(self) -> None:
         if self.min_confident < 0:
@@ -419,12 +426,14 @@ class CascadePolicy:
         *,
         sheet_characters: npt.ArrayLike | None = None,
         layout_features: Sequence[Mapping[str, Any] | None] | None = None,
+        second_features: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score per image: 0 where not sent; the rule's probability where read; 1 in the model's
         card band (`card_from`), where the sheet route makes a card and where its sheet reading does (the
         characters read in each picture's best sheet, `sheet_characters`, any value where `sheet_reads` is
-        false), and where the layout band does (`layout_features` of the pictures the score route sends;
-        None elsewhere), a card whatever the threshold.
+        false), where the layout band does (`layout_features` of the pictures the score route sends;
+        None elsewhere), and where the second reading does (`second_features` of the pictures
+        `second_reads` names; None elsewhere), a card whatever the threshold.
 
         `features[i]` may be None where the image was not sent. A sent image without features (the verifier
         failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
@@ -452,7 +461,34 @@ class CascadePolicy:
             best = np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape)
             out[read & self.sheets.read_cards(best, sheet_characters)] = 1.0
         out[self.layout_cards(scores, layout_features, looks)] = 1.0
+        second = self.second_read
+        if second is not None:
+            if second_features is None:
+                raise ValueError("this cascade reads pages twice: pass the second reading's features")
+            page_read = np.zeros(len(scores), dtype=bool)
+            page_read[sent] = True
+            for i in np.flatnonzero(self.second_reads(scores, out, looks, page_read)):
+                row = second_features[int(i)]
+                if row is not None and second.card(row):
+                    out[int(i)] = 1.0
         return out
+
+    def second_reads(
+        self,
+        model_scores: npt.ArrayLike,
+        cascade_scores: npt.ArrayLike,
+        looks: npt.ArrayLike | None,
+        page_read: npt.ArrayLike,
+    ) -> npt.NDArray[np.bool_]:
+        """Which pictures the second engine reads (none without a second reading): those whose page was read
+        (`page_read`), outside the gate (its rules weigh the line's shape), that the first reading left
+        under the threshold (`cascade_scores`)."""
+        scores = np.asarray(model_scores, dtype=np.float64)
+        if self.second_read is None:
+            return np.zeros(scores.shape, dtype=bool)
+        wanted = np.asarray(page_read, dtype=bool) & (np.asarray(cascade_scores) < self.threshold)
+        gated = self._gated(looks)
+        return wanted if gated is None else wanted & ~gated
 
     def layout_cards(
         self,
@@ -557,6 +593,8 @@ class CascadePolicy:
             record["layout_band"] = self.layout_band.to_json()
         if self.min_confident:
             record["min_confident"] = int(self.min_confident)
+        if self.second_read is not None:
+            record["second_read"] = self.second_read.to_json()
         return record
 
     @classmethod
@@ -581,6 +619,7 @@ class CascadePolicy:
             LayoutBand.from_json(record["layout_band"]) if record.get("layout_band") is not None else None,
             CascadeRule.from_json(gate["shape_rule"]) if gate is not None and "shape_rule" in gate else None,
             int(record.get("min_confident", 0)),
+            SecondRead.from_json(record["second_read"]) if record.get("second_read") is not None else None,
         )
 
 

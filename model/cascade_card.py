@@ -315,6 +315,7 @@ def attach(
     sheet_reading: tuple[npt.ArrayLike, npt.ArrayLike, Sequence[str], float, float] | None = None,
     layout_band: tuple[Measurements, list[str], list[str], float, float] | None = None,
     rules_floor: int | None = None,
+    second_read: tuple[Path, Path, int] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
@@ -326,7 +327,9 @@ def attach(
     `layout_band` (the dataset's measurements, its calibration photos, their sources, an alpha and the share
     of the band's training cards its emptiness floor keeps), the layout band
     (`model.cascade_layout.with_layout_band`); with `rules_floor` (a count of confident characters), the
-    main and parts rules' floor, its threshold kept (`with_rules_floor`).
+    main and parts rules' floor, its threshold kept (`with_rules_floor`); with `second_read` (the dataset,
+    the measurement cache and the most calibration photos it may flag), the second reading, last: its
+    count is set on what the cascade so far leaves to it (`model.cascade_second`).
     Without a fit `report`, the cascade is the one the card already serves (to give it a band, a panel
     reading, a sheet route or its reading).
 
@@ -341,7 +344,7 @@ def attach(
     elif card.text_cascade is None or quadrants is not None:
         raise ConfigError(
             "without --fit only a card band, a panel reading, a sheet route or its reading, a layout band "
-            "or the rules' floor can be added, to a card that serves a cascade"
+            "the rules' floor or the second reading can be added, to a card that serves a cascade"
         )
     else:
         cascade = TextCascade.from_json(card.text_cascade)
@@ -367,6 +370,16 @@ def attach(
         cascade = with_layout_band(cascade, measured, keys, sources, alpha, keep=keep)
     if rules_floor is not None:
         cascade = with_rules_floor(cascade, rules_floor)
+    if second_read is not None:
+        from model.cascade_second import calibration_second_counts, with_second_read
+
+        data, cache, max_photos = second_read
+        _, keys = _calibration_photos(data, cache, model_dir)
+        photos = [data / key for key in keys]
+        counts, engine_version = calibration_second_counts(model_dir, cascade, photos)
+        cascade = with_second_read(
+            cascade, counts, len(photos), engine_version=engine_version, max_photos=max_photos
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
         shutil.copyfile(model_dir / WEIGHTS_FILE, out_dir / WEIGHTS_FILE)
@@ -461,6 +474,14 @@ def register(subcommands: Any) -> None:
         type=int,
         help="also serve the main and parts rules' floor: their readings with fewer characters read with "
         "confidence 90 or more score 0, the threshold kept (`CascadePolicy.min_confident`; 0: none)",
+    )
+    parser.add_argument(
+        "--second-read",
+        type=int,
+        metavar="MAX_PHOTOS",
+        help="also read again, with PP-OCRv6 tiny, the pages the main and corner rules leave products: cards "
+        "from the least count of characters it reads in at most MAX_PHOTOS of the calibration photos it "
+        "reads (needs --data; `model.verifier.second_read`)",
     )
     parser.add_argument(
         "--cache",
@@ -559,6 +580,9 @@ def run_attach(args: argparse.Namespace) -> int:
         measured, keys = _calibration_photos(args.data, args.cache, model_dir)
         sources = [photo_source(key) for key in keys]
         layout_band = (measured, keys, sources, args.layout_alpha, args.layout_keep)
+    if args.second_read is not None and args.data is None:
+        raise ConfigError("--second-read needs --data: its count is set on the calibration photos")
+    second_read = None if args.second_read is None else (args.data, args.cache, args.second_read)
     out = args.out or model_dir
     card = attach(
         model_dir,
@@ -571,6 +595,7 @@ def run_attach(args: argparse.Namespace) -> int:
         sheet_reading=sheet_reading,
         layout_band=layout_band,
         rules_floor=args.min_confident,
+        second_read=second_read,
     )
     assert card.text_cascade is not None
     policy = card.text_cascade["policy"]
@@ -595,6 +620,13 @@ def run_attach(args: argparse.Namespace) -> int:
         )
     if policy.get("min_confident"):
         band += f", the rules' readings count from {policy['min_confident']} confident characters"
+    if "second_read" in policy:
+        calibrated, second = card.text_cascade["calibration"]["second_read"], policy["second_read"]
+        band += (
+            f", pages the rules leave products read again by {second['engine_version']}: cards "
+            f"from {second['min_characters']} characters (flags "
+            f"{calibrated['photos_flagged']} of the {calibrated['photos_read']} calibration photos it reads)"
+        )
     print(
         f"{args.out or model_dir}: serves {card.serving_version} (model {card.model_version}, "
         f"verifier {card.text_cascade['engine_version']}, send_from {policy['send_from']:.4f}{route}, "

@@ -7,7 +7,9 @@ corners scores like a card: `model.quadrants`); the verifier's features then giv
 (`model.cascade.CascadePolicy`); where the card has a card band, a model score in it is a card without a
 read, and where it has a sheet route, so is a picture whose best straightened sheet the model scores from
 the route's bound up (`model.sheets`); where the sheet route reads sheets, a picture whose best sheet
-scores in its reading band has that sheet read too. Without a cascade every verdict is the model's own.
+scores in its reading band has that sheet read too; where it has a second reading, a page the first reading
+leaves a product (outside the gate) is read again by the second engine (`model.verifier.second_read`).
+Without a cascade every verdict is the model's own.
 A read that failed keeps the model's own decision at its card's threshold, recorded as
 `decided_by = "model_fallback"`.
 
@@ -30,6 +32,7 @@ from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
 
 if TYPE_CHECKING:
+    from model.verifier.second_read import SecondRead
     from model.verifier.text_verifier import SheetReading
 
 MODEL = "model"
@@ -171,18 +174,22 @@ class CascadeDecisions:
         sheet_score: float | None = None,
         sheet_features: TextFeatures | None = None,
         layout_features: TextFeatures | None = None,
+        second_features: TextFeatures | None = None,
     ) -> Verdict:
         """The cascade's verdict once the verifier read the image: as a page (`features`: the rule for its
         look decides), its best sheet (`sheet_features`, with the picture's `sheet_score`: a card from the
         sheet route's `read_characters` up), or both (a card where either says so); where the page's layout
         was found first (`layout_features`, `layout_first`), a card where the layout band says so, whatever
-        was read. The record's features are the page's, the sheet's prefixed `sheet_` and the layout's
-        prefixed `layout_`."""
+        was read; where the second engine read the page too (`second_features`, `second_after`), a card where
+        the first reading made it none and the second reading says so, scored 1 like the policy's other
+        cards without a rule score. The record's features are the page's, the sheet's prefixed `sheet_`,
+        the layout's prefixed `layout_` and the second reading's prefixed `second_`."""
         assert self.policy is not None
         recorded: dict[str, float] = {}
         if features is not None:
             recorded.update({name: float(value) for name, value in features.as_dict().items()})
-        for prefix, extra in (("sheet_", sheet_features), ("layout_", layout_features)):
+        extras = (("sheet_", sheet_features), ("layout_", layout_features), ("second_", second_features))
+        for prefix, extra in extras:
             if extra is not None:
                 recorded.update({f"{prefix}{name}": float(value) for name, value in extra.as_dict().items()})
         first = None if layout_features is None else self.layout_first(model_score, look)
@@ -199,9 +206,28 @@ class CascadeDecisions:
         if features is None:
             return Verdict(0.0, False, self.policy.threshold, VERIFIER, model_score, recorded)
         score = float(self.policy.read_scores([model_score], [features.as_dict()], _one_row(look))[0])
+        if score < self.policy.threshold and self._second_card(second_features, look):
+            return Verdict(1.0, True, self.policy.threshold, VERIFIER, model_score, recorded)
         return Verdict(
             score, score >= self.policy.threshold, self.policy.threshold, VERIFIER, model_score, recorded
         )
+
+    def _second_card(self, second_features: TextFeatures | None, look: npt.ArrayLike | None) -> bool:
+        """Whether the second reading (where the page had one) makes a page outside the gate a card."""
+        second = None if self.policy is None else self.policy.second_read
+        if second is None or second_features is None or self.route(look) == PLAIN_LINE_ROUTE:
+            return False
+        return second.card(second_features)
+
+    def second_after(
+        self, model_score: float, look: npt.ArrayLike | None = None, *, sheet_score: float | None = None
+    ) -> SecondAfter | None:
+        """Where the page may be read again by the second engine (a policy with a second reading, a page
+        outside the gate): what decides whether it is, once the first readings are in; None elsewhere."""
+        second = None if self.policy is None else self.policy.second_read
+        if second is None or self.route(look) == PLAIN_LINE_ROUTE:
+            return None
+        return SecondAfter(self, second, model_score, look, sheet_score)
 
     def shape_card(
         self, model_score: float, features: TextFeatures | None, look: npt.ArrayLike | None
@@ -263,6 +289,32 @@ class LayoutFirst:
         return bool(self.band.cards([self.model_score], [layout_features.as_dict()])[0])
 
 
+@dataclass(frozen=True)
+class SecondAfter:
+    """A page the second engine reads where the first readings leave it a product: the decisions, the
+    second reading, and what the verdict takes besides the readings."""
+
+    decisions: CascadeDecisions
+    read: SecondRead
+    model_score: float
+    look: npt.ArrayLike | None
+    sheet_score: float | None
+
+    def wanted(self, first: Readings) -> bool:
+        """Whether the page is read again: it was read, and the first readings' verdict is no card."""
+        if first.page is None:
+            return False
+        verdict = self.decisions.verified(
+            self.model_score,
+            first.page,
+            self.look,
+            sheet_score=self.sheet_score,
+            sheet_features=first.sheet,
+            layout_features=first.layout,
+        )
+        return not verdict.excluded
+
+
 class Reader(Protocol):
     """Image bytes in, the verifier's features out (`TextVerifier`, or the worker's `OcrProcessReader`)."""
 
@@ -281,15 +333,20 @@ class Reader(Protocol):
         failure."""
         ...
 
+    def second_features(self, data: bytes, second: SecondRead) -> TextFeatures:
+        """Read a page with the second engine (`TextVerifier.second_features`); raises on any failure."""
+        ...
+
 
 @dataclass(frozen=True)
 class Readings:
     """What the verifier made of one picture, as `CascadeDecisions.verified` takes it: the page's features,
-    its sheet's, its layout's (each None where not read)."""
+    its sheet's, its layout's, the second engine's (each None where not read)."""
 
     page: TextFeatures | None = None
     sheet: TextFeatures | None = None
     layout: TextFeatures | None = None
+    second: TextFeatures | None = None
 
 
 def read_for_verdict(
@@ -301,16 +358,21 @@ def read_for_verdict(
     panel_read: PanelRead | None = None,
     sheet: SheetReading | None = None,
     layout_first: LayoutFirst | None = None,
+    second_after: SecondAfter | None = None,
 ) -> Readings:
     """Read one picture as its decision needs, the same in the worker and offline: its layout first where
     `layout_first` (and nothing more where that makes it a card), then the page where `page` (with the
-    line or panel reading), and the sheet where `sheet`. Raises on any failure (the caller falls back)."""
+    line or panel reading), the sheet where `sheet`, and the page with the second engine where
+    `second_after` wants it once those are in. Raises on any failure (the caller falls back)."""
     layout = None if layout_first is None else reader.layout_features(data)
     if layout_first is not None and layout is not None and layout_first.card(layout):
         return Readings(layout=layout)
     features = reader.features(data, line_read=line_read, panel_read=panel_read) if page else None
     sheet_features = None if sheet is None else reader.sheet_features(data, sheet)
-    return Readings(features, sheet_features, layout)
+    first = Readings(features, sheet_features, layout)
+    if second_after is None or not second_after.wanted(first):
+        return first
+    return dataclasses.replace(first, second=reader.second_features(data, second_after.read))
 
 
 def _one_row(look: npt.ArrayLike | None) -> npt.NDArray[np.float64] | None:

@@ -225,6 +225,7 @@ def _decide(
                 panel_read=decisions.panel_read(look, score) if page else None,
                 sheet=sheet,
                 layout_first=decisions.layout_first(score, look) if page else None,
+                second_after=decisions.second_after(score, look, sheet_score=sheet_score) if page else None,
             )
             verdict = decisions.verified(
                 score,
@@ -233,6 +234,7 @@ def _decide(
                 sheet_score=sheet_score,
                 sheet_features=read.sheet,
                 layout_features=read.layout,
+                second_features=read.second,
             )
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
             verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))

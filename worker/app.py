@@ -570,6 +570,7 @@ class Worker:
             page=page,
             sheet_slot=sheet_slot,
             layout_first=decisions.layout_first(score, look) if page else None,
+            second_after=decisions.second_after(score, look, sheet_score=sheet_score) if page else None,
         )
         self.metrics.verifier_sends.labels(route).inc()
         self._verifying += 1
@@ -614,10 +615,13 @@ class Worker:
                 sheet_score=awaiting.sheet_score,
                 sheet_features=reading.sheet,
                 layout_features=reading.layout,
+                second_features=reading.second,
             )
             result = "read"
             if reading.features is None and reading.sheet is None and reading.layout is not None:
                 result = "layout_card"
+            elif reading.second is not None:
+                result = "second_card" if verdict.excluded else "second_read"
             elif verdict.excluded and self._decisions.shape_card(
                 awaiting.model_score, reading.features, awaiting.look
             ):

@@ -212,6 +212,9 @@ def build_verification(
         log.warning(
             "OCR engine version differs from the card's", installed=installed, card=cascade.engine_version
         )
+    second = cascade.policy.second_read
+    if second is not None:
+        _check_second_engine(reader, second, settings)
     log.info(
         "serving the text cascade",
         cascade_version=cascade.version,
@@ -229,6 +232,35 @@ def build_verification(
         workers=settings.verifier.workers,
         sheets=sheets.search if sheets is not None and sheets.read_from is not None else None,
         input_size=input_size,
+    )
+
+
+def _check_second_engine(reader: Any, second: Any, settings: Settings) -> None:
+    """Refuse to serve a cascade whose second engine (`model.verifier.second_read`) cannot run here, or is
+    another release than the card's unless told to (as for the main engine).
+
+    Raises:
+        ConfigurationError: the second engine is missing or differs from the card's.
+    """
+    from model.verifier import VerifierUnavailable
+
+    try:
+        installed = reader.check_second(second)
+    except VerifierUnavailable as exc:
+        raise ConfigurationError(
+            f"the model card's text cascade reads pages a second time with {second.engine}, which cannot run "
+            f"here: {exc}. Install it, or set ALOCC_VERIFIER__ENABLED=false to serve the model alone"
+        ) from exc
+    if installed == second.engine_version:
+        return
+    if not settings.verifier.allow_engine_mismatch:
+        raise ConfigurationError(
+            f"the model card's second reading was calibrated with {second.engine_version}, but {installed} "
+            "is installed: install the card's release (pyproject.toml), attach a cascade calibrated with "
+            "this one, or set ALOCC_VERIFIER__ALLOW_ENGINE_MISMATCH=true to serve it anyway"
+        )
+    log.warning(
+        "second OCR engine version differs from the card's", installed=installed, card=second.engine_version
     )
 
 

@@ -65,8 +65,10 @@ class WorkerMetrics:
             "shape_card: a line of glyphs read as nothing, made a card by the gate's shape rule alone, "
             "where products cut out on a white ground would show as false positives; unconfident: a reading "
             "the rule would make a card, kept a product by the rules' floor for reading no character "
-            "confidently, where cards in fonts read without confidence would show as misses; failed: the "
-            "model's decision stood).",
+            "confidently, where cards in fonts read without confidence would show as misses; second_card "
+            "and second_read: a page the first reading left a product, read again by the second engine, "
+            "which made it a card or not (where products with printed words would show as false "
+            "positives); failed: the model's decision stood).",
             ["result"],
             registry=r,
         )

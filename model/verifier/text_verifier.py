@@ -17,6 +17,7 @@ from model.verifier.panel_read import PanelRead, flatten_ground
 
 if TYPE_CHECKING:
     from model.sheets import SheetSearch
+    from model.verifier.second_read import SecondRead
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class TextVerifier:
         """
         self.config = config or VerifierConfig()
         self.engine = engine or make_engine(self.config)
+        # The second reading's verifiers, by configuration, started on first use (`second_features`).
+        self._second: dict[VerifierConfig, TextVerifier] = {}
 
     def features(
         self,
@@ -77,6 +80,29 @@ class TextVerifier:
             line = features_from_boxes(line_boxes(self.engine, image, line_read), gray)
             best = line if line.read_characters > page.read_characters else page
         return _with_shape(best, shape)
+
+    def second_features(
+        self, source: bytes | Image.Image, second: SecondRead, *, limits: ImageLimits | None = None
+    ) -> TextFeatures:
+        """The features of the page as the second engine reads it (`model.verifier.second_read`).
+
+        Raises:
+            ImageError: the bytes are not an acceptable image (as in `model.decode`).
+            VerifierUnavailable: the second engine is not installed, or failed on this image.
+        """
+        return self.second_verifier(second).features(source, limits=limits)
+
+    def second_verifier(self, second: SecondRead) -> TextVerifier:
+        """The verifier of the second reading's engine (started on first use, then kept).
+
+        Raises:
+            VerifierUnavailable: the second engine is not installed.
+        """
+        config = second.config(self.config.timeout_s)
+        verifier = self._second.get(config)
+        if verifier is None:
+            verifier = self._second[config] = TextVerifier(config)
+        return verifier
 
     def flattened_features(
         self, source: bytes | Image.Image, *, limits: ImageLimits | None = None

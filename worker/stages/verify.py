@@ -21,7 +21,7 @@ import functools
 import time
 from dataclasses import dataclass
 
-from model.cascade_decisions import LayoutFirst, Reader, read_for_verdict
+from model.cascade_decisions import LayoutFirst, Reader, SecondAfter, read_for_verdict
 from model.sheets import SheetSearch
 from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
@@ -41,6 +41,8 @@ class Reading:
     # The page's layout, where it was found before the page was read (the layout band); alone where it made
     # the picture a card, and nothing was read.
     layout: TextFeatures | None = None
+    # The page as the second engine read it, where the first readings left it a product (`SecondAfter`).
+    second: TextFeatures | None = None
 
 
 class VerificationStage:
@@ -82,12 +84,14 @@ class VerificationStage:
         page: bool = True,
         sheet_slot: int | None = None,
         layout_first: LayoutFirst | None = None,
+        second_after: SecondAfter | None = None,
     ) -> concurrent.futures.Future[Reading]:
         """Download and read `url`: as a page where `page` (with `line_read` too, for the plain-line gate's
         images; `panel_read`, for the score route's), and its sheet in `sheet_slot` where given (the sheet
         route's reading); with `layout_first` (the layout band, on the score route), the page's layout is
-        found first, and where it makes the picture a card nothing is read. The future raises on any
-        failure (the caller falls back)."""
+        found first, and where it makes the picture a card nothing is read; with `second_after` (a cascade
+        with a second reading), a page the first readings leave a product is read by the second engine too.
+        The future raises on any failure (the caller falls back)."""
         if sheet_slot is not None and self._sheets is None:
             raise ValueError("this stage reads no sheets: the served cascade has no sheet reading")
         if not page and sheet_slot is None:
@@ -99,6 +103,7 @@ class VerificationStage:
             page=page,
             sheet_slot=sheet_slot,
             layout_first=layout_first,
+            second_after=second_after,
         )
         return fetch_then(self._fetcher, url, self._pool, read)
 
@@ -113,6 +118,7 @@ class VerificationStage:
         page: bool,
         sheet_slot: int | None,
         layout_first: LayoutFirst | None,
+        second_after: SecondAfter | None,
     ) -> None:
         started = time.monotonic()
         sheet = None
@@ -128,11 +134,13 @@ class VerificationStage:
                 panel_read=panel_read,
                 sheet=sheet,
                 layout_first=layout_first,
+                second_after=second_after,
             )
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return
-        result.set_result(Reading(read.page, fetch_s + time.monotonic() - started, read.sheet, read.layout))
+        seconds = fetch_s + time.monotonic() - started
+        result.set_result(Reading(read.page, seconds, read.sheet, read.layout, read.second))
 
     def close(self) -> None:
         """Stop the read threads (reads not started are cancelled)."""

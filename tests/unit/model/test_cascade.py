@@ -515,3 +515,93 @@ def test_the_rules_floor_takes_readings_without_confident_text_out_and_keeps_old
     assert CascadePolicy.from_json(floored.to_json()) == floored
     with pytest.raises(ValueError, match="floor"):
         CascadePolicy(0.5, rule, 0.5, min_confident=-1)
+
+
+class _SecondReader:
+    """A reader whose first engine reads `page` and whose second engine reads `second` (counting reads)."""
+
+    def __init__(self, page: Any, second: Any) -> None:
+        self.page, self.second, self.second_reads = page, second, 0
+
+    def features(self, data: bytes, **_: Any) -> Any:
+        return self.page
+
+    def second_features(self, data: bytes, second: Any) -> Any:
+        self.second_reads += 1
+        return self.second
+
+
+def test_the_second_reading_reads_again_what_the_rules_leave_products_outside_the_gate() -> None:
+    from model.cascade_decisions import VERIFIER, CascadeDecisions, read_for_verdict
+    from model.screen import PlainLineGate
+    from model.verifier.features import TextFeatures
+    from model.verifier.second_read import SecondRead
+
+    scores, features, labels = _training_set(np.random.default_rng(7))
+    rule = fit_rule(rule_inputs(scores, features), labels)
+    served = CascadePolicy(0.5, rule, 0.5, gate=PlainLineGate(0.5, 0.5), gate_rule=rule)
+    second = SecondRead(10, engine_version="engine 1")
+    twice = dataclasses.replace(served, second_read=second)
+    gated, busy = [0.9, 0.1], [0.1, 0.9]  # looks: flat share, busy rows
+    unread_caption = _features(0, 0.0, 0.3)  # Tesseract read nothing legible: the rules say product
+    legible = _features(40, 0.2, 0.9)
+    # Score route (caption), score route (legible card), the gate's caption, not sent at all.
+    model_scores = np.array([0.9, 0.9, 0.1, 0.1])
+    rows = [unread_caption, legible, unread_caption, None]
+    looks = np.array([busy, busy, gated, busy])
+    read = [True, True, True, False]
+
+    first = served.cascade_scores(model_scores, rows, looks)
+    assert (first >= 0.5).tolist() == [False, True, False, False]
+    # Only the score route's product is read again; the gate's rules keep their own pictures.
+    assert twice.second_reads(model_scores, first, looks, read).tolist() == [True, False, False, False]
+    many, few = _features(12, 0.1, 0.5), _features(9, 0.1, 0.5)
+    for second_rows, flagged in (([many, None, None, None], True), ([few, None, None, None], False)):
+        after = twice.cascade_scores(model_scores, rows, looks, second_features=second_rows)
+        assert (after >= 0.5).tolist() == [flagged, True, False, False]
+    with pytest.raises(ValueError, match="second reading"):
+        twice.cascade_scores(model_scores, rows, looks)
+
+    # The worker's and `alocc score`'s path: read again only where the first reading left a product.
+    decisions = CascadeDecisions(twice)
+    page = TextFeatures(**{**unread_caption, "boxes": 6})
+    reader = _SecondReader(page, TextFeatures(**{**many, "boxes": 3}))
+    after_first = decisions.second_after(0.9, busy)
+    assert after_first is not None and decisions.second_after(0.1, gated) is None
+    readings = read_for_verdict(reader, b"", page=True, second_after=after_first)
+    assert reader.second_reads == 1 and readings.second is not None
+    verdict = decisions.verified(0.9, readings.page, busy, second_features=readings.second)
+    assert (verdict.excluded, verdict.decided_by, verdict.score) == (True, VERIFIER, 1.0)
+    assert verdict.score >= verdict.threshold  # search relies on excluded == (score >= threshold)
+    assert verdict.features is not None and verdict.features["second_read_characters"] == 12
+    legible_reader = _SecondReader(TextFeatures(**{**legible, "boxes": 10}), None)
+    assert read_for_verdict(legible_reader, b"", page=True, second_after=after_first).second is None
+    assert legible_reader.second_reads == 0  # a card already: not read again
+    assert CascadeDecisions(served).second_after(0.9, busy) is None
+
+    assert "second_read" not in served.to_json()  # the versions of earlier cards do not change
+    assert CascadePolicy.from_json(twice.to_json()) == twice
+    with pytest.raises(ValueError, match="at least one character"):
+        SecondRead(0)
+
+
+def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_allowed() -> None:
+    from model.cascade import TextCascade
+    from model.cascade_second import least_count, with_second_read
+    from model.verifier.engines import VerifierConfig
+
+    counts = [0, 0, 3, 7, 11, 4]
+    assert least_count(counts, 0) == 12
+    assert least_count(counts, 1) == 8  # only the photo reading 11 reaches it
+    assert least_count(counts, 2) == 5
+    assert least_count([], 1) == 1
+    rule = CascadeRule((1.0,), 0.0, (0.0,), (1.0,), ("model_logit",))
+    cascade = TextCascade(
+        "m", VerifierConfig(), "tess 5", CascadePolicy(0.5, rule, 0.5), {"target_fpr": 0.001}
+    )
+    second = with_second_read(cascade, counts, 999, engine_version="engine 1", max_photos=1)
+    assert second.policy.second_read is not None and second.policy.second_read.min_characters == 8
+    record = second.calibration["second_read"]
+    assert (record["photos_read"], record["photos_flagged"]) == (6, 1)
+    assert record["false_positive_bound"] == pytest.approx(0.001 + 2 / 1000)
+    assert second.version != cascade.version  # the second reading is part of what the version names

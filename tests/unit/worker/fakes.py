@@ -20,7 +20,7 @@ import torch
 from confluent_kafka import TopicPartition
 
 from model.cascade import CascadePolicy
-from model.cascade_decisions import CascadeDecisions, LayoutFirst
+from model.cascade_decisions import CascadeDecisions, LayoutFirst, Readings, SecondAfter
 from model.errors import CorruptImage
 from model.verifier import TextFeatures, VerifierUnavailable
 from model.verifier.line_read import LineRead
@@ -329,11 +329,14 @@ class FakeVerification:
         delay_s: float = 0.02,
         glyphs: dict[str, int] | None = None,
         confident: dict[str, int] | None = None,
+        second: dict[str, int] | None = None,
     ) -> None:
         self.characters = characters
         self.delay_s = delay_s
         self.glyphs = glyphs or {}  # name: the glyph-sized marks its drawing has (the gate's line reading)
         self.confident = confident or {}  # name: its characters read confidently (default: all of them)
+        self.second = second or {}  # name: the characters the second engine reads (default: none)
+        self.second_reads: list[str] = []  # urls the second engine read
         self.requests: list[str] = []
         self.line_reads: dict[str, LineRead | None] = {}  # url: the line reading it was asked for
         self.panel_reads: dict[str, PanelRead | None] = {}  # url: the panel reading it was asked for
@@ -351,6 +354,7 @@ class FakeVerification:
         page: bool = True,
         sheet_slot: int | None = None,
         layout_first: LayoutFirst | None = None,
+        second_after: SecondAfter | None = None,
     ) -> concurrent.futures.Future[Reading]:
         self.requests.append(url)
         self.layout_firsts[url] = layout_first
@@ -383,14 +387,19 @@ class FakeVerification:
             if layout_first is not None and layout_first.card(features):
                 future.set_result(Reading(None, self.delay_s, layout=features))
                 return
-            future.set_result(
-                Reading(
-                    features if page else None,
-                    self.delay_s,
-                    features if sheet_slot is not None else None,
-                    features if layout_first is not None else None,
-                )
+            first = Readings(
+                features if page else None,
+                features if sheet_slot is not None else None,
+                features if layout_first is not None else None,
             )
+            second = None
+            if second_after is not None and second_after.wanted(first):
+                self.second_reads.append(url)
+                read = self.second.get(url.removeprefix("fake://"), 0)
+                second = TextFeatures(
+                    read, read, read, 0.1 if read else 0.0, 1 if read else 0, 0.1, 0.8, read
+                )
+            future.set_result(Reading(first.page, self.delay_s, first.sheet, first.layout, second))
 
         threading.Timer(self.delay_s, answer).start()
         return future

@@ -66,3 +66,45 @@ def test_an_engine_release_other_than_the_cards_is_refused_unless_allowed() -> N
     finally:
         for closer in closers:
             closer.close()
+
+
+def test_a_second_engine_release_other_than_the_cards_is_refused_unless_allowed() -> None:
+    import dataclasses
+
+    from ocr_samples import engine_reads
+
+    from model.verifier.second_read import SecondRead
+    from worker.factory import build_verification
+
+    if not engine_reads():
+        pytest.skip("tesserocr or its language models missing")
+    served = _cascade("m1")
+    policy = dataclasses.replace(served.policy, second_read=SecondRead(9, engine_version="rapidocr 0.0"))
+    other_second = dataclasses.replace(served, engine_version="", policy=policy)
+    closers: list[Any] = []
+    try:
+        # The second engine is checked after the main one (whose release differs here too).
+        with pytest.raises(ConfigurationError, match=r"calibrated with tesseract 5\.3\.0"):
+            build_verification(
+                Settings(), dataclasses.replace(other_second, engine_version="tesseract 5.3.0"), closers
+            )
+        installed = _installed_main_release(closers)
+        with pytest.raises(ConfigurationError, match=r"second reading was calibrated with rapidocr 0\.0"):
+            build_verification(
+                Settings(), dataclasses.replace(other_second, engine_version=installed), closers
+            )
+        allowed = Settings(verifier=VerifierSettings(allow_engine_mismatch=True))
+        assert build_verification(allowed, other_second, closers) is not None
+    finally:
+        for closer in closers:
+            closer.close()
+
+
+def _installed_main_release(closers: list[Any]) -> str:
+    """The release of the main engine installed here (what a child reports)."""
+    from model.verifier.ocr_processes import OcrProcessReader
+    from worker.factory import image_limits
+
+    reader = OcrProcessReader(VerifierConfig(), image_limits(Settings()))
+    closers.append(reader)
+    return reader.check()

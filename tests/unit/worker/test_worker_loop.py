@@ -429,6 +429,42 @@ def test_a_reading_without_a_confident_character_is_kept_a_product_by_the_rules_
     assert metric("alocc_verifier_reads_total", {"result": "read"}) == 1.0
 
 
+def test_a_page_the_rules_leave_a_product_is_read_again_by_the_second_engine_and_counted() -> None:
+    # The caption and the photo read no characters (the rule says product); the second engine reads 12 in
+    # the caption (a card from 9) and 3 in the photo. The card read 20: a card already, not read again.
+    from model.verifier.second_read import SecondRead
+
+    policy = dataclasses.replace(_reads_text_policy(), second_read=SecondRead(9))
+    verification = FakeVerification(
+        {"card": 20, "caption": 0, "texture": 0}, second={"caption": 12, "texture": 3}
+    )
+    rig = make_rig(
+        {
+            0: [
+                (b"a", event_bytes("a", "card")),
+                (b"b", event_bytes("b", "caption")),
+                (b"c", event_bytes("c", "texture")),
+            ]
+        },
+        payloads={"card": b"card", "caption": b"card", "texture": b"texture"},
+        cascade=(policy, verification),
+    )
+
+    stats = rig.worker.run(max_events=3, idle_timeout=5)
+
+    assert stats.committed == 3 and stats.dead_lettered == 0
+    assert sorted(verification.second_reads) == ["fake://caption", "fake://texture"]
+    rows = rig.store.rows
+    assert (rows["a"].decided_by, rows["a"].excluded) == ("verifier", True)
+    assert (rows["b"].decided_by, rows["b"].excluded, rows["b"].score) == ("verifier", True, 1.0)
+    assert rows["b"].verifier is not None and rows["b"].verifier["second_read_characters"] == 12
+    assert (rows["c"].decided_by, rows["c"].excluded) == ("verifier", False)
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_verifier_reads_total", {"result": "second_card"}) == 1.0
+    assert metric("alocc_verifier_reads_total", {"result": "second_read"}) == 1.0
+    assert metric("alocc_verifier_reads_total", {"result": "read"}) == 1.0
+
+
 def test_a_cascade_with_the_quadrant_route_reads_a_picture_one_of_whose_corners_looks_like_a_card() -> None:
     # The whole picture's score sends nothing here (send_from 0.99); the strip's lower corners score 1.0
     # and send it; the black photo's corners do not. The main rule decides, as for the score route.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -97,8 +98,34 @@ def test_a_layout_request_crosses_the_pipe_and_reads_no_sheet_with_it() -> None:
 
     packed = ocr_processes.pack_reading(None, None, layout=True)
     assert ocr_processes.unpack_reading(packed) == (None, None, ocr_processes.READ_LAYOUT)
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="one of"):
         ocr_processes.pack_reading(None, None, SheetReading(SheetSearch(), 96, 0), layout=True)
+
+
+def test_a_second_reading_crosses_the_pipe_and_reads_nothing_else_with_it() -> None:
+    from model.verifier.second_read import SecondRead
+
+    second = SecondRead(10, engine_version="engine 1")
+    packed = ocr_processes.pack_reading(None, None, second=second)
+    fixed = ocr_processes._READING.size
+    assert ocr_processes.unpack_reading(packed[:fixed]) == (None, None, ocr_processes.READ_SECOND)
+    spec = packed[fixed + ocr_processes._HEADER.size :]
+    assert SecondRead.from_json(json.loads(spec)) == second
+    with pytest.raises(ValueError, match="one of"):
+        ocr_processes.pack_reading(None, None, layout=True, second=second)
+
+
+def test_a_child_reads_a_page_with_the_second_engine_and_names_it(reader: OcrProcessReader) -> None:
+    from model.verifier.second_read import SecondRead
+
+    second = SecondRead(10)
+    assert reader.check_second(second).startswith("rapidocr 3.")
+
+    read = reader.second_features(_card(), second)
+    first = reader.features(_card())  # the same child reads with its first engine still
+
+    assert read.read_characters >= 8 and first.read_characters >= 8
+    assert len(reader.pids()) == 1
 
 
 def test_a_child_finds_a_cards_words_without_reading_them(reader: OcrProcessReader) -> None:

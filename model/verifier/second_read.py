@@ -1,0 +1,72 @@
+"""A second engine for pages Tesseract reads without confidence: PP-OCRv6 tiny, where the rule said product.
+
+Tesseract finds the words of many cards the cascade misses, but reads them with little confidence: a
+caption in a brush or pixel font, a strip of text over a photograph, a coupon's stamped letters, a notice
+photographed at an angle. The main rule then scores the page like a product. PP-OCRv6 tiny (`PpOcrEngine`:
+PaddleOCR's detector and a recogniser of Chinese, English and Japanese in one model) reads most of them,
+and reads few characters in photographs: its false positives are products with printed words.
+
+So a page that the main or corner rule decided is no card is read once more by the second engine, and is a
+card where that reading reads at least `SecondRead.min_characters` characters (boxes it scores 0.6 or
+more, `model.verifier.features.READ_CONFIDENCE`). Only such pages pay for it (about one read in sixteen
+uploads of a mostly-product stream; one PP-OCR read costs about a Tesseract read), and the gate's pictures
+are not read again: their own rules weigh the line's shape. The count is set where the second reading flags
+at most one calibration photo (`model.cascade_card.with_second_read`); its bound adds to the cascade's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from model.verifier.engines import VerifierConfig
+from model.verifier.features import TextFeatures
+
+SECOND_ENGINE = "ppocr"
+
+
+@dataclass(frozen=True)
+class SecondRead:
+    """Which engine reads the page a second time, at what side, and how many characters make a card."""
+
+    min_characters: int
+    engine: str = SECOND_ENGINE
+    side: int = 512
+    # The release it was calibrated with (`OcrEngine.version()`): another reads differently, and the worker
+    # refuses to serve it unless told to (as for the main engine).
+    engine_version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.min_characters < 1:
+            raise ValueError(f"the second reading needs at least one character, got {self.min_characters}")
+        if self.side < 32:
+            raise ValueError(f"the second reading's side must be at least 32 pixels, got {self.side}")
+
+    def config(self, timeout_s: float) -> VerifierConfig:
+        """The engine's configuration (with the main verifier's timeout)."""
+        return VerifierConfig(engine=self.engine, side=self.side, timeout_s=timeout_s)
+
+    def card(self, features: TextFeatures | Mapping[str, Any]) -> bool:
+        """Whether the second reading makes the page a card."""
+        read = features.read_characters if isinstance(features, TextFeatures) else features["read_characters"]
+        return int(read) >= self.min_characters
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready record (the card's policy stores it)."""
+        return {
+            "engine": self.engine,
+            "engine_version": self.engine_version,
+            "side": int(self.side),
+            "min_characters": int(self.min_characters),
+        }
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> SecondRead:
+        """Read what `to_json` wrote."""
+        return cls(
+            int(record["min_characters"]),
+            str(record["engine"]),
+            int(record["side"]),
+            str(record.get("engine_version", "")),
+        )
