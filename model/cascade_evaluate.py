@@ -92,6 +92,33 @@ def _layouts(
     return [found.get(key) for key in keys]
 
 
+def _second_readings(
+    measured: Measurements,
+    policy: CascadePolicy,
+    folder: EvalFolder,
+    *,
+    first_scores: np.ndarray,
+    parts: np.ndarray | None,
+    sheets: np.ndarray | None,
+) -> list[dict[str, Any] | None] | None:
+    """The second reading's features of the folder's pictures the policy reads again (`first_scores`: the
+    cascade's scores without the second reading; read now where not cached); None for the others; None for
+    the whole folder where the policy has no second reading."""
+    second = policy.second_read
+    if second is None:
+        return None
+    keys = measured.files(folder.folder)
+    page_read = policy.sends(folder.scores, folder.looks, parts, sheets) & np.array(
+        [row is not None for row in folder.features], dtype=bool
+    )
+    wanted = [
+        keys[int(i)]
+        for i in np.flatnonzero(policy.second_reads(folder.scores, first_scores, folder.looks, page_read))
+    ]
+    found = dict(zip(wanted, measured.second(wanted, second), strict=True))
+    return [found.get(key) for key in keys]
+
+
 def evaluate_cascade(
     measured: Measurements,
     cascade: TextCascade,
@@ -129,6 +156,21 @@ def evaluate_cascade(
         for f, q in zip(folders, sheets, strict=True)
     ]
     layouts = [_layouts(measured, policy, f) for f in folders]
+    # The first readings alone decide what the second engine reads.
+    first = dataclasses.replace(policy, second_read=None)
+    seconds = [
+        _second_readings(
+            measured,
+            policy,
+            f,
+            first_scores=first.cascade_scores(
+                f.scores, f.features, f.looks, p, s, sheet_characters=c, layout_features=layout
+            ),
+            parts=p,
+            sheets=s,
+        )
+        for f, p, s, c, layout in zip(folders, parts, sheets, characters, layouts, strict=True)
+    ]
     columns = {
         "model_only": family_rates(folders, [f.scores >= model_threshold for f in folders]),
         "verifier_only": family_rates(pages, [verifier_only_flags(alone, f) for f in pages]),
@@ -136,10 +178,19 @@ def evaluate_cascade(
             folders,
             [
                 policy.cascade_scores(
-                    f.scores, f.features, f.looks, p, s, sheet_characters=c, layout_features=layout
+                    f.scores,
+                    f.features,
+                    f.looks,
+                    p,
+                    s,
+                    sheet_characters=c,
+                    layout_features=layout,
+                    second_features=second,
                 )
                 >= policy.threshold
-                for f, p, s, c, layout in zip(folders, parts, sheets, characters, layouts, strict=True)
+                for f, p, s, c, layout, second in zip(
+                    folders, parts, sheets, characters, layouts, seconds, strict=True
+                )
             ],
             [
                 policy.sends(f.scores, f.looks, p, s) | policy.sheet_reads(f.scores, s)
@@ -162,6 +213,12 @@ def evaluate_cascade(
         "columns": columns,
         "model_scores": {f.folder: {"scores": f.scores.tolist(), "kinds": f.kinds} for f in folders},
     }
+    if policy.second_read is not None:
+        # The share of each folder read again by the second engine.
+        report["second_read"] = {
+            f.folder: sum(row is not None for row in second or []) / max(1, len(f.scores))
+            for f, second in zip(folders, seconds, strict=True)
+        }
     if policy.layout_band is not None:
         # The share of each folder the layout band made cards of without a read.
         report["layout_decided"] = {
@@ -194,6 +251,10 @@ def format_table(report: dict[str, Any]) -> str:
     if decided:
         shares = ", ".join(f"{folder} {share:.1%}" for folder, share in decided.items())
         route += f"; cards on their layout, unread: {shares}"
+    again = report.get("second_read")
+    if again:
+        shares = ", ".join(f"{folder} {share:.1%}" for folder, share in again.items())
+        route += f"; read again by the second engine: {shares}"
     lines = [
         f"{report['cascade_version']}: model threshold {report['model_threshold']:.4f}, verifier reads from "
         f"{report['send_from']:.4f}{route}, cascade threshold {report['cascade_threshold']:.4f}; "

@@ -58,6 +58,7 @@ from model.verifier.features import CONFIDENT_READ
 from model.verifier.line_read import LineRead
 from model.verifier.measure import spread
 from model.verifier.panel_read import GROUND_BLUR, GROUND_LEVEL
+from model.verifier.second_read import SecondRead
 
 TRAIN_CARDS = "train/target"
 VAL_CARDS = "val/target"
@@ -149,6 +150,7 @@ class Measurements:
         self._feature_cache: JsonLinesCache | None = None
         self._flattened_cache: JsonLinesCache | None = None
         self._layout_cache: JsonLinesCache | None = None
+        self._second_caches: dict[SecondRead, JsonLinesCache] = {}
         self._line_features: dict[LineRead, JsonLinesCache] = {}
         self._scorer: Any = None
         self._verifier: Any = None
@@ -231,12 +233,25 @@ class Measurements:
             self._layout_cache = JsonLinesCache(self._out / f"{self.features_stem()}-layout.jsonl")
         return self._layout_cache.get_many(keys, lambda part: self._read_each(part, "layout_features"))
 
-    def _read_each(self, keys: list[str], method: str) -> list[dict[str, Any]]:
-        """Each file through one of the verifier's `*_features` methods, in this process."""
+    def second(self, keys: Sequence[str], second: SecondRead) -> list[dict[str, Any]]:
+        """The features of each file as the second reading's engine reads it (`TextVerifier.second_features`;
+        read now where not cached). The cache is named by that engine's release, which includes the side it
+        detects at."""
+        if second not in self._second_caches:
+            engine = self.verifier().second_verifier(second).engine.version()
+            release = re.sub(r"[^0-9A-Za-z.]+", "-", engine).strip("-")
+            self._second_caches[second] = JsonLinesCache(self._out / f"second-{release}-{second.side}.jsonl")
+        return self._second_caches[second].get_many(
+            keys, lambda part: self._read_each(part, "second_features", second)
+        )
+
+    def _read_each(self, keys: list[str], method: str, *args: Any) -> list[dict[str, Any]]:
+        """Each file through one of the verifier's `*_features` methods (with `args` after the bytes), in this
+        process."""
         read = getattr(self.verifier(), method)
         rows = []
         for key in keys:
-            rows.append(read((self.data / key).read_bytes()).as_dict())
+            rows.append(read((self.data / key).read_bytes(), *args).as_dict())
             self._progress.update()
         return rows
 

@@ -105,3 +105,41 @@ def test_the_rate_interval_is_exact_and_closed_at_the_ends() -> None:
     assert all(np.isnan(rate_interval(0, 0)))
     with pytest.raises(ValueError):
         rate_interval(5, 4)
+
+
+class _Measured:
+    """The two calls `_second_readings` makes: the folder's files, and the second engine's reads of some."""
+
+    def __init__(self, read: dict[str, int]) -> None:
+        self.read = read
+        self.asked: list[str] = []
+
+    def files(self, folder: str) -> list[str]:
+        return [f"{folder}/{i}.png" for i in range(4)]
+
+    def second(self, keys: list[str], second: object) -> list[dict[str, float]]:
+        self.asked.extend(keys)
+        return [{**_row(False), "read_characters": self.read[key]} for key in keys]
+
+
+def test_the_evaluation_reads_again_only_what_the_first_readings_leave_products() -> None:
+    import dataclasses
+    import functools
+
+    from model.cascade_evaluate import _second_readings
+    from model.verifier.second_read import SecondRead
+
+    policy = dataclasses.replace(CascadePolicy(0.5, characters_rule(), 0.5), second_read=SecondRead(9))
+    cards = _folders()[0]  # scores 0.9, 0.2, 0.95, 0.6; the third read nothing
+    first = dataclasses.replace(policy, second_read=None).cascade_scores(cards.scores, cards.features)
+    measured = _Measured({"eval/target/2.png": 12})
+
+    read_again = functools.partial(_second_readings, measured, first_scores=first, parts=None, sheets=None)
+    seconds = read_again(policy, cards)
+
+    # The second picture is not sent (0.2 < 0.5); the first and last read as cards; the third is read again.
+    assert measured.asked == ["eval/target/2.png"]
+    assert seconds is not None and [row is not None for row in seconds] == [False, False, True, False]
+    flagged = policy.cascade_scores(cards.scores, cards.features, second_features=seconds) >= 0.5
+    assert flagged.tolist() == [True, False, True, True]
+    assert read_again(CascadePolicy(0.5, characters_rule(), 0.5), cards) is None  # no second reading
