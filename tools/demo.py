@@ -155,6 +155,9 @@ def main(args: argparse.Namespace) -> int:
             band += "; a plain line of glyphs read as nothing weighed on its shape"
         if cascade.policy.min_confident:
             band += f"; a reading counts from {cascade.policy.min_confident} confident character(s)"
+        second = cascade.policy.second_read
+        if second is not None:
+            band += f"; pages left products read again ({second.engine}): cards from {second.min_characters}"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
