@@ -467,7 +467,7 @@ class CascadePolicy:
                 raise ValueError("this cascade reads pages twice: pass the second reading's features")
             page_read = np.zeros(len(scores), dtype=bool)
             page_read[sent] = True
-            for i in np.flatnonzero(self.second_reads(scores, out, looks, page_read)):
+            for i in np.flatnonzero(self.second_reads(scores, out, looks, page_read, features)):
                 row = second_features[int(i)]
                 if row is not None and second.card(row):
                     out[int(i)] = 1.0
@@ -479,14 +479,18 @@ class CascadePolicy:
         cascade_scores: npt.ArrayLike,
         looks: npt.ArrayLike | None,
         page_read: npt.ArrayLike,
+        features: Sequence[Mapping[str, Any] | None],
     ) -> npt.NDArray[np.bool_]:
         """Which pictures the second engine reads (none without a second reading): those whose page was read
-        (`page_read`), outside the gate (its rules weigh the line's shape), that the first reading left
-        under the threshold (`cascade_scores`)."""
+        (`page_read`, its first reading's `features`), outside the gate (its rules weigh the line's shape),
+        that the first reading left under the threshold (`cascade_scores`), where the second reading takes
+        them (`SecondRead.reads_after`: boxes found)."""
         scores = np.asarray(model_scores, dtype=np.float64)
-        if self.second_read is None:
+        second = self.second_read
+        if second is None:
             return np.zeros(scores.shape, dtype=bool)
-        wanted = np.asarray(page_read, dtype=bool) & (np.asarray(cascade_scores) < self.threshold)
+        taken = np.array([second.reads_after(row) for row in features], dtype=bool).reshape(scores.shape)
+        wanted = np.asarray(page_read, dtype=bool) & (np.asarray(cascade_scores) < self.threshold) & taken
         gated = self._gated(looks)
         return wanted if gated is None else wanted & ~gated
 

@@ -315,7 +315,7 @@ def attach(
     sheet_reading: tuple[npt.ArrayLike, npt.ArrayLike, Sequence[str], float, float] | None = None,
     layout_band: tuple[Measurements, list[str], list[str], float, float] | None = None,
     rules_floor: int | None = None,
-    second_read: tuple[Path, Path, int] | None = None,
+    second_read: tuple[Path, Path, int, int] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
@@ -328,7 +328,8 @@ def attach(
     of the band's training cards its emptiness floor keeps), the layout band
     (`model.cascade_layout.with_layout_band`); with `rules_floor` (a count of confident characters), the
     main and parts rules' floor, its threshold kept (`with_rules_floor`); with `second_read` (the dataset,
-    the measurement cache and the most calibration photos it may flag), the second reading, last: its
+    the measurement cache, the most calibration photos it may flag and the least boxes the first reading
+    must have found), the second reading, last: its
     count is set on what the cascade so far leaves to it (`model.cascade_second`).
     Without a fit `report`, the cascade is the one the card already serves (to give it a band, a panel
     reading, a sheet route or its reading).
@@ -373,12 +374,17 @@ def attach(
     if second_read is not None:
         from model.cascade_second import calibration_second_counts, with_second_read
 
-        data, cache, max_photos = second_read
+        data, cache, max_photos, min_boxes = second_read
         _, keys = _calibration_photos(data, cache, model_dir)
         photos = [data / key for key in keys]
-        counts, engine_version = calibration_second_counts(model_dir, cascade, photos)
+        counts, engine_version = calibration_second_counts(model_dir, cascade, photos, min_boxes=min_boxes)
         cascade = with_second_read(
-            cascade, counts, len(photos), engine_version=engine_version, max_photos=max_photos
+            cascade,
+            counts,
+            len(photos),
+            engine_version=engine_version,
+            max_photos=max_photos,
+            min_boxes=min_boxes,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
@@ -484,6 +490,13 @@ def register(subcommands: Any) -> None:
         "reads (needs --data; `model.verifier.second_read`)",
     )
     parser.add_argument(
+        "--second-min-boxes",
+        type=int,
+        default=0,
+        help="with --second-read: read again only pages in which the first reading found at least this many "
+        "word boxes (default %(default)s: every page)",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=Path("reports/cascade"),
@@ -582,7 +595,9 @@ def run_attach(args: argparse.Namespace) -> int:
         layout_band = (measured, keys, sources, args.layout_alpha, args.layout_keep)
     if args.second_read is not None and args.data is None:
         raise ConfigError("--second-read needs --data: its count is set on the calibration photos")
-    second_read = None if args.second_read is None else (args.data, args.cache, args.second_read)
+    second_read = (
+        None if args.second_read is None else (args.data, args.cache, args.second_read, args.second_min_boxes)
+    )
     out = args.out or model_dir
     card = attach(
         model_dir,
@@ -624,7 +639,8 @@ def run_attach(args: argparse.Namespace) -> int:
         calibrated, second = card.text_cascade["calibration"]["second_read"], policy["second_read"]
         band += (
             f", pages the rules leave products read again by {second['engine_version']}: cards "
-            f"from {second['min_characters']} characters (flags "
+            f"from {second['min_characters']} characters, of pages with {second.get('min_boxes', 0)}+ boxes "
+            "found (flags "
             f"{calibrated['photos_flagged']} of the {calibrated['photos_read']} calibration photos it reads)"
         )
     print(

@@ -301,9 +301,11 @@ class SecondAfter:
     sheet_score: float | None
 
     def wanted(self, first: Readings) -> bool:
-        """Whether the page is read again: it was read, and the first readings' verdict is no card."""
-        if first.page is None:
+        """Whether the page is read again: it was read, the second reading takes it (boxes found,
+        `SecondRead.reads_after`), and the first readings' verdict is no card."""
+        if not self.read.reads_after(first.page):
             return False
+        assert first.page is not None
         verdict = self.decisions.verified(
             self.model_score,
             first.page,

@@ -113,7 +113,9 @@ def _second_readings(
     )
     wanted = [
         keys[int(i)]
-        for i in np.flatnonzero(policy.second_reads(folder.scores, first_scores, folder.looks, page_read))
+        for i in np.flatnonzero(
+            policy.second_reads(folder.scores, first_scores, folder.looks, page_read, folder.features)
+        )
     ]
     found = dict(zip(wanted, measured.second(wanted, second), strict=True))
     return [found.get(key) for key in keys]

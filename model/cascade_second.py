@@ -35,10 +35,16 @@ def least_count(counts: Sequence[int], max_photos: int) -> int:
 
 
 def calibration_second_counts(
-    model_dir: Path, cascade: TextCascade, photos: Sequence[Path], *, engine: str = SECOND_ENGINE
+    model_dir: Path,
+    cascade: TextCascade,
+    photos: Sequence[Path],
+    *,
+    engine: str = SECOND_ENGINE,
+    min_boxes: int = 0,
 ) -> tuple[list[int], str]:
     """The characters the second engine reads in each calibration photo it would read under `cascade`
-    with a second reading by `engine` (whatever its count), and that engine's version.
+    with a second reading by `engine` of pages with `min_boxes` boxes found (whatever its count), and that
+    engine's version.
 
     Raises:
         ConfigError: the second engine cannot run here, or a photo could not be decided.
@@ -50,7 +56,7 @@ def calibration_second_counts(
     from model.verifier.engines import VerifierUnavailable
     from model.verifier.text_verifier import TextVerifier
 
-    second = SecondRead(_UNREACHABLE, engine=engine)
+    second = SecondRead(_UNREACHABLE, engine=engine, min_boxes=min_boxes)
     probe = dataclasses.replace(cascade, policy=dataclasses.replace(cascade.policy, second_read=second))
     verifier = TextVerifier(cascade.verifier)
     try:
@@ -78,6 +84,7 @@ def with_second_read(
     engine_version: str,
     max_photos: int = 1,
     engine: str = SECOND_ENGINE,
+    min_boxes: int = 0,
 ) -> TextCascade:
     """The cascade with the second reading, its count the least that flags at most `max_photos` of the
     calibration photos the second engine reads (`counts`, from `calibration_second_counts`). The bound it
@@ -88,7 +95,7 @@ def with_second_read(
         ConfigError: `max_photos` is negative.
     """
     least = least_count(counts, max_photos)
-    second = SecondRead(least, engine=engine, engine_version=engine_version)
+    second = SecondRead(least, engine=engine, engine_version=engine_version, min_boxes=min_boxes)
     flagged = sum(int(count) >= least for count in counts)
     # The union bound so far: the largest any step recorded (each adds its own to the one before it).
     steps = [
@@ -103,6 +110,7 @@ def with_second_read(
         "calibration_photos": calibration_photos,
         "photos_read": len(counts),
         "max_photos": max_photos,
+        "min_boxes": min_boxes,
         "min_characters": least,
         "photos_flagged": flagged,
         "false_positive_bound": prior + bound,

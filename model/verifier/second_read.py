@@ -6,8 +6,9 @@ photographed at an angle. The main rule then scores the page like a product. PP-
 PaddleOCR's detector and a recogniser of Chinese, English and Japanese in one model) reads most of them,
 and reads few characters in photographs: its false positives are products with printed words.
 
-So a page that the main or corner rule decided is no card is read once more by the second engine, and is a
-card where that reading reads at least `SecondRead.min_characters` characters (boxes it scores 0.6 or
+So a page that the main or corner rule decided is no card (and in which Tesseract found at least
+`SecondRead.min_boxes` word boxes, where set) is read once more by the second engine, and is a card where
+that reading reads at least `SecondRead.min_characters` characters (boxes it scores 0.6 or
 more, `model.verifier.features.READ_CONFIDENCE`). Only such pages pay for it (about one read in sixteen
 uploads of a mostly-product stream; one PP-OCR read costs about a Tesseract read), and the gate's pictures
 are not read again: their own rules weigh the line's shape. The count is set where the second reading flags
@@ -36,16 +37,30 @@ class SecondRead:
     # The release it was calibrated with (`OcrEngine.version()`): another reads differently, and the worker
     # refuses to serve it unless told to (as for the main engine).
     engine_version: str = ""
+    # Only pages in which the first reading found at least this many boxes (`TextFeatures.boxes`, read or
+    # not) are read again: Tesseract finds the words of a card it misreads; a page it finds no word in at
+    # all is a picture, whose printed words the second engine would read as a card's. 0: every page.
+    min_boxes: int = 0
 
     def __post_init__(self) -> None:
         if self.min_characters < 1:
             raise ValueError(f"the second reading needs at least one character, got {self.min_characters}")
+        if self.min_boxes < 0:
+            raise ValueError(f"the least boxes found is a count, not {self.min_boxes}")
         if self.side < 32:
             raise ValueError(f"the second reading's side must be at least 32 pixels, got {self.side}")
 
     def config(self, timeout_s: float) -> VerifierConfig:
         """The engine's configuration (with the main verifier's timeout)."""
         return VerifierConfig(engine=self.engine, side=self.side, timeout_s=timeout_s)
+
+    def reads_after(self, page: TextFeatures | Mapping[str, Any] | None) -> bool:
+        """Whether a page the first reading left a product is read again: the first reading found at least
+        `min_boxes` boxes in it (None: the page was not read)."""
+        if page is None:
+            return False
+        boxes = page.boxes if isinstance(page, TextFeatures) else page.get("boxes", 0)
+        return int(boxes) >= self.min_boxes
 
     def card(self, features: TextFeatures | Mapping[str, Any]) -> bool:
         """Whether the second reading makes the page a card."""
@@ -54,12 +69,15 @@ class SecondRead:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the card's policy stores it)."""
-        return {
+        record: dict[str, Any] = {
             "engine": self.engine,
             "engine_version": self.engine_version,
             "side": int(self.side),
             "min_characters": int(self.min_characters),
         }
+        if self.min_boxes:
+            record["min_boxes"] = int(self.min_boxes)
+        return record
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> SecondRead:
@@ -69,4 +87,5 @@ class SecondRead:
             str(record["engine"]),
             int(record["side"]),
             str(record.get("engine_version", "")),
+            int(record.get("min_boxes", 0)),
         )

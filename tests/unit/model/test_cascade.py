@@ -554,7 +554,13 @@ def test_the_second_reading_reads_again_what_the_rules_leave_products_outside_th
     first = served.cascade_scores(model_scores, rows, looks)
     assert (first >= 0.5).tolist() == [False, True, False, False]
     # Only the score route's product is read again; the gate's rules keep their own pictures.
-    assert twice.second_reads(model_scores, first, looks, read).tolist() == [True, False, False, False]
+    assert twice.second_reads(model_scores, first, looks, read, rows).tolist() == [True, False, False, False]
+    # With a least count of boxes found, a page in which the first reading found none is not read again.
+    boxed = dataclasses.replace(twice, second_read=dataclasses.replace(second, min_boxes=1))
+    no_boxes, some = [{**unread_caption, "boxes": 0}, *rows[1:]], [{**unread_caption, "boxes": 5}, *rows[1:]]
+    assert not boxed.second_reads(model_scores, first, looks, read, no_boxes)[0]
+    assert boxed.second_reads(model_scores, first, looks, read, some)[0]
+    assert CascadePolicy.from_json(boxed.to_json()) == boxed and "min_boxes" not in second.to_json()
     many, few = _features(12, 0.1, 0.5), _features(9, 0.1, 0.5)
     for second_rows, flagged in (([many, None, None, None], True), ([few, None, None, None], False)):
         after = twice.cascade_scores(model_scores, rows, looks, second_features=second_rows)
@@ -574,6 +580,10 @@ def test_the_second_reading_reads_again_what_the_rules_leave_products_outside_th
     assert (verdict.excluded, verdict.decided_by, verdict.score) == (True, VERIFIER, 1.0)
     assert verdict.score >= verdict.threshold  # search relies on excluded == (score >= threshold)
     assert verdict.features is not None and verdict.features["second_read_characters"] == 12
+    empty_page = _SecondReader(TextFeatures(**{**unread_caption, "boxes": 0}), reader.second)
+    boxed_after = CascadeDecisions(boxed).second_after(0.9, busy)
+    assert read_for_verdict(empty_page, b"", page=True, second_after=boxed_after).second is None
+    assert empty_page.second_reads == 0  # no box found: not read again where the card asks for boxes
     legible_reader = _SecondReader(TextFeatures(**{**legible, "boxes": 10}), None)
     assert read_for_verdict(legible_reader, b"", page=True, second_after=after_first).second is None
     assert legible_reader.second_reads == 0  # a card already: not read again
@@ -583,6 +593,8 @@ def test_the_second_reading_reads_again_what_the_rules_leave_products_outside_th
     assert CascadePolicy.from_json(twice.to_json()) == twice
     with pytest.raises(ValueError, match="at least one character"):
         SecondRead(0)
+    with pytest.raises(ValueError, match="least boxes"):
+        SecondRead(9, min_boxes=-1)
 
 
 def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_allowed() -> None:

@@ -131,6 +131,7 @@ def test_the_evaluation_reads_again_only_what_the_first_readings_leave_products(
 
     policy = dataclasses.replace(CascadePolicy(0.5, characters_rule(), 0.5), second_read=SecondRead(9))
     cards = _folders()[0]  # scores 0.9, 0.2, 0.95, 0.6; the third read nothing
+    cards = dataclasses.replace(cards, features=[{**row, "boxes": 1} for row in cards.features])
     first = dataclasses.replace(policy, second_read=None).cascade_scores(cards.scores, cards.features)
     measured = _Measured({"eval/target/2.png": 12})
 
