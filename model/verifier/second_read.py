@@ -3,16 +3,18 @@
 Tesseract finds the words of many cards the cascade misses, but reads them with little confidence: a
 caption in a brush or pixel font, a strip of text over a photograph, a coupon's stamped letters, a notice
 photographed at an angle. The main rule then scores the page like a product. PP-OCRv6 tiny (`PpOcrEngine`:
-PaddleOCR's detector and a recogniser of Chinese, English and Japanese in one model) reads most of them,
-and reads few characters in photographs: its false positives are products with printed words.
+PaddleOCR's detector and a recogniser of Chinese, English and Japanese in one model) reads many of them
+(half the caption strips), and few characters in photographs: its false positives are products with
+printed words.
 
 So a page that the main or corner rule decided is no card (and in which Tesseract found at least
 `SecondRead.min_boxes` word boxes, where set) is read once more by the second engine, and is a card where
 that reading reads at least `SecondRead.min_characters` characters (boxes it scores 0.6 or
-more, `model.verifier.features.READ_CONFIDENCE`). Only such pages pay for it (about one read in sixteen
-uploads of a mostly-product stream; one PP-OCR read costs about a Tesseract read), and the gate's pictures
-are not read again: their own rules weigh the line's shape. The count is set where the second reading flags
-at most one calibration photo (`model.cascade_card.with_second_read`); its bound adds to the cascade's.
+more, `model.verifier.features.READ_CONFIDENCE`). Only such pages pay for it (about one upload in sixteen
+of a mostly-product stream; a PP-OCR read detecting at the read's side costs about 30 ms on one core, a
+third of a Tesseract read), and the gate's pictures are not read again: their own rules weigh the line's
+shape. The count is the least at which the second reading flags at most a given number of the calibration
+photos it reads (`model.cascade_second`); its bound adds to the cascade's.
 """
 
 from __future__ import annotations
