@@ -191,7 +191,9 @@ def build_verification(
     from model.verifier import VerifierUnavailable
     from model.verifier.ocr_processes import OcrProcessReader
 
-    reader = OcrProcessReader(cascade.verifier, image_limits(settings))
+    # Each OCR child loads the second reading's engine too, where the cascade has one: loaded on first use,
+    # its models (about a second) would wait inside an upload's decision.
+    reader = OcrProcessReader(cascade.verifier, image_limits(settings), cascade.policy.second_read)
     try:
         installed = reader.check()
     except VerifierUnavailable as exc:

@@ -18,11 +18,12 @@ then the panel reading's least confident characters plus one, 0 for none: `model
 then what to read: 0 the page, 1 a sheet (`model.verifier.text_verifier.SheetReading`, whose JSON follows as
 a message: `{"search", "input_size", "slot"}`), 2 the page's layout alone (`TextVerifier.layout_features`:
 words found, none recognised), 3 the page with the second engine (`TextVerifier.second_features`, whose
-`SecondRead` JSON follows as a message; the child starts that engine on first use)), then the image bytes
-as a message. Child -> parent: JSON, first `{"ready": true, "engine": <version>}` or `{"ready": false,
-"error", "message"}` once, then per image `{"ok": true, "features": {...}}` (a second reading's answer also
-names its engine's version, `"engine"`) or `{"ok": false, "error": <class name>, "message"}`. Recognised
-text never crosses the pipe.
+`SecondRead` JSON follows as a message; a child started without that engine loads it on first use)), then
+the image bytes as a message. Child -> parent: JSON, first `{"ready": true, "engine": <version>}` (and
+`"second_engine": <version>` where the child was started with the second reading: its engine is loaded
+then) or `{"ready": false, "error", "message"}` once, then per image `{"ok": true, "features": {...}}` (a
+second reading's answer also names its engine's version, `"engine"`) or `{"ok": false, "error": <class
+name>, "message"}`. Recognised text never crosses the pipe.
 
 This module imports no torch.
 """
@@ -52,9 +53,6 @@ _HEADER = struct.Struct(">I")
 _READING = struct.Struct(">HHHHHH")
 # What a request reads (the last field of `_READING`).
 READ_PAGE, READ_SHEET, READ_LAYOUT, READ_SECOND = 0, 1, 2, 3
-# A blank picture, read once by `OcrProcessReader.check_second` to start the second engine and learn its
-# version.
-_BLANK_PNG_SIDE = 64
 
 
 def pack_reading(
@@ -127,8 +125,9 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 class OcrProcess:
     """One child process running the verifier; one read at a time."""
 
-    def __init__(self, config: VerifierConfig, limits: ImageLimits) -> None:
-        """Start the child and wait until its engine is loaded.
+    def __init__(self, config: VerifierConfig, limits: ImageLimits, second: SecondRead | None = None) -> None:
+        """Start the child and wait until its engine is loaded (and the second reading's, where given: its
+        models load before the first upload waits on them).
 
         Raises:
             VerifierUnavailable: the child could not start its engine (the message says why).
@@ -137,6 +136,7 @@ class OcrProcess:
         payload = json.dumps(
             {
                 "verifier": dataclasses.asdict(config),
+                "second": None if second is None else second.to_json(),
                 "limits": {
                     "max_bytes": limits.max_bytes,
                     "max_pixels": limits.max_pixels,
@@ -156,6 +156,8 @@ class OcrProcess:
             raise VerifierUnavailable(f"{ready.get('error')}: {ready.get('message')}")
         self.engine_version = str(ready["engine"])
         self.last_engine = self.engine_version  # the engine of the last answer (the second one's, after it)
+        # The second reading's engine, where the child loaded it at start.
+        self.second_engine_version = str(ready.get("second_engine", ""))
 
     @property
     def pid(self) -> int:
@@ -257,10 +259,12 @@ class OcrProcess:
 class OcrProcessReader:
     """`features(data)` on the calling thread's own `OcrProcess`; thread-safe, one child per thread."""
 
-    def __init__(self, config: VerifierConfig, limits: ImageLimits) -> None:
-        """Remember how to start children; the first read of each thread starts its child."""
+    def __init__(self, config: VerifierConfig, limits: ImageLimits, second: SecondRead | None = None) -> None:
+        """Remember how to start children (each with the second reading's engine loaded too, where given);
+        the first read of each thread starts its child."""
         self._config = config
         self._limits = limits
+        self._second = second
         self._local = threading.local()
         self._children: list[OcrProcess] = []
         self._lock = threading.Lock()
@@ -296,24 +300,15 @@ class OcrProcessReader:
         return self._on_child(data, second=second)
 
     def check_second(self, second: SecondRead) -> str:
-        """Start a child, read a blank picture with the second engine, stop it, and return that engine's
-        version: a start-up check.
+        """Start a child with the second engine loaded, stop it, and return that engine's version: a
+        start-up check.
 
         Raises:
             VerifierUnavailable: the second engine cannot run here (the message says why).
         """
-        import io
-
-        from PIL import Image
-
-        blank = io.BytesIO()
-        Image.new("RGB", (_BLANK_PNG_SIDE, _BLANK_PNG_SIDE), "white").save(blank, format="PNG")
-        child = OcrProcess(self._config, self._limits)
-        try:
-            child.features(blank.getvalue(), second=second)
-            return child.last_engine
-        finally:
-            child.close()
+        child = OcrProcess(self._config, self._limits, second)
+        child.close()
+        return child.second_engine_version
 
     def _on_child(self, data: bytes, **reading: Any) -> TextFeatures:
         child = self._child()
@@ -330,7 +325,7 @@ class OcrProcessReader:
         with self._lock:
             if self._closed:
                 raise VerifierUnavailable("the verifier is closed")
-        child = OcrProcess(self._config, self._limits)
+        child = OcrProcess(self._config, self._limits, self._second)
         with self._lock:
             self._children = [c for c in self._children if c.alive] + [child]
         self._local.child = child
@@ -370,7 +365,11 @@ def child_main(config_json: str) -> int:
     )
     try:
         verifier = TextVerifier(VerifierConfig(**config["verifier"]))
-        send({"ready": True, "engine": verifier.engine.version()})
+        ready = {"ready": True, "engine": verifier.engine.version()}
+        if config.get("second") is not None:
+            preloaded = verifier.second_verifier(SecondRead.from_json(config["second"]))
+            ready["second_engine"] = preloaded.engine.version()
+        send(ready)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses to start
         send({"ready": False, "error": type(exc).__name__, "message": str(exc)[:500]})
         return 1

@@ -128,6 +128,23 @@ def test_a_child_reads_a_page_with_the_second_engine_and_names_it(reader: OcrPro
     assert len(reader.pids()) == 1
 
 
+def test_a_child_started_with_the_second_reading_has_its_engine_loaded_before_the_first_read() -> None:
+    from model.verifier.second_read import SecondRead
+
+    second = SecondRead(10)
+    child = OcrProcess(VerifierConfig(timeout_s=1.0), DEFAULT_LIMITS, second)
+    try:
+        assert child.second_engine_version.startswith("rapidocr 3.")
+        # Loaded already: the first second reading fits in the main engine's short timeout.
+        assert child.features(_card(), second=second).read_characters >= 8
+        assert child.last_engine == child.second_engine_version
+    finally:
+        child.close()
+    plain = OcrProcess(VerifierConfig(), DEFAULT_LIMITS)
+    plain.close()
+    assert plain.second_engine_version == ""  # started without it: loaded on first use
+
+
 def test_a_child_finds_a_cards_words_without_reading_them(reader: OcrProcessReader) -> None:
     found = reader.layout_features(_card())
     read = reader.features(_card())
