@@ -225,8 +225,13 @@ def build_verification(
         threshold=cascade.policy.threshold,
         verifier_processes=settings.verifier.workers,
     )
+    closers.append(reader)
+    try:
+        reader.warm(settings.verifier.workers)  # one child per read thread, loaded before the first upload
+    except VerifierUnavailable as exc:
+        raise ConfigurationError(f"the text verifier's OCR processes could not start: {exc}") from exc
     fetcher = BackgroundFetcher(settings.fetch)
-    closers.extend([fetcher, reader])
+    closers.append(fetcher)
     sheets = cascade.policy.sheets
     return VerificationStage(
         fetcher,

@@ -267,6 +267,7 @@ class OcrProcessReader:
         self._second = second
         self._local = threading.local()
         self._children: list[OcrProcess] = []
+        self._idle: list[OcrProcess] = []  # started by `warm`, not yet any thread's
         self._lock = threading.Lock()
         self._closed = False
 
@@ -325,11 +326,29 @@ class OcrProcessReader:
         with self._lock:
             if self._closed:
                 raise VerifierUnavailable("the verifier is closed")
+            # A child `warm` started takes no time to load; one that died idle is left for `close`.
+            while self._idle:
+                child = self._idle.pop()
+                if child.alive:
+                    self._local.child = child
+                    return child
         child = OcrProcess(self._config, self._limits, self._second)
         with self._lock:
             self._children = [c for c in self._children if c.alive] + [child]
         self._local.child = child
         return child
+
+    def warm(self, count: int) -> None:
+        """Start `count` children now, their engines loaded, for the first reads to take: a child loads its
+        models in about a second (both engines), which would otherwise wait inside uploads' decisions.
+
+        Raises:
+            VerifierUnavailable: a child could not start its engine (the message says why).
+        """
+        started = [OcrProcess(self._config, self._limits, self._second) for _ in range(count)]
+        with self._lock:
+            self._children = [c for c in self._children if c.alive] + started
+            self._idle.extend(started)
 
     def pids(self) -> list[int]:
         """Process ids of the live children."""
@@ -340,7 +359,7 @@ class OcrProcessReader:
         """Stop every child."""
         with self._lock:
             self._closed = True
-            children, self._children = self._children, []
+            children, self._children, self._idle = self._children, [], []
         for child in children:
             child.close()
 

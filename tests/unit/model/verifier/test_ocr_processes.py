@@ -145,6 +145,16 @@ def test_a_child_started_with_the_second_reading_has_its_engine_loaded_before_th
     assert plain.second_engine_version == ""  # started without it: loaded on first use
 
 
+def test_children_started_ahead_are_taken_by_the_first_reads(reader: OcrProcessReader) -> None:
+    reader.warm(1)
+    warmed = reader.pids()
+
+    features = reader.features(_card())
+
+    assert len(warmed) == 1 and reader.pids() == warmed  # the read took the child started ahead
+    assert features.read_characters >= 8
+
+
 def test_a_child_finds_a_cards_words_without_reading_them(reader: OcrProcessReader) -> None:
     found = reader.layout_features(_card())
     read = reader.features(_card())
