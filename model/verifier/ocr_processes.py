@@ -6,7 +6,8 @@ threads or its Kafka client is forked into them). Each child loads the engine's 
 one image at a time: raw upload bytes in, features out. It decodes the bytes itself, with the worker's
 image limits, so a hostile image meets the decoder there too.
 
-`OcrProcessReader.features(data)` runs on the calling thread's own child (started on first use). A child
+`OcrProcessReader.features(data)` runs on the calling thread's own child (one `warm` started ahead, or
+started on first use). A child
 that dies, or answers nothing within the engine's timeout plus a margin, is killed and replaced by the
 next read; the read in progress raises `VerifierUnavailable`, which the worker turns into the model's own
 decision for that image.
