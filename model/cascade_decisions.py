@@ -212,6 +212,25 @@ class CascadeDecisions:
             score, score >= self.policy.threshold, self.policy.threshold, VERIFIER, model_score, recorded
         )
 
+    def verdict(
+        self,
+        model_score: float,
+        readings: Readings,
+        look: npt.ArrayLike | None = None,
+        *,
+        sheet_score: float | None = None,
+    ) -> Verdict:
+        """`verified` on what `read_for_verdict` read."""
+        return self.verified(
+            model_score,
+            readings.page,
+            look,
+            sheet_score=sheet_score,
+            sheet_features=readings.sheet,
+            layout_features=readings.layout,
+            second_features=readings.second,
+        )
+
     def _second_card(self, second_features: TextFeatures | None, look: npt.ArrayLike | None) -> bool:
         """Whether the second reading (where the page had one) makes a page outside the gate a card."""
         second = None if self.policy is None else self.policy.second_read
@@ -305,16 +324,10 @@ class SecondAfter:
         `SecondRead.reads_after`), and the first readings' verdict is no card."""
         if not self.read.reads_after(first.page):
             return False
-        assert first.page is not None
-        verdict = self.decisions.verified(
-            self.model_score,
-            first.page,
-            self.look,
-            sheet_score=self.sheet_score,
-            sheet_features=first.sheet,
-            layout_features=first.layout,
-        )
-        return not verdict.excluded
+        first = dataclasses.replace(first, second=None)  # the first readings' verdict alone
+        return not self.decisions.verdict(
+            self.model_score, first, self.look, sheet_score=self.sheet_score
+        ).excluded
 
 
 class Reader(Protocol):

@@ -227,15 +227,7 @@ def _decide(
                 layout_first=decisions.layout_first(score, look) if page else None,
                 second_after=decisions.second_after(score, look, sheet_score=sheet_score) if page else None,
             )
-            verdict = decisions.verified(
-                score,
-                read.page,
-                look,
-                sheet_score=sheet_score,
-                sheet_features=read.sheet,
-                layout_features=read.layout,
-                second_features=read.second,
-            )
+            verdict = decisions.verdict(score, read, look, sheet_score=sheet_score)
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way
             verdict = decisions.fallback(score, excluded, threshold, describe_failure(exc))
     record: dict[str, Any] = {

@@ -54,7 +54,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
-from model.cascade_decisions import SHEET_READING, CascadeDecisions, Verdict, describe_failure
+from model.cascade_decisions import SHEET_READING, CascadeDecisions, Readings, Verdict, describe_failure
 from schemas.events import ImageUploaded
 from worker.committer import Committer
 from worker.failures import BadInput, InvalidEvent, KafkaFatalError, WorkerError
@@ -608,14 +608,9 @@ class Worker:
             self.stats.verifier_reads += 1
             self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
             self.metrics.verifier_read_seconds.labels(awaiting.route).observe(reading.seconds)
-            verdict = self._decisions.verified(
-                awaiting.model_score,
-                reading.features,
-                awaiting.look,
-                sheet_score=awaiting.sheet_score,
-                sheet_features=reading.sheet,
-                layout_features=reading.layout,
-                second_features=reading.second,
+            read = Readings(reading.features, reading.sheet, reading.layout, reading.second)
+            verdict = self._decisions.verdict(
+                awaiting.model_score, read, awaiting.look, sheet_score=awaiting.sheet_score
             )
             result = "read"
             if reading.features is None and reading.sheet is None and reading.layout is not None:

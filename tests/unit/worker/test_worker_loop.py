@@ -7,6 +7,7 @@ import dataclasses
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 from cascade_samples import characters_rule
@@ -435,25 +436,12 @@ def test_a_page_the_rules_leave_a_product_is_read_again_by_the_second_engine_and
     from model.verifier.second_read import SecondRead
 
     policy = dataclasses.replace(_reads_text_policy(), second_read=SecondRead(9))
-    verification = FakeVerification(
-        {"card": 20, "caption": 0, "texture": 0}, second={"caption": 12, "texture": 3}
-    )
-    rig = make_rig(
-        {
-            0: [
-                (b"a", event_bytes("a", "card")),
-                (b"b", event_bytes("b", "caption")),
-                (b"c", event_bytes("c", "texture")),
-            ]
-        },
-        payloads={"card": b"card", "caption": b"card", "texture": b"texture"},
-        cascade=(policy, verification),
-    )
+    characters = {"card": 20, "card-caption": 0, "texture": 0}
+    second = {"card-caption": 12, "texture": 3}
 
-    stats = rig.worker.run(max_events=3, idle_timeout=5)
+    rig, verification = _run_cascade(policy, characters, ["card", "card-caption", "texture"], second=second)
 
-    assert stats.committed == 3 and stats.dead_lettered == 0
-    assert sorted(verification.second_reads) == ["fake://caption", "fake://texture"]
+    assert sorted(verification.second_reads) == ["fake://card-caption", "fake://texture"]
     rows = rig.store.rows
     assert (rows["a"].decided_by, rows["a"].excluded) == ("verifier", True)
     assert (rows["b"].decided_by, rows["b"].excluded, rows["b"].score) == ("verifier", True, 1.0)
@@ -593,11 +581,12 @@ def test_the_score_routes_reads_ask_for_the_panel_reading_and_the_corners_do_not
 
 
 def _run_cascade(
-    policy: CascadePolicy, characters: dict[str, int], pictures: list[str]
+    policy: CascadePolicy, characters: dict[str, int], pictures: list[str], **fake: Any
 ) -> tuple[Rig, FakeVerification]:
     """The worker over one event per picture (image ids a, b, ...: the payload of the same name), serving
-    `policy` with a fake verifier that reads `characters`; every event committed, none dead-lettered."""
-    verification = FakeVerification(characters)
+    `policy` with a fake verifier that reads `characters` (and what `fake` adds: `FakeVerification`'s
+    options); every event committed, none dead-lettered."""
+    verification = FakeVerification(characters, **fake)
     events = [
         (image.encode(), event_bytes(image, name)) for image, name in zip("abcdefgh", pictures, strict=False)
     ]
