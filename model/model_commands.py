@@ -28,6 +28,7 @@ _OPTIONAL_REGISTRARS = (
     "model.cascade_card",
     "model.cascade_evaluate",
     "model.cascade_draws",
+    "model.cascade_compare",
     "model.cascade_quadrants",
     "model.cascade_sheets",
 )
