@@ -54,7 +54,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
-from model.cascade_decisions import SHEET_READING, CascadeDecisions, Readings, Verdict, describe_failure
+from model.cascade_decisions import SHEET_READING, CascadeDecisions, Verdict, describe_failure
 from schemas.events import ImageUploaded
 from worker.committer import Committer
 from worker.failures import BadInput, InvalidEvent, KafkaFatalError, WorkerError
@@ -608,21 +608,21 @@ class Worker:
             self.stats.verifier_reads += 1
             self.metrics.stage_seconds.labels("verify").observe(reading.seconds)
             self.metrics.verifier_read_seconds.labels(awaiting.route).observe(reading.seconds)
-            read = Readings(reading.features, reading.sheet, reading.layout, reading.second)
+            read = reading.read
             verdict = self._decisions.verdict(
                 awaiting.model_score, read, awaiting.look, sheet_score=awaiting.sheet_score
             )
             result = "read"
-            if reading.features is None and reading.sheet is None and reading.layout is not None:
+            if read.page is None and read.sheet is None and read.layout is not None:
                 result = "layout_card"
-            elif reading.second is not None:
+            elif read.second is not None:
                 result = "second_card" if verdict.excluded else "second_read"
             elif verdict.excluded and self._decisions.shape_card(
-                awaiting.model_score, reading.features, awaiting.look
+                awaiting.model_score, read.page, awaiting.look
             ):
                 result = "shape_card"
             elif not verdict.excluded and self._decisions.unconfident(
-                awaiting.model_score, reading.features, awaiting.look
+                awaiting.model_score, read.page, awaiting.look
             ):
                 result = "unconfident"
             self.metrics.verifier_reads.labels(result).inc()

@@ -21,9 +21,8 @@ import functools
 import time
 from dataclasses import dataclass
 
-from model.cascade_decisions import LayoutFirst, Reader, SecondAfter, read_for_verdict
+from model.cascade_decisions import LayoutFirst, Reader, Readings, SecondAfter, read_for_verdict
 from model.sheets import SheetSearch
-from model.verifier.features import TextFeatures
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
 from model.verifier.text_verifier import SheetReading
@@ -32,17 +31,12 @@ from worker.stages.prepare import Fetcher, fetch_then
 
 @dataclass(frozen=True)
 class Reading:
-    """What the verifier made of one image, and how long it took (download included): the page's features
-    where the page was read, its best sheet's where that was read (the sheet route's reading)."""
+    """What the verifier made of one image (`read`: the page's, its best sheet's, its layout's and the second
+    engine's features, each where read; `model.cascade_decisions.Readings`), and how long it took (download
+    included)."""
 
-    features: TextFeatures | None
+    read: Readings
     seconds: float
-    sheet: TextFeatures | None = None
-    # The page's layout, where it was found before the page was read (the layout band); alone where it made
-    # the picture a card, and nothing was read.
-    layout: TextFeatures | None = None
-    # The page as the second engine read it, where the first readings left it a product (`SecondAfter`).
-    second: TextFeatures | None = None
 
 
 class VerificationStage:
@@ -139,8 +133,7 @@ class VerificationStage:
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)
             return
-        seconds = fetch_s + time.monotonic() - started
-        result.set_result(Reading(read.page, seconds, read.sheet, read.layout, read.second))
+        result.set_result(Reading(read, fetch_s + time.monotonic() - started))
 
     def close(self) -> None:
         """Stop the read threads (reads not started are cancelled)."""

@@ -7,6 +7,7 @@ rebalance callbacks, commit failures), so the run loop can be tested without Kaf
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -385,7 +386,7 @@ class FakeVerification:
             )
             # The page, the sheet and the layout find the same characters here.
             if layout_first is not None and layout_first.card(features):
-                future.set_result(Reading(None, self.delay_s, layout=features))
+                future.set_result(Reading(Readings(layout=features), self.delay_s))
                 return
             first = Readings(
                 features if page else None,
@@ -399,7 +400,7 @@ class FakeVerification:
                 second = TextFeatures(
                     read, read, read, 0.1 if read else 0.0, 1 if read else 0, 0.1, 0.8, read
                 )
-            future.set_result(Reading(first.page, self.delay_s, first.sheet, first.layout, second))
+            future.set_result(Reading(dataclasses.replace(first, second=second), self.delay_s))
 
         threading.Timer(self.delay_s, answer).start()
         return future

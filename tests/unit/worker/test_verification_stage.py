@@ -50,7 +50,7 @@ def test_a_read_downloads_the_image_and_returns_its_features_and_failures_raise_
     stage = VerificationStage(fetcher, TextVerifier(engine=engine), workers=2)
     try:
         reading = stage.submit("fake://card").result(timeout=10)
-        assert reading.features.read_characters == 12 and reading.features.lines == 1
+        assert reading.read.page.read_characters == 12 and reading.read.page.lines == 1
         assert reading.seconds >= 0
 
         with pytest.raises(HttpError):
@@ -75,10 +75,10 @@ def test_the_gates_pictures_are_read_as_lines_through_the_ocr_processes() -> Non
     stage = VerificationStage(FakeFetcher(payloads), reader, workers=1)
     gate_reading = LineRead(min_glyphs=2)
     try:
-        page = stage.submit("fake://card").result(timeout=60).features
-        line = stage.submit("fake://card", line_read=gate_reading).result(timeout=60).features
-        skipped = stage.submit("fake://letter", line_read=gate_reading).result(timeout=60).features
-        every_line = stage.submit("fake://letter", line_read=LineRead()).result(timeout=60).features
+        page = stage.submit("fake://card").result(timeout=60).read.page
+        line = stage.submit("fake://card", line_read=gate_reading).result(timeout=60).read.page
+        skipped = stage.submit("fake://letter", line_read=gate_reading).result(timeout=60).read.page
+        every_line = stage.submit("fake://letter", line_read=LineRead()).result(timeout=60).read.page
     finally:
         stage.close()
         reader.close()
@@ -102,8 +102,8 @@ def test_a_pictures_sheet_is_found_again_and_read_through_the_ocr_processes() ->
     stage = VerificationStage(FakeFetcher(payloads), reader, workers=1, sheets=SheetSearch(), input_size=96)
     plain = VerificationStage(FakeFetcher(payloads), reader, workers=1)
     try:
-        alone = stage.submit("fake://notice", page=False, sheet_slot=0).result(timeout=60)
-        both = stage.submit("fake://notice", sheet_slot=0).result(timeout=60)
+        alone = stage.submit("fake://notice", page=False, sheet_slot=0).result(timeout=60).read
+        both = stage.submit("fake://notice", sheet_slot=0).result(timeout=60).read
         with pytest.raises(ValueError, match="no sheets"):
             plain.submit("fake://notice", sheet_slot=0)
         with pytest.raises(ValueError, match="nothing to read"):
@@ -113,8 +113,8 @@ def test_a_pictures_sheet_is_found_again_and_read_through_the_ocr_processes() ->
         plain.close()
         reader.close()
 
-    assert alone.features is None and alone.sheet is not None and alone.sheet.read_characters >= 6
-    assert both.features is not None and both.sheet == alone.sheet
+    assert alone.page is None and alone.sheet is not None and alone.sheet.read_characters >= 6
+    assert both.page is not None and both.sheet == alone.sheet
 
 
 class LayoutStubEngine(StubEngine):
@@ -144,8 +144,10 @@ def test_a_card_on_its_layout_is_not_read_and_a_picture_the_band_does_not_decide
         engine = LayoutStubEngine(words)
         stage = VerificationStage(FakeFetcher({"card": _png()}), TextVerifier(engine=engine), workers=1)
         try:
-            reading = stage.submit("fake://card", layout_first=LayoutFirst(band, 0.99)).result(timeout=10)
+            reading = (
+                stage.submit("fake://card", layout_first=LayoutFirst(band, 0.99)).result(timeout=10).read
+            )
         finally:
             stage.close()
         assert reading.layout is not None and reading.layout.read_boxes == words
-        assert (reading.features is not None, engine.reads) == (read, int(read))
+        assert (reading.page is not None, engine.reads) == (read, int(read))
