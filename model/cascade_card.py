@@ -199,16 +199,33 @@ def with_union_bound(
     The evaluation the card recorded no longer describes its decisions, so it is dropped."""
     import dataclasses
 
-    before = cascade.calibration.get(after, {}).get("false_positive_bound")
-    prior = float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
     step = {
         "target_fpr": alpha,
         **record,
-        "false_positive_bound": prior + alpha,  # everything before it and this step together
+        # everything before it and this step together
+        "false_positive_bound": union_bound_after(cascade, after) + alpha,
     }
     return dataclasses.replace(
         cascade, policy=policy, calibration={**cascade.calibration, name: step}, measured={}
     )
+
+
+def union_bound_after(cascade: TextCascade, step: str) -> float:
+    """The false-positive bound the calibration step `step` recorded, or the cascade's own alpha where there
+    is no such step: what a later step's bound adds to."""
+    before = cascade.calibration.get(step, {}).get("false_positive_bound")
+    return float(before if before is not None else cascade.calibration.get("target_fpr", 0.0))
+
+
+def last_bound_step(cascade: TextCascade, *, excluding: str) -> str:
+    """The calibration step whose union bound a step added now adds to: the one recording the largest, other
+    than `excluding` (the step being added, which may be there from an earlier attach); "" where none."""
+    steps = {
+        name: float(step["false_positive_bound"])
+        for name, step in cascade.calibration.items()
+        if isinstance(step, dict) and "false_positive_bound" in step and name != excluding
+    }
+    return max(steps, key=lambda name: steps[name]) if steps else ""
 
 
 def with_rules_floor(cascade: TextCascade, min_confident: int) -> TextCascade:

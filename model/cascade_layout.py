@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model.cascade import LAYOUT_RULE_INPUTS, CascadeRule, LayoutBand, TextCascade, fit_rule, rule_inputs
-from model.cascade_card import check_calibration_photos, raised_bound, with_union_bound
+from model.cascade_card import check_calibration_photos, last_bound_step, raised_bound, with_union_bound
 from model.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -103,7 +103,12 @@ def with_layout_band(
         "train_cards_decided": train_cards_decided(dataclasses.replace(cascade, policy=policy), measured),
     }
     return with_union_bound(
-        cascade, policy, "layout_band", after=_last_step(cascade), alpha=alpha, record=record
+        cascade,
+        policy,
+        "layout_band",
+        after=last_bound_step(cascade, excluding="layout_band"),
+        alpha=alpha,
+        record=record,
     )
 
 
@@ -142,13 +147,3 @@ def _routed_training_layouts(
     found = measured.layout([keys[i] for i in routed])
     carded = band.cards(scores[routed], found) if routed else np.zeros(0, dtype=bool)
     return found, np.asarray(carded, dtype=bool)
-
-
-def _last_step(cascade: TextCascade) -> str:
-    """The calibration step whose union bound the band's adds to: the one recording the largest."""
-    steps = {
-        name: float(step["false_positive_bound"])
-        for name, step in cascade.calibration.items()
-        if isinstance(step, dict) and "false_positive_bound" in step and name != "layout_band"
-    }
-    return max(steps, key=lambda name: steps[name]) if steps else ""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from model.cascade import TextCascade
+from model.cascade_card import last_bound_step, union_bound_after
 from model.errors import ConfigError
 from model.verifier.second_read import SECOND_ENGINE, SecondRead
 
@@ -97,13 +98,8 @@ def with_second_read(
     least = least_count(counts, max_photos)
     second = SecondRead(least, engine=engine, engine_version=engine_version, min_boxes=min_boxes)
     flagged = sum(int(count) >= least for count in counts)
-    # The union bound so far: the largest any step recorded (each adds its own to the one before it).
-    steps = [
-        float(step["false_positive_bound"])
-        for step in cascade.calibration.values()
-        if isinstance(step, dict) and "false_positive_bound" in step
-    ]
-    prior = max([float(cascade.calibration.get("target_fpr", 0.0)), *steps])
+    # The union bound so far (a second reading attached before is replaced, not added to).
+    prior = union_bound_after(cascade, last_bound_step(cascade, excluding="second_read"))
     bound = (flagged + 1) / (calibration_photos + 1)
     record: dict[str, Any] = {
         "engine_version": engine_version,

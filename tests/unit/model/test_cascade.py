@@ -616,4 +616,7 @@ def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_al
     record = second.calibration["second_read"]
     assert (record["photos_read"], record["photos_flagged"]) == (6, 1)
     assert record["false_positive_bound"] == pytest.approx(0.001 + 2 / 1000)
+    again = with_second_read(second, counts, 999, engine_version="engine 1", max_photos=1)
+    # Attached again, the reading replaces its earlier bound instead of adding to it.
+    assert again.calibration["second_read"]["false_positive_bound"] == pytest.approx(0.001 + 2 / 1000)
     assert second.version != cascade.version  # the second reading is part of what the version names
