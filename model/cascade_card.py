@@ -413,12 +413,10 @@ def attach(
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade attach` to the root parser's subparsers."""
-    from model.model_commands import add_grouped_command
+    from model.model_commands import add_cascade_command
 
-    parser = add_grouped_command(
+    parser = add_cascade_command(
         subcommands,
-        group="cascade",
-        group_help="the model + text verifier cascade",
         action="attach",
         action_help="record a fitted cascade on a checkpoint's card (its own model version)",
         description=__doc__,

@@ -75,12 +75,10 @@ def format_comparison(before: Mapping[str, Any], after: Mapping[str, Any], rows:
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade compare` to the root parser's subparsers."""
-    from model.model_commands import add_grouped_command
+    from model.model_commands import add_cascade_command
 
-    parser = add_grouped_command(
+    parser = add_cascade_command(
         subcommands,
-        group="cascade",
-        group_help="the model + text verifier cascade",
         action="compare",
         action_help="two cards' `alocc cascade draws` reports on the same draws, side by side",
         description=__doc__,

@@ -122,12 +122,10 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade draws` to the root parser's subparsers."""
-    from model.model_commands import add_grouped_command
+    from model.model_commands import add_cascade_command
 
-    parser = add_grouped_command(
+    parser = add_cascade_command(
         subcommands,
-        group="cascade",
-        group_help="the model + text verifier cascade",
         action="draws",
         action_help="a card's misses and flags on fresh draws of the evaluation folders, per family",
         description=__doc__,

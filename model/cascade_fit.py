@@ -702,12 +702,10 @@ def family_rates(
 
 def register(subcommands: Any) -> None:
     """Attach `alocc cascade fit` to the root parser's subparsers."""
-    from model.model_commands import add_grouped_command
+    from model.model_commands import add_cascade_command
 
-    fit = add_grouped_command(
+    fit = add_cascade_command(
         subcommands,
-        group="cascade",
-        group_help="the model + text verifier cascade",
         action="fit",
         action_help="fit the rule, measure the verifier-share curve, calibrate and evaluate",
         description=__doc__,

@@ -78,12 +78,11 @@ def add_grouped_command(
     )
 
 
-def add_cascade_measurement(
-    subcommands: Any, *, action: str, action_help: str, description: str | None, out_help: str
+def add_cascade_command(
+    subcommands: Any, *, action: str, action_help: str, description: str | None
 ) -> argparse.ArgumentParser:
-    """Add `alocc cascade ACTION`, a measurement over a dataset, with the arguments every such measurement
-    takes: `--data` (the dataset), `--out` (`out_help`: its caches and report) and `--model`."""
-    parser = add_grouped_command(
+    """Add `alocc cascade ACTION` (the cascade's group of commands) and return the action's parser."""
+    return add_grouped_command(
         subcommands,
         group="cascade",
         group_help="the model + text verifier cascade",
@@ -91,6 +90,14 @@ def add_cascade_measurement(
         action_help=action_help,
         description=description,
     )
+
+
+def add_cascade_measurement(
+    subcommands: Any, *, action: str, action_help: str, description: str | None, out_help: str
+) -> argparse.ArgumentParser:
+    """Add `alocc cascade ACTION`, a measurement over a dataset, with the arguments every such measurement
+    takes: `--data` (the dataset), `--out` (`out_help`: its caches and report) and `--model`."""
+    parser = add_cascade_command(subcommands, action=action, action_help=action_help, description=description)
     parser.add_argument("--data", type=Path, required=True, help="a dataset built by `alocc data build`")
     parser.add_argument("--out", type=Path, required=True, help=out_help)
     parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
