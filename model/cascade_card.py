@@ -361,7 +361,7 @@ def attach(
         cascade = cascade_from_fit(report, card)
     elif card.text_cascade is None or quadrants is not None:
         raise ConfigError(
-            "without --fit only a card band, a panel reading, a sheet route or its reading, a layout band "
+            "without --fit only a card band, a panel reading, a sheet route or its reading, a layout band, "
             "the rules' floor or the second reading can be added, to a card that serves a cascade"
         )
     else:
