@@ -273,13 +273,17 @@ class OcrProcessReader:
         self._closed = False
 
     def check(self) -> str:
-        """Start a child, stop it, and return its engine's version: a start-up check.
+        """Start a child and return its engine's version: a start-up check. The child is kept for the first
+        read (`warm`) where it is one the reads can use (no second reading asked of this reader).
 
         Raises:
             VerifierUnavailable: the engine cannot run here (the message says why).
         """
         child = OcrProcess(self._config, self._limits)
-        child.close()
+        if self._second is None:
+            self._keep_idle(child)
+        else:
+            child.close()
         return child.engine_version
 
     def features(
@@ -309,8 +313,17 @@ class OcrProcessReader:
             VerifierUnavailable: the second engine cannot run here (the message says why).
         """
         child = OcrProcess(self._config, self._limits, second)
-        child.close()
+        if second == self._second:
+            self._keep_idle(child)
+        else:
+            child.close()
         return child.second_engine_version
+
+    def _keep_idle(self, child: OcrProcess) -> None:
+        """Keep a started child for the first read that needs one (`warm`'s children are kept so too)."""
+        with self._lock:
+            self._children = [c for c in self._children if c.alive] + [child]
+            self._idle.append(child)
 
     def _on_child(self, data: bytes, **reading: Any) -> TextFeatures:
         child = self._child()
@@ -340,16 +353,17 @@ class OcrProcessReader:
         return child
 
     def warm(self, count: int) -> None:
-        """Start `count` children now, their engines loaded, for the first reads to take: a child loads its
-        models in about a second (both engines), which would otherwise wait inside uploads' decisions.
+        """Have `count` children started, their engines loaded, for the first reads to take (counting those
+        the start-up checks kept): a child loads its models in about a second (both engines), which would
+        otherwise wait inside uploads' decisions.
 
         Raises:
             VerifierUnavailable: a child could not start its engine (the message says why).
         """
-        started = [OcrProcess(self._config, self._limits, self._second) for _ in range(count)]
         with self._lock:
-            self._children = [c for c in self._children if c.alive] + started
-            self._idle.extend(started)
+            ready = sum(child.alive for child in self._idle)  # the start-up checks' children, kept
+        for _ in range(count - ready):
+            self._keep_idle(OcrProcess(self._config, self._limits, self._second))
 
     def pids(self) -> list[int]:
         """Process ids of the live children."""
