@@ -427,13 +427,16 @@ class CascadePolicy:
         sheet_characters: npt.ArrayLike | None = None,
         layout_features: Sequence[Mapping[str, Any] | None] | None = None,
         second_features: Sequence[Mapping[str, Any] | None] | None = None,
+        sheet_second_characters: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float64]:
         """The cascade score per image: 0 where not sent; the rule's probability where read; 1 in the model's
         card band (`card_from`), where the sheet route makes a card and where its sheet reading does (the
         characters read in each picture's best sheet, `sheet_characters`, any value where `sheet_reads` is
-        false), where the layout band does (`layout_features` of the pictures the score route sends;
-        None elsewhere), and where the second reading does (`second_features` of the pictures
-        `second_reads` names; None elsewhere), a card whatever the threshold.
+        false; and where the route reads the sheet again, the characters the second engine read in it,
+        `sheet_second_characters`, any value where it did not), where the layout band does
+        (`layout_features` of the pictures the score route sends; None elsewhere), and where the second
+        reading does (`second_features` of the pictures `second_reads` names; None elsewhere), a card
+        whatever the threshold.
 
         `features[i]` may be None where the image was not sent. A sent image without features (the verifier
         failed) scores 0 here; a caller that serves decisions falls back to the model's own threshold.
@@ -460,6 +463,10 @@ class CascadePolicy:
                 raise ValueError("this cascade reads sheets: pass the characters read in the best sheets")
             best = np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape)
             out[read & self.sheets.read_cards(best, sheet_characters)] = 1.0
+            if self.sheets.second_read is not None:
+                if sheet_second_characters is None:
+                    raise ValueError("this cascade reads sheets twice: pass the second engine's characters")
+                out[read & self.sheets.second_cards(best, sheet_second_characters)] = 1.0
         out[self.layout_cards(scores, layout_features, looks)] = 1.0
         second = self.second_read
         if second is not None:
@@ -472,6 +479,13 @@ class CascadePolicy:
                 if row is not None and second.card(row):
                     out[int(i)] = 1.0
         return out
+
+    def second_engines(self) -> tuple[SecondRead, ...]:
+        """The second engine's readings the policy makes: of pages (`second_read`) and of the sheet route's
+        best sheets (`SheetRoute.second_read`), where it has them; the worker loads and checks their
+        engine."""
+        sheet = None if self.sheets is None else self.sheets.second_read
+        return tuple(read for read in (self.second_read, sheet) if read is not None)
 
     def second_reads(
         self,

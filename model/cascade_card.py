@@ -18,6 +18,7 @@ import dataclasses
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -332,6 +333,7 @@ def attach(
     sheet_reading: tuple[npt.ArrayLike, npt.ArrayLike, Sequence[str], float, float] | None = None,
     layout_band: tuple[Measurements, list[str], list[str], float, float] | None = None,
     rules_floor: int | None = None,
+    sheet_second_read: SheetSecondCalibration | None = None,
     second_read: tuple[Path, Path, int, int] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
@@ -344,7 +346,9 @@ def attach(
     `layout_band` (the dataset's measurements, its calibration photos, their sources, an alpha and the share
     of the band's training cards its emptiness floor keeps), the layout band
     (`model.cascade_layout.with_layout_band`); with `rules_floor` (a count of confident characters), the
-    main and parts rules' floor, its threshold kept (`with_rules_floor`); with `second_read` (the dataset,
+    main and parts rules' floor, its threshold kept (`with_rules_floor`); with `sheet_second_read` (what
+    the first and second engines read in the calibration photos' best sheets, and an alpha), the sheet's
+    second reading (`model.cascade_sheets.with_sheet_second_read`); with `second_read` (the dataset,
     the measurement cache, the most calibration photos it may flag and the least boxes the first reading
     must have found), the second reading, last: its
     count is set on what the cascade so far leaves to it (`model.cascade_second`).
@@ -388,6 +392,19 @@ def attach(
         cascade = with_layout_band(cascade, measured, keys, sources, alpha, keep=keep)
     if rules_floor is not None:
         cascade = with_rules_floor(cascade, rules_floor)
+    if sheet_second_read is not None:
+        from model.cascade_sheets import with_sheet_second_read
+
+        calibrated = sheet_second_read
+        cascade = with_sheet_second_read(
+            cascade,
+            calibrated.scores,
+            calibrated.first_characters,
+            calibrated.second_characters,
+            calibrated.sources,
+            alpha=calibrated.alpha,
+            engine_version=calibrated.engine_version,
+        )
     if second_read is not None:
         from model.cascade_second import calibration_second_counts, with_second_read
 
@@ -477,6 +494,13 @@ def register(subcommands: Any) -> None:
         help="the sheet reading's false-positive rate on the calibration photos (default %(default)s)",
     )
     parser.add_argument(
+        "--sheet-second-alpha",
+        type=float,
+        help="also read again, with PP-OCRv6 tiny, the best sheets the sheet reading leaves short of its "
+        "count: cards from the characters bound at this false-positive rate on the calibration photos it "
+        "reads (needs --data and a sheet reading; `model.sheets.SheetRoute.second_read`)",
+    )
+    parser.add_argument(
         "--layout-alpha",
         type=float,
         help="also serve the layout band: pictures the score route sends are cards without a read where a "
@@ -555,6 +579,39 @@ def calibration_sheet_scores(data: Path, cache: Path, model_dir: Path) -> tuple[
     return SheetScores(data, cache, str(model_dir)).get(keys), [photo_source(key) for key in keys]
 
 
+@dataclass(frozen=True)
+class SheetSecondCalibration:
+    """What sets the sheet's second reading: the calibration photos' best sheet scores, the characters the
+    first and the second engine read in those sheets (-1 where not read), their sources, the alpha, and the
+    second engine's version."""
+
+    scores: np.ndarray
+    first_characters: np.ndarray
+    second_characters: np.ndarray
+    sources: list[str]
+    alpha: float
+    engine_version: str
+
+
+def calibration_sheet_second(
+    data: Path, cache: Path, model_dir: Path, alpha: float
+) -> SheetSecondCalibration:
+    """`SheetSecondCalibration` on a dataset's calibration photos (their sheets read by both engines where
+    they score from `model.cascade_sheets.READ_FLOOR` up; cached beside the sheet scores)."""
+    from model.cascade_fit import photo_source
+    from model.cascade_sheets import SheetReadings, SheetScores
+    from model.verifier.second_read import SecondRead
+
+    measured, keys = _calibration_photos(data, cache, model_dir)
+    sheets = SheetScores(data, cache, str(model_dir))
+    scores = sheets.get(keys)
+    first = SheetReadings(sheets, measured).characters(keys, scores)
+    second_readings = SheetReadings(sheets, measured, SecondRead(1))
+    second = second_readings.characters(keys, scores)
+    sources = [photo_source(key) for key in keys]
+    return SheetSecondCalibration(scores, first, second, sources, alpha, second_readings.engine_version())
+
+
 def calibration_sheet_readings(
     data: Path, cache: Path, model_dir: Path
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -608,6 +665,13 @@ def run_attach(args: argparse.Namespace) -> int:
         measured, keys = _calibration_photos(args.data, args.cache, model_dir)
         sources = [photo_source(key) for key in keys]
         layout_band = (measured, keys, sources, args.layout_alpha, args.layout_keep)
+    sheet_second_read = None
+    if args.sheet_second_alpha is not None:
+        if args.data is None:
+            raise ConfigError("--sheet-second-alpha needs --data: its count is set on the calibration photos")
+        sheet_second_read = calibration_sheet_second(
+            args.data, args.cache, model_dir, args.sheet_second_alpha
+        )
     if args.second_read is not None and args.data is None:
         raise ConfigError("--second-read needs --data: its count is set on the calibration photos")
     second_read = (
@@ -625,6 +689,7 @@ def run_attach(args: argparse.Namespace) -> int:
         sheet_reading=sheet_reading,
         layout_band=layout_band,
         rules_floor=args.min_confident,
+        sheet_second_read=sheet_second_read,
         second_read=second_read,
     )
     assert card.text_cascade is not None
@@ -639,6 +704,16 @@ def run_attach(args: argparse.Namespace) -> int:
             band += (
                 f" (sheets read from {policy['sheets']['read_from']:.5f}, cards from "
                 f"{policy['sheets']['read_characters']} characters)"
+            )
+        if "second_read" in policy["sheets"]:
+            calibrated, second = (
+                card.text_cascade["calibration"]["sheet_second_read"],
+                policy["sheets"]["second_read"],
+            )
+            band += (
+                f", sheets the reading leaves short read again by {second['engine_version']}: cards from "
+                f"{second['min_characters']} characters (flags {calibrated['calibration_flagged']} of the "
+                f"{calibrated['calibration_read']} calibration photos it reads)"
             )
     if "layout_band" in policy:
         decided = card.text_cascade["calibration"]["layout_band"]["train_cards_decided"]

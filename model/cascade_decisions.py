@@ -7,7 +7,8 @@ corners scores like a card: `model.quadrants`); the verifier's features then giv
 (`model.cascade.CascadePolicy`); where the card has a card band, a model score in it is a card without a
 read, and where it has a sheet route, so is a picture whose best straightened sheet the model scores from
 the route's bound up (`model.sheets`); where the sheet route reads sheets, a picture whose best sheet
-scores in its reading band has that sheet read too; where it has a second reading, a page the first reading
+scores in its reading band has that sheet read too (and read again by the second engine where the route
+has a second reading of it and the first falls short); where it has a second reading, a page the first reading
 leaves a product (outside the gate) is read again by the second engine (`model.verifier.second_read`).
 Without a cascade every verdict is the model's own.
 A read that failed keeps the model's own decision at its card's threshold, recorded as
@@ -32,6 +33,7 @@ from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
 
 if TYPE_CHECKING:
+    from model.sheets import SheetRoute
     from model.verifier.second_read import SecondRead
     from model.verifier.text_verifier import SheetReading
 
@@ -175,20 +177,29 @@ class CascadeDecisions:
         sheet_features: TextFeatures | None = None,
         layout_features: TextFeatures | None = None,
         second_features: TextFeatures | None = None,
+        second_sheet_features: TextFeatures | None = None,
     ) -> Verdict:
         """The cascade's verdict once the verifier read the image: as a page (`features`: the rule for its
         look decides), its best sheet (`sheet_features`, with the picture's `sheet_score`: a card from the
-        sheet route's `read_characters` up), or both (a card where either says so); where the page's layout
+        sheet route's `read_characters` up; or, where the second engine read the sheet too,
+        `second_sheet_features`, from its second reading's count up), or both (a card where either says so);
+        where the page's layout
         was found first (`layout_features`, `layout_first`), a card where the layout band says so, whatever
         was read; where the second engine read the page too (`second_features`, `second_after`), a card where
         the first reading made it none and the second reading says so, scored 1 like the policy's other
         cards without a rule score. The record's features are the page's, the sheet's prefixed `sheet_`,
-        the layout's prefixed `layout_` and the second reading's prefixed `second_`."""
+        the layout's prefixed `layout_`, the second reading's prefixed `second_` and the sheet's second
+        reading's prefixed `sheet_second_`."""
         assert self.policy is not None
         recorded: dict[str, float] = {}
         if features is not None:
             recorded.update({name: float(value) for name, value in features.as_dict().items()})
-        extras = (("sheet_", sheet_features), ("layout_", layout_features), ("second_", second_features))
+        extras = (
+            ("sheet_", sheet_features),
+            ("layout_", layout_features),
+            ("second_", second_features),
+            ("sheet_second_", second_sheet_features),
+        )
         for prefix, extra in extras:
             if extra is not None:
                 recorded.update({f"{prefix}{name}": float(value) for name, value in extra.as_dict().items()})
@@ -200,7 +211,11 @@ class CascadeDecisions:
         sheets = self.policy.sheets
         if sheet_features is not None and sheets is not None and sheets.read_from is not None:
             assert sheet_score is not None, "a sheet reading needs the picture's best sheet score"
-            if sheets.read_cards([sheet_score], [sheet_features.read_characters])[0]:
+            by_first = sheets.read_cards([sheet_score], [sheet_features.read_characters])[0]
+            by_second = second_sheet_features is not None and bool(
+                sheets.second_cards([sheet_score], [second_sheet_features.read_characters])[0]
+            )
+            if by_first or by_second:
                 # Excluded by the sheet reading: its sheet's score, against where the reading begins.
                 return Verdict(sheet_score, True, sheets.read_from, VERIFIER, model_score, recorded)
         if features is None:
@@ -229,6 +244,7 @@ class CascadeDecisions:
             sheet_features=readings.sheet,
             layout_features=readings.layout,
             second_features=readings.second,
+            second_sheet_features=readings.second_sheet,
         )
 
     def _second_card(self, second_features: TextFeatures | None, look: npt.ArrayLike | None) -> bool:
@@ -247,6 +263,14 @@ class CascadeDecisions:
         if second is None or self.route(look) == PLAIN_LINE_ROUTE:
             return None
         return SecondAfter(self, second, model_score, look, sheet_score)
+
+    def sheet_second(self, model_score: float, sheet_score: float | None) -> SheetSecond | None:
+        """Where the picture's best sheet is read and the route has a second reading of it: what decides
+        whether the second engine reads it too, once the first reading is in; None elsewhere."""
+        route = None if self.policy is None else self.policy.sheets
+        if route is None or route.second_read is None or not self.reads_sheet(model_score, sheet_score):
+            return None
+        return SheetSecond(route)
 
     def shape_card(
         self, model_score: float, features: TextFeatures | None, look: npt.ArrayLike | None
@@ -330,6 +354,22 @@ class SecondAfter:
         ).excluded
 
 
+@dataclass(frozen=True)
+class SheetSecond:
+    """A best sheet the second engine reads where the sheet reading falls short of a card: the route, whose
+    `second_read` reads it (`SheetRoute.second_wanted`)."""
+
+    route: SheetRoute
+
+    def wanted(self, first: TextFeatures) -> bool:
+        """Whether the sheet is read again, given what the first reading read in it."""
+        return self.route.second_wanted(first.read_characters)
+
+    def reading(self, sheet: SheetReading) -> SheetReading:
+        """The same sheet, read by the second engine."""
+        return dataclasses.replace(sheet, second=self.route.second_read)
+
+
 class Reader(Protocol):
     """Image bytes in, the verifier's features out (`TextVerifier`, or the worker's `OcrProcessReader`)."""
 
@@ -356,12 +396,14 @@ class Reader(Protocol):
 @dataclass(frozen=True)
 class Readings:
     """What the verifier made of one picture, as `CascadeDecisions.verified` takes it: the page's features,
-    its sheet's, its layout's, the second engine's (each None where not read)."""
+    its sheet's, its layout's, the second engine's of the page and of the sheet (each None where not
+    read)."""
 
     page: TextFeatures | None = None
     sheet: TextFeatures | None = None
     layout: TextFeatures | None = None
     second: TextFeatures | None = None
+    second_sheet: TextFeatures | None = None
 
 
 def read_for_verdict(
@@ -374,17 +416,25 @@ def read_for_verdict(
     sheet: SheetReading | None = None,
     layout_first: LayoutFirst | None = None,
     second_after: SecondAfter | None = None,
+    sheet_second: SheetSecond | None = None,
 ) -> Readings:
     """Read one picture as its decision needs, the same in the worker and offline: its layout first where
     `layout_first` (and nothing more where that makes it a card), then the page where `page` (with the
-    line or panel reading), the sheet where `sheet`, and the page with the second engine where
-    `second_after` wants it once those are in. Raises on any failure (the caller falls back)."""
+    line or panel reading), the sheet where `sheet` (and again with `sheet_second`'s engine where the
+    first reading falls short of a card, `CascadeDecisions.sheet_second`), and the page with the second
+    engine where `second_after` wants it once those are in. Raises on any failure (the caller falls
+    back)."""
     layout = None if layout_first is None else reader.layout_features(data)
     if layout_first is not None and layout is not None and layout_first.card(layout):
         return Readings(layout=layout)
     features = reader.features(data, line_read=line_read, panel_read=panel_read) if page else None
     sheet_features = None if sheet is None else reader.sheet_features(data, sheet)
-    first = Readings(features, sheet_features, layout)
+    second_sheet = None
+    if sheet is not None and sheet_features is not None and sheet_second is not None:
+        # The sheet's second reading: where the first one falls short of a card.
+        wanted = sheet_second.wanted(sheet_features)
+        second_sheet = reader.sheet_features(data, sheet_second.reading(sheet)) if wanted else None
+    first = Readings(features, sheet_features, layout, second_sheet=second_sheet)
     if second_after is None or not second_after.wanted(first):
         return first
     return dataclasses.replace(first, second=reader.second_features(data, second_after.read))

@@ -131,12 +131,14 @@ def evaluate_cascade(
     part_scores: Callable[[list[str]], np.ndarray] | None = None,
     sheet_scores: Callable[[list[str]], np.ndarray] | None = None,
     sheet_characters: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
+    sheet_second_characters: Callable[[list[str], np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The three columns for every evaluation folder and family; see the module docstring. A cascade with
     the quadrant route needs `part_scores` (keys -> their largest part scores, `model.quadrants`), one with
     the sheet route `sheet_scores` (keys -> their best sheet scores, `model.sheets`), one that reads sheets
     `sheet_characters` (keys and their best sheet scores -> the characters read in those sheets,
-    `model.cascade_sheets.SheetReadings`)."""
+    `model.cascade_sheets.SheetReadings`), one that reads them twice `sheet_second_characters` (the same, as
+    the second engine reads them)."""
     # send_from 0: the verifier reads every image; the page reading alone for the verifier-only column,
     # and as the policy reads them (the gate's images with its line reading too) for the cascade.
     pages = load_eval_folders(measured, 0.0, None, None)
@@ -157,21 +159,40 @@ def evaluate_cascade(
         None if sheet_characters is None or q is None else sheet_characters(measured.files(f.folder), q)
         for f, q in zip(folders, sheets, strict=True)
     ]
+    twice = reads_sheets and policy.sheets is not None and policy.sheets.second_read is not None
+    if twice and sheet_second_characters is None:
+        raise ConfigError("this cascade reads sheets twice: evaluating it needs the second engine's reads")
+    second_characters = [
+        None
+        if sheet_second_characters is None or q is None
+        else sheet_second_characters(measured.files(f.folder), q)
+        for f, q in zip(folders, sheets, strict=True)
+    ]
     layouts = [_layouts(measured, policy, f) for f in folders]
+    inputs = list(zip(folders, parts, sheets, characters, second_characters, layouts, strict=True))
+
+    def scored(serving: CascadePolicy, row: tuple[Any, ...], second: Any = None) -> np.ndarray:
+        """`serving`'s cascade scores of one folder's `inputs` row (with the second reading's features)."""
+        f, p, s, c, c2, layout = row
+        return serving.cascade_scores(
+            f.scores,
+            f.features,
+            f.looks,
+            p,
+            s,
+            sheet_characters=c,
+            layout_features=layout,
+            second_features=second,
+            sheet_second_characters=c2,
+        )
+
     # The first readings alone decide what the second engine reads.
     first = dataclasses.replace(policy, second_read=None)
     seconds = [
         _second_readings(
-            measured,
-            policy,
-            f,
-            first_scores=first.cascade_scores(
-                f.scores, f.features, f.looks, p, s, sheet_characters=c, layout_features=layout
-            ),
-            parts=p,
-            sheets=s,
+            measured, policy, row[0], first_scores=scored(first, row), parts=row[1], sheets=row[2]
         )
-        for f, p, s, c, layout in zip(folders, parts, sheets, characters, layouts, strict=True)
+        for row in inputs
     ]
     columns = {
         "model_only": family_rates(folders, [f.scores >= model_threshold for f in folders]),
@@ -179,20 +200,8 @@ def evaluate_cascade(
         "cascade": family_rates(
             folders,
             [
-                policy.cascade_scores(
-                    f.scores,
-                    f.features,
-                    f.looks,
-                    p,
-                    s,
-                    sheet_characters=c,
-                    layout_features=layout,
-                    second_features=second,
-                )
-                >= policy.threshold
-                for f, p, s, c, layout, second in zip(
-                    folders, parts, sheets, characters, layouts, seconds, strict=True
-                )
+                scored(policy, row, second) >= policy.threshold
+                for row, second in zip(inputs, seconds, strict=True)
             ],
             [
                 policy.sends(f.scores, f.looks, p, s) | policy.sheet_reads(f.scores, s)
@@ -389,7 +398,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         parts = PartScores(args.data, args.out, args.model, cascade.policy.parts_member)
         part_scores = lambda keys: parts.get(keys)[1]  # noqa: E731 - the largest part score alone
-    sheet_scores = sheet_characters = None
+    sheet_scores = sheet_characters = sheet_second_characters = None
     if cascade.policy.sheets is not None:
         from model.cascade_sheets import SheetScores
 
@@ -400,6 +409,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             from model.cascade_sheets import SheetReadings
 
             sheet_characters = SheetReadings(sheet_scorer, measured).characters
+            if route.second_read is not None:
+                second = SheetReadings(sheet_scorer, measured, route.second_read)
+                sheet_second_characters = second.characters
     report = evaluate_cascade(
         measured,
         cascade,
@@ -409,6 +421,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         part_scores=part_scores,
         sheet_scores=sheet_scores,
         sheet_characters=sheet_characters,
+        sheet_second_characters=sheet_second_characters,
     )
     plot_band(report, args.out / "cascade-band.png")
     (args.out / "cascade-evaluation.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -35,13 +35,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from model.cascade_card import check_calibration_photos, raised_bound, with_union_bound
+from model.cascade_card import check_calibration_photos, last_bound_step, raised_bound, with_union_bound
 from model.cascade_fit import CALIB, JsonLinesCache, family_rates, load_eval_folders, photo_source
 from model.errors import ConfigError
 from model.sheets import SheetRoute, SheetSearch
 
 if TYPE_CHECKING:
     from model.cascade import TextCascade
+    from model.verifier.second_read import SecondRead
 
 # The member that scores the sheets: the default ensemble's second, as for the quadrant route's corners. On
 # the training family, at the served search and alpha 0.0005, it caught 60.8% of `train/photographed` at its
@@ -127,14 +128,31 @@ DEFAULT_READ_ALPHA = 0.0005
 
 class SheetReadings:
     """What the verifier reads in each picture's best sheet (`TextVerifier.sheet_features`), for the
-    pictures whose best sheet scores from `READ_FLOOR` up, cached beside the sheet scores."""
+    pictures whose best sheet scores from `READ_FLOOR` up, cached beside the sheet scores; with `second`,
+    what the second engine reads there (the sheet's second reading)."""
 
-    def __init__(self, sheets: SheetScores, measured: Any) -> None:
+    def __init__(self, sheets: SheetScores, measured: Any, second: SecondRead | None = None) -> None:
         """`measured` (`model.cascade_fit.Measurements`) gives the verifier and its features' cache name."""
         self._sheets = sheets
         self._measured = measured
+        self._second = second
         stem = sheets.cache_stem().replace("sheet-scores-", "sheet-readings-")
-        self._cache = JsonLinesCache(sheets.out / f"{stem}-{measured.features_stem()}.jsonl")
+        reading = measured.features_stem() if second is None else self._second_stem(measured, second)
+        self._cache = JsonLinesCache(sheets.out / f"{stem}-{reading}.jsonl")
+
+    @staticmethod
+    def _second_stem(measured: Any, second: SecondRead) -> str:
+        """`second-<engine release>-<side>`: what a cached second reading means."""
+        import re
+
+        engine = measured.verifier().second_verifier(second).engine.version()
+        return f"second-{re.sub(r'[^0-9A-Za-z.]+', '-', engine).strip('-')}-{second.side}"
+
+    def engine_version(self) -> str:
+        """The version of the engine that reads (the second engine's, with `second`)."""
+        verifier = self._measured.verifier()
+        engine = verifier.engine if self._second is None else verifier.second_verifier(self._second).engine
+        return str(engine.version())
 
     def characters(self, keys: Sequence[str], scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The characters read (`TextFeatures.read_characters`) in each picture's best sheet; -1 where its
@@ -169,7 +187,7 @@ class SheetReadings:
         verifier = self._measured.verifier()
         rows = []
         for item, slot in zip(data, slots, strict=True):
-            features = verifier.sheet_features(item, SheetReading(search, size, int(slot)))
+            features = verifier.sheet_features(item, SheetReading(search, size, int(slot), self._second))
             rows.append({"slot": int(slot), **features.as_dict()})
             progress.update()
         return rows
@@ -180,6 +198,78 @@ def _route_and_reading(
 ) -> npt.NDArray[np.bool_]:
     """The pictures the route makes cards, with or without reading their best sheet."""
     return route.cards(scores) | route.read_cards(scores, characters)
+
+
+def _raised_characters_bound(
+    values: npt.NDArray[np.float64], sources: Sequence[str], alpha: float
+) -> tuple[int, int, str]:
+    """The characters bound at `alpha` on the calibration photos' counts (0 where not read), and that bound
+    raised above the best photo of any source that reaches the bound set on the other sources alone, with
+    the source that raised it ("" where none did): few photos are read, so one source of T-shirts or
+    posters decides the tail, and a source like it that calibration never saw must still fall under it."""
+    conformal = _characters_bound(values, alpha)
+    names = np.asarray(list(sources))
+    raised, lead = conformal, ""
+    for name in sorted(set(names.tolist())):
+        inside = names == name
+        if inside.all():
+            break  # one source: nothing to leave out
+        top = float(values[inside].max(initial=0.0))
+        if top >= _characters_bound(values[~inside], alpha, allow_max=True) and int(top) + 1 > raised:
+            raised, lead = int(top) + 1, name
+    return conformal, raised, lead
+
+
+def with_sheet_second_read(
+    cascade: TextCascade,
+    calibration_scores: npt.ArrayLike,
+    first_characters: npt.ArrayLike,
+    second_characters: npt.ArrayLike,
+    sources: Sequence[str],
+    *,
+    alpha: float,
+    engine_version: str,
+) -> TextCascade:
+    """The cascade with the sheet's second reading (`SheetRoute.second_read`): the calibration photos whose
+    best sheet the second engine reads (in the reading band, the first reading short of its count:
+    `first_characters`) and what it reads in them (`second_characters`) set its count as the first
+    reading's was (`_raised_characters_bound` at `alpha`). Its bound adds to the cascade's (a union bound,
+    recorded on the card); the evaluation the card recorded no longer describes its decisions: dropped.
+
+    Raises:
+        ConfigError: the photos are not the ones the cascade was calibrated on, or the cascade's sheet route
+            does not read sheets (the second reading reads what the first leaves).
+    """
+    import dataclasses
+
+    from model.verifier.second_read import SecondRead
+
+    scores = np.asarray(calibration_scores, dtype=np.float64).ravel()
+    check_calibration_photos(cascade, len(scores))
+    route = cascade.policy.sheets
+    if route is None or route.read_from is None or route.read_characters is None:
+        raise ConfigError("the sheet's second reading needs the sheet reading (attach --sheet-read-share)")
+    first = np.asarray(first_characters, dtype=np.float64).ravel()
+    second = np.asarray(second_characters, dtype=np.float64).ravel()
+    read = route.reads(scores) & (first < route.read_characters)
+    if np.any(read & (second < 0)):
+        raise ConfigError("a calibration photo the second engine reads has no second reading")
+    values = np.where(read, np.maximum(second, 0.0), 0.0)
+    conformal, raised, lead = _raised_characters_bound(values, sources, alpha)
+    reading = dataclasses.replace(route, second_read=SecondRead(raised, engine_version=engine_version))
+    policy = dataclasses.replace(cascade.policy, sheets=reading)
+    record = {
+        "calibration_photos": len(scores),
+        "engine_version": engine_version,
+        "conformal_min_characters": conformal,
+        "min_characters": raised,
+        "raised_by_source": lead,
+        "calibration_read": int(read.sum()),
+        "calibration_flagged": int(np.sum(read & (second >= raised))),
+    }
+    # Its bound adds to the largest the card records so far (a second attach replaces, not adds to, it).
+    after = last_bound_step(cascade, excluding="sheet_second_read")
+    return with_union_bound(cascade, policy, "sheet_second_read", after=after, alpha=alpha, record=record)
 
 
 def _characters_bound(values: npt.NDArray[np.float64], alpha: float, *, allow_max: bool = False) -> int:
@@ -223,16 +313,7 @@ def reading_bound(
     if np.any(read & (characters < 0)):
         raise ConfigError("a calibration photo in the reading band has no reading (its sheet was not read)")
     values = np.where(read, np.maximum(characters, 0.0), 0.0)
-    conformal = _characters_bound(values, alpha)
-    names = np.asarray(list(sources))
-    raised, lead = conformal, ""
-    for name in sorted(set(names.tolist())):
-        inside = names == name
-        if inside.all():
-            break  # one source: nothing to leave out
-        top = float(values[inside].max(initial=0.0))
-        if top >= _characters_bound(values[~inside], alpha, allow_max=True) and int(top) + 1 > raised:
-            raised, lead = int(top) + 1, name
+    conformal, raised, lead = _raised_characters_bound(values, sources, alpha)
     return {
         "read_share": share,
         "read_from": read_from,

@@ -226,6 +226,7 @@ def _decide(
                 sheet=sheet,
                 layout_first=decisions.layout_first(score, look) if page else None,
                 second_after=decisions.second_after(score, look, sheet_score=sheet_score) if page else None,
+                sheet_second=decisions.sheet_second(score, sheet_score),
             )
             verdict = decisions.verdict(score, read, look, sheet_score=sheet_score)
         except (VerifierUnavailable, ImageError, OSError) as exc:  # the worker falls back the same way

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from model.decode import long_side_resize
+from model.verifier.second_read import SecondRead
 
 # OpenCV would start a thread pool per process as wide as the machine; the worker's decode processes already
 # run one picture per thread, so more threads would only contend for the same cores.
@@ -268,13 +269,21 @@ class SheetRoute:
     verifier reads at least `read_characters` characters in it (`TextFeatures.read_characters`). A notice
     photographed in a scene has its text a few pixels high in the picture, and the model's score of its
     straightened sheet is often high without reaching the bound calibration photos set; flattened to the
-    verifier's size, the same text is read (`model.cascade_sheets.with_sheet_reading` sets both values)."""
+    verifier's size, the same text is read (`model.cascade_sheets.with_sheet_reading` sets both values).
+
+    With the sheet's second reading (`second_read`): a best sheet in the reading band in which the verifier
+    reads fewer than `read_characters` characters is read again by the second engine (PP-OCRv6 tiny), and is
+    a card where that engine reads at least `second_read.min_characters` (`second_cards`). Tesseract reads
+    a photographed notice's small, skewed print poorly; PP-OCRv6 reads many of them, and next to nothing in
+    the textures and screens that make calibration photos' sheets score high
+    (`model.cascade_sheets.with_sheet_second_read` sets its count)."""
 
     card_from: float
     member: int | None = None
     search: SheetSearch = SheetSearch()
     read_from: float | None = None
     read_characters: int | None = None
+    second_read: SecondRead | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.card_from) and 0.0 < self.card_from < 1.0):
@@ -287,6 +296,8 @@ class SheetRoute:
             raise ValueError("the sheet reading's band starts between 0 and the route's card_from")
         if self.read_characters is not None and self.read_characters < 1:
             raise ValueError("the sheet reading flags from at least one character read")
+        if self.second_read is not None and self.read_from is None:
+            raise ValueError("the sheet's second reading reads what the sheet reading leaves: set read_from")
 
     def cards(self, sheet_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Which pictures the sheet route makes cards (a picture without sheets scores 0)."""
@@ -310,6 +321,25 @@ class SheetRoute:
         characters = np.asarray(read_characters, dtype=np.float64).reshape(reads.shape)
         return reads & (characters >= self.read_characters)
 
+    def second_wanted(self, read_characters: int) -> bool:
+        """Whether a best sheet in the reading band, in which the verifier read `read_characters`, is read
+        again by the second engine (the route has a second reading and the first one fell short)."""
+        if self.second_read is None or self.read_characters is None:
+            return False
+        return read_characters < self.read_characters
+
+    def second_cards(
+        self, sheet_scores: npt.ArrayLike, second_characters: npt.ArrayLike
+    ) -> npt.NDArray[np.bool_]:
+        """Which pictures the sheet's second reading makes cards: their best sheet in the reading band, with
+        at least `second_read.min_characters` read in it by the second engine (`second_characters` per
+        picture; any value where not read; none without a second reading)."""
+        reads = self.reads(sheet_scores)
+        if self.second_read is None:
+            return np.zeros(reads.shape, dtype=bool)
+        characters = np.asarray(second_characters, dtype=np.float64).reshape(reads.shape)
+        return reads & (characters >= self.second_read.min_characters)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the card's policy stores it)."""
         record: dict[str, Any] = {
@@ -320,6 +350,8 @@ class SheetRoute:
         if self.read_from is not None:
             record["read_from"] = self.read_from
             record["read_characters"] = self.read_characters
+        if self.second_read is not None:  # written only where set: older cards keep their versions
+            record["second_read"] = self.second_read.to_json()
         return record
 
     @classmethod
@@ -328,12 +360,14 @@ class SheetRoute:
         member = record.get("member")
         read_from = record.get("read_from")
         read_characters = record.get("read_characters")
+        second_read = record.get("second_read")
         return cls(
             card_from=float(record["card_from"]),
             member=None if member is None else int(member),
             search=SheetSearch.from_json(record.get("search", {})),
             read_from=None if read_from is None else float(read_from),
             read_characters=None if read_characters is None else int(read_characters),
+            second_read=None if second_read is None else SecondRead.from_json(second_read),
         )
 
 

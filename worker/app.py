@@ -571,6 +571,7 @@ class Worker:
             sheet_slot=sheet_slot,
             layout_first=decisions.layout_first(score, look) if page else None,
             second_after=decisions.second_after(score, look, sheet_score=sheet_score) if page else None,
+            sheet_second=decisions.sheet_second(score, sheet_score),
         )
         self.metrics.verifier_sends.labels(route).inc()
         self._verifying += 1
@@ -617,6 +618,8 @@ class Worker:
                 result = "layout_card"
             elif read.second is not None:
                 result = "second_card" if verdict.excluded else "second_read"
+            elif read.second_sheet is not None:
+                result = "sheet_second_card" if verdict.excluded else "sheet_second_read"
             elif verdict.excluded and self._decisions.shape_card(
                 awaiting.model_score, read.page, awaiting.look
             ):

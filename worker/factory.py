@@ -191,9 +191,10 @@ def build_verification(
     from model.verifier import VerifierUnavailable
     from model.verifier.ocr_processes import OcrProcessReader
 
-    # Each OCR child loads the second reading's engine too, where the cascade has one: loaded on first use,
-    # its models (about a second) would wait inside an upload's decision.
-    reader = OcrProcessReader(cascade.verifier, image_limits(settings), cascade.policy.second_read)
+    # Each OCR child loads the second engine too, where the cascade reads pages or sheets with it: loaded on
+    # first use, its models (about a second) would wait inside an upload's decision.
+    seconds = cascade.policy.second_engines()
+    reader = OcrProcessReader(cascade.verifier, image_limits(settings), seconds[0] if seconds else None)
     try:
         installed = reader.check()
     except VerifierUnavailable as exc:
@@ -214,8 +215,7 @@ def build_verification(
         log.warning(
             "OCR engine version differs from the card's", installed=installed, card=cascade.engine_version
         )
-    second = cascade.policy.second_read
-    if second is not None:
+    for second in seconds:
         _check_second_engine(reader, second, settings)
     log.info(
         "serving the text cascade",
@@ -255,7 +255,7 @@ def _check_second_engine(reader: Any, second: Any, settings: Settings) -> None:
         installed = reader.check_second(second)
     except VerifierUnavailable as exc:
         raise ConfigurationError(
-            f"the model card's text cascade reads pages a second time with {second.engine}, which cannot run "
+            f"the model card's text cascade reads a second time with {second.engine}, which cannot run "
             f"here: {exc}. Install it, or set ALOCC_VERIFIER__ENABLED=false to serve the model alone"
         ) from exc
     if installed == second.engine_version:

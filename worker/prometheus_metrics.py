@@ -68,7 +68,8 @@ class WorkerMetrics:
             "confidently, where cards in fonts read without confidence would show as misses; second_card "
             "and second_read: a page the first reading left a product, read again by the second engine, "
             "which made it a card or not (where products with printed words would show as false "
-            "positives); failed: the model's decision stood).",
+            "positives); sheet_second_card and sheet_second_read: a best sheet the sheet reading left short "
+            "of a card, read again by the second engine; failed: the model's decision stood).",
             ["result"],
             registry=r,
         )

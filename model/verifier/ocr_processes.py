@@ -17,7 +17,8 @@ Wire format (pipes; the parent is the only peer, so no authentication and no pic
 page segmentation, text height, least glyphs and skip_page, all 0 for none: `model.verifier.line_read`;
 then the panel reading's least confident characters plus one, 0 for none: `model.verifier.panel_read`;
 then what to read: 0 the page, 1 a sheet (`model.verifier.text_verifier.SheetReading`, whose JSON follows as
-a message: `{"search", "input_size", "slot"}`), 2 the page's layout alone (`TextVerifier.layout_features`:
+a message: `{"search", "input_size", "slot"}`, with `"second"`, a `SecondRead`, where the second engine
+reads it: the sheet's second reading), 2 the page's layout alone (`TextVerifier.layout_features`:
 words found, none recognised), 3 the page with the second engine (`TextVerifier.second_features`, whose
 `SecondRead` JSON follows as a message; a child started without that engine loads it on first use)), then
 the image bytes as a message. Child -> parent: JSON, first `{"ready": true, "engine": <version>}` (and
@@ -91,6 +92,8 @@ def pack_reading(
     packed = _READING.pack(*fields, panel, kind)
     if sheet is not None:
         record = {"search": sheet.search.to_json(), "input_size": sheet.input_size, "slot": sheet.slot}
+        if sheet.second is not None:  # the sheet's second reading: read by the second engine
+            record["second"] = sheet.second.to_json()
     elif second is not None:
         record = second.to_json()
     else:
@@ -113,8 +116,12 @@ def unpack_sheet(spec: bytes) -> SheetReading:
     from model.sheets import SheetSearch
 
     record = json.loads(spec)
+    second = record.get("second")
     return SheetReading(
-        SheetSearch.from_json(record["search"]), int(record["input_size"]), int(record["slot"])
+        SheetSearch.from_json(record["search"]),
+        int(record["input_size"]),
+        int(record["slot"]),
+        None if second is None else SecondRead.from_json(second),
     )
 
 

@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SheetReading:
     """Which sheet of a picture to read: the sheet route's search (`model.sheets.SheetSearch`) run on the
-    picture decoded for the model's input of `input_size`, and the slot of its best sheet."""
+    picture decoded for the model's input of `input_size`, and the slot of its best sheet; read by the second
+    reading's engine where `second` is given (the sheet's second reading, `SheetRoute.second_read`)."""
 
     search: SheetSearch
     input_size: int
     slot: int
+    second: SecondRead | None = None
 
 
 class TextVerifier:
@@ -149,6 +151,9 @@ class TextVerifier:
         """
         from model.sheets import sheet_to_read
 
+        if sheet.second is not None:
+            reading = dataclasses.replace(sheet, second=None)
+            return self.second_verifier(sheet.second).sheet_features(source, reading, limits=limits)
         picture = decode_sheet_picture(source, sheet.input_size, sheet.search, limits=limits)
         flat = sheet_to_read(picture, sheet.slot, sheet.search, self.config.side)
         if flat is None:

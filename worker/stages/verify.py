@@ -21,7 +21,14 @@ import functools
 import time
 from dataclasses import dataclass
 
-from model.cascade_decisions import LayoutFirst, Reader, Readings, SecondAfter, read_for_verdict
+from model.cascade_decisions import (
+    LayoutFirst,
+    Reader,
+    Readings,
+    SecondAfter,
+    SheetSecond,
+    read_for_verdict,
+)
 from model.sheets import SheetSearch
 from model.verifier.line_read import LineRead
 from model.verifier.panel_read import PanelRead
@@ -79,13 +86,15 @@ class VerificationStage:
         sheet_slot: int | None = None,
         layout_first: LayoutFirst | None = None,
         second_after: SecondAfter | None = None,
+        sheet_second: SheetSecond | None = None,
     ) -> concurrent.futures.Future[Reading]:
         """Download and read `url`: as a page where `page` (with `line_read` too, for the plain-line gate's
         images; `panel_read`, for the score route's), and its sheet in `sheet_slot` where given (the sheet
         route's reading); with `layout_first` (the layout band, on the score route), the page's layout is
         found first, and where it makes the picture a card nothing is read; with `second_after` (a cascade
-        with a second reading), a page the first readings leave a product is read by the second engine too.
-        The future raises on any failure (the caller falls back)."""
+        with a second reading), a page the first readings leave a product is read by the second engine too;
+        with `sheet_second` (a sheet route with a second reading), so is a sheet the sheet reading leaves
+        short of a card. The future raises on any failure (the caller falls back)."""
         if sheet_slot is not None and self._sheets is None:
             raise ValueError("this stage reads no sheets: the served cascade has no sheet reading")
         if not page and sheet_slot is None:
@@ -98,6 +107,7 @@ class VerificationStage:
             sheet_slot=sheet_slot,
             layout_first=layout_first,
             second_after=second_after,
+            sheet_second=sheet_second,
         )
         return fetch_then(self._fetcher, url, self._pool, read)
 
@@ -113,6 +123,7 @@ class VerificationStage:
         sheet_slot: int | None,
         layout_first: LayoutFirst | None,
         second_after: SecondAfter | None,
+        sheet_second: SheetSecond | None,
     ) -> None:
         started = time.monotonic()
         sheet = None
@@ -129,6 +140,7 @@ class VerificationStage:
                 sheet=sheet,
                 layout_first=layout_first,
                 second_after=second_after,
+                sheet_second=sheet_second,
             )
         except Exception as exc:  # noqa: BLE001 - any failure of one read falls back for that image only
             result.set_exception(exc)

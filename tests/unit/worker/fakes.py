@@ -21,7 +21,7 @@ import torch
 from confluent_kafka import TopicPartition
 
 from model.cascade import CascadePolicy
-from model.cascade_decisions import CascadeDecisions, LayoutFirst, Readings, SecondAfter
+from model.cascade_decisions import CascadeDecisions, LayoutFirst, Readings, SecondAfter, SheetSecond
 from model.errors import CorruptImage
 from model.verifier import TextFeatures, VerifierUnavailable
 from model.verifier.line_read import LineRead
@@ -338,6 +338,7 @@ class FakeVerification:
         self.confident = confident or {}  # name: its characters read confidently (default: all of them)
         self.second = second or {}  # name: the characters the second engine reads (default: none)
         self.second_reads: list[str] = []  # urls the second engine read
+        self.sheet_second_reads: list[str] = []  # urls whose sheet the second engine read
         self.requests: list[str] = []
         self.line_reads: dict[str, LineRead | None] = {}  # url: the line reading it was asked for
         self.panel_reads: dict[str, PanelRead | None] = {}  # url: the panel reading it was asked for
@@ -356,6 +357,7 @@ class FakeVerification:
         sheet_slot: int | None = None,
         layout_first: LayoutFirst | None = None,
         second_after: SecondAfter | None = None,
+        sheet_second: SheetSecond | None = None,
     ) -> concurrent.futures.Future[Reading]:
         self.requests.append(url)
         self.layout_firsts[url] = layout_first
@@ -393,13 +395,15 @@ class FakeVerification:
                 features if sheet_slot is not None else None,
                 features if layout_first is not None else None,
             )
+            read = self.second.get(url.removeprefix("fake://"), 0)
+            by_second = TextFeatures(read, read, read, 0.1 if read else 0.0, 1 if read else 0, 0.1, 0.8, read)
+            if first.sheet is not None and sheet_second is not None and sheet_second.wanted(first.sheet):
+                self.sheet_second_reads.append(url)
+                first = dataclasses.replace(first, second_sheet=by_second)
             second = None
             if second_after is not None and second_after.wanted(first):
                 self.second_reads.append(url)
-                read = self.second.get(url.removeprefix("fake://"), 0)
-                second = TextFeatures(
-                    read, read, read, 0.1 if read else 0.0, 1 if read else 0, 0.1, 0.8, read
-                )
+                second = by_second
             future.set_result(Reading(dataclasses.replace(first, second=second), self.delay_s))
 
         threading.Timer(self.delay_s, answer).start()

@@ -571,6 +571,35 @@ def test_the_sheet_reading_reads_the_best_sheet_below_the_bound_and_excludes_by_
     assert metric("alocc_verifier_read_seconds_count", {"route": "sheet_reading"}) == 2.0
 
 
+def test_a_sheet_the_sheet_reading_leaves_short_is_read_again_by_the_second_engine_and_counted() -> None:
+    # Both best sheets fall in the reading band; Tesseract reads 2 characters in each (a card from 8). The
+    # second engine reads 14 in "pinned-far" (a card from 10) and 4 in "pinned-far-2".
+    from model.verifier.second_read import SecondRead
+
+    route = SheetRoute(
+        card_from=0.99,
+        search=SheetSearch(slots=3),
+        read_from=0.8,
+        read_characters=8,
+        second_read=SecondRead(10),
+    )
+    policy = dataclasses.replace(_reads_text_policy(), parts_send_from=0.9, sheets=route)
+    pictures = ["pinned-far", "pinned-far-2"]
+
+    rig, verification = _run_cascade(
+        policy, {name: 2 for name in pictures}, pictures, second={"pinned-far": 14, "pinned-far-2": 4}
+    )
+
+    assert sorted(verification.sheet_second_reads) == ["fake://pinned-far", "fake://pinned-far-2"]
+    card, blank = rig.store.rows["a"], rig.store.rows["b"]
+    assert (card.decided_by, card.excluded, card.threshold) == ("verifier", True, 0.8)
+    assert card.verifier is not None and card.verifier["sheet_second_read_characters"] == 14
+    assert (blank.decided_by, blank.excluded) == ("verifier", False)
+    metric = rig.worker.metrics.registry.get_sample_value
+    assert metric("alocc_verifier_reads_total", {"result": "sheet_second_card"}) == 1.0
+    assert metric("alocc_verifier_reads_total", {"result": "sheet_second_read"}) == 1.0
+
+
 def test_the_score_routes_reads_ask_for_the_panel_reading_and_the_corners_do_not() -> None:
     # The white card is sent by its whole score (0.3 up), the strip by a corner (its whole score is 0.25).
     policy = dataclasses.replace(_reads_text_policy(), parts_send_from=0.9, panel_read=PanelRead(6))

@@ -175,6 +175,19 @@ def test_a_child_reads_a_photographed_notices_sheet(reader: OcrProcessReader) ->
     assert features.read_area > reader.features(data).read_area
 
 
+def test_a_child_reads_a_sheet_with_the_second_engine_where_asked(reader: OcrProcessReader) -> None:
+    import dataclasses
+
+    from model.verifier.second_read import SecondRead
+
+    data = png(photographed_notice())
+    sheet = sheet_reading(data)
+    by_second = reader.sheet_features(data, dataclasses.replace(sheet, second=SecondRead(10)))
+    # PP-OCR reads the notice's words as lines (one box per line), Tesseract as words.
+    assert by_second.read_characters >= 8 and by_second.read_boxes <= 2
+    assert by_second != reader.sheet_features(data, sheet)
+
+
 def test_a_read_from_a_child_that_died_fails_with_the_reason() -> None:
     child = OcrProcess(VerifierConfig(timeout_s=1.0), DEFAULT_LIMITS)
     try:
