@@ -15,8 +15,8 @@ CYCLES ?= 50
 # `make draws DRAW_START=N`: fresh files of every evaluation folder from index N on (none of them files of the
 # build, nor of a draw from another start), scored with the default model. A change is tested on a start
 # nothing has been chosen on; docs/CASCADE.md lists the starts already looked at (1000-ish, 20000, 40000,
-# 60000, 80000 and 100000).
-DRAW_START ?= 120000
+# 60000, 80000, 100000 and 120000).
+DRAW_START ?= 140000
 DRAW_OUT ?= data/eval-draw-$(DRAW_START)
 export ALOCC_VENV := $(VENV)
 
@@ -51,7 +51,7 @@ dataset: setup ## build the training/calibration/evaluation dataset into $(DATAS
 model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 25 min on 2 CPU cores with bf16 support, more on a busy host)
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
-cascade: setup ## fit the text cascade over the default model on $(DATASET), measure its quadrant route and its sheet route (with its reading), attach it with the model's card band, the panel reading, the sheet route and its reading, the layout band and the rules' floor to the model's card, and record its evaluation (about 16 min: Tesseract reads about 7,000 images)
+cascade: setup ## fit the text cascade over the default model on $(DATASET), measure its quadrant route and its sheet route (with its reading), attach it with the model's card band, the panel reading, the sheet route and its reading, the layout band, the rules' floor and the sheet's second reading to the model's card, and record its evaluation (about 16 min: Tesseract reads about 7,000 images)
 	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesserocr
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json
 	nice $(VENV)/bin/alocc cascade quadrants --data $(DATASET) --out reports/cascade \
@@ -64,6 +64,7 @@ cascade: setup ## fit the text cascade over the default model on $(DATASET), mea
 	$(VENV)/bin/alocc cascade attach --sheet-read-share 0.0025 --data $(DATASET)
 	$(VENV)/bin/alocc cascade attach --layout-alpha 0.0005 --data $(DATASET)
 	$(VENV)/bin/alocc cascade attach --min-confident 1
+	$(VENV)/bin/alocc cascade attach --sheet-second-alpha 0.0005 --data $(DATASET)
 	nice $(VENV)/bin/alocc cascade evaluate --data $(DATASET) --out reports/cascade --record
 
 draws: setup ## draw fresh evaluation files from DRAW_START on (2,000-4,000 per folder) and report the default model's misses and flags per family with exact intervals (about 10 min)

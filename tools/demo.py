@@ -142,8 +142,11 @@ def main(args: argparse.Namespace) -> int:
         sheets = cascade.policy.sheets
         band += "" if sheets is None else f", and from a sheet's score {sheets.card_from:.5f}"
         if sheets is not None and sheets.read_from is not None:
+            again = sheets.second_read
+            twice = "" if again is None else f", or {again.min_characters} read again by {again.engine}"
             band += (
-                f" (sheets from {sheets.read_from:.5f} read: a card from {sheets.read_characters} characters)"
+                f" (sheets from {sheets.read_from:.5f} read: a card from {sheets.read_characters} characters"
+                f"{twice})"
             )
         layout = cascade.policy.layout_band
         if layout is not None:
