@@ -396,15 +396,16 @@ class CascadePolicy:
     def sheet_reads(
         self, model_scores: npt.ArrayLike, sheet_scores: npt.ArrayLike | None
     ) -> npt.NDArray[np.bool_]:
-        """Which pictures have their best sheet read (the sheet route's reading band,
-        `model.sheets.SheetRoute.reads`): none in the model's card band; none without the sheet reading. A
+        """Which pictures have their best sheet read (the sheet route's reading band, and the second engine's
+        own band below it where the route has one: `model.sheets.SheetRoute.any_reads`): none in the model's
+        card band; none without the sheet reading. A
         picture may be read both ways: as a page where `sends` says so, and its sheet."""
         scores = np.asarray(model_scores, dtype=np.float64)
         if self.sheets is None or self.sheets.read_from is None:
             return np.zeros(scores.shape, dtype=bool)
         if sheet_scores is None:
             raise ValueError("this cascade reads sheets: pass the images' best sheet scores")
-        reads = self.sheets.reads(np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape))
+        reads = self.sheets.any_reads(np.asarray(sheet_scores, dtype=np.float64).reshape(scores.shape))
         carded = self.model_cards(scores)
         return reads if carded is None else reads & ~carded
 

@@ -404,6 +404,7 @@ def attach(
             calibrated.sources,
             alpha=calibrated.alpha,
             engine_version=calibrated.engine_version,
+            share=calibrated.share,
         )
     if second_read is not None:
         from model.cascade_second import calibration_second_counts, with_second_read
@@ -501,6 +502,12 @@ def register(subcommands: Any) -> None:
         "reads (needs --data and a sheet reading; `model.sheets.SheetRoute.second_read`)",
     )
     parser.add_argument(
+        "--sheet-second-share",
+        type=float,
+        help="with --sheet-second-alpha: PP-OCRv6 tiny alone also reads the best sheets scoring under the "
+        "sheet reading's band, from the bound at this share of the calibration photos' best sheet scores up",
+    )
+    parser.add_argument(
         "--layout-alpha",
         type=float,
         help="also serve the layout band: pictures the score route sends are cards without a read where a "
@@ -591,10 +598,11 @@ class SheetSecondCalibration:
     sources: list[str]
     alpha: float
     engine_version: str
+    share: float | None = None  # the second engine's own band under the reading's (None: none)
 
 
 def calibration_sheet_second(
-    data: Path, cache: Path, model_dir: Path, alpha: float
+    data: Path, cache: Path, model_dir: Path, alpha: float, share: float | None = None
 ) -> SheetSecondCalibration:
     """`SheetSecondCalibration` on a dataset's calibration photos (their sheets read by both engines where
     they score from `model.cascade_sheets.READ_FLOOR` up; cached beside the sheet scores)."""
@@ -609,7 +617,8 @@ def calibration_sheet_second(
     second_readings = SheetReadings(sheets, measured, SecondRead(1))
     second = second_readings.characters(keys, scores)
     sources = [photo_source(key) for key in keys]
-    return SheetSecondCalibration(scores, first, second, sources, alpha, second_readings.engine_version())
+    version = second_readings.engine_version()
+    return SheetSecondCalibration(scores, first, second, sources, alpha, version, share)
 
 
 def calibration_sheet_readings(
@@ -670,7 +679,7 @@ def run_attach(args: argparse.Namespace) -> int:
         if args.data is None:
             raise ConfigError("--sheet-second-alpha needs --data: its count is set on the calibration photos")
         sheet_second_read = calibration_sheet_second(
-            args.data, args.cache, model_dir, args.sheet_second_alpha
+            args.data, args.cache, model_dir, args.sheet_second_alpha, args.sheet_second_share
         )
     if args.second_read is not None and args.data is None:
         raise ConfigError("--second-read needs --data: its count is set on the calibration photos")
@@ -710,6 +719,8 @@ def run_attach(args: argparse.Namespace) -> int:
                 card.text_cascade["calibration"]["sheet_second_read"],
                 policy["sheets"]["second_read"],
             )
+            alone = policy["sheets"].get("second_from")
+            band += "" if alone is None else f", sheets from {alone:.5f} read by it alone"
             band += (
                 f", sheets the reading leaves short read again by {second['engine_version']}: cards from "
                 f"{second['min_characters']} characters (flags {calibrated['calibration_flagged']} of the "

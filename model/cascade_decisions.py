@@ -209,15 +209,20 @@ class CascadeDecisions:
             band_score = first.score(layout_features)
             return Verdict(band_score, True, first.band.cards_from, VERIFIER, model_score, recorded)
         sheets = self.policy.sheets
-        if sheet_features is not None and sheets is not None and sheets.read_from is not None:
+        sheet_read = sheet_features is not None or second_sheet_features is not None
+        if sheet_read and sheets is not None and sheets.read_from is not None:
             assert sheet_score is not None, "a sheet reading needs the picture's best sheet score"
-            by_first = sheets.read_cards([sheet_score], [sheet_features.read_characters])[0]
+            by_first = sheet_features is not None and bool(
+                sheets.read_cards([sheet_score], [sheet_features.read_characters])[0]
+            )
             by_second = second_sheet_features is not None and bool(
                 sheets.second_cards([sheet_score], [second_sheet_features.read_characters])[0]
             )
             if by_first or by_second:
-                # Excluded by the sheet reading: its sheet's score, against where the reading begins.
-                return Verdict(sheet_score, True, sheets.read_from, VERIFIER, model_score, recorded)
+                # Excluded by the sheet reading: its sheet's score, against where the reading that made it a
+                # card begins (the second engine's own band may start lower).
+                begins = sheets.read_from if by_first else sheets.second_start
+                return Verdict(sheet_score, True, begins, VERIFIER, model_score, recorded)
         if features is None:
             return Verdict(0.0, False, self.policy.threshold, VERIFIER, model_score, recorded)
         score = float(self.policy.read_scores([model_score], [features.as_dict()], _one_row(look))[0])
@@ -270,7 +275,7 @@ class CascadeDecisions:
         route = None if self.policy is None else self.policy.sheets
         if route is None or route.second_read is None or not self.reads_sheet(model_score, sheet_score):
             return None
-        return SheetSecond(route)
+        return SheetSecond(route, alone=route.second_alone(float(sheet_score or 0.0)))
 
     def shape_card(
         self, model_score: float, features: TextFeatures | None, look: npt.ArrayLike | None
@@ -356,14 +361,17 @@ class SecondAfter:
 
 @dataclass(frozen=True)
 class SheetSecond:
-    """A best sheet the second engine reads where the sheet reading falls short of a card: the route, whose
-    `second_read` reads it (`SheetRoute.second_wanted`)."""
+    """A best sheet the second engine reads where the sheet reading falls short of a card (the route, whose
+    `second_read` reads it: `SheetRoute.second_wanted`), or alone, where it scores under the reading band in
+    the second engine's own (`alone`: Tesseract does not read it)."""
 
     route: SheetRoute
+    alone: bool = False
 
-    def wanted(self, first: TextFeatures) -> bool:
-        """Whether the sheet is read again, given what the first reading read in it."""
-        return self.route.second_wanted(first.read_characters)
+    def wanted(self, first: TextFeatures | None) -> bool:
+        """Whether the sheet is read by the second engine, given what the first reading read in it (None:
+        not read by the first)."""
+        return self.alone or (first is not None and self.route.second_wanted(first.read_characters))
 
     def reading(self, sheet: SheetReading) -> SheetReading:
         """The same sheet, read by the second engine."""
@@ -428,12 +436,12 @@ def read_for_verdict(
     if layout_first is not None and layout is not None and layout_first.card(layout):
         return Readings(layout=layout)
     features = reader.features(data, line_read=line_read, panel_read=panel_read) if page else None
-    sheet_features = None if sheet is None else reader.sheet_features(data, sheet)
+    alone = sheet_second is not None and sheet_second.alone  # the second engine's own band: no first read
+    sheet_features = None if sheet is None or alone else reader.sheet_features(data, sheet)
     second_sheet = None
-    if sheet is not None and sheet_features is not None and sheet_second is not None:
-        # The sheet's second reading: where the first one falls short of a card.
-        wanted = sheet_second.wanted(sheet_features)
-        second_sheet = reader.sheet_features(data, sheet_second.reading(sheet)) if wanted else None
+    if sheet is not None and sheet_second is not None and sheet_second.wanted(sheet_features):
+        # The sheet's second reading: where the first one falls short of a card, or alone.
+        second_sheet = reader.sheet_features(data, sheet_second.reading(sheet))
     first = Readings(features, sheet_features, layout, second_sheet=second_sheet)
     if second_after is None or not second_after.wanted(first):
         return first

@@ -229,16 +229,20 @@ def with_sheet_second_read(
     *,
     alpha: float,
     engine_version: str,
+    share: float | None = None,
 ) -> TextCascade:
     """The cascade with the sheet's second reading (`SheetRoute.second_read`): the calibration photos whose
     best sheet the second engine reads (in the reading band, the first reading short of its count:
-    `first_characters`) and what it reads in them (`second_characters`) set its count as the first
-    reading's was (`_raised_characters_bound` at `alpha`). Its bound adds to the cascade's (a union bound,
-    recorded on the card); the evaluation the card recorded no longer describes its decisions: dropped.
+    `first_characters`; with `share`, also alone from the conformal bound at that share of their best
+    sheet scores up to the band, `SheetRoute.second_from`) and what it reads in them
+    (`second_characters`) set its count as the first reading's was (`_raised_characters_bound` at
+    `alpha`). Its bound adds to the cascade's (a union bound, recorded on the card); the evaluation the
+    card recorded no longer describes its decisions: dropped.
 
     Raises:
-        ConfigError: the photos are not the ones the cascade was calibrated on, or the cascade's sheet route
-            does not read sheets (the second reading reads what the first leaves).
+        ConfigError: the photos are not the ones the cascade was calibrated on, the cascade's sheet route
+            does not read sheets (the second reading reads what the first leaves), or `share` does not
+            reach under the reading band.
     """
     import dataclasses
 
@@ -249,18 +253,35 @@ def with_sheet_second_read(
     route = cascade.policy.sheets
     if route is None or route.read_from is None or route.read_characters is None:
         raise ConfigError("the sheet's second reading needs the sheet reading (attach --sheet-read-share)")
+    second_from = None
+    if share is not None:
+        from model.calibrate import conformal_threshold  # imports torch
+
+        second_from = max(READ_FLOOR, float(conformal_threshold(scores.astype(np.float32), share).threshold))
+        if second_from >= route.read_from:
+            raise ConfigError(
+                f"the second engine's band from {second_from:.5f} (share {share}) does not reach under the "
+                f"sheet reading's {route.read_from:.5f}: choose a larger share"
+            )
     first = np.asarray(first_characters, dtype=np.float64).ravel()
     second = np.asarray(second_characters, dtype=np.float64).ravel()
-    read = route.reads(scores) & (first < route.read_characters)
+    probe = dataclasses.replace(route, second_read=SecondRead(1), second_from=second_from)
+    alone = probe.second_reads(scores) & ~route.reads(scores)
+    read = alone | (route.reads(scores) & (first < route.read_characters))
     if np.any(read & (second < 0)):
         raise ConfigError("a calibration photo the second engine reads has no second reading")
     values = np.where(read, np.maximum(second, 0.0), 0.0)
     conformal, raised, lead = _raised_characters_bound(values, sources, alpha)
-    reading = dataclasses.replace(route, second_read=SecondRead(raised, engine_version=engine_version))
+    reading = dataclasses.replace(
+        route, second_read=SecondRead(raised, engine_version=engine_version), second_from=second_from
+    )
     policy = dataclasses.replace(cascade.policy, sheets=reading)
     record = {
         "calibration_photos": len(scores),
         "engine_version": engine_version,
+        "read_share": share,
+        "second_from": second_from,
+        "calibration_read_alone": int(alone.sum()),
         "conformal_min_characters": conformal,
         "min_characters": raised,
         "raised_by_source": lead,

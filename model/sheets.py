@@ -276,7 +276,9 @@ class SheetRoute:
     a card where that engine reads at least `second_read.min_characters` (`second_cards`). Tesseract reads
     a photographed notice's small, skewed print poorly; PP-OCRv6 reads many of them, and next to nothing in
     the textures and screens that make calibration photos' sheets score high
-    (`model.cascade_sheets.with_sheet_second_read` sets its count)."""
+    (`model.cascade_sheets.with_sheet_second_read` sets its count). Where `second_from` is set (under
+    `read_from`), the second engine alone also reads the best sheets scoring from there up to `read_from`:
+    Tesseract's count would have to rise over the photos of that lower band, the second engine's not."""
 
     card_from: float
     member: int | None = None
@@ -284,6 +286,7 @@ class SheetRoute:
     read_from: float | None = None
     read_characters: int | None = None
     second_read: SecondRead | None = None
+    second_from: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.card_from) and 0.0 < self.card_from < 1.0):
@@ -298,6 +301,11 @@ class SheetRoute:
             raise ValueError("the sheet reading flags from at least one character read")
         if self.second_read is not None and self.read_from is None:
             raise ValueError("the sheet's second reading reads what the sheet reading leaves: set read_from")
+        if self.second_from is not None and (self.second_read is None or self.read_from is None):
+            raise ValueError("the second engine's own band (second_from) needs the sheet's second reading")
+        start, end = self.second_from, self.read_from
+        if start is not None and end is not None and not 0.0 < start < end:
+            raise ValueError("the second engine's own band starts between 0 and the reading's read_from")
 
     def cards(self, sheet_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Which pictures the sheet route makes cards (a picture without sheets scores 0)."""
@@ -321,6 +329,33 @@ class SheetRoute:
         characters = np.asarray(read_characters, dtype=np.float64).reshape(reads.shape)
         return reads & (characters >= self.read_characters)
 
+    def second_reads(self, sheet_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which pictures have their best sheet read by the second engine where the first falls short (the
+        reading band), or by it alone (from `second_from` up to the band); none without a second reading."""
+        scores = np.asarray(sheet_scores, dtype=np.float64)
+        if self.second_read is None or self.read_from is None:
+            return np.zeros(scores.shape, dtype=bool)
+        return (scores >= self.second_start) & (scores < self.card_from)
+
+    @property
+    def second_start(self) -> float:
+        """Where the second engine's band begins: `second_from`, or the reading band's `read_from`."""
+        start = self.second_from if self.second_from is not None else self.read_from
+        if start is None:
+            raise ValueError("this sheet route does not read its sheets")
+        return start
+
+    def second_alone(self, sheet_score: float) -> bool:
+        """Whether a best sheet of this score is read by the second engine alone (under the reading band,
+        from `second_from` up)."""
+        if self.second_from is None or self.read_from is None:
+            return False
+        return self.second_from <= sheet_score < self.read_from
+
+    def any_reads(self, sheet_scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Which pictures have their best sheet read by either engine."""
+        return self.reads(sheet_scores) | self.second_reads(sheet_scores)
+
     def second_wanted(self, read_characters: int) -> bool:
         """Whether a best sheet in the reading band, in which the verifier read `read_characters`, is read
         again by the second engine (the route has a second reading and the first one fell short)."""
@@ -331,10 +366,10 @@ class SheetRoute:
     def second_cards(
         self, sheet_scores: npt.ArrayLike, second_characters: npt.ArrayLike
     ) -> npt.NDArray[np.bool_]:
-        """Which pictures the sheet's second reading makes cards: their best sheet in the reading band, with
-        at least `second_read.min_characters` read in it by the second engine (`second_characters` per
-        picture; any value where not read; none without a second reading)."""
-        reads = self.reads(sheet_scores)
+        """Which pictures the sheet's second reading makes cards: their best sheet in its band
+        (`second_reads`), with at least `second_read.min_characters` read in it by the second engine
+        (`second_characters` per picture; any value where not read; none without a second reading)."""
+        reads = self.second_reads(sheet_scores)
         if self.second_read is None:
             return np.zeros(reads.shape, dtype=bool)
         characters = np.asarray(second_characters, dtype=np.float64).reshape(reads.shape)
@@ -352,6 +387,8 @@ class SheetRoute:
             record["read_characters"] = self.read_characters
         if self.second_read is not None:  # written only where set: older cards keep their versions
             record["second_read"] = self.second_read.to_json()
+        if self.second_from is not None:
+            record["second_from"] = self.second_from
         return record
 
     @classmethod
@@ -361,6 +398,7 @@ class SheetRoute:
         read_from = record.get("read_from")
         read_characters = record.get("read_characters")
         second_read = record.get("second_read")
+        second_from = record.get("second_from")
         return cls(
             card_from=float(record["card_from"]),
             member=None if member is None else int(member),
@@ -368,6 +406,7 @@ class SheetRoute:
             read_from=None if read_from is None else float(read_from),
             read_characters=None if read_characters is None else int(read_characters),
             second_read=None if second_read is None else SecondRead.from_json(second_read),
+            second_from=None if second_from is None else float(second_from),
         )
 
 

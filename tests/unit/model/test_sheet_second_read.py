@@ -155,3 +155,75 @@ def test_the_second_readings_count_is_set_on_the_calibration_photos_it_reads() -
     unread = np.where(photos > 0, -1.0, second)
     with pytest.raises(ConfigError, match="no second reading"):
         with_sheet_second_read(read, photos, first, unread, sources, alpha=0.0005, engine_version="pp 1")
+
+
+def test_the_second_engine_alone_reads_the_sheets_of_its_own_band_under_the_reading() -> None:
+    low = dataclasses.replace(_TWICE, second_from=0.8)
+    scores = [
+        0.75,
+        0.85,
+        0.95,
+        0.995,
+    ]  # under both bands, the second engine's own, the reading's, the route's
+    assert low.second_reads(scores).tolist() == [False, True, True, False]
+    assert low.any_reads(scores).tolist() == [False, True, True, False]
+    assert low.reads(scores).tolist() == [False, False, True, False]  # Tesseract reads the upper band only
+    assert low.second_alone(0.85) and not low.second_alone(0.95) and not _TWICE.second_alone(0.85)
+    assert low.second_cards(scores, [40, 12, 12, 40]).tolist() == [False, True, True, False]
+    assert SheetRoute.from_json(json.loads(json.dumps(low.to_json()))) == low
+    assert "second_from" not in _TWICE.to_json()
+    with pytest.raises(ValueError, match="between 0 and"):
+        dataclasses.replace(_TWICE, second_from=0.95)
+    with pytest.raises(ValueError, match="second reading"):
+        dataclasses.replace(_READING, second_from=0.8)
+
+    policy = CascadePolicy(0.5, _RULE, 0.5, parts_send_from=0.8, sheets=low)
+    assert policy.sheet_reads([0.1, 0.1], [0.85, 0.75]).tolist() == [True, False]
+    decisions = CascadeDecisions(policy)
+    alone = decisions.sheet_second(0.1, 0.85)
+    assert alone is not None and alone.alone
+    reader = _SheetReader(_sheet(30), _sheet(12))
+    sheet = SheetReading(SheetSearch(), 96, 0)
+    readings = read_for_verdict(reader, b"", page=False, sheet=sheet, sheet_second=alone)
+    assert reader.engines == [_SECOND] and readings.sheet is None  # Tesseract does not read it
+    card = decisions.verdict(0.1, readings, sheet_score=0.85)
+    assert card.excluded and card.score >= card.threshold
+    faint = read_for_verdict(
+        _SheetReader(_sheet(30), _sheet(4)), b"", page=False, sheet=sheet, sheet_second=alone
+    )
+    assert not decisions.verdict(0.1, faint, sheet_score=0.85).excluded
+    flagged = policy.cascade_scores(
+        [0.1, 0.1],
+        [None, None],
+        None,
+        [0.0, 0.0],
+        [0.85, 0.85],
+        sheet_characters=[30, 30],  # what Tesseract would read: not asked in this band
+        sheet_second_characters=[12, 4],
+    )
+    assert (flagged >= policy.threshold).tolist() == [True, False]
+
+
+def test_a_share_gives_the_second_engine_its_own_band_calibrated_with_the_rest() -> None:
+    photos = np.r_[np.zeros(1960), np.linspace(0.80, 0.89, 20), np.linspace(0.90, 0.97, 20)]
+    first = np.r_[np.full(1960, -1.0), np.zeros(20), np.zeros(18), 9.0, 4.0]
+    second = np.r_[np.full(1960, -1.0), np.zeros(19), 14.0, np.zeros(17), 6.0, 30.0, 3.0]
+    sources: list[Any] = ["a"] * 2000
+    routed = with_sheet_route(_cascade(), photos, sources, 0.0005, member=1)
+    read = with_sheet_reading(routed, photos, first, sources, share=0.01, alpha=0.0005)
+
+    low = with_sheet_second_read(
+        read, photos, first, second, sources, alpha=0.0005, engine_version="pp 1", share=0.02
+    )
+
+    route = low.policy.sheets
+    assert route is not None and route.second_read is not None and route.second_from is not None
+    assert route.second_from == pytest.approx(0.80, abs=1e-6) and route.second_from < route.read_from  # type: ignore[operator]
+    record = low.calibration["sheet_second_read"]
+    # Both bands start just above their bounds (float32): 0.81-0.90 read alone, 0.904-0.97 read short.
+    assert record["calibration_read_alone"] == 20
+    assert record["calibration_read"] == 20 + 19 and route.second_read.min_characters == 31
+    with pytest.raises(ConfigError, match="larger share"):
+        with_sheet_second_read(
+            read, photos, first, second, sources, alpha=0.0005, engine_version="pp", share=0.005
+        )

@@ -392,7 +392,7 @@ class FakeVerification:
                 return
             first = Readings(
                 features if page else None,
-                features if sheet_slot is not None else None,
+                features if sheet_slot is not None and not (sheet_second and sheet_second.alone) else None,
                 features if layout_first is not None else None,
             )
             read = self.second.get(url.removeprefix("fake://"), 0)
