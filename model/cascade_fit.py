@@ -238,12 +238,17 @@ class Measurements:
         read now where not cached). The cache is named by that engine's release, which includes the side it
         detects at."""
         if second not in self._second_caches:
-            engine = self.verifier().second_verifier(second).engine.version()
-            release = re.sub(r"[^0-9A-Za-z.]+", "-", engine).strip("-")
-            self._second_caches[second] = JsonLinesCache(self._out / f"second-{release}-{second.side}.jsonl")
+            self._second_caches[second] = JsonLinesCache(self._out / f"{self.second_stem(second)}.jsonl")
         return self._second_caches[second].get_many(
             keys, lambda part: self._read_each(part, "second_features", second)
         )
+
+    def second_stem(self, second: SecondRead) -> str:
+        """`second-<engine release>-<side>`: what a cached reading by the second engine means (the pages',
+        here; the sheets', `model.cascade_sheets.SheetReadings`)."""
+        engine = self.verifier().second_verifier(second).engine.version()
+        release = re.sub(r"[^0-9A-Za-z.]+", "-", engine).strip("-")
+        return f"second-{release}-{second.side}"
 
     def _read_each(self, keys: list[str], method: str, *args: Any) -> list[dict[str, Any]]:
         """Each file through one of the verifier's `*_features` methods (with `args` after the bytes), in this

@@ -137,16 +137,8 @@ class SheetReadings:
         self._measured = measured
         self._second = second
         stem = sheets.cache_stem().replace("sheet-scores-", "sheet-readings-")
-        reading = measured.features_stem() if second is None else self._second_stem(measured, second)
+        reading = measured.features_stem() if second is None else measured.second_stem(second)
         self._cache = JsonLinesCache(sheets.out / f"{stem}-{reading}.jsonl")
-
-    @staticmethod
-    def _second_stem(measured: Any, second: SecondRead) -> str:
-        """`second-<engine release>-<side>`: what a cached second reading means."""
-        import re
-
-        engine = measured.verifier().second_verifier(second).engine.version()
-        return f"second-{re.sub(r'[^0-9A-Za-z.]+', '-', engine).strip('-')}-{second.side}"
 
     def engine_version(self) -> str:
         """The version of the engine that reads (the second engine's, with `second`)."""
