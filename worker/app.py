@@ -33,6 +33,12 @@ after a crash gives the same records and the same decisions.
 Rebalancing (cooperative-sticky): on revoke, the batch being scored is finished and the finished
 prefix committed; the rest of the revoked partitions' work is dropped (their next owner redoes it). On
 lost, nothing is committed and the partitions' work is dropped.
+
+Only messages of assigned partitions, above what this worker committed while holding them, are taken.
+A message fetched before its partition was revoked belongs to the next owner; and the client has been
+seen to restart a handed-over partition (one the group had no offset for) from its first offset after
+the new owner had committed past it. Either, taken, would be decided and published twice: the offset
+commit itself does not check who owns a partition.
 """
 
 from __future__ import annotations
@@ -169,6 +175,7 @@ class RunStats:
     slowest_batch_s: float = 0.0
     verifier_reads: int = 0  # images the text verifier read (stored, committed or not)
     verifier_failures: int = 0  # images it was sent but could not read: the model's decision stood
+    skipped: int = 0  # messages not processed: of a partition no longer assigned, or redelivered
     first_input_at: float | None = None  # monotonic time of the first consumed message
     last_commit_at: float | None = None  # monotonic time of the last successful commit
 
@@ -256,6 +263,9 @@ class Worker:
             queue.SimpleQueue()
         )
         self._epochs: dict[TopicPartitionKey, int] = {}
+        # Per assigned partition, the offset this worker committed up to while holding it.
+        self._committed: dict[TopicPartitionKey, int] = {}
+        self._rebalanced_at = 0.0  # monotonic time of the last assign, revoke or lost callback
         self._next_epoch = 1
         self._scoring_future: concurrent.futures.Future[ScoredBatch] | None = None
         self._scoring_items: list[InFlight] = []
@@ -290,7 +300,8 @@ class Worker:
 
         Args:
             max_events: Stop taking input after this many messages; return once they are committed.
-            idle_timeout: Return once nothing arrived for this long and nothing is in flight.
+            idle_timeout: Return once nothing arrived for this long (nor a rebalance happened) and nothing
+                is in flight.
             install_signal_handlers: Stop on SIGTERM/SIGINT (main thread only).
             done: Asked whenever nothing is in flight; return once it says True (a replay: the whole
                 range committed, by this process or the others of its group).
@@ -349,7 +360,9 @@ class Worker:
                 if done is not None and idle and done():
                     log.info("bounded run complete")
                     break
-                if idle_timeout is not None and idle and time.monotonic() - last_input >= idle_timeout:
+                # A rebalance restarts the idle clock: partitions handed over bring input after it.
+                quiet_since = max(last_input, self._rebalanced_at)
+                if idle_timeout is not None and idle and time.monotonic() - quiet_since >= idle_timeout:
                     log.info("idle: exiting", idle_seconds=idle_timeout)
                     break
         except BaseException:
@@ -386,9 +399,17 @@ class Worker:
         room = max(1, self._settings.max_in_flight - len(self._ledger)) if intake_open else 1
         # consume(n, timeout) waits until n messages or the timeout: wait for the first one only, then
         # take what is already fetched without waiting, so a lone event is not held for the timeout.
+        # Each call's messages are accepted before the next call: a rebalance callback runs inside
+        # `consume`, and a message returned before it may belong to a partition it revoked.
         messages = consumer.consume(num_messages=1, timeout=self._poll_timeout())
+        arrived = self._accept_all(messages)
         if messages and room > 1:
-            messages.extend(consumer.consume(num_messages=min(room, 500) - 1, timeout=0))
+            arrived |= self._accept_all(consumer.consume(num_messages=min(room, 500) - 1, timeout=0))
+        self.metrics.in_flight.set(len(self._ledger))
+        return arrived
+
+    def _accept_all(self, messages: list[Message]) -> bool:
+        """Accept what one `consume` call returned; True if it held a message (not only errors)."""
         arrived = False
         for message in messages:
             error = message.error()
@@ -397,7 +418,6 @@ class Worker:
                 continue
             self._accept(message)
             arrived = True
-        self.metrics.in_flight.set(len(self._ledger))
         return arrived
 
     def _poll_timeout(self) -> float:
@@ -422,6 +442,12 @@ class Worker:
             raise KafkaFatalError(f"consumer error: {error}")
         log.warning("consumer error", error=str(error))
 
+    def _skip(self, key: TopicPartitionKey, offset: int, reason: str) -> None:
+        """Leave a message alone: it is not this worker's to process (see the callers)."""
+        self.metrics.skipped_messages.labels(reason).inc()
+        self.stats.skipped += 1
+        log.debug("message skipped", topic=key[0], partition=key[1], offset=offset, reason=reason)
+
     def _accept(self, message: Message) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         assert topic is not None and partition is not None and offset is not None
@@ -434,7 +460,17 @@ class Worker:
                 self._at_end.add(key)
                 self._consumer.pause([TopicPartition(topic, partition)])
             return
-        epoch = self._epochs.setdefault(key, self._new_epoch())
+        epoch = self._epochs.get(key)
+        if epoch is None:
+            # Not assigned to this worker (revoked or lost since it was fetched): its owner processes it
+            # from the group's committed offset. Taking it would commit its offset and outputs twice.
+            self._skip(key, offset, "unassigned")
+            return
+        if offset < self._committed.get(key, 0):
+            # Redelivered below what this worker committed while it held the partition (the client
+            # restarted the partition's fetch from an older offset): done already, not done twice.
+            self._skip(key, offset, "already_committed")
+            return
         item = InFlight(
             topic=topic,
             partition=partition,
@@ -451,8 +487,8 @@ class Worker:
             log.warning(
                 "offset went backwards; restarting partition", topic=topic, partition=partition, offset=offset
             )
-            self._forget({key})
-            item.epoch = self._epochs.setdefault(key, self._new_epoch())
+            self._forget({key}, still_assigned=True)
+            item.epoch = self._epochs[key]
             self._ledger.track(key, item)
         self.stats.consumed += 1
         if self.stats.first_input_at is None:
@@ -757,6 +793,9 @@ class Worker:
         self.stats.slowest_commit_s = max(self.stats.slowest_commit_s, commit_seconds)
         self._guard.extend(pending.outcomes)  # only now: an aborted step is redone and would count twice
         self._ledger.release(pending.prefixes)
+        for key, offset in commit_offsets(pending.prefixes).items():
+            if key in self._epochs:  # not revoked meanwhile
+                self._committed[key] = max(offset, self._committed.get(key, 0))
         self.stats.commits += 1
         wall_now = dt.datetime.now(dt.UTC)
         for item in pending.items:
@@ -787,7 +826,7 @@ class Worker:
     def _rewind(self) -> None:
         """After an aborted commit: drop all uncommitted work and seek back to its first offset."""
         firsts = self._ledger.first_offsets()
-        self._forget(set(firsts))
+        self._forget(set(firsts), still_assigned=True)
         for (topic, partition), offset in firsts.items():
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
@@ -795,15 +834,23 @@ class Worker:
                 # Not fetching yet / no longer assigned: its next owner starts at the committed offset anyway.
                 log.warning("seek failed", topic=topic, partition=partition, offset=offset, error=str(exc))
 
-    def _forget(self, keys: set[TopicPartitionKey]) -> None:
-        """Drop uncommitted work of these partitions; results still in flight for them are ignored."""
+    def _forget(self, keys: set[TopicPartitionKey], *, still_assigned: bool = False) -> None:
+        """Drop uncommitted work of these partitions; results still in flight for them are ignored.
+
+        A partition `still_assigned` (a rewind) gets a new epoch, so its refetched messages are taken;
+        otherwise (revoked, lost) it has none, and messages of it fetched before are dropped.
+        """
         self._ledger.drop(keys)
         if self._at_end & keys:
             # A rewound partition at its end must fetch again from the seek: let the next poll resume it.
             self._at_end -= keys
             self._assignment_changed = True
         for key in keys:
-            self._epochs.pop(key, None)
+            if still_assigned:
+                self._epochs[key] = self._new_epoch()
+            else:
+                self._epochs.pop(key, None)
+                self._committed.pop(key, None)
         self._batcher.discard(lambda item: item.tp in keys)
 
     def _current(self, item: InFlight) -> bool:
@@ -815,8 +862,10 @@ class Worker:
 
     # ---------------------------------------------------------- rebalance (main thread, inside consume)
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalanced_at = time.monotonic()
         for tp in partitions:
             self._epochs[(tp.topic, tp.partition)] = self._new_epoch()
+            self._committed.pop((tp.topic, tp.partition), None)  # it starts at the group's offset
             self._at_end.discard((tp.topic, tp.partition))
         self._assignment_changed = True
         self.metrics.rebalances.labels("assigned").inc(len(partitions))
@@ -824,6 +873,7 @@ class Worker:
         del consumer
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalanced_at = time.monotonic()
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.rebalances.labels("revoked").inc(len(partitions))
         if not self._fatal:
@@ -839,6 +889,7 @@ class Worker:
         del consumer
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalanced_at = time.monotonic()
         keys = {(tp.topic, tp.partition) for tp in partitions}
         self.metrics.rebalances.labels("lost").inc(len(partitions))
         if not self._fatal:
@@ -916,6 +967,7 @@ class Worker:
             "commits": stats.commits,
             "verifier_reads": stats.verifier_reads,
             "verifier_failures": stats.verifier_failures,
+            "skipped": stats.skipped,
             "seconds": round(stats.seconds, 3),
         }
 

@@ -122,3 +122,11 @@ class WorkerMetrics:
         self.rebalances = Counter(
             "alocc_rebalances_total", "Partitions assigned, revoked or lost.", ["kind"], registry=r
         )
+        self.skipped_messages = Counter(
+            "alocc_skipped_messages_total",
+            "Messages not processed: unassigned (the partition was revoked or lost after they were "
+            "fetched; its new owner processes them), already_committed (redelivered below the offset this "
+            "worker committed).",
+            ["reason"],
+            registry=r,
+        )

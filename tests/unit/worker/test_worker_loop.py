@@ -138,6 +138,63 @@ def test_a_revoke_finishes_the_batch_on_the_device_and_commits_while_still_owner
     assert set(rig.store.rows) == {"a", "b"}
 
 
+def revoke_in_the_second_consume_call(rig: Rig, *, then_return_stale: bool) -> None:
+    """Revoke partition 1 inside the loop's second consume call (the first of a poll returned a message
+    of it); with `then_return_stale`, that call still returns a message of partition 1 fetched before."""
+    calls = 0
+
+    def before_consume(consumer: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            position = rig.consumer.positions[1]
+            rig.consumer.revoke([1])
+            if then_return_stale:
+                rig.consumer.assigned.insert(0, 1)
+                rig.consumer.positions[1] = position
+
+    rig.consumer.before_consume = before_consume
+
+
+@pytest.mark.parametrize("then_return_stale", [False, True], ids=["polled-before", "returned-after"])
+def test_messages_of_a_revoked_partition_are_left_to_its_next_owner(then_return_stale: bool) -> None:
+    # Taking a message of a partition no longer assigned would commit its offset and exclusion event
+    # while the partition's next owner, starting from the committed offset, processes it again.
+    partitions = {
+        1: [(b"b", event_bytes("b", "card")), (b"c", event_bytes("c", "card"))],
+        0: [(b"a", event_bytes("a", "card"))],
+    }
+    rig = make_rig(partitions)
+    revoke_in_the_second_consume_call(rig, then_return_stale=then_return_stale)
+    stats = rig.worker.run(idle_timeout=0.5)
+    assert rig.consumer.committed == {0: 1}
+    assert all(1 not in offsets for _records, offsets in rig.sink.steps)
+    exclusions = [r for r in rig.sink.records if r.topic == "exclusions"]
+    assert [r.key for r in exclusions] == [b"a"]
+    skipped = rig.worker.metrics.skipped_messages.labels("unassigned")._value.get()
+    assert stats.skipped == skipped == (1 if then_return_stale else 0)
+
+
+def test_messages_redelivered_below_the_committed_offset_are_not_done_twice() -> None:
+    # The client may restart a partition's fetch from an older offset (seen with a partition handed over
+    # in a rebalance while the group had no offset for it): what this worker committed is done.
+    rig = make_rig({0: [(k.encode(), event_bytes(k, "card")) for k in "abcd"]}, max_batch=1)
+    rewound = False
+
+    def restart_the_fetch_once_committed(consumer: object) -> None:
+        nonlocal rewound
+        if not rewound and rig.consumer.committed.get(0) == 3:
+            rewound = True
+            rig.consumer.positions[0] = 0
+
+    rig.consumer.before_consume = restart_the_fetch_once_committed
+    stats = rig.worker.run(idle_timeout=0.5)
+    assert rewound and rig.consumer.committed == {0: 4}  # FakeSink refuses offsets that go backwards
+    exclusions = [r.key for r in rig.sink.records if r.topic == "exclusions"]
+    assert sorted(exclusions) == [b"a", b"b", b"c", b"d"]
+    assert stats.skipped == rig.worker.metrics.skipped_messages.labels("already_committed")._value.get() == 3
+
+
 def test_lost_partitions_commit_nothing() -> None:
     # Partition 1's first message is stuck, so its stored second message cannot be committed yet.
     partitions = {
