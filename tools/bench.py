@@ -11,8 +11,9 @@ One run measures and prints:
   write Redis, publish, commit (`naive_loop`).
 - `worker_ips`: the real worker end to end (first consumed message to last commit), serving the default
   model's text cascade when its card has one; `worker_core_ms_per_event` is what it cost (its process,
-  its decode processes and its OCR processes). With a cascade, the same events are run again with the
-  model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
+  its decode processes and its OCR processes, from its run's start: building the worker, the OCR
+  engines' loading included, is a start cost paid once per worker, left out). With a cascade, the
+  same events are run again with the model alone (`model_only_ips`, `model_only_core_ms_per_event`), so
   `verifier_added_core_ms_per_event` is the verifier's cost on this mix, and `verifier_share` the share
   of events it read (`verifier_sends_by_route`: by which route; `verifier_read_ms_per_event_by_route`: the
   reads' time per event, by the route that sent them). `verifier_added_core_ms_per_event_by_part`
@@ -328,9 +329,11 @@ def worker_run(
 ) -> dict[str, Any]:
     """Produce `count` events, then let the real worker drain them; returns its throughput and cost.
 
-    `core_ms_per_event` is the CPU of the worker's process and of its children that ended during the run
-    (its decode processes, every OCR read's Tesseract process) per event. `verifier=False` serves the model
-    alone (`ALOCC_VERIFIER__ENABLED=false`), so two runs on one mix give what the verifier adds.
+    `core_ms_per_event` is the CPU of the worker's process and of its children (its decode and OCR
+    processes) during the run, per event. What was spent building the worker (loading the model, starting
+    the processes, the OCR engines' loading) is a start cost, left out (`cpu.children_start_seconds`: the
+    children's). `verifier=False` serves the model alone (`ALOCC_VERIFIER__ENABLED=false`), so two runs on
+    one mix give what the verifier adds.
     """
     topic, exclusions, dead_letter = topics.create(3), topics.create(1), topics.create(1)
     produce_events(bootstrap, topic, ctx, count, tag="w" if verifier else "m")

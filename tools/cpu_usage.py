@@ -117,9 +117,10 @@ class CpuUsage:
     (a worker's pools, closed at its end) are still counted. It also samples the resident memory of
     the worker's fetch-and-decode child processes: `decode_children_peak_rss_mb` is the largest sum
     seen, `decode_child_peak_rss_mb` the largest single child. The CPU of the children reaped meanwhile
-    (`reaped_children_seconds`, exact) is split by what they run (`reaped_children_seconds_by_role`:
-    "decode" for the fetch-and-decode processes, "ocr" for the verifier's, "other"), in the proportions
-    the samples saw.
+    (`reaped_children_seconds`, exact), from enter on (what a child already running at enter had used,
+    its start, is `reaped_children_start_seconds`), is split by what they run
+    (`reaped_children_seconds_by_role`: "decode" for the fetch-and-decode processes, "ocr" for the
+    verifier's, "other"), in the proportions the samples saw.
     """
 
     def __init__(self, interval_s: float = 0.25, others: dict[str, int] | None = None) -> None:
@@ -140,6 +141,7 @@ class CpuUsage:
         self.process_cores = 0.0
         self.process_seconds = 0.0  # CPU seconds of this process between enter and exit
         self.reaped_children_seconds = 0.0  # and of its children that ended meanwhile (OCR, decode processes)
+        self.reaped_children_start_seconds = 0.0  # their CPU before enter (their start), left out above
         self.thread_cores: dict[str, float] = {}
         self.decode_children_peak_rss_mb = 0.0
         self.decode_child_peak_rss_mb = 0.0
@@ -204,11 +206,16 @@ class CpuUsage:
         times = os.times()
         self.process_seconds = times.user + times.system - self._process
         self.process_cores = self.process_seconds / wall
-        # Children are counted when reaped: the worker's decode processes end with the worker, each OCR
-        # read's Tesseract process when its read ends.
-        self.reaped_children_seconds = times.children_user + times.children_system - self._children
+        # Children are counted when reaped: the worker's decode and OCR processes end with the worker. The
+        # kernel's figure is each reaped child's whole life; a child already running at enter (started and
+        # loaded with the worker, before the measured run) is counted from its CPU seen at enter, so a
+        # one-time start (an OCR engine's model loading) is not spread over the run's events.
+        alive = {child.pid for child in _children()}  # not reaped: neither in the total nor subtracted
+        before = sum(seconds for pid, seconds in self._child_start.items() if pid not in alive)
+        reaped = times.children_user + times.children_system - self._children
+        self.reaped_children_seconds = max(0.0, reaped - before)
+        self.reaped_children_start_seconds = reaped - self.reaped_children_seconds
         self.reaped_children_cores = self.reaped_children_seconds / wall
-        alive = {child.pid for child in _children()}  # not reaped: not in the total being split
         self.reaped_children_seconds_by_role = self._split_by_role(self.reaped_children_seconds, alive)
         for name in self._others:
             start, end = self._other_start.get(name), self._other_last.get(name)
@@ -253,6 +260,7 @@ class CpuUsage:
             "worker_process_cores": round(self.process_cores, 2),
             "worker_thread_cores": self.thread_cores,
             "children_cores": round(self.reaped_children_cores, 2),
+            "children_start_seconds": round(self.reaped_children_start_seconds, 2),
             "children_cores_by_role": {
                 role: round(seconds / self._wall_seconds, 2)
                 for role, seconds in self.reaped_children_seconds_by_role.items()

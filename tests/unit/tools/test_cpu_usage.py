@@ -56,3 +56,30 @@ def test_children_cpu_is_split_by_the_module_they_run() -> None:
     assert by_role.get("ocr", 0.0) > 0.1 and by_role.get("decode", 0.0) > 0.1, by_role
     assert sum(by_role.values()) == pytest.approx(usage.reaped_children_seconds)
     assert {"ocr", "decode"} <= set(usage.report()["children_cores_by_role"])  # type: ignore[arg-type]
+
+
+def test_a_child_running_before_the_measurement_is_counted_from_enter_on() -> None:
+    # A worker's OCR processes start and load their engines before the measured run and end with it:
+    # their start must not be spread over the run's events.
+    code = (
+        "import sys, time  # model.verifier.ocr_processes\n"
+        "while time.process_time() < 0.4: pass\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "while time.process_time() < 0.6: pass\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        with CpuUsage(interval_s=0.05) as usage:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+            child.wait()
+    finally:
+        child.kill()
+    # About 0.2 s in the window (plus the interpreter's exit); the 0.4 s start is reported apart.
+    assert 0.1 < usage.reaped_children_seconds < 0.35, usage.reaped_children_seconds
+    assert usage.reaped_children_start_seconds >= 0.35
+    by_role = usage.reaped_children_seconds_by_role
+    assert by_role.get("ocr", 0.0) == pytest.approx(usage.reaped_children_seconds)
