@@ -9,8 +9,9 @@ Commit order of one step (the worker calls `commit` only after the step's Redis 
 4. Commit.
 
 `TransactionalSink` (exactly-once for Kafka outputs): steps 2-4 are one Kafka transaction; a
-`read_committed` reader sees the events if and only if the offsets moved. Any failure aborts the
-transaction: nothing of the step is visible and the offsets stay where they were.
+`read_committed` reader sees the events if and only if the offsets moved. A failure before the commit
+aborts the transaction: nothing of the step is visible and the offsets stay where they were. A commit
+whose outcome cannot be known stops the worker rather than redo the step (see `TransactionalSink.commit`).
 
 `AtLeastOnceSink` (switchable, idempotent producer): produce, flush and check every delivery, then
 commit offsets synchronously. A crash between the two re-delivers the step, so an event can appear
@@ -19,6 +20,7 @@ twice (same content and key, harmless on a compacted topic); it is never lost.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -26,6 +28,9 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from worker.failures import KafkaFatalError, WorkerError
 from worker.stages.output import OutputRecord
+
+# Between tries of a transaction call whose error was retriable (a timeout has waited already).
+_RETRY_PAUSE_S = 0.1
 
 
 class CommitAborted(WorkerError):
@@ -86,8 +91,17 @@ class TransactionalSink:
     def commit(
         self, records: Sequence[OutputRecord], offsets: Sequence[TopicPartition], consumer: Any
     ) -> None:
-        """Run one transaction: produce, send offsets, commit (see the module docstring)."""
+        """Run one transaction: produce, send offsets, commit (see the module docstring).
+
+        Errors follow librdkafka's contract for each call. Before `commit_transaction` nothing can be
+        visible, so any error short of a fatal one aborts. `commit_transaction` itself is retried while its
+        error is retriable (a timeout: the commit may be under way, and aborting then could rewind over a
+        transaction that did commit, deciding its messages twice); an error that requires an abort aborts;
+        any other leaves the outcome unknown, and the worker must stop (a restart's `init_transactions`
+        completes or aborts it, and consumption resumes at the committed offsets).
+        """
         producer = self._producer
+        deadline = time.monotonic() + self._timeout
         try:
             producer.begin_transaction()
             for record in records:
@@ -95,26 +109,50 @@ class TransactionalSink:
                 producer.poll(0)
             if offsets:
                 producer.send_offsets_to_transaction(
-                    list(offsets), consumer.consumer_group_metadata(), self._timeout
+                    list(offsets), consumer.consumer_group_metadata(), self._remaining(deadline)
                 )
-            producer.commit_transaction(self._timeout)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if _is_fatal(error):
                 raise KafkaFatalError(f"producer cannot continue: {error}") from exc
-            self._abort()
+            self._abort(deadline)
             raise CommitAborted(f"transaction aborted: {error}") from exc
         except BufferError as exc:
-            self._abort()
+            self._abort(deadline)
             raise CommitAborted(f"producer queue full: {exc}") from exc
+        self._commit(deadline)
 
-    def _abort(self) -> None:
-        try:
-            self._producer.abort_transaction(self._timeout)
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if _is_fatal(error) or not error.retriable():
-                raise KafkaFatalError(f"cannot abort transaction: {error}") from exc
+    def _commit(self, deadline: float) -> None:
+        while True:
+            try:
+                self._producer.commit_transaction(self._remaining(deadline))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if _is_fatal(error):
+                    raise KafkaFatalError(f"producer cannot continue: {error}") from exc
+                if error.txn_requires_abort():
+                    self._abort(deadline)
+                    raise CommitAborted(f"transaction aborted: {error}") from exc
+                if not error.retriable() or time.monotonic() >= deadline:
+                    raise KafkaFatalError(f"transaction outcome unknown: {error}") from exc
+                time.sleep(_RETRY_PAUSE_S)
+
+    def _abort(self, deadline: float) -> None:
+        while True:
+            try:
+                self._producer.abort_transaction(self._remaining(deadline))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if _is_fatal(error) or not error.retriable() or time.monotonic() >= deadline:
+                    raise KafkaFatalError(f"cannot abort transaction: {error}") from exc
+                time.sleep(_RETRY_PAUSE_S)
+
+    @staticmethod
+    def _remaining(deadline: float) -> float:
+        # A call that timed out may be called again: each try gets what is left of the step's time.
+        return max(1.0, deadline - time.monotonic())
 
     def close(self, timeout: float) -> None:
         """Flush anything outstanding (there is no open transaction between steps)."""
