@@ -155,6 +155,7 @@ class _CommitPayload:
     prefixes: dict[TopicPartitionKey, list[InFlight]]
     items: list[InFlight]
     outcomes: list[tuple[bool, str]]
+    offsets: dict[TopicPartitionKey, int]  # the commit offset sent for each partition
 
 
 @dataclass
@@ -764,8 +765,8 @@ class Worker:
         outcomes = [(item.outcome == "dead_lettered", item.reason) for item in items]
         self._guard.check(outcomes)  # raises before a mostly-failing step is committed
         records = [record for item in items for record in item.outputs]
-        offsets = [TopicPartition(t, p, o) for (t, p), o in commit_offsets(prefixes).items()]
-        payload = _CommitPayload(prefixes, items, outcomes)
+        payload = _CommitPayload(prefixes, items, outcomes, commit_offsets(prefixes))
+        offsets = [TopicPartition(t, p, o) for (t, p), o in payload.offsets.items()]
         self._committer.start(records, offsets, self._consumer, payload, inline=force)
         if force or self._committer.done:
             self._finish_commit()
@@ -793,7 +794,7 @@ class Worker:
         self.stats.slowest_commit_s = max(self.stats.slowest_commit_s, commit_seconds)
         self._guard.extend(pending.outcomes)  # only now: an aborted step is redone and would count twice
         self._ledger.release(pending.prefixes)
-        for key, offset in commit_offsets(pending.prefixes).items():
+        for key, offset in pending.offsets.items():
             if key in self._epochs:  # not revoked meanwhile
                 self._committed[key] = max(offset, self._committed.get(key, 0))
         self.stats.commits += 1
