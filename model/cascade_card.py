@@ -334,7 +334,7 @@ def attach(
     layout_band: tuple[Measurements, list[str], list[str], float, float] | None = None,
     rules_floor: int | None = None,
     sheet_second_read: SheetSecondCalibration | None = None,
-    second_read: tuple[Path, Path, int, int] | None = None,
+    second_read: tuple[Path, Path, int, int, float | None] | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
@@ -409,10 +409,12 @@ def attach(
     if second_read is not None:
         from model.cascade_second import calibration_second_counts, with_second_read
 
-        data, cache, max_photos, min_boxes = second_read
+        data, cache, max_photos, min_boxes, max_ground = second_read
         _, keys = _calibration_photos(data, cache, model_dir)
         photos = [data / key for key in keys]
-        counts, engine_version = calibration_second_counts(model_dir, cascade, photos, min_boxes=min_boxes)
+        counts, engine_version = calibration_second_counts(
+            model_dir, cascade, photos, min_boxes=min_boxes, max_ground=max_ground
+        )
         cascade = with_second_read(
             cascade,
             counts,
@@ -420,6 +422,7 @@ def attach(
             engine_version=engine_version,
             max_photos=max_photos,
             min_boxes=min_boxes,
+            max_ground=max_ground,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
@@ -541,6 +544,12 @@ def register(subcommands: Any) -> None:
         default=0,
         help="with --second-read: read again only pages in which the first reading found at least this many "
         "word boxes (default %(default)s: every page)",
+    )
+    parser.add_argument(
+        "--second-max-ground",
+        type=float,
+        help="with --second-read: read again only pages whose ground outside the read words is at most this "
+        "share flat (`TextFeatures.ground_emptiness`; default: any ground)",
     )
     parser.add_argument(
         "--cache",
@@ -684,7 +693,9 @@ def run_attach(args: argparse.Namespace) -> int:
     if args.second_read is not None and args.data is None:
         raise ConfigError("--second-read needs --data: its count is set on the calibration photos")
     second_read = (
-        None if args.second_read is None else (args.data, args.cache, args.second_read, args.second_min_boxes)
+        None
+        if args.second_read is None
+        else (args.data, args.cache, args.second_read, args.second_min_boxes, args.second_max_ground)
     )
     out = args.out or model_dir
     card = attach(
@@ -738,10 +749,12 @@ def run_attach(args: argparse.Namespace) -> int:
         band += f", the rules' readings count from {policy['min_confident']} confident characters"
     if "second_read" in policy:
         calibrated, second = card.text_cascade["calibration"]["second_read"], policy["second_read"]
+        bound = second.get("max_ground")
+        ground = "" if bound is None else f" on grounds at most {bound:.3f} flat"
         band += (
             f", pages the rules leave products read again by {second['engine_version']}: cards "
             f"from {second['min_characters']} characters, of pages with {second.get('min_boxes', 0)}+ boxes "
-            "found (flags "
+            f"found{ground} (flags "
             f"{calibrated['photos_flagged']} of the {calibrated['photos_read']} calibration photos it reads)"
         )
     print(

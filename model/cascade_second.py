@@ -42,10 +42,11 @@ def calibration_second_counts(
     *,
     engine: str = SECOND_ENGINE,
     min_boxes: int = 0,
+    max_ground: float | None = None,
 ) -> tuple[list[int], str]:
     """The characters the second engine reads in each calibration photo it would read under `cascade`
-    with a second reading by `engine` of pages with `min_boxes` boxes found (whatever its count), and that
-    engine's version.
+    with a second reading by `engine` of pages with `min_boxes` boxes found and a ground no flatter than
+    `max_ground` (whatever its count), and that engine's version.
 
     Raises:
         ConfigError: the second engine cannot run here, or a photo could not be decided.
@@ -57,7 +58,7 @@ def calibration_second_counts(
     from model.verifier.engines import VerifierUnavailable
     from model.verifier.text_verifier import TextVerifier
 
-    second = SecondRead(_UNREACHABLE, engine=engine, min_boxes=min_boxes)
+    second = SecondRead(_UNREACHABLE, engine=engine, min_boxes=min_boxes, max_ground=max_ground)
     probe = dataclasses.replace(cascade, policy=dataclasses.replace(cascade.policy, second_read=second))
     verifier = TextVerifier(cascade.verifier)
     try:
@@ -86,6 +87,7 @@ def with_second_read(
     max_photos: int = 1,
     engine: str = SECOND_ENGINE,
     min_boxes: int = 0,
+    max_ground: float | None = None,
 ) -> TextCascade:
     """The cascade with the second reading, its count the least that flags at most `max_photos` of the
     calibration photos the second engine reads (`counts`, from `calibration_second_counts`). The bound it
@@ -96,7 +98,9 @@ def with_second_read(
         ConfigError: `max_photos` is negative.
     """
     least = least_count(counts, max_photos)
-    second = SecondRead(least, engine=engine, engine_version=engine_version, min_boxes=min_boxes)
+    second = SecondRead(
+        least, engine=engine, engine_version=engine_version, min_boxes=min_boxes, max_ground=max_ground
+    )
     flagged = sum(int(count) >= least for count in counts)
     # The union bound so far (a second reading attached before is replaced, not added to).
     prior = union_bound_after(cascade, last_bound_step(cascade, excluding="second_read"))
@@ -107,6 +111,7 @@ def with_second_read(
         "photos_read": len(counts),
         "max_photos": max_photos,
         "min_boxes": min_boxes,
+        "max_ground": max_ground,
         "min_characters": least,
         "photos_flagged": flagged,
         "false_positive_bound": prior + bound,

@@ -43,12 +43,20 @@ class SecondRead:
     # not) are read again: Tesseract finds the words of a card it misreads; a page it finds no word in at
     # all is a picture, whose printed words the second engine would read as a card's. 0: every page.
     min_boxes: int = 0
+    # Only pages whose ground is at most this flat (`TextFeatures.ground_emptiness`, the share of the picture
+    # outside the first reading's read boxes without edges) are read again: the cards the first reading
+    # misreads are text over a picture (a caption strip across a photo, a notice photographed in a scene),
+    # while a product's printed label, which the second engine reads as a card's text, sits on a cut-out
+    # photographed on a plain studio ground. None: any ground.
+    max_ground: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_characters < 1:
             raise ValueError(f"the second reading needs at least one character, got {self.min_characters}")
         if self.min_boxes < 0:
             raise ValueError(f"the least boxes found is a count, not {self.min_boxes}")
+        if self.max_ground is not None and not 0.0 <= self.max_ground <= 1.0:
+            raise ValueError(f"the ground's bound is a share between 0 and 1, not {self.max_ground}")
         if self.side < 32:
             raise ValueError(f"the second reading's side must be at least 32 pixels, got {self.side}")
 
@@ -58,10 +66,16 @@ class SecondRead:
 
     def reads_after(self, page: TextFeatures | Mapping[str, Any] | None) -> bool:
         """Whether a page the first reading left a product is read again: the first reading found at least
-        `min_boxes` boxes in it (None: the page was not read)."""
+        `min_boxes` boxes in it, and its ground is no flatter than `max_ground` (None: the page was not
+        read)."""
         if page is None:
             return False
-        boxes = page.boxes if isinstance(page, TextFeatures) else page.get("boxes", 0)
+        if isinstance(page, TextFeatures):
+            boxes, ground = page.boxes, page.ground_emptiness
+        else:
+            boxes, ground = page.get("boxes", 0), page.get("ground_emptiness", 0.0)
+        if self.max_ground is not None and float(ground) > self.max_ground:
+            return False
         return int(boxes) >= self.min_boxes
 
     def card(self, features: TextFeatures | Mapping[str, Any]) -> bool:
@@ -79,6 +93,8 @@ class SecondRead:
         }
         if self.min_boxes:
             record["min_boxes"] = int(self.min_boxes)
+        if self.max_ground is not None:  # written only where set: older cards keep their versions
+            record["max_ground"] = float(self.max_ground)
         return record
 
     @classmethod
@@ -90,4 +106,5 @@ class SecondRead:
             int(record["side"]),
             str(record.get("engine_version", "")),
             int(record.get("min_boxes", 0)),
+            None if record.get("max_ground") is None else float(record["max_ground"]),
         )

@@ -561,6 +561,12 @@ def test_the_second_reading_reads_again_what_the_rules_leave_products_outside_th
     assert not boxed.second_reads(model_scores, first, looks, read, no_boxes)[0]
     assert boxed.second_reads(model_scores, first, looks, read, some)[0]
     assert CascadePolicy.from_json(boxed.to_json()) == boxed and "min_boxes" not in second.to_json()
+    # With a bound on the ground, a page read on a plain ground (a product's label on a cut-out) is not.
+    grounded = dataclasses.replace(twice, second_read=dataclasses.replace(second, max_ground=0.5))
+    plain, busy_ground = [{**unread_caption, "ground_emptiness": 0.8}, *rows[1:]], rows
+    assert not grounded.second_reads(model_scores, first, looks, read, plain)[0]
+    assert grounded.second_reads(model_scores, first, looks, read, busy_ground)[0]
+    assert CascadePolicy.from_json(grounded.to_json()) == grounded and "max_ground" not in second.to_json()
     many, few = _features(12, 0.1, 0.5), _features(9, 0.1, 0.5)
     for second_rows, flagged in (([many, None, None, None], True), ([few, None, None, None], False)):
         after = twice.cascade_scores(model_scores, rows, looks, second_features=second_rows)
@@ -595,6 +601,8 @@ def test_the_second_reading_reads_again_what_the_rules_leave_products_outside_th
         SecondRead(0)
     with pytest.raises(ValueError, match="least boxes"):
         SecondRead(9, min_boxes=-1)
+    with pytest.raises(ValueError, match="ground's bound"):
+        SecondRead(9, max_ground=1.5)
 
 
 def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_allowed() -> None:
