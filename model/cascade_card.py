@@ -32,6 +32,7 @@ from model.verifier.panel_read import PanelRead
 
 if TYPE_CHECKING:  # model.checkpoint imports torch: not at `alocc --help` time
     from model.cascade_fit import Measurements
+    from model.cascade_second import SecondReadRequest
     from model.checkpoint import ModelCard
 
 
@@ -334,7 +335,7 @@ def attach(
     layout_band: tuple[Measurements, list[str], list[str], float, float] | None = None,
     rules_floor: int | None = None,
     sheet_second_read: SheetSecondCalibration | None = None,
-    second_read: tuple[Path, Path, int, int, float | None] | None = None,
+    second_read: SecondReadRequest | None = None,
 ) -> ModelCard:
     """Write the checkpoint with the cascade into `out_dir` (may be `model_dir`); returns its card. With
     `quadrants` (a `cascade-quadrants.json` report and an alpha), the cascade gets that quadrant route; with
@@ -409,20 +410,33 @@ def attach(
     if second_read is not None:
         from model.cascade_second import calibration_second_counts, with_second_read
 
-        data, cache, max_photos, min_boxes, max_ground = second_read
-        _, keys = _calibration_photos(data, cache, model_dir)
-        photos = [data / key for key in keys]
+        request = second_read
+        _, keys = _calibration_photos(request.data, request.cache, model_dir)
+        photos = [request.data / key for key in keys]
+        min_boxes, max_ground = request.min_boxes, request.max_ground
         counts, engine_version = calibration_second_counts(
             model_dir, cascade, photos, min_boxes=min_boxes, max_ground=max_ground
         )
+        negative_counts = None
+        if request.negatives is not None:
+            negatives = sorted(path for path in request.negatives.rglob("*") if path.is_file())
+            negative_counts, _ = calibration_second_counts(
+                model_dir,
+                cascade,
+                negatives,
+                min_boxes=min_boxes,
+                max_ground=max_ground,
+                desc=str(request.negatives),
+            )
         cascade = with_second_read(
             cascade,
             counts,
             len(photos),
             engine_version=engine_version,
-            max_photos=max_photos,
+            max_photos=request.max_photos,
             min_boxes=min_boxes,
             max_ground=max_ground,
+            negative_counts=negative_counts,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
@@ -550,6 +564,12 @@ def register(subcommands: Any) -> None:
         type=float,
         help="with --second-read: read again only pages whose ground outside the read words is at most this "
         "share flat (`TextFeatures.ground_emptiness`; default: any ground)",
+    )
+    parser.add_argument(
+        "--second-negatives",
+        type=Path,
+        help="with --second-read: a folder of training negatives (data/vN/train/negatives) the count is also "
+        "raised above: none of them is flagged by the second reading",
     )
     parser.add_argument(
         "--cache",
@@ -692,10 +712,19 @@ def run_attach(args: argparse.Namespace) -> int:
         )
     if args.second_read is not None and args.data is None:
         raise ConfigError("--second-read needs --data: its count is set on the calibration photos")
+    from model.cascade_second import SecondReadRequest
+
     second_read = (
         None
         if args.second_read is None
-        else (args.data, args.cache, args.second_read, args.second_min_boxes, args.second_max_ground)
+        else SecondReadRequest(
+            args.data,
+            args.cache,
+            args.second_read,
+            args.second_min_boxes,
+            args.second_max_ground,
+            args.second_negatives,
+        )
     )
     out = args.out or model_dir
     card = attach(

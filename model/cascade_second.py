@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,21 @@ from model.verifier.second_read import SECOND_ENGINE, SecondRead
 
 # A count no picture reaches: with it every photo the second engine would read is read, and none flagged.
 _UNREACHABLE = 10**9
+
+
+@dataclass(frozen=True)
+class SecondReadRequest:
+    """What `alocc cascade attach --second-read` asks for: the dataset whose calibration photos set the
+    count, the most of them it may flag, which pages are read again (`SecondRead.min_boxes`,
+    `SecondRead.max_ground`), and a folder of training negatives the count must also stay above (None: the
+    calibration photos alone set it)."""
+
+    data: Path
+    cache: Path
+    max_photos: int
+    min_boxes: int = 0
+    max_ground: float | None = None
+    negatives: Path | None = None
 
 
 def least_count(counts: Sequence[int], max_photos: int) -> int:
@@ -43,6 +59,7 @@ def calibration_second_counts(
     engine: str = SECOND_ENGINE,
     min_boxes: int = 0,
     max_ground: float | None = None,
+    desc: str = "calib/other",
 ) -> tuple[list[int], str]:
     """The characters the second engine reads in each calibration photo it would read under `cascade`
     with a second reading by `engine` of pages with `min_boxes` boxes found and a ground no flatter than
@@ -68,10 +85,10 @@ def calibration_second_counts(
     scorer = Scorer.load(model_dir, device="cpu")
     records = score_paths(scorer, list(photos), cascade=(probe, verifier))
     counts = []
-    progress = tqdm(records, total=len(photos), desc="calib/other", unit="img", file=sys.stderr)
+    progress = tqdm(records, total=len(photos), desc=desc, unit="img", file=sys.stderr)
     for record in progress:
         if "error" in record or record.get("decided_by") == "model_fallback":
-            raise ConfigError(f"calibration photo {record.get('path')} was not decided: {record}")
+            raise ConfigError(f"{desc} picture {record.get('path')} was not decided: {record}")
         read = (record.get("verifier") or {}).get("second_read_characters")
         if read is not None:
             counts.append(int(read))
@@ -88,16 +105,24 @@ def with_second_read(
     engine: str = SECOND_ENGINE,
     min_boxes: int = 0,
     max_ground: float | None = None,
+    negative_counts: Sequence[int] | None = None,
 ) -> TextCascade:
     """The cascade with the second reading, its count the least that flags at most `max_photos` of the
-    calibration photos the second engine reads (`counts`, from `calibration_second_counts`). The bound it
-    adds to the card's union bound is (flagged + 1) / (calibration photos + 1). The evaluation the card
-    recorded no longer describes its decisions: dropped.
+    calibration photos the second engine reads (`counts`, from `calibration_second_counts`), raised above
+    every training negative it reads (`negative_counts`, where given). The bound it adds to the card's
+    union bound is (flagged + 1) / (calibration photos + 1). The evaluation the card recorded no longer
+    describes its decisions: dropped.
+
+    Few calibration photos are read again and the second engine reads next to nothing in most, so the
+    count their tail sets can be a handful of characters; the training negatives (textures, prints) show
+    how much the engine reads in pictures that are no card, and a count under that would flag them.
 
     Raises:
         ConfigError: `max_photos` is negative.
     """
-    least = least_count(counts, max_photos)
+    calibrated = least_count(counts, max_photos)
+    negatives_top = max((int(count) for count in negative_counts or ()), default=-1)
+    least = max(calibrated, negatives_top + 1)
     second = SecondRead(
         least, engine=engine, engine_version=engine_version, min_boxes=min_boxes, max_ground=max_ground
     )
@@ -113,9 +138,13 @@ def with_second_read(
         "min_boxes": min_boxes,
         "max_ground": max_ground,
         "min_characters": least,
+        "calibrated_characters": calibrated,
         "photos_flagged": flagged,
         "false_positive_bound": prior + bound,
     }
+    if negative_counts is not None:
+        record["negatives_read"] = len(negative_counts)
+        record["negatives_top_characters"] = max(negatives_top, 0)
     policy = dataclasses.replace(cascade.policy, second_read=second)
     calibration = {**cascade.calibration, "second_read": record}
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})

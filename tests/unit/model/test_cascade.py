@@ -628,3 +628,29 @@ def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_al
     # Attached again, the reading replaces its earlier bound instead of adding to it.
     assert again.calibration["second_read"]["false_positive_bound"] == pytest.approx(0.001 + 2 / 1000)
     assert second.version != cascade.version  # the second reading is part of what the version names
+    # A training negative reading more than the calibration photos' tail raises the count above it.
+    raised = with_second_read(
+        cascade,
+        counts,
+        999,
+        engine_version="engine 1",
+        max_photos=1,
+        negative_counts=[0, 9, 2],
+        max_ground=0.7,
+    )
+    assert raised.policy.second_read is not None and raised.policy.second_read.min_characters == 10
+    assert raised.policy.second_read.max_ground == 0.7
+    record = raised.calibration["second_read"]
+    assert (
+        record["calibrated_characters"],
+        record["negatives_top_characters"],
+        record["photos_flagged"],
+    ) == (
+        8,
+        9,
+        1,
+    )
+    below = with_second_read(
+        cascade, counts, 999, engine_version="engine 1", max_photos=1, negative_counts=[3]
+    )
+    assert below.policy.second_read is not None and below.policy.second_read.min_characters == 8
