@@ -160,7 +160,9 @@ def main(args: argparse.Namespace) -> int:
             band += f"; a reading counts from {cascade.policy.min_confident} confident character(s)"
         second = cascade.policy.second_read
         if second is not None:
-            band += f"; pages left products read again ({second.engine}): cards from {second.min_characters}"
+            ground = "" if second.max_ground is None else f", grounds up to {second.max_ground:.3f} flat"
+            band += f"; pages left products read again ({second.engine}{ground}): "
+            band += f"cards from {second.min_characters}"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
