@@ -51,7 +51,7 @@ dataset: setup ## build the training/calibration/evaluation dataset into $(DATAS
 model: dataset ## train, calibrate and install the default model from model/recipes/default.json (about 25 min on 2 CPU cores with bf16 support, more on a busy host)
 	nice $(PYTHON) -m model.make_default --data $(DATASET) --install
 
-cascade: setup ## fit the text cascade over the default model on $(DATASET), measure its quadrant route and its sheet route (with its reading), attach it with the model's card band, the panel reading, the sheet route and its reading, the layout band, the rules' floor and the sheet's second reading to the model's card, and record its evaluation (about 16 min: Tesseract reads about 7,000 images)
+cascade: setup ## fit the text cascade over the default model on $(DATASET), measure its quadrant route and its sheet route (with its reading), attach it with the model's card band, the panel reading, the sheet route and its reading, the layout band, the rules' floor, the sheet's second reading and the page's second reading to the model's card, and record its evaluation (about 25 min: Tesseract reads about 7,000 images)
 	nice $(VENV)/bin/alocc cascade fit --data $(DATASET) --out reports/cascade --engine tesserocr
 	$(VENV)/bin/alocc cascade attach --fit reports/cascade/cascade-tesserocr.json
 	nice $(VENV)/bin/alocc cascade quadrants --data $(DATASET) --out reports/cascade \
@@ -65,6 +65,8 @@ cascade: setup ## fit the text cascade over the default model on $(DATASET), mea
 	$(VENV)/bin/alocc cascade attach --layout-alpha 0.0005 --data $(DATASET)
 	$(VENV)/bin/alocc cascade attach --min-confident 1
 	$(VENV)/bin/alocc cascade attach --sheet-second-alpha 0.0005 --data $(DATASET)
+	nice $(VENV)/bin/alocc cascade attach --second-read 1 --second-min-boxes 1 --second-max-ground 0.72 \
+		--second-negatives $(DATASET)/train/negatives --data $(DATASET)
 	nice $(VENV)/bin/alocc cascade evaluate --data $(DATASET) --out reports/cascade --record
 
 draws: setup ## draw fresh evaluation files from DRAW_START on (2,000-4,000 per folder) and report the default model's misses and flags per family with exact intervals (about 10 min)
