@@ -437,6 +437,7 @@ def attach(
             min_boxes=min_boxes,
             max_ground=max_ground,
             negative_counts=negative_counts,
+            min_confident=request.min_confident,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() != model_dir.resolve():
@@ -564,6 +565,12 @@ def register(subcommands: Any) -> None:
         type=float,
         help="with --second-read: read again only pages whose ground outside the read words is at most this "
         "share flat (`TextFeatures.ground_emptiness`; default: any ground)",
+    )
+    parser.add_argument(
+        "--second-min-confident",
+        type=int,
+        help="with --second-read: a page is a card too where the second engine reads at least this many "
+        "characters confidently (raised above every --second-negatives picture's; default: the count alone)",
     )
     parser.add_argument(
         "--second-negatives",
@@ -724,6 +731,7 @@ def run_attach(args: argparse.Namespace) -> int:
             args.second_min_boxes,
             args.second_max_ground,
             args.second_negatives,
+            args.second_min_confident,
         )
     )
     out = args.out or model_dir
@@ -778,8 +786,9 @@ def run_attach(args: argparse.Namespace) -> int:
         band += f", the rules' readings count from {policy['min_confident']} confident characters"
     if "second_read" in policy:
         calibrated, second = card.text_cascade["calibration"]["second_read"], policy["second_read"]
-        bound = second.get("max_ground")
+        bound, sure = second.get("max_ground"), second.get("min_confident")
         ground = "" if bound is None else f" on grounds at most {bound:.3f} flat"
+        ground += "" if sure is None else f", or from {sure} read confidently"
         band += (
             f", pages the rules leave products read again by {second['engine_version']}: cards "
             f"from {second['min_characters']} characters, of pages with {second.get('min_boxes', 0)}+ boxes "

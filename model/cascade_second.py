@@ -27,6 +27,26 @@ _UNREACHABLE = 10**9
 
 
 @dataclass(frozen=True)
+class SecondCounts:
+    """What the second engine read in each picture of a set it would read: characters, and of them those
+    read confidently (`TextFeatures.confident_characters`), in the same order."""
+
+    characters: tuple[int, ...]
+    confident: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.confident and len(self.confident) != len(self.characters):
+            raise ValueError("the confident counts must be given for every picture read, or for none")
+
+    def __len__(self) -> int:
+        return len(self.characters)
+
+    def confident_or_zero(self) -> tuple[int, ...]:
+        """The confident counts (zero for each picture where none were given)."""
+        return self.confident or (0,) * len(self.characters)
+
+
+@dataclass(frozen=True)
 class SecondReadRequest:
     """What `alocc cascade attach --second-read` asks for: the dataset whose calibration photos set the
     count, the most of them it may flag, which pages are read again (`SecondRead.min_boxes`,
@@ -39,6 +59,7 @@ class SecondReadRequest:
     min_boxes: int = 0
     max_ground: float | None = None
     negatives: Path | None = None
+    min_confident: int | None = None
 
 
 def least_count(counts: Sequence[int], max_photos: int) -> int:
@@ -60,10 +81,10 @@ def calibration_second_counts(
     min_boxes: int = 0,
     max_ground: float | None = None,
     desc: str = "calib/other",
-) -> tuple[list[int], str]:
-    """The characters the second engine reads in each calibration photo it would read under `cascade`
-    with a second reading by `engine` of pages with `min_boxes` boxes found and a ground no flatter than
-    `max_ground` (whatever its count), and that engine's version.
+) -> tuple[SecondCounts, str]:
+    """What the second engine reads in each calibration photo it would read under `cascade` with a second
+    reading by `engine` of pages with `min_boxes` boxes found and a ground no flatter than `max_ground`
+    (whatever its count), and that engine's version.
 
     Raises:
         ConfigError: the second engine cannot run here, or a photo could not be decided.
@@ -84,20 +105,21 @@ def calibration_second_counts(
         raise ConfigError(f"the second reading's engine cannot run here: {exc}") from exc
     scorer = Scorer.load(model_dir, device="cpu")
     records = score_paths(scorer, list(photos), cascade=(probe, verifier))
-    counts = []
+    characters, confident = [], []
     progress = tqdm(records, total=len(photos), desc=desc, unit="img", file=sys.stderr)
     for record in progress:
         if "error" in record or record.get("decided_by") == "model_fallback":
             raise ConfigError(f"{desc} picture {record.get('path')} was not decided: {record}")
-        read = (record.get("verifier") or {}).get("second_read_characters")
-        if read is not None:
-            counts.append(int(read))
-    return counts, engine_version
+        features = record.get("verifier") or {}
+        if features.get("second_read_characters") is not None:
+            characters.append(int(features["second_read_characters"]))
+            confident.append(int(features.get("second_confident_characters", 0)))
+    return SecondCounts(tuple(characters), tuple(confident)), engine_version
 
 
 def with_second_read(
     cascade: TextCascade,
-    counts: Sequence[int],
+    counts: SecondCounts,
     calibration_photos: int,
     *,
     engine_version: str,
@@ -105,13 +127,16 @@ def with_second_read(
     engine: str = SECOND_ENGINE,
     min_boxes: int = 0,
     max_ground: float | None = None,
-    negative_counts: Sequence[int] | None = None,
+    negative_counts: SecondCounts | None = None,
+    min_confident: int | None = None,
 ) -> TextCascade:
     """The cascade with the second reading, its count the least that flags at most `max_photos` of the
     calibration photos the second engine reads (`counts`, from `calibration_second_counts`), raised above
     every training negative it reads (`negative_counts`, where given). The bound it adds to the card's
     union bound is (flagged + 1) / (calibration photos + 1). The evaluation the card recorded no longer
-    describes its decisions: dropped.
+    describes its decisions: dropped. With `min_confident` (chosen on the training families), a page is a
+    card too where that many characters are read confidently; it is raised above every training negative's
+    confident count, and the photos it flags count in the bound.
 
     Few calibration photos are read again and the second engine reads next to nothing in most, so the
     count their tail sets can be a handful of characters; the training negatives (textures, prints) show
@@ -120,13 +145,24 @@ def with_second_read(
     Raises:
         ConfigError: `max_photos` is negative.
     """
-    calibrated = least_count(counts, max_photos)
-    negatives_top = max((int(count) for count in negative_counts or ()), default=-1)
+    calibrated = least_count(counts.characters, max_photos)
+    negatives = negative_counts or SecondCounts(())
+    negatives_top = max(negatives.characters, default=-1)
     least = max(calibrated, negatives_top + 1)
+    if min_confident is not None:
+        min_confident = max(min_confident, max(negatives.confident_or_zero(), default=-1) + 1)
     second = SecondRead(
-        least, engine=engine, engine_version=engine_version, min_boxes=min_boxes, max_ground=max_ground
+        least,
+        engine=engine,
+        engine_version=engine_version,
+        min_boxes=min_boxes,
+        max_ground=max_ground,
+        min_confident=min_confident,
     )
-    flagged = sum(int(count) >= least for count in counts)
+    flagged = sum(
+        second.card({"read_characters": read, "confident_characters": sure})
+        for read, sure in zip(counts.characters, counts.confident_or_zero(), strict=True)
+    )
     # The union bound so far (a second reading attached before is replaced, not added to).
     prior = union_bound_after(cascade, last_bound_step(cascade, excluding="second_read"))
     bound = (flagged + 1) / (calibration_photos + 1)
@@ -145,6 +181,9 @@ def with_second_read(
     if negative_counts is not None:
         record["negatives_read"] = len(negative_counts)
         record["negatives_top_characters"] = max(negatives_top, 0)
+    if min_confident is not None:
+        record["min_confident"] = min_confident
+        record["negatives_top_confident"] = max(negatives.confident_or_zero(), default=0)
     policy = dataclasses.replace(cascade.policy, second_read=second)
     calibration = {**cascade.calibration, "second_read": record}
     return dataclasses.replace(cascade, policy=policy, calibration=calibration, measured={})

@@ -49,12 +49,19 @@ class SecondRead:
     # while a product's printed label, which the second engine reads as a card's text, sits on a cut-out
     # photographed on a plain studio ground. None: any ground.
     max_ground: float | None = None
+    # A page is a card too where the second engine reads at least this many characters confidently
+    # (`TextFeatures.confident_characters`), fewer than `min_characters` in all: in the textures it misreads
+    # (a close-up of fabric, a circuit board) it reads characters, but none of them confidently, while a
+    # caption's short line comes back whole and sure. None: the count of all characters alone decides.
+    min_confident: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_characters < 1:
             raise ValueError(f"the second reading needs at least one character, got {self.min_characters}")
         if self.min_boxes < 0:
             raise ValueError(f"the least boxes found is a count, not {self.min_boxes}")
+        if self.min_confident is not None and self.min_confident < 1:
+            raise ValueError(f"the confident count needs at least one character, got {self.min_confident}")
         if self.max_ground is not None and not 0.0 <= self.max_ground <= 1.0:
             raise ValueError(f"the ground's bound is a share between 0 and 1, not {self.max_ground}")
         if self.side < 32:
@@ -79,9 +86,15 @@ class SecondRead:
         return int(boxes) >= self.min_boxes
 
     def card(self, features: TextFeatures | Mapping[str, Any]) -> bool:
-        """Whether the second reading makes the page a card."""
-        read = features.read_characters if isinstance(features, TextFeatures) else features["read_characters"]
-        return int(read) >= self.min_characters
+        """Whether the second reading makes the page a card: enough characters read, or enough of them read
+        confidently (`min_confident`, where set)."""
+        if isinstance(features, TextFeatures):
+            read, confident = features.read_characters, features.confident_characters
+        else:
+            read, confident = features["read_characters"], features.get("confident_characters", 0)
+        if int(read) >= self.min_characters:
+            return True
+        return self.min_confident is not None and int(confident) >= self.min_confident
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record (the card's policy stores it)."""
@@ -95,6 +108,8 @@ class SecondRead:
             record["min_boxes"] = int(self.min_boxes)
         if self.max_ground is not None:  # written only where set: older cards keep their versions
             record["max_ground"] = float(self.max_ground)
+        if self.min_confident is not None:
+            record["min_confident"] = int(self.min_confident)
         return record
 
     @classmethod
@@ -107,4 +122,5 @@ class SecondRead:
             str(record.get("engine_version", "")),
             int(record.get("min_boxes", 0)),
             None if record.get("max_ground") is None else float(record["max_ground"]),
+            None if record.get("min_confident") is None else int(record["min_confident"]),
         )

@@ -603,17 +603,21 @@ def test_the_second_reading_reads_again_what_the_rules_leave_products_outside_th
         SecondRead(9, min_boxes=-1)
     with pytest.raises(ValueError, match="ground's bound"):
         SecondRead(9, max_ground=1.5)
+    with pytest.raises(ValueError, match="confident count"):
+        SecondRead(9, min_confident=0)
 
 
 def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_allowed() -> None:
     from model.cascade import TextCascade
-    from model.cascade_second import least_count, with_second_read
+    from model.cascade_second import SecondCounts, least_count, with_second_read
     from model.verifier.engines import VerifierConfig
+    from model.verifier.second_read import SecondRead
 
-    counts = [0, 0, 3, 7, 11, 4]
-    assert least_count(counts, 0) == 12
-    assert least_count(counts, 1) == 8  # only the photo reading 11 reaches it
-    assert least_count(counts, 2) == 5
+    characters = [0, 0, 3, 7, 11, 4]
+    counts = SecondCounts(tuple(characters))
+    assert least_count(characters, 0) == 12
+    assert least_count(characters, 1) == 8  # only the photo reading 11 reaches it
+    assert least_count(characters, 2) == 5
     assert least_count([], 1) == 1
     rule = CascadeRule((1.0,), 0.0, (0.0,), (1.0,), ("model_logit",))
     cascade = TextCascade(
@@ -635,7 +639,7 @@ def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_al
         999,
         engine_version="engine 1",
         max_photos=1,
-        negative_counts=[0, 9, 2],
+        negative_counts=SecondCounts((0, 9, 2)),
         max_ground=0.7,
     )
     assert raised.policy.second_read is not None and raised.policy.second_read.min_characters == 10
@@ -651,6 +655,25 @@ def test_the_second_readings_count_is_the_least_that_flags_at_most_the_photos_al
         1,
     )
     below = with_second_read(
-        cascade, counts, 999, engine_version="engine 1", max_photos=1, negative_counts=[3]
+        cascade, counts, 999, engine_version="engine 1", max_photos=1, negative_counts=SecondCounts((3,))
     )
     assert below.policy.second_read is not None and below.policy.second_read.min_characters == 8
+    # A confident count: raised above the negatives' confident reads; its calibration flags are bounded.
+    sure = SecondCounts((0, 5, 3, 7, 11, 4), (0, 5, 0, 0, 0, 2))
+    confident = with_second_read(
+        cascade,
+        sure,
+        999,
+        engine_version="engine 1",
+        max_photos=1,
+        negative_counts=SecondCounts((6, 2), (0, 3)),
+        min_confident=2,
+    )
+    read = confident.policy.second_read
+    assert read is not None and (read.min_characters, read.min_confident) == (8, 4)
+    assert confident.calibration["second_read"]["photos_flagged"] == 2  # 11 characters; 5 read confidently
+    assert read.card({"read_characters": 5, "confident_characters": 4})
+    assert not read.card({"read_characters": 5, "confident_characters": 3})
+    assert SecondRead.from_json(read.to_json()) == read and "min_confident" not in SecondRead(9).to_json()
+    with pytest.raises(ValueError, match="confident"):
+        SecondCounts((1, 2), (1,))
