@@ -15,8 +15,8 @@ CYCLES ?= 50
 # `make draws DRAW_START=N`: fresh files of every evaluation folder from index N on (none of them files of the
 # build, nor of a draw from another start), scored with the default model. A change is tested on a start
 # nothing has been chosen on; docs/CASCADE.md lists the starts already looked at (1000-ish, 20000, 40000,
-# 60000, 80000, 100000, 120000, 140000 and 160000).
-DRAW_START ?= 180000
+# 60000, 80000, 100000, 120000, 140000, 160000 and 180000).
+DRAW_START ?= 200000
 DRAW_OUT ?= data/eval-draw-$(DRAW_START)
 export ALOCC_VENV := $(VENV)
 
@@ -65,7 +65,7 @@ cascade: setup ## fit the text cascade over the default model on $(DATASET), mea
 	$(VENV)/bin/alocc cascade attach --layout-alpha 0.0005 --data $(DATASET)
 	$(VENV)/bin/alocc cascade attach --min-confident 1
 	$(VENV)/bin/alocc cascade attach --sheet-second-alpha 0.0005 --data $(DATASET)
-	nice $(VENV)/bin/alocc cascade attach --second-read 1 --second-min-boxes 1 --second-max-ground 0.72 \
+	nice $(VENV)/bin/alocc cascade attach --second-read 1 --second-min-boxes 1 --second-max-ground 0.72 --second-min-confident 4 \
 		--second-negatives $(DATASET)/train/negatives --data $(DATASET)
 	nice $(VENV)/bin/alocc cascade evaluate --data $(DATASET) --out reports/cascade --record
 
