@@ -10,11 +10,14 @@ printed words.
 So a page that the main or corner rule decided is no card (and in which Tesseract found at least
 `SecondRead.min_boxes` word boxes, where set) is read once more by the second engine, and is a card where
 that reading reads at least `SecondRead.min_characters` characters (boxes it scores 0.6 or
-more, `model.verifier.features.READ_CONFIDENCE`). Only such pages pay for it (about one upload in sixteen
-of a mostly-product stream; a PP-OCR read detecting at the read's side costs about 30 ms on one core, a
-third of a Tesseract read), and the gate's pictures are not read again: their own rules weigh the line's
-shape. The count is the least at which the second reading flags at most a given number of the calibration
-photos it reads (`model.cascade_second`); its bound adds to the cascade's.
+more, `model.verifier.features.READ_CONFIDENCE`), or, where `SecondRead.min_confident` is set, where it
+reads that many characters confidently. Where `SecondRead.max_ground` is set, a page on a plain ground (a
+product cut out on a studio ground, whose label the second engine reads) is not read again. Only such
+pages pay for it (a PP-OCR read detecting at the read's side costs about 30 ms on one core, a third of a
+Tesseract read), and the gate's pictures are not read again: their own rules weigh the line's shape. The
+count is the least at which the second reading flags at most a given number of the calibration photos it
+reads, raised above the training negatives it reads where those are given (`model.cascade_second`); its
+bound adds to the cascade's.
 """
 
 from __future__ import annotations
