@@ -161,8 +161,9 @@ def main(args: argparse.Namespace) -> int:
         second = cascade.policy.second_read
         if second is not None:
             ground = "" if second.max_ground is None else f", grounds up to {second.max_ground:.3f} flat"
+            sure = "" if second.min_confident is None else f", or {second.min_confident} read confidently"
             band += f"; pages left products read again ({second.engine}{ground}): "
-            band += f"cards from {second.min_characters}"
+            band += f"cards from {second.min_characters}{sure}"
         print(
             f"cascade     {cascade.version} ({cascade.engine_version} reads from model score "
             f"{cascade.policy.send_from:.4f}{corners}, threshold {cascade.policy.threshold:.4f}{band})"
